@@ -1,0 +1,274 @@
+"""The request/response layer both clients share: one :class:`Call` per endpoint, and error mapping.
+
+A :class:`Call` says what to send and how to read the answer; the sync and async clients only differ in
+how they send it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+from airflow_provider_hatchet.client.errors import (
+    HatchetAPIError,
+    HatchetAuthError,
+    HatchetBadRequestError,
+    HatchetError,
+    HatchetNotFoundError,
+    HatchetRateLimitError,
+    HatchetServerError,
+    HatchetTransportError,
+)
+from airflow_provider_hatchet.client.models import RunDetails, RunPage, RunStatus, WorkflowPage
+
+T = TypeVar("T")
+
+Params = list[tuple[str, str]]
+
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One API call.
+
+    :param method: the HTTP method.
+    :param path: the path below the server URL.
+    :param parse: turns the decoded JSON body of a 2xx answer into the result.
+    :param params: query parameters, repeated keys allowed.
+    :param json: the JSON body, if any.
+    :param idempotent: whether the call may be retried safely.
+    """
+
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    params: tuple[tuple[str, str], ...] | None = None
+    json: Any = None
+    idempotent: bool = True
+
+
+def format_time(moment: datetime) -> str:
+    """Format a datetime as the RFC 3339 UTC string the server expects (``...Z``).
+
+    :param moment: an aware datetime, or a naive one taken as UTC.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def metadata_filter(metadata: Mapping[str, str]) -> list[str]:
+    """Turn metadata into the server's ``key:value`` filter entries.
+
+    :param metadata: keys and string values.
+    """
+    return [f"{key}:{value}" for key, value in metadata.items()]
+
+
+def _run_id(body: Any) -> str:
+    try:
+        return str(body["run"]["metadata"]["id"])
+    except (KeyError, TypeError):
+        raise HatchetError("The trigger response has no run.metadata.id") from None
+
+
+def trigger(tenant_id: str, body: Mapping[str, Any]) -> Call[str]:
+    """``POST .../workflow-runs/trigger``; the result is the new run's id.
+
+    :param tenant_id: the tenant.
+    :param body: a ``V1TriggerWorkflowRunRequest``.
+    """
+    return Call(
+        "POST", f"/api/v1/stable/tenants/{tenant_id}/workflow-runs/trigger", _run_id, json=dict(body),
+        idempotent=False,
+    )
+
+
+def trigger_body(
+    workflow_name: str,
+    input: Mapping[str, Any],
+    additional_metadata: Mapping[str, str] | None = None,
+    priority: int | None = None,
+    *,
+    return_only_id: bool = True,
+) -> dict[str, Any]:
+    """Build a ``V1TriggerWorkflowRunRequest``.
+
+    :param workflow_name: the full (namespaced) workflow name.
+    :param input: the run input.
+    :param additional_metadata: string metadata.
+    :param priority: 1..3 or None.
+    :param return_only_id: skip the server's wait for the run to be readable.
+    """
+    body: dict[str, Any] = {"workflowName": workflow_name, "input": dict(input)}
+    if additional_metadata:
+        body["additionalMetadata"] = dict(additional_metadata)
+    if priority is not None:
+        body["priority"] = priority
+    if return_only_id:
+        body["return_only_id"] = True
+    return body
+
+
+def run_details(run_id: str) -> Call[RunDetails]:
+    """``GET /api/v1/stable/workflow-runs/{id}``.
+
+    :param run_id: the run id.
+    """
+    return Call("GET", f"/api/v1/stable/workflow-runs/{run_id}", RunDetails.model_validate)
+
+
+def run_status(run_id: str) -> Call[RunStatus]:
+    """``GET /api/v1/stable/workflow-runs/{id}/status``, which answers a bare JSON string.
+
+    :param run_id: the run id.
+    """
+    return Call("GET", f"/api/v1/stable/workflow-runs/{run_id}/status", RunStatus)
+
+
+def list_runs(
+    tenant_id: str,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    statuses: Iterable[RunStatus] = (),
+    additional_metadata: Mapping[str, str] | None = None,
+    workflow_ids: Iterable[str] = (),
+    offset: int = 0,
+    limit: int = 100,
+    include_payloads: bool = False,
+) -> Call[RunPage]:
+    """``GET /api/v1/stable/tenants/{tenant}/workflow-runs``: workflow runs (not tasks), newest first.
+
+    Several metadata pairs are ANDed: one pair is always ANDed by the server, and several are asked
+    for with ``additional_metadata_operator=AND``.
+
+    :param tenant_id: the tenant.
+    :param since: the earliest creation time.
+    :param until: the latest creation time.
+    :param statuses: only runs in these statuses.
+    :param additional_metadata: only runs carrying all of these pairs.
+    :param workflow_ids: only runs of these workflows.
+    :param offset: rows to skip.
+    :param limit: rows per page.
+    :param include_payloads: include inputs and outputs (the server defaults to false).
+    """
+    params: Params = [
+        ("since", format_time(since)),
+        ("only_tasks", "false"),
+        ("offset", str(offset)),
+        ("limit", str(limit)),
+        ("include_payloads", "true" if include_payloads else "false"),
+    ]
+    if until is not None:
+        params.append(("until", format_time(until)))
+    params += [("statuses", RunStatus(s).value) for s in statuses]
+    params += [("workflow_ids", w) for w in workflow_ids]
+    if additional_metadata:
+        params += [("additional_metadata", kv) for kv in metadata_filter(additional_metadata)]
+        params.append(("additional_metadata_operator", "AND"))
+    path = f"/api/v1/stable/tenants/{tenant_id}/workflow-runs"
+    return Call("GET", path, RunPage.model_validate, params=tuple(params))
+
+
+def cancel(tenant_id: str, run_ids: Iterable[str]) -> Call[list[str]]:
+    """``POST .../tasks/cancel`` by run ids; cancelling is idempotent. The result is the ids accepted.
+
+    :param tenant_id: the tenant.
+    :param run_ids: workflow-run ids.
+    """
+    return Call(
+        "POST", f"/api/v1/stable/tenants/{tenant_id}/tasks/cancel",
+        lambda body: [str(i) for i in (body or {}).get("ids") or []],
+        json={"externalIds": list(run_ids)},
+    )
+
+
+def list_workflows(tenant_id: str, name: str | None = None, *, offset: int = 0, limit: int = 200) -> Call[WorkflowPage]:
+    """``GET /api/v1/tenants/{tenant}/workflows``; the server matches ``name`` as a case-insensitive substring.
+
+    :param tenant_id: the tenant.
+    :param name: the search text.
+    :param offset: rows to skip.
+    :param limit: rows per page.
+    """
+    params: Params = [("offset", str(offset)), ("limit", str(limit))]
+    if name:
+        params.append(("name", name))
+    return Call("GET", f"/api/v1/tenants/{tenant_id}/workflows", WorkflowPage.model_validate, params=tuple(params))
+
+
+def _server_message(response: httpx.Response) -> tuple[str, list[str]]:
+    try:
+        body = response.json()
+    except ValueError:
+        return (response.text[:200] or response.reason_phrase), []
+    if isinstance(body, dict):
+        descriptions = [str(e.get("description", "")) for e in body.get("errors") or [] if isinstance(e, dict)]
+        if descriptions:
+            return "; ".join(descriptions), descriptions
+        if "message" in body:
+            return str(body["message"]), []
+    return response.reason_phrase or "no message", []
+
+
+_ERRORS: dict[int, type[HatchetAPIError]] = {
+    403: HatchetAuthError,
+    404: HatchetNotFoundError,
+    429: HatchetRateLimitError,
+}
+
+
+def api_error(response: httpx.Response) -> HatchetAPIError:
+    """Map an error response to the client's exception tree.
+
+    :param response: a response with a status of 400 or more.
+    """
+    message, descriptions = _server_message(response)
+    status = response.status_code
+    where = {"method": response.request.method, "path": response.request.url.path}
+    if status == 400:
+        return HatchetBadRequestError(status, message, descriptions=descriptions, **where)
+    if status >= 500:
+        return HatchetServerError(status, message, **where)
+    return _ERRORS.get(status, HatchetAPIError)(status, message, **where)
+
+
+# Failures raised before the request could have reached the server: it was certainly not processed.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def transport_error(exc: httpx.TransportError) -> HatchetTransportError:
+    """Wrap an httpx transport failure, recording whether the request may have been processed.
+
+    :param exc: the httpx error.
+    """
+    try:
+        where = f"{exc.request.method} {exc.request.url.path}"
+    except RuntimeError:
+        where = "request"
+    return HatchetTransportError(
+        f"{type(exc).__name__} on {where}: {exc}", maybe_sent=not isinstance(exc, _NOT_SENT)
+    )
+
+
+def parse(call: Call[T], response: httpx.Response) -> T:
+    """Return the call's result from a response, or raise the mapped error.
+
+    :param call: the call that was sent.
+    :param response: the server's answer.
+    """
+    if response.status_code >= 400:
+        raise api_error(response)
+    try:
+        body = response.json()
+    except ValueError:
+        raise HatchetServerError(
+            response.status_code, "the response is not JSON",
+            method=call.method, path=call.path,
+        ) from None
+    return call.parse(body)

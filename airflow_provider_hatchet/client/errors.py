@@ -1,0 +1,86 @@
+"""The exception tree of the Hatchet REST client, rooted at :class:`HatchetError`."""
+
+from __future__ import annotations
+
+
+class HatchetError(Exception):
+    """Base class of every error the Hatchet client raises."""
+
+
+class HatchetConfigError(HatchetError, ValueError):
+    """The client configuration (token, server URL, tenant) is unusable."""
+
+
+class HatchetValidationError(HatchetError, ValueError):
+    """A request was rejected locally before anything was sent.
+
+    :param field: the name of the offending field, e.g. ``input`` or ``workflow_runs[3].priority``.
+    :param problem: what is wrong with it.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class HatchetRetryableError(HatchetError):
+    """Marker for failures that may succeed when tried again (429, 5xx, transport errors)."""
+
+
+class HatchetTransportError(HatchetRetryableError):
+    """The request failed below HTTP: connection refused, timeout, dropped connection.
+
+    :param message: what went wrong.
+    :param maybe_sent: whether the request may have reached the server before the failure.
+    """
+
+    def __init__(self, message: str, *, maybe_sent: bool) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
+
+
+class HatchetAPIError(HatchetError):
+    """The server answered with an error status.
+
+    :param status_code: the HTTP status.
+    :param message: the server's message(s), joined.
+    :param method: the request method.
+    :param path: the request path (never the query string or headers).
+    """
+
+    def __init__(self, status_code: int, message: str, *, method: str = "", path: str = "") -> None:
+        where = f" ({method} {path})" if method else ""
+        super().__init__(f"Hatchet API returned {status_code}{where}: {message}")
+        self.status_code = status_code
+        self.message = message
+        self.method = method
+        self.path = path
+
+
+class HatchetAuthError(HatchetAPIError):
+    """403: the token is invalid, expired, revoked, for another server, or not for this tenant."""
+
+
+class HatchetNotFoundError(HatchetAPIError):
+    """404: the run, workflow or tenant does not exist (or a just-triggered run is not visible yet)."""
+
+
+class HatchetBadRequestError(HatchetAPIError):
+    """400: the server rejected the request.
+
+    :param descriptions: the ``errors[].description`` entries of the server's ``APIErrors`` body.
+    """
+
+    def __init__(self, status_code: int, message: str, *, descriptions: list[str], method: str = "",
+                 path: str = "") -> None:
+        super().__init__(status_code, message, method=method, path=path)
+        self.descriptions = descriptions
+
+
+class HatchetRateLimitError(HatchetAPIError, HatchetRetryableError):
+    """429: too many requests."""
+
+
+class HatchetServerError(HatchetAPIError, HatchetRetryableError):
+    """5xx: the server failed. For a trigger, the run may exist anyway."""

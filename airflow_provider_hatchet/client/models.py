@@ -1,0 +1,137 @@
+"""Typed views of the Hatchet v1 REST resources this provider uses.
+
+Only the fields the provider reads are declared; everything else the server sends is ignored, so a newer
+server adding fields never breaks parsing.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from pydantic import AliasPath, BaseModel, ConfigDict, Field
+
+
+class RunStatus(str, enum.Enum):
+    """``V1TaskStatus``: the status of a workflow run or task."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the run has finished and its status will not change again."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.CANCELLED, RunStatus.FAILED})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+
+class TaskSummary(_Model):
+    """One task of a run (``V1TaskSummary``)."""
+
+    task_external_id: str | None = Field(default=None, alias="taskExternalId")
+    display_name: str = Field(default="", alias="displayName")
+    action_id: str | None = Field(default=None, alias="actionId")
+    status: RunStatus
+    output: dict[str, Any] = Field(default_factory=dict)
+    error_message: str | None = Field(default=None, alias="errorMessage")
+
+    @property
+    def name(self) -> str:
+        """The task's readable name: the part of ``actionId`` after ``<workflow>:``, else the display name."""
+        if self.action_id and ":" in self.action_id:
+            return self.action_id.split(":", 1)[1]
+        return self.display_name
+
+
+class WorkflowRun(_Model):
+    """A workflow run (``V1WorkflowRun``)."""
+
+    id: str = Field(validation_alias=AliasPath("metadata", "id"))
+    status: RunStatus
+    display_name: str = Field(default="", alias="displayName")
+    workflow_id: str | None = Field(default=None, alias="workflowId")
+    additional_metadata: dict[str, Any] = Field(default_factory=dict, alias="additionalMetadata")
+    input: dict[str, Any] = Field(default_factory=dict)
+    output: dict[str, Any] = Field(default_factory=dict)
+    error_message: str | None = Field(default=None, alias="errorMessage")
+    created_at: datetime | None = Field(default=None, alias="createdAt")
+    started_at: datetime | None = Field(default=None, alias="startedAt")
+    finished_at: datetime | None = Field(default=None, alias="finishedAt")
+
+
+class RunDetails(_Model):
+    """A run with its tasks (``V1WorkflowRunDetails``)."""
+
+    run: WorkflowRun
+    tasks: list[TaskSummary] = Field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        """The run id."""
+        return self.run.id
+
+    @property
+    def status(self) -> RunStatus:
+        """The run status."""
+        return self.run.status
+
+    def task_outputs(self) -> dict[str, Any]:
+        """The outputs keyed by task name, as hatchet-sdk's ``result()`` returns them."""
+        return {task.name: task.output for task in self.tasks}
+
+    def error_messages(self) -> dict[str, str]:
+        """Hatchet's error message for each failed task, keyed by task name (the run's own if no task says)."""
+        errors = {t.name: t.error_message or "failed" for t in self.tasks if t.status is RunStatus.FAILED}
+        if not errors and self.run.error_message:
+            errors[self.run.display_name or self.run.id] = self.run.error_message
+        return errors
+
+
+class RunSummary(_Model):
+    """A row of the run list (``V1TaskSummary`` with ``only_tasks=false``): one workflow run."""
+
+    id: str = Field(validation_alias=AliasPath("metadata", "id"))
+    status: RunStatus
+    display_name: str = Field(default="", alias="displayName")
+    additional_metadata: dict[str, Any] = Field(default_factory=dict, alias="additionalMetadata")
+    created_at: datetime | None = Field(default=None, alias="createdAt")
+    error_message: str | None = Field(default=None, alias="errorMessage")
+
+
+class Pagination(_Model):
+    """Paging information of a list response."""
+
+    current_page: int | None = None
+    next_page: int | None = None
+    num_pages: int | None = None
+
+
+class RunPage(_Model):
+    """One page of the run list (``V1TaskSummaryList``)."""
+
+    rows: list[RunSummary] = Field(default_factory=list)
+    pagination: Pagination = Field(default_factory=Pagination)
+
+
+class Workflow(_Model):
+    """A workflow definition (``Workflow``)."""
+
+    id: str = Field(validation_alias=AliasPath("metadata", "id"))
+    name: str
+
+
+class WorkflowPage(_Model):
+    """One page of the workflow list (``WorkflowList``)."""
+
+    rows: list[Workflow] = Field(default_factory=list)
+    pagination: Pagination = Field(default_factory=Pagination)

@@ -1,0 +1,155 @@
+"""The synchronous Hatchet REST client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+import httpx
+
+from airflow_provider_hatchet.client import endpoints
+from airflow_provider_hatchet.client._base import DEFAULT_MAX_CONNECTIONS as _MAX
+from airflow_provider_hatchet.client._base import WORKFLOW_PAGE_SIZE, ClientBase, http_options
+from airflow_provider_hatchet.client.config import ClientConfig
+from airflow_provider_hatchet.client.models import RunDetails, RunPage, RunStatus, RunSummary, Workflow, WorkflowPage
+from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
+
+T = TypeVar("T")
+
+
+class HatchetClient(ClientBase):
+    """A synchronous client for Hatchet's v1 REST API, with one connection pool.
+
+    :param config: the client settings.
+    :param retry: how idempotent requests are retried.
+    :param transport: an httpx transport to use instead of the network (e.g. the simulator's).
+    :param max_connections: the connection pool size.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        transport: httpx.BaseTransport | None = None,
+        max_connections: int = _MAX,
+    ) -> None:
+        super().__init__(config, retry)
+        self._http = httpx.Client(transport=transport, **http_options(config, max_connections))
+
+    def __enter__(self) -> HatchetClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def send(self, call: endpoints.Call[T]) -> T:
+        """Send one call, retrying it under the retry policy if it is idempotent.
+
+        :param call: the call.
+        """
+        if not call.idempotent:
+            return self._send_once(call)
+        return cast(T, self.retry.retrying()(self._send_once, call))
+
+    def _send_once(self, call: endpoints.Call[T]) -> T:
+        try:
+            response = self._http.request(call.method, call.path, params=call.params, json=call.json)
+        except httpx.TransportError as exc:
+            raise endpoints.transport_error(exc) from exc
+        return endpoints.parse(call, response)
+
+    def trigger_run(
+        self,
+        workflow_name: str,
+        input: Mapping[str, Any],
+        additional_metadata: Mapping[str, str] | None = None,
+        priority: int | None = None,
+    ) -> str:
+        """Trigger one run of a workflow (full name, namespace already applied) and return its id.
+
+        Sent once, never retried: a failed trigger may have created the run.
+
+        :param workflow_name: the full workflow name.
+        :param input: the run input.
+        :param additional_metadata: string metadata.
+        :param priority: 1..3 or None.
+        """
+        body = endpoints.trigger_body(workflow_name, input, additional_metadata, priority)
+        return self.send(endpoints.trigger(self.config.tenant_id, body))
+
+    def get_run(self, run_id: str) -> RunDetails:
+        """Return a run with its tasks, outputs and errors.
+
+        :param run_id: the run id.
+        """
+        return self.send(endpoints.run_details(run_id))
+
+    def get_run_status(self, run_id: str) -> RunStatus:
+        """Return a run's status: the cheapest call.
+
+        :param run_id: the run id.
+        """
+        return self.send(endpoints.run_status(run_id))
+
+    def list_runs(self, *, since: datetime, **filters: Any) -> RunPage:
+        """Return one page of workflow runs; see :func:`endpoints.list_runs` for the filters.
+
+        :param since: the earliest creation time.
+        :param filters: the other filters and paging.
+        """
+        return self.send(endpoints.list_runs(self.config.tenant_id, since=since, **filters))
+
+    def iter_runs(self, *, since: datetime, page_size: int = 500, **filters: Any) -> Iterator[RunSummary]:
+        """Yield every matching workflow run, page after page.
+
+        :param since: the earliest creation time.
+        :param page_size: rows per request.
+        :param filters: the filters of :func:`endpoints.list_runs`.
+        """
+        offset = 0
+        while True:
+            page = self.list_runs(since=since, offset=offset, limit=page_size, **filters)
+            yield from page.rows
+            if len(page.rows) < page_size:
+                return
+            offset += page_size
+
+    def cancel_runs(self, run_ids: Iterable[str]) -> list[str]:
+        """Ask Hatchet to cancel runs. Cancellation completes a moment later; poll the status to see it.
+
+        :param run_ids: the run ids.
+        """
+        return self.send(endpoints.cancel(self.config.tenant_id, run_ids))
+
+    def list_workflows(self, name: str | None = None, *, offset: int = 0,
+                       limit: int = WORKFLOW_PAGE_SIZE) -> WorkflowPage:
+        """Return one page of workflows whose name contains ``name`` (case-insensitive).
+
+        :param name: the search text.
+        :param offset: rows to skip.
+        :param limit: rows per page.
+        """
+        return self.send(endpoints.list_workflows(self.config.tenant_id, name, offset=offset, limit=limit))
+
+    def find_workflow(self, workflow_name: str) -> Workflow | None:
+        """Return the workflow with exactly this (full, case-sensitive) name, or None.
+
+        :param workflow_name: the full workflow name.
+        """
+        offset = 0
+        while True:
+            page = self.list_workflows(workflow_name, offset=offset)
+            for workflow in page.rows:
+                if workflow.name == workflow_name:
+                    return workflow
+            if len(page.rows) < WORKFLOW_PAGE_SIZE:
+                return None
+            offset += WORKFLOW_PAGE_SIZE

@@ -1,0 +1,93 @@
+"""Checks on trigger arguments, run before anything is sent. Each failure names the field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_hatchet.client.errors import HatchetValidationError
+
+MIN_PRIORITY = 1
+MAX_PRIORITY = 3
+
+
+def check_workflow_name(name: object, field: str = "workflow_name") -> str:
+    """Return the workflow name if it is a non-empty string.
+
+    :param name: the candidate name.
+    :param field: the field name used in the error.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise HatchetValidationError(field, f"must be a non-empty string, got {name!r}")
+    return name
+
+
+def check_input(value: object, field: str = "input") -> dict[str, Any]:
+    """Return the run input as a dict if it is a JSON object that serializes as strict JSON.
+
+    :param value: the candidate input; None means ``{}``.
+    :param field: the field name used in the error.
+    """
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        raise HatchetValidationError(
+            field, "must be a JSON object (a dict), got a string; with Jinja, render it as a dict "
+            "(render_template_as_native_obj=True) or pass a dict whose values are templates"
+        )
+    if not isinstance(value, Mapping):
+        raise HatchetValidationError(field, f"must be a JSON object (a dict), got {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str):
+            raise HatchetValidationError(field, f"keys must be strings, got {key!r}")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise HatchetValidationError(field, f"is not serializable as JSON: {exc}") from None
+    return dict(value)
+
+
+def check_metadata(value: object, field: str = "additional_metadata") -> dict[str, str]:
+    """Return additional metadata with string values: JSON scalars are converted, anything else rejected.
+
+    Hatchet filters metadata by JSON containment on string values, so only strings stay findable.
+
+    :param value: the candidate metadata; None means ``{}``.
+    :param field: the field name used in the error.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise HatchetValidationError(field, f"must be a dict of strings, got {type(value).__name__}")
+    result: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key:
+            raise HatchetValidationError(field, f"keys must be non-empty strings, got {key!r}")
+        if isinstance(item, str):
+            result[key] = item
+        elif item is None or isinstance(item, bool | int | float):
+            try:
+                result[key] = json.dumps(item, allow_nan=False)
+            except ValueError:
+                raise HatchetValidationError(f"{field}[{key!r}]", f"{item!r} is not a JSON value") from None
+        else:
+            raise HatchetValidationError(
+                f"{field}[{key!r}]", f"values must be strings or JSON scalars, got {type(item).__name__}"
+            )
+    return result
+
+
+def check_priority(value: object, field: str = "priority") -> int | None:
+    """Return the priority if it is None or an integer from 1 to 3.
+
+    :param value: the candidate priority.
+    :param field: the field name used in the error.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise HatchetValidationError(field, f"must be an integer from 1 to 3, got {value!r}")
+    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise HatchetValidationError(field, f"must be from {MIN_PRIORITY} to {MAX_PRIORITY}, got {value}")
+    return value
