@@ -1,0 +1,126 @@
+"""Serve a simulator over real HTTP on the loopback interface with uvicorn (imported lazily)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .asgi import silence_dropped_connection_logs
+
+if TYPE_CHECKING:
+    from .simulator import HatchetSimulator
+
+
+def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """Bind and listen on a TCP socket (port 0 picks a free port).
+
+    :param host: the interface.
+    :param port: the port.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    """Return ``http://host:port`` for a bound socket.
+
+    :param sock: the socket.
+    """
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def make_uvicorn_server(sim: HatchetSimulator, log_level: str = "warning") -> Any:
+    """Build a ``uvicorn.Server`` for the simulator's ASGI app.
+
+    :param sim: the simulator.
+    :param log_level: uvicorn's log level.
+    """
+    try:
+        import uvicorn
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ImportError("the loopback simulator needs uvicorn: pip install 'airflow-provider-hatchet[testing]'"
+                          ) from exc
+    silence_dropped_connection_logs()
+    config = uvicorn.Config(sim.asgi_app(), log_level=log_level, access_log=False, lifespan="off",
+                            timeout_keep_alive=30, backlog=2048, proxy_headers=False, server_header=False,
+                            date_header=False)
+    return uvicorn.Server(config)
+
+
+class SimulatorServer:
+    """Run a simulator's HTTP server in a background thread.
+
+    ``with SimulatorServer(sim) as server:`` binds 127.0.0.1 on a free port, sets ``sim.server_url`` to the
+    real URL (so ``sim.token`` carries it) and stops the server on exit.
+
+    :param simulator: the simulator; a new default one when omitted.
+    :param host: the interface to bind.
+    :param port: the port (0 picks a free one).
+    :param log_level: uvicorn's log level.
+    """
+
+    def __init__(self, simulator: HatchetSimulator | None = None, *, host: str = "127.0.0.1", port: int = 0,
+                 log_level: str = "warning") -> None:
+        if simulator is None:
+            from .simulator import HatchetSimulator
+
+            simulator = HatchetSimulator()
+        self.simulator = simulator
+        self._host = host
+        self._port = port
+        self._log_level = log_level
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 10.0) -> SimulatorServer:
+        """Bind, start serving and wait until the server accepts requests.
+
+        :param timeout: seconds to wait for start-up.
+        :raises RuntimeError: when the server does not start in time.
+        """
+        sock = bind_socket(self._host, self._port)
+        self.url = url_of(sock)
+        self.simulator.server_url = self.url
+        self._server = make_uvicorn_server(self.simulator, self._log_level)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        name="hatchet-simulator", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the simulator server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the server to exit and wait for its thread.
+
+        :param timeout: seconds to wait.
+        """
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._server = None
+        self._thread = None
+
+    @property
+    def token(self) -> str:
+        """A valid token for the simulator's default tenant at this server's URL."""
+        return self.simulator.token
+
+    def __enter__(self) -> SimulatorServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,407 @@
+"""HatchetSimulator: a stateful, thread-safe fake of the Hatchet REST API."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._http import SimResponse, message
+from .api import HatchetApi, injected_response
+from .auth import DEFAULT_EXPIRES_IN, TokenAuthority, normalize_url
+from .faults import ROUTES, Decision, FaultInjector, Faults, RejectSpec
+from .records import RequestRecord, RunInfo
+from .runs import Run
+from .store import Clock, SimState, Tenant
+from .workflows import OutputSpec, TaskArg, WorkflowSpec
+
+if TYPE_CHECKING:
+    from .asgi import ASGIApp
+    from .transport import SimulatorTransport
+
+ADMIN_PREFIX = "/_simulator"
+
+
+class HatchetSimulator:
+    """A fake Hatchet server answering the provider's REST calls from memory.
+
+    Status moves lazily with the clock (no background threads): QUEUED for the workflow's ``queue_delay``,
+    then RUNNING while tasks run, then COMPLETED/FAILED; ``hang`` workflows run until cancelled.
+
+    :param server_url: the URL tokens must carry; set :attr:`server_url` again once a port is bound.
+    :param visibility_delay: seconds a new run answers 404 and is missing from lists.
+    :param cancel_delay: seconds between a cancel request and the run reading CANCELLED.
+    :param unknown_workflow_delay: seconds the trigger of an unknown workflow waits before its 500.
+    :param seed: seed for ids and random faults.
+    :param clock: monotonic clock in seconds (e.g. :class:`~.clock.ManualClock`).
+    :param request_log_limit: most recent requests kept in :attr:`requests`; 0 disables the log.
+    :param secret: HMAC key for tokens; random when omitted.
+    """
+
+    def __init__(
+        self,
+        server_url: str = "http://127.0.0.1:0",
+        *,
+        visibility_delay: float = 0.2,
+        cancel_delay: float = 0.1,
+        unknown_workflow_delay: float = 10.0,
+        seed: int = 0,
+        clock: Clock = time.monotonic,
+        request_log_limit: int = 10_000,
+        secret: bytes | None = None,
+    ) -> None:
+        self._lock = threading.RLock()
+        self.cancel_delay = cancel_delay
+        self.unknown_workflow_delay = unknown_workflow_delay
+        self._state = SimState(clock, seed, visibility_delay)
+        self._auth = TokenAuthority(lambda: self._state.wall(self._state.clock()), secret)
+        self._faults = FaultInjector(seed)
+        self._api = HatchetApi(self._state, self._auth, self._faults, self)
+        self._requests: deque[RequestRecord] | None = None
+        self.request_log_limit = request_log_limit
+        self._tokens: dict[tuple[str, str], str] = {}
+        self._auth.server_url = normalize_url(server_url)
+
+    @property
+    def server_url(self) -> str:
+        """The URL the server is reached at; tokens whose ``server_url`` claim differs get 403."""
+        return self._auth.server_url
+
+    @server_url.setter
+    def server_url(self, value: str) -> None:
+        with self._lock:
+            self._auth.server_url = normalize_url(value)
+
+    @property
+    def visibility_delay(self) -> float:
+        """Seconds a new run stays invisible to details, status and list."""
+        return self._state.visibility_delay
+
+    @visibility_delay.setter
+    def visibility_delay(self, value: float) -> None:
+        with self._lock:
+            self._state.visibility_delay = value
+
+    @property
+    def request_log_limit(self) -> int:
+        """How many recent requests :attr:`requests` keeps (0: none)."""
+        return (self._requests.maxlen or 0) if self._requests is not None else 0
+
+    @request_log_limit.setter
+    def request_log_limit(self, value: int) -> None:
+        with self._lock:
+            old = list(self._requests) if self._requests is not None else []
+            self._requests = deque(old, maxlen=value) if value > 0 else None
+
+    @property
+    def tenant_id(self) -> str:
+        """The default tenant's UUID."""
+        return self._state.default_tenant.id
+
+    @property
+    def token(self) -> str:
+        """A valid token for the default tenant and the current :attr:`server_url`."""
+        return self._token_for(self.tenant_id)
+
+    def _token_for(self, tenant_id: str) -> str:
+        with self._lock:
+            key = (tenant_id, self.server_url)
+            token = self._tokens.get(key)
+            if token is None:
+                token = self.mint_token(tenant_id)
+                self._tokens[key] = token
+            return token
+
+    def token_for(self, tenant_id: str) -> str:
+        """Return a cached valid token for a tenant and the current :attr:`server_url`.
+
+        :param tenant_id: the tenant.
+        """
+        return self._token_for(tenant_id)
+
+    def add_tenant(self, name: str = "tenant") -> str:
+        """Create another tenant and return its UUID.
+
+        :param name: display name.
+        """
+        with self._lock:
+            return self._state.add_tenant(name).id
+
+    def mint_token(
+        self,
+        tenant_id: str | None = None,
+        server_url: str | None = None,
+        *,
+        expires_in: float = DEFAULT_EXPIRES_IN,
+        revoked: bool = False,
+    ) -> str:
+        """Mint a token (valid, expired, revoked or for another URL, as tests need).
+
+        :param tenant_id: the ``sub`` claim; default tenant when omitted (need not exist).
+        :param server_url: the ``server_url`` claim; current :attr:`server_url` when omitted.
+        :param expires_in: seconds until expiry; zero or negative makes it already expired.
+        :param revoked: record the token as revoked.
+        """
+        with self._lock:
+            return self._auth.mint(tenant_id or self.tenant_id, server_url or self.server_url,
+                                   token_id=self._state.new_id(), expires_in=expires_in, revoked=revoked)
+
+    def revoke_token(self, token: str) -> None:
+        """Revoke a token minted by this simulator.
+
+        :param token: the token.
+        """
+        with self._lock:
+            self._auth.revoke(token)
+            self._tokens = {k: v for k, v in self._tokens.items() if v != token}
+
+    def register_workflow(
+        self,
+        name: str,
+        behaviour: str = "succeed",
+        *,
+        duration: float = 0.05,
+        queue_delay: float = 0.0,
+        error_message: str | None = None,
+        tasks: Sequence[TaskArg] | None = None,
+        output: OutputSpec = None,
+        tenant_id: str | None = None,
+    ) -> WorkflowSpec:
+        """Register a workflow (names are exact and case-sensitive; re-registering redefines it).
+
+        :param name: the workflow name.
+        :param behaviour: ``succeed``, ``fail``, ``hang`` or ``multi_task``.
+        :param duration: seconds each task runs.
+        :param queue_delay: seconds a run stays QUEUED.
+        :param error_message: failure message of ``fail`` (default ``Exception: simulated failure in w:t``).
+        :param tasks: task names or dicts ``{name, duration?, fail?, hang?, error_message?}``; one task for
+            single-task behaviours (default ``run``), several for ``multi_task`` (default extract,
+            transform, load).
+        :param output: the last task's output: a mapping, or a function of the run input.
+        :param tenant_id: the tenant; default tenant when omitted.
+        """
+        with self._lock:
+            return self._state.register_workflow(
+                self._tenant(tenant_id), name, behaviour, duration=duration, queue_delay=queue_delay,
+                error_message=error_message, tasks=tasks, output=output)
+
+    def workflows(self, tenant_id: str | None = None) -> list[WorkflowSpec]:
+        """Return a tenant's workflows in registration order.
+
+        :param tenant_id: the tenant; default tenant when omitted.
+        """
+        with self._lock:
+            return list(self._tenant(tenant_id).workflows.values())
+
+    def _tenant(self, tenant_id: str | None) -> Tenant:
+        tenant = self._state.tenants.get((tenant_id or self.tenant_id).lower())
+        if tenant is None:
+            raise KeyError(f"unknown tenant {tenant_id}")
+        return tenant
+
+    @property
+    def faults(self) -> Faults:
+        """Random fault settings; assign a new :class:`~.faults.Faults` to change them."""
+        return self._faults.faults
+
+    @faults.setter
+    def faults(self, value: Faults) -> None:
+        with self._lock:
+            self._faults.faults = value
+
+    def fail_next(
+        self,
+        route: str,
+        count: int = 1,
+        status: int = 503,
+        *,
+        after_create: bool = False,
+        drop: bool = False,
+        delay: float = 0.0,
+        body: Any = None,
+    ) -> None:
+        """Make the next ``count`` requests of a route kind fail.
+
+        :param route: ``trigger``, ``status``, ``details``, ``list``, ``cancel`` or ``workflows``.
+        :param count: how many requests.
+        :param status: the status answered (429 answers ``null``, 5xx an echo message).
+        :param after_create: on trigger, create the run first, then fail.
+        :param drop: break the connection instead of answering ``status``.
+        :param delay: seconds of latency before the failure.
+        :param body: a JSON body to answer instead of the standard one.
+        """
+        with self._lock:
+            self._faults.fail_next(route, count, Decision(delay, None if drop else status, after_create,
+                                                          drop, body))
+
+    def reject_trigger_if(self, spec: RejectSpec, status: int = 400, message: str | None = None) -> None:
+        """Reject matching trigger requests permanently, before any run is created.
+
+        :param spec: predicate on the request body, or a mapping the body must contain, e.g.
+            ``{"input": {"bad": True}}``.
+        :param status: status answered; 4xx answer APIErrors with ``message``.
+        :param message: error description (default ``rejected by the simulator``).
+        """
+        with self._lock:
+            self._faults.reject_trigger_if(spec, status, message or "rejected by the simulator")
+
+    def clear_faults(self) -> None:
+        """Remove random faults, queued failures and rejections."""
+        with self._lock:
+            self._faults.clear()
+
+    def pending_failures(self) -> dict[str, int]:
+        """Return the queued one-shot failures left per route."""
+        with self._lock:
+            return self._faults.pending()
+
+    def _info(self, run: Run, now: float) -> RunInfo:
+        return RunInfo(run.id, run.tenant_id, run.workflow.name, run.body, run.status(now), run.created_iso,
+                       run.task_ids)
+
+    @property
+    def runs(self) -> list[RunInfo]:
+        """Every run, oldest first, with the exact body received and the status now."""
+        with self._lock:
+            now = self._state.clock()
+            return [self._info(run, now) for run in self._state.order]
+
+    def run_count(self, tenant_id: str | None = None) -> int:
+        """Return how many runs exist (in one tenant, or all when omitted).
+
+        :param tenant_id: the tenant.
+        """
+        with self._lock:
+            if tenant_id is None:
+                return len(self._state.order)
+            return len(self._tenant(tenant_id).runs)
+
+    def get_run(self, run_id: str) -> RunInfo | None:
+        """Return a run (visible or not) by id, or ``None``.
+
+        :param run_id: the run id.
+        """
+        with self._lock:
+            run = self._state.runs.get(run_id.lower())
+            return self._info(run, self._state.clock()) if run is not None else None
+
+    def run_status(self, run_id: str) -> str:
+        """Return a run's status now, ignoring the visibility delay.
+
+        :param run_id: the run id.
+        :raises KeyError: for an unknown id.
+        """
+        with self._lock:
+            return self._state.runs[run_id.lower()].status(self._state.clock())
+
+    def status_counts(self) -> dict[str, int]:
+        """Return how many runs are in each status now."""
+        with self._lock:
+            now = self._state.clock()
+            counts: dict[str, int] = {}
+            for run in self._state.order:
+                status = run.status(now)
+                counts[status] = counts.get(status, 0) + 1
+            return counts
+
+    @property
+    def phantom_ids(self) -> list[str]:
+        """Ids returned for unknown workflows triggered with ``return_only_id`` (they never exist)."""
+        with self._lock:
+            return list(self._state.phantom_ids)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """The most recent requests (up to :attr:`request_log_limit`), oldest first."""
+        with self._lock:
+            return list(self._requests) if self._requests is not None else []
+
+    def clear_requests(self) -> None:
+        """Empty the request log."""
+        with self._lock:
+            if self._requests is not None:
+                self._requests.clear()
+
+    def reset(self, *, keep_workflows: bool = True) -> None:
+        """Forget runs, requests and faults.
+
+        :param keep_workflows: keep registered workflows (else every tenant's workflows go too).
+        """
+        with self._lock:
+            self._state.reset_runs()
+            self._faults.clear()
+            self.clear_requests()
+            if not keep_workflows:
+                for tenant in self._state.tenants.values():
+                    tenant.workflows.clear()
+
+    def now(self) -> float:
+        """Return the simulator clock."""
+        return self._state.clock()
+
+    def handle(self, method: str, path: str, query: str = "", authorization: str | None = None,
+               body: bytes = b"") -> SimResponse:
+        """Answer one request; transports call this and then apply ``delay`` and ``drop``.
+
+        Requests to the admin API (``/_simulator/...``) are not logged in :attr:`requests`.
+
+        :param method: HTTP method.
+        :param path: URL path.
+        :param query: raw query string.
+        :param authorization: the ``Authorization`` header.
+        :param body: the request body.
+        """
+        with self._lock:
+            if path.startswith(ADMIN_PREFIX):
+                from .admin import handle_admin
+
+                return handle_admin(self, method, path[len(ADMIN_PREFIX):], query, body)
+            route, response = self._handle_api(method, path, query, authorization, body)
+            if self._requests is not None:
+                self._requests.append(RequestRecord(method, path, query, body, response.status, route,
+                                                    response.drop))
+            return response
+
+    def _handle_api(self, method: str, path: str, query: str, authorization: str | None,
+                    body: bytes) -> tuple[str | None, SimResponse]:
+        parts = path.strip("/").split("/")
+        if len(parts) < 3 or parts[0] != "api" or parts[1] != "v1":
+            return None, message(404, "Not Found")
+        matched = self._api.route(method, parts[2:])
+        if isinstance(matched, SimResponse):
+            return None, matched
+        kind, handler = matched
+        decision = self._faults.decide(kind) if kind in ROUTES else None
+        if decision is not None and decision.fails and not decision.after_create:
+            response = injected_response(decision)
+        else:
+            response = handler(parts[2:], query, authorization, body, decision)
+        if decision is not None and decision.delay:
+            response.delay += decision.delay
+        return kind, response
+
+    def transport(self) -> SimulatorTransport:
+        """Return an httpx sync and async transport that talks to this simulator in-process."""
+        from .transport import SimulatorTransport
+
+        return SimulatorTransport(self)
+
+    def asgi_app(self) -> ASGIApp:
+        """Return a raw ASGI application serving this simulator."""
+        from .asgi import make_asgi_app
+
+        return make_asgi_app(self)
+
+    def __repr__(self) -> str:
+        return f"HatchetSimulator(server_url={self.server_url!r}, tenant_id={self.tenant_id!r})"
+
+
+def settings_json(sim: HatchetSimulator) -> Mapping[str, float]:
+    """Return the simulator's timing settings.
+
+    :param sim: the simulator.
+    """
+    return {"visibility_delay": sim.visibility_delay, "cancel_delay": sim.cancel_delay,
+            "unknown_workflow_delay": sim.unknown_workflow_delay}
