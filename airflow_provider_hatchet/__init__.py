@@ -9,9 +9,17 @@ __version__ = "0.1.0"
 
 def get_provider_info() -> dict[str, Any]:
     """Return the provider metadata Airflow's providers manager reads through the entry point."""
+    from airflow_provider_hatchet.connection_ui import connection_type
+
     return {
         "package-name": "airflow-provider-hatchet",
         "name": "Hatchet",
         "description": "Trigger Hatchet workflow runs, one or thousands at a time, and wait on them.",
         "versions": [__version__],
+        "integrations": [
+            {"integration-name": "Hatchet", "external-doc-url": "https://docs.hatchet.run", "tags": ["software"]}
+        ],
+        "hooks": [{"integration-name": "Hatchet", "python-modules": ["airflow_provider_hatchet.hooks.hatchet"]}],
+        "connection-types": [connection_type()],
+        "extra-links": [],
     }

@@ -14,7 +14,8 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from airflow_provider_hatchet.client.errors import HatchetRetryableError
@@ -38,7 +39,7 @@ class RetryPolicy:
     def _kwargs(self) -> dict[str, Any]:
         return {
             "stop": stop_after_attempt(self.attempts),
-            "wait": wait_exponential_jitter(initial=self.initial, max=self.maximum, jitter=self.jitter),
+            "wait": wait_exponential(multiplier=self.initial, max=self.maximum) + wait_random(0, self.jitter),
             "retry": retry_if_exception_type(HatchetRetryableError),
             "reraise": True,
         }

@@ -1,0 +1,128 @@
+"""Turning an Airflow connection, or hatchet-sdk's environment variables, into a :class:`ClientConfig`."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_hatchet.client.config import ClientConfig
+from airflow_provider_hatchet.client.errors import HatchetConfigError
+
+ENV_TOKEN = "HATCHET_CLIENT_TOKEN"
+ENV_SERVER_URL = "HATCHET_CLIENT_SERVER_URL"
+ENV_TENANT_ID = "HATCHET_CLIENT_TENANT_ID"
+ENV_NAMESPACE = "HATCHET_CLIENT_NAMESPACE"
+
+
+def extra_value(extra: Mapping[str, Any], name: str) -> Any:
+    """Read an extra field by its name, or by Airflow 2's ``extra__hatchet__<name>`` form field name.
+
+    :param extra: the connection's extra, decoded.
+    :param name: the field name, e.g. ``namespace``.
+    """
+    value = extra.get(name)
+    if value in (None, ""):
+        value = extra.get(f"extra__hatchet__{name}")
+    return None if value == "" else value
+
+
+def parse_verify(value: Any) -> bool | str:
+    """Read the ``verify`` extra: TLS verification on by default, ``false`` to skip it, or a CA bundle path.
+
+    :param value: the extra's value.
+    """
+    if value is None or value is True:
+        return True
+    if value is False:
+        return False
+    text = str(value).strip()
+    if text.lower() in ("true", "1", "yes", "on", ""):
+        return True
+    if text.lower() in ("false", "0", "no", "off"):
+        return False
+    return text
+
+
+def server_url_from_connection(host: str | None, schema: str | None, port: int | None) -> str | None:
+    """Build the server URL from the connection's host (a URL or a bare host name), schema and port.
+
+    :param host: the connection host, e.g. ``https://cloud.onhatchet.run`` or ``hatchet.internal``.
+    :param schema: ``http`` or ``https`` when the host has no scheme (default https).
+    :param port: an optional port for a bare host name.
+    """
+    if not host:
+        return None
+    if "://" in host:
+        return host.rstrip("/")
+    scheme = schema if schema in ("http", "https") else "https"
+    return f"{scheme}://{host}{f':{port}' if port else ''}".rstrip("/")
+
+
+def config_from_connection(
+    password: str | None,
+    host: str | None,
+    schema: str | None,
+    port: int | None,
+    extra: Mapping[str, Any],
+    namespace: str | None,
+) -> ClientConfig:
+    """Build the client settings from a connection's fields.
+
+    :param password: the API token.
+    :param host: the server URL, optional (default: the token's ``server_url`` claim).
+    :param schema: the URL scheme when ``host`` has none.
+    :param port: the port when ``host`` has none.
+    :param extra: the decoded extra: ``namespace``, ``tenant_id``, ``verify``, ``timeout``.
+    :param namespace: overrides the connection's namespace when not None.
+    """
+    timeout = extra_value(extra, "timeout")
+    try:
+        timeout_value = None if timeout is None else float(timeout)
+    except (TypeError, ValueError):
+        raise HatchetConfigError(
+            f"The connection extra 'timeout' must be a number of seconds, got {timeout!r}"
+        ) from None
+    return ClientConfig.from_token(
+        password or "",
+        server_url=server_url_from_connection(host, schema, port),
+        tenant_id=extra_value(extra, "tenant_id"),
+        namespace=extra_value(extra, "namespace") if namespace is None else namespace,
+        verify=parse_verify(extra_value(extra, "verify")),
+        timeout=timeout_value,
+    )
+
+
+def config_from_environment(namespace: str | None) -> ClientConfig | None:
+    """Build the client settings from hatchet-sdk's ``HATCHET_CLIENT_*`` variables, or None if no token is set.
+
+    :param namespace: overrides ``HATCHET_CLIENT_NAMESPACE`` when not None.
+    """
+    token = os.environ.get(ENV_TOKEN)
+    if not token:
+        return None
+    return ClientConfig.from_token(
+        token,
+        server_url=os.environ.get(ENV_SERVER_URL) or None,
+        tenant_id=os.environ.get(ENV_TENANT_ID) or None,
+        namespace=os.environ.get(ENV_NAMESPACE) if namespace is None else namespace,
+    )
+
+
+def decode_extra(extra: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """Decode a connection extra given as JSON text or a mapping.
+
+    :param extra: the raw extra.
+    """
+    if not extra:
+        return {}
+    if isinstance(extra, Mapping):
+        return dict(extra)
+    try:
+        value = json.loads(extra)
+    except ValueError:
+        raise HatchetConfigError("The Hatchet connection's extra is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise HatchetConfigError("The Hatchet connection's extra must be a JSON object.")
+    return value

@@ -1,0 +1,298 @@
+"""The Hatchet hook: the connection, the namespace, and the calls operators, sensors and triggers make."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import weakref
+from collections.abc import Iterable, Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_hatchet._compat import AirflowNotFoundException, BaseHook, mask_secret
+from airflow_provider_hatchet.client import validation
+from airflow_provider_hatchet.client.config import ClientConfig, apply_namespace
+from airflow_provider_hatchet.client.errors import (
+    HatchetAuthError,
+    HatchetConfigError,
+    HatchetError,
+    HatchetNotFoundError,
+    HatchetTransportError,
+    HatchetValidationError,
+)
+from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
+from airflow_provider_hatchet.hooks._connection import (
+    config_from_connection,
+    config_from_environment,
+    decode_extra,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetClient
+    from airflow_provider_hatchet.client.models import RunDetails, RunStatus
+
+# One async client per event loop and connection: a triggerer running many triggers shares one connection
+# pool and one SSL context instead of building one per trigger.
+_LOOP_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str | None], AsyncHatchetClient]]
+_LOOP_CLIENTS = weakref.WeakKeyDictionary()
+
+
+class HatchetHook(BaseHook):
+    """Talks to one Hatchet tenant through the REST API.
+
+    The connection's password is the API token, a JWT that names the tenant (``sub``) and the server
+    (``server_url``). The host (the server URL) and the extras ``tenant_id``, ``namespace``, ``verify`` and
+    ``timeout`` override or complete it. If the connection does not exist, hatchet-sdk's environment
+    variables (``HATCHET_CLIENT_TOKEN``, ``..._SERVER_URL``, ``..._TENANT_ID``, ``..._NAMESPACE``) are used.
+
+    :param hatchet_conn_id: the Airflow connection id.
+    :param namespace: overrides the connection's namespace; ``""`` disables it.
+    :param retry: how idempotent requests are retried.
+    """
+
+    conn_name_attr = "hatchet_conn_id"
+    default_conn_name = "hatchet_default"
+    conn_type = "hatchet"
+    hook_name = "Hatchet"
+
+    def __init__(
+        self,
+        hatchet_conn_id: str = default_conn_name,
+        namespace: str | None = None,
+        *,
+        retry: RetryPolicy = DEFAULT_RETRY,
+    ) -> None:
+        super().__init__()
+        self.hatchet_conn_id = hatchet_conn_id
+        self.namespace = namespace
+        self.retry = retry
+
+    # Connection
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form's labels and hidden fields, for Airflow before 3.2."""
+        from airflow_provider_hatchet import connection_ui
+
+        return connection_ui.legacy_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The connection form's extra fields, for Airflow before 3.2 (needs Flask-AppBuilder's wtforms)."""
+        from airflow_provider_hatchet import connection_ui
+
+        return connection_ui.legacy_form_widgets()
+
+    @cached_property
+    def config(self) -> ClientConfig:
+        """The client settings, read from the connection (or the environment) once."""
+        try:
+            conn = self.get_connection(self.hatchet_conn_id)
+        except AirflowNotFoundException:
+            conn = None
+        return self._remember(self._config_from(conn))
+
+    async def aget_config(self) -> ClientConfig:
+        """The client settings, read without blocking the event loop (for triggers)."""
+        if "config" in self.__dict__:
+            return self.config
+        try:
+            if hasattr(BaseHook, "aget_connection"):
+                conn = await BaseHook.aget_connection(self.hatchet_conn_id)
+            else:
+                from asgiref.sync import sync_to_async
+
+                conn = await sync_to_async(BaseHook.get_connection)(self.hatchet_conn_id)
+        except AirflowNotFoundException:
+            conn = None
+        self.__dict__["config"] = config = self._remember(self._config_from(conn))
+        return config
+
+    def _config_from(self, conn: Any) -> ClientConfig:
+        if conn is None:
+            config = config_from_environment(self.namespace)
+            if config is None:
+                raise HatchetConfigError(
+                    f"The Airflow connection {self.hatchet_conn_id!r} does not exist and HATCHET_CLIENT_TOKEN "
+                    "is not set. Create the connection (type 'hatchet', the API token as password)."
+                )
+            self.log.info(
+                "Connection %r not found; using the HATCHET_CLIENT_* environment variables (server %s, tenant %s).",
+                self.hatchet_conn_id, config.server_url, config.tenant_id,
+            )
+            return config
+        if conn.password:
+            mask_secret(conn.password)
+        return config_from_connection(
+            conn.password, conn.host, conn.schema, conn.port, decode_extra(conn.extra), self.namespace
+        )
+
+    @staticmethod
+    def _remember(config: ClientConfig) -> ClientConfig:
+        mask_secret(config.token)
+        return config
+
+    # Clients
+
+    @cached_property
+    def client(self) -> HatchetClient:
+        """The synchronous client, created once per hook."""
+        from airflow_provider_hatchet.client import HatchetClient
+
+        return HatchetClient(self.config, retry=self.retry)
+
+    async def aget_client(self) -> AsyncHatchetClient:
+        """The asynchronous client for the running event loop, shared by every hook on the same connection."""
+        from airflow_provider_hatchet.client import AsyncHatchetClient
+
+        loop = asyncio.get_running_loop()
+        clients = _LOOP_CLIENTS.setdefault(loop, {})
+        key = (self.hatchet_conn_id, self.namespace)
+        if key not in clients:
+            clients[key] = AsyncHatchetClient(await self.aget_config(), retry=self.retry)
+        return clients[key]
+
+    def close(self) -> None:
+        """Close the synchronous client's connection pool, if it was opened."""
+        if "client" in self.__dict__:
+            self.client.close()
+
+    # Names and links
+
+    def full_workflow_name(self, workflow_name: str, namespace: str | None = None) -> str:
+        """Apply the namespace to a workflow name exactly as hatchet-sdk does.
+
+        The namespace is lower-cased and gets a trailing ``_``; the name keeps its case and is left alone if
+        it already starts with the namespace.
+
+        :param workflow_name: the workflow name.
+        :param namespace: overrides the hook's namespace for this call.
+        """
+        return apply_namespace(workflow_name, self.config.namespace if namespace is None else namespace)
+
+    def run_url(self, run_id: str) -> str:
+        """The run's page in the Hatchet dashboard: ``{server_url}/tenants/{tenant}/runs/{run_id}``.
+
+        :param run_id: the run id.
+        """
+        return self.config.run_url(run_id)
+
+    def resolve_workflow(self, workflow_name: str, namespace: str | None = None) -> str:
+        """Return the full workflow name after checking that the tenant has a workflow with exactly that name.
+
+        :param workflow_name: the workflow name, without or with the namespace.
+        :param namespace: overrides the hook's namespace for this call.
+        :raises HatchetValidationError: naming the workflow, tenant, namespace and close names, if there is none.
+        """
+        full = self.full_workflow_name(validation.check_workflow_name(workflow_name), namespace)
+        if self.client.find_workflow(full) is not None:
+            return full
+        names = [w.name for w in self.client.list_workflows().rows]
+        raise unknown_workflow_error(full, self.config, names)
+
+    # Runs
+
+    def run_workflow(
+        self,
+        workflow_name: str,
+        input: Mapping[str, Any] | None = None,
+        additional_metadata: Mapping[str, Any] | None = None,
+        priority: int | None = None,
+        *,
+        namespace: str | None = None,
+    ) -> str:
+        """Trigger one run of a workflow and return its id. Arguments are checked before anything is sent.
+
+        :param workflow_name: the workflow name; the namespace is applied.
+        :param input: the run input, a JSON object.
+        :param additional_metadata: metadata shown and filterable in Hatchet; scalars become strings.
+        :param priority: 1 (lowest) to 3, or None.
+        :param namespace: overrides the hook's namespace for this call.
+        """
+        name = self.full_workflow_name(validation.check_workflow_name(workflow_name), namespace)
+        return self.client.trigger_run(
+            name,
+            validation.check_input(input),
+            validation.check_metadata(additional_metadata),
+            validation.check_priority(priority),
+        )
+
+    def get_run(self, run_id: str) -> RunDetails:
+        """Return a run with its status, output, error message and per-task results.
+
+        :param run_id: the run id.
+        """
+        return self.client.get_run(run_id)
+
+    def get_run_status(self, run_id: str) -> RunStatus:
+        """Return a run's status.
+
+        :param run_id: the run id.
+        """
+        return self.client.get_run_status(run_id)
+
+    def cancel_runs(self, run_ids: Iterable[str]) -> list[str]:
+        """Ask Hatchet to cancel runs; the status turns CANCELLED a moment later.
+
+        :param run_ids: the run ids.
+        """
+        return self.client.cancel_runs(list(run_ids))
+
+    async def aget_run(self, run_id: str) -> RunDetails:
+        """Async :meth:`get_run`.
+
+        :param run_id: the run id.
+        """
+        return await (await self.aget_client()).get_run(run_id)
+
+    async def aget_run_status(self, run_id: str) -> RunStatus:
+        """Async :meth:`get_run_status`.
+
+        :param run_id: the run id.
+        """
+        return await (await self.aget_client()).get_run_status(run_id)
+
+    async def acancel_runs(self, run_ids: Iterable[str]) -> list[str]:
+        """Async :meth:`cancel_runs`.
+
+        :param run_ids: the run ids.
+        """
+        return await (await self.aget_client()).cancel_runs(list(run_ids))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Make one cheap authenticated call, for the Test button in the connection form."""
+        try:
+            config = self.config
+            self.client.list_workflows(limit=1)
+        except HatchetConfigError as exc:
+            return False, str(exc)
+        except HatchetAuthError:
+            return False, (
+                "Hatchet rejected the API token (403): it is wrong, expired or revoked, was issued by another "
+                "server, or does not belong to the tenant."
+            )
+        except HatchetNotFoundError:
+            return False, f"Tenant {self.config.tenant_id} was not found on {self.config.server_url} (404)."
+        except HatchetTransportError as exc:
+            return False, f"Could not reach the Hatchet server at {self.config.server_url}: {exc}"
+        except HatchetError as exc:
+            return False, f"Hatchet answered with an error: {exc}"
+        finally:
+            self.close()
+        return True, f"Connected to Hatchet at {config.server_url} (tenant {config.tenant_id})."
+
+
+def unknown_workflow_error(full_name: str, config: ClientConfig, known: Iterable[str]) -> HatchetValidationError:
+    """The error for a workflow name the tenant does not have, listing close names.
+
+    :param full_name: the namespaced name that was looked up.
+    :param config: the client settings (for the tenant and namespace).
+    :param known: workflow names that do exist.
+    """
+    close = difflib.get_close_matches(full_name, list(known), n=5, cutoff=0.5)
+    hint = f"; close names: {', '.join(close)}" if close else ""
+    return HatchetValidationError(
+        "workflow_name",
+        f"no workflow named {full_name!r} in tenant {config.tenant_id} "
+        f"(namespace {config.namespace or 'none'!r}){hint}",
+    )

@@ -1,0 +1,154 @@
+"""Test harness: an isolated Airflow home and SQLite metadata DB, on Airflow 3.3 and Airflow 2.10.
+
+The environment is configured at import time, before any test module imports Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Neither module imports Airflow, so the environment below is still in place before Airflow is first imported.
+from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS
+from tests.airflow_helpers import INLINE_BUNDLE, conn_env_var, conn_json, run_dag
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="airflow-hatchet-tests-"))
+INLINE_DAGS = AIRFLOW_HOME / "inline_dags"
+INLINE_DAGS.mkdir()
+LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
+
+for _name in list(os.environ):
+    if _name.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW__")):
+        del os.environ[_name]
+
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags_examples"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
+        "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(AIRFLOW_HOME / "logs"),
+        # Airflow 3: inline test DAGs live in their own, empty bundle, so that dag.test() (which re-parses the
+        # DAG's bundle on every call) does not re-parse dags_examples for them.
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
+            [
+                {"name": "dags-folder", "classpath": LOCAL_BUNDLE, "kwargs": {}},
+                {"name": INLINE_BUNDLE, "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(INLINE_DAGS)}},
+            ]
+        ),
+    }
+)
+
+_timings: dict[str, float] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "af2: also runs on Airflow 2.10 (`make pytest-af2`); the module must import there too"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if AIRFLOW_V_3_0_PLUS:
+        return
+    skip = pytest.mark.skip(reason="Airflow 3 only (not marked af2)")
+    for item in items:
+        if item.get_closest_marker("af2") is None:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _timings:
+        figures = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in _timings.items())
+        terminalreporter.write_line(f"airflow harness: {figures}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    """The session's temporary ``AIRFLOW_HOME``."""
+    return AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Create a fresh SQLite metadata DB once per session."""
+    from airflow.utils import db
+
+    started = time.perf_counter()
+    db.resetdb()
+    _timings["db reset"] = time.perf_counter() - started
+
+
+@pytest.fixture
+def dag_runner(airflow_db: None) -> Callable[..., Any]:
+    """Return ``run(dag, *, run_conf=None, **test_kwargs) -> DagRun`` that runs a DAG via ``dag.test()``.
+
+    On Airflow 3 the DAG is registered in the metadata DB first, as inline DAGs must be.
+    """
+
+    def run(dag: Any, *, run_conf: dict[str, Any] | None = None, **test_kwargs: Any) -> Any:
+        started = time.perf_counter()
+        dag_run = run_dag(dag, run_conf=run_conf, **test_kwargs)
+        _timings.setdefault("first dag.test()", time.perf_counter() - started)
+        return dag_run
+
+    return run
+
+
+@pytest.fixture
+def airflow_conn(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """Return ``add(conn_id, *, conn_type, host=None, login=None, password=None, schema=None, port=None,
+    extra=None) -> str`` that defines a connection through ``AIRFLOW_CONN_<ID>`` (JSON) for this test.
+
+    It returns the environment variable's name; the variable is removed after the test.
+    """
+
+    def add(conn_id: str, **fields: Any) -> str:
+        name = conn_env_var(conn_id)
+        monkeypatch.setenv(name, conn_json(**fields))
+        return name
+
+    return add
+
+
+@pytest.fixture(scope="session")
+def hatchet_server() -> Any:
+    """The Hatchet API simulator, served over real HTTP on 127.0.0.1 for the whole session."""
+    from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer
+
+    with SimulatorServer(HatchetSimulator(visibility_delay=0.1, cancel_delay=0.1)) as server:
+        yield server
+
+
+@pytest.fixture
+def hatchet(hatchet_server: Any, airflow_conn: Callable[..., str]) -> Any:
+    """The session's simulator, reset, with the demo workflows, and ``hatchet_default`` pointing at it."""
+    from airflow_provider_hatchet.testing import register_demo_workflows
+
+    sim = hatchet_server.simulator
+    sim.reset(keep_workflows=False)
+    register_demo_workflows(sim)
+    airflow_conn("hatchet_default", conn_type="hatchet", host=hatchet_server.url, password=sim.token)
+    return sim
+
+
+@pytest.fixture
+def logs(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Callable[[], str]:
+    """Return a function giving everything logged so far: Airflow logs to stdout or to ``logging`` by phase."""
+    caplog.set_level("INFO")
+    return lambda: (lambda captured: captured.out + captured.err)(capfd.readouterr()) + caplog.text
