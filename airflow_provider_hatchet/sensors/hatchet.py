@@ -1,0 +1,226 @@
+"""The sensor that waits until one or many Hatchet workflow runs finish."""
+
+from __future__ import annotations
+
+import ast
+import json
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn
+
+from airflow_provider_hatchet._compat import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+    BaseSensorOperator,
+    Context,
+    PokeReturnValue,
+    conf,
+)
+from airflow_provider_hatchet.client.waiter import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_NOT_FOUND_GRACE,
+    RunWaitError,
+    Verdict,
+    WaitState,
+    check_round_sync,
+)
+from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, RUN_URLS_XCOM_KEY, HatchetRunLink
+from airflow_provider_hatchet.triggers.hatchet import EVENT_STATUSES, HatchetWorkflowRunTrigger
+
+
+def normalize_run_ids(value: Any) -> tuple[list[str], bool]:
+    """Turn the rendered ``run_id`` into a list of ids, and say whether it named a single run.
+
+    A string holding a JSON or Python list (a list rendered by a non-native template) counts as that list.
+
+    :param value: a run id, or an iterable of run ids.
+    :raises ValueError: for anything else, or an empty id.
+    """
+    single = False
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = ast.literal_eval(text)
+        else:
+            value, single = [text], True
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+        raise ValueError(f"run_id must be a run id or a list of run ids, got {value!r}")
+    ids = list(value)
+    bad = [i for i in ids if not isinstance(i, str) or not i.strip()]
+    if bad:
+        raise ValueError(f"run_id holds values that are not run ids: {bad[:5]!r}")
+    return [i.strip() for i in ids], single
+
+
+class HatchetWorkflowRunSensor(BaseSensorOperator):
+    """Wait until Hatchet workflow runs have finished, and return their outputs.
+
+    Succeeds when every run is COMPLETED; returns (as the ``return_value`` XCom) the run's outputs keyed by task
+    name, or for a list of runs a list of those in the same order. Fails as soon as any run FAILED (or was
+    CANCELLED, unless ``fail_on_cancelled=False``), naming each such run with Hatchet's error message per task,
+    without waiting for the others; ``soft_fail`` skips instead. The dashboard URLs are pushed first under
+    ``hatchet_run_url`` (a single run; it feeds the "Hatchet run" link) and ``hatchet_run_urls`` (a list).
+
+    Transient errors (429, 5xx, connection errors, timeouts) and 404s within ``not_found_grace`` seconds of the
+    start are retried; a persistent 404 or a 403 fails the task. Each round polls only the unfinished runs; runs
+    of one bulk batch (shared ``airflow_ti`` metadata, given as ``batch_key`` or read from the first run) are
+    answered by one list query per round. Neither a timeout nor a kill cancels the runs (this sensor did not
+    start them) unless ``cancel_on_kill`` is set.
+
+    :param run_id: a run id or a list of run ids (templated).
+    :param hatchet_conn_id: the Hatchet connection.
+    :param fail_on_cancelled: a CANCELLED run fails the sensor; otherwise it counts as finished.
+    :param batch_key: the ``airflow_ti`` metadata value the runs share, if known (templated).
+    :param fetch_outputs: fetch the outputs (one details request per run, once); otherwise return None.
+    :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``).
+    :param not_found_grace: seconds a 404 is taken for a run that is not readable yet.
+    :param max_concurrency: the most requests in flight at once.
+    :param cancel_on_kill: in deferrable mode on Airflow 3.3+, cancel the unfinished runs when a person marks the
+        deferred task failed or success, or clears it.
+    """
+
+    template_fields: Sequence[str] = ("run_id", "batch_key", "hatchet_conn_id")
+    operator_extra_links = (HatchetRunLink(),)
+    ui_color = "#f3e8ff"
+
+    def __init__(
+        self,
+        *,
+        run_id: str | list[str],
+        hatchet_conn_id: str = HatchetHook.default_conn_name,
+        fail_on_cancelled: bool = True,
+        batch_key: str | None = None,
+        fetch_outputs: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        cancel_on_kill: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.run_id = run_id
+        self.hatchet_conn_id = hatchet_conn_id
+        self.fail_on_cancelled = fail_on_cancelled
+        self.batch_key = batch_key
+        self.fetch_outputs = fetch_outputs
+        self.deferrable = deferrable
+        self.not_found_grace = not_found_grace
+        self.max_concurrency = max_concurrency
+        self.cancel_on_kill = cancel_on_kill
+        self._state: WaitState | None = None
+        self._started_at: float | None = None
+
+    # Entry points
+
+    def execute(self, context: Context) -> Any:
+        """Push the run URLs, then wait by poking, or poke once and defer to the trigger."""
+        run_ids, single = normalize_run_ids(self.run_id)
+        self._state = None
+        self._started_at = self._first_start(context)
+        self._push_urls(context, run_ids, single)
+        if not self.deferrable:
+            return super().execute(context)
+        verdict = self._check(run_ids)
+        if verdict.finished:
+            return self._result(verdict.event(run_ids), single)
+        self.log.info("%s; deferring.", verdict.message)
+        self.defer(
+            trigger=HatchetWorkflowRunTrigger(
+                run_ids=run_ids,
+                hatchet_conn_id=self.hatchet_conn_id,
+                poll_interval=float(self.poke_interval),
+                execution_deadline=time.time() + float(self.timeout),
+                fail_on_cancelled=self.fail_on_cancelled,
+                batch_key=self._state.batch_key if self._state else self.batch_key,
+                fetch_outputs=self.fetch_outputs,
+                cancel_on_kill=self.cancel_on_kill,
+                started_at=self._started_at,
+                not_found_grace=self.not_found_grace,
+                max_concurrency=self.max_concurrency,
+            ),
+            method_name="execute_complete",
+            timeout=None,
+        )
+
+    def poke(self, context: Context) -> Any:
+        """Check the unfinished runs once; return the outputs once all have completed."""
+        run_ids, single = normalize_run_ids(self.run_id)
+        verdict = self._check(run_ids)
+        if not verdict.finished:
+            self.log.info("%s", verdict.message)
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._result(verdict.event(run_ids), single))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Turn the trigger's event into the task's result or failure.
+
+        :param context: the task context.
+        :param event: the trigger event.
+        """
+        single = normalize_run_ids(self.run_id)[1]
+        if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
+            raise AirflowException(f"Unexpected event from the Hatchet trigger: {event!r}")
+        if event["status"] == "timeout":
+            self._fail(f"Sensor has timed out after {self.timeout} s (the runs were not cancelled). "
+                       f"{event.get('message', '')}")
+        if event["status"] == "error":
+            raise AirflowException(f"Waiting on Hatchet runs failed: {event.get('message', '')}")
+        return self._result(event, single)
+
+    # Helpers
+
+    def _check(self, run_ids: list[str]) -> Verdict:
+        if self._state is None or self._state.run_ids != tuple(run_ids):
+            self._state = WaitState(
+                tuple(run_ids), fail_on_cancelled=self.fail_on_cancelled, batch_key=self.batch_key or None,
+                started_at=self._started_at or time.time(), not_found_grace=self.not_found_grace,
+            )
+        hook = HatchetHook(self.hatchet_conn_id)
+        try:
+            return check_round_sync(hook.config, self._state, retry=hook.retry, fetch_outputs=self.fetch_outputs,
+                                    max_concurrency=self.max_concurrency)
+        except RunWaitError as exc:
+            raise AirflowException(str(exc)) from exc
+
+    def _result(self, event: dict[str, Any], single: bool) -> Any:
+        status = event["status"]
+        if status in ("failed", "cancelled"):
+            self._fail(str(event.get("message", status)))
+        if status != "success":
+            raise AirflowException(f"Unexpected Hatchet wait status {status!r}: {event.get('message', '')}")
+        self.log.info("%s", event.get("message", ""))
+        outputs = event.get("outputs")
+        if outputs is None:
+            return None
+        return outputs[0] if single else outputs
+
+    def _fail(self, message: str) -> NoReturn:
+        if self.soft_fail or getattr(self, "never_fail", False):
+            raise AirflowSkipException(message)
+        raise AirflowFailException(message)
+
+    def _push_urls(self, context: Context, run_ids: list[str], single: bool) -> None:
+        hook = HatchetHook(self.hatchet_conn_id)
+        urls = [hook.run_url(i) for i in run_ids]
+        ti = context["ti"]
+        if single or len(urls) == 1:
+            ti.xcom_push(key=RUN_URL_XCOM_KEY, value=urls[0])
+            self.log.info("Hatchet run: %s", urls[0])
+        if not single:
+            ti.xcom_push(key=RUN_URLS_XCOM_KEY, value=urls)
+
+    def _first_start(self, context: Context) -> float:
+        """When the wait began: the first try of a rescheduled sensor, else now."""
+        if self.reschedule:
+            try:
+                first = context["ti"].get_first_reschedule_date(context)
+            except (AttributeError, TypeError):
+                first = None
+            if first is not None:
+                return float(first.timestamp())
+        return time.time()

@@ -1,0 +1,266 @@
+"""HatchetWorkflowRunSensor: poke() and execute_complete() directly, then whole DAGs under dag.test()."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from airflow_provider_hatchet._compat import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+    TaskDeferred,
+)
+from airflow_provider_hatchet.client.waiter import BATCH_KEY_METADATA
+from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor, normalize_run_ids
+from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer, register_demo_workflows
+from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
+from tests.airflow_helpers import task_state, xcom_value
+
+OUTPUT = {"rows": 3}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SimulatorServer]:
+    with SimulatorServer(HatchetSimulator(visibility_delay=0.1, cancel_delay=0.1)) as srv:
+        yield srv
+
+
+@pytest.fixture
+def sim(server: SimulatorServer, airflow_conn: Callable[..., str]) -> HatchetSimulator:
+    simulator = server.simulator
+    simulator.reset()
+    register_demo_workflows(simulator)
+    simulator.register_workflow("etl", "succeed", duration=0.2, output=OUTPUT)
+    simulator.register_workflow("broken", "fail", duration=0.1, error_message="ValueError: bad row 7")
+    simulator.register_workflow("forever", "hang")
+    airflow_conn("hatchet_default", conn_type="hatchet", host=server.url, password=simulator.token)
+    return simulator
+
+
+def start(workflow: str, n: int = 1, **metadata: str) -> list[str]:
+    hook = HatchetHook()
+    try:
+        return [hook.run_workflow(workflow, {"i": i}, dict(metadata) or None) for i in range(n)]
+    finally:
+        hook.close()
+
+
+def poke_until_done(sensor: HatchetWorkflowRunSensor, rounds: int = 100) -> Any:
+    for _ in range(rounds):
+        result = sensor.poke({})
+        if result:
+            return result.xcom_value
+        time.sleep(0.05)
+    raise AssertionError("the sensor never finished")
+
+
+def sensor(run_id: Any, **kwargs: Any) -> HatchetWorkflowRunSensor:
+    return HatchetWorkflowRunSensor(task_id=f"wait_{uuid.uuid4().hex[:8]}", run_id=run_id, **kwargs)
+
+
+# poke() and execute_complete() called directly
+
+
+def test_normalize_run_ids() -> None:
+    assert normalize_run_ids(" a ") == (["a"], True)
+    assert normalize_run_ids(["a", "b"]) == (["a", "b"], False)
+    assert normalize_run_ids('["a", "b"]') == (["a", "b"], False)
+    assert normalize_run_ids("['a']") == (["a"], False)
+    assert normalize_run_ids(("a",)) == (["a"], False)
+    with pytest.raises(ValueError, match="not run ids"):
+        normalize_run_ids(["a", ""])
+    with pytest.raises(ValueError, match="a run id or a list"):
+        normalize_run_ids({"a": 1})
+
+
+def test_poke_returns_the_output_of_one_run(sim: HatchetSimulator) -> None:
+    (run_id,) = start("etl")
+    assert poke_until_done(sensor(run_id)) == {"run": OUTPUT}
+
+
+def test_poke_returns_outputs_of_a_list_in_order(sim: HatchetSimulator) -> None:
+    ids = start("demo-multi") + start("etl")
+    outputs = poke_until_done(sensor(ids))
+    assert set(outputs[0]) == {"extract", "transform", "load"}
+    assert outputs[1] == {"run": OUTPUT}
+
+
+def test_failure_fails_at_once_naming_the_run_and_error(sim: HatchetSimulator) -> None:
+    hanging = start("forever", 2)
+    (broken,) = start("broken")
+    with pytest.raises(AirflowFailException) as raised:
+        poke_until_done(sensor([*hanging, broken]))
+    message = str(raised.value)
+    assert broken in message and "run: ValueError: bad row 7" in message
+    assert "2 other runs not finished" in message
+    assert [sim.run_status(i) for i in hanging] == ["RUNNING", "RUNNING"]
+
+
+def test_soft_fail_skips_on_failure(sim: HatchetSimulator) -> None:
+    (broken,) = start("broken")
+    with pytest.raises(AirflowSkipException, match="ValueError: bad row 7"):
+        poke_until_done(sensor(broken, soft_fail=True))
+
+
+def test_cancelled_fails_unless_tolerated(sim: HatchetSimulator) -> None:
+    (hanging,) = start("forever")
+    (done,) = start("etl")
+    time.sleep(0.15)
+    HatchetHook().cancel_runs([hanging])
+    with pytest.raises(AirflowFailException, match=rf"run {hanging} CANCELLED"):
+        poke_until_done(sensor([done, hanging]))
+    outputs = poke_until_done(sensor([done, hanging], fail_on_cancelled=False))
+    assert outputs[0] == {"run": OUTPUT}
+
+
+def test_persistent_404_fails_with_a_clear_message(sim: HatchetSimulator) -> None:
+    ghost = str(uuid.uuid4())
+    with pytest.raises(AirflowException, match=rf"Hatchet run {ghost} was not found \(404\)"):
+        poke_until_done(sensor(ghost, not_found_grace=0.3))
+
+
+def test_403_fails_with_a_clear_message(sim: HatchetSimulator, airflow_conn: Callable[..., str],
+                                        server: SimulatorServer) -> None:
+    (run_id,) = start("etl")
+    time.sleep(0.2)
+    airflow_conn("hatchet_default", conn_type="hatchet", host=server.url,
+                 password=sim.mint_token(expires_in=-10))
+    with pytest.raises(AirflowException, match=r"refused access .*\(403\)"):
+        sensor(run_id).poke({})
+
+
+def test_execute_complete_turns_events_into_results() -> None:
+    one, many = sensor("r1"), sensor(["r1", "r2"])
+    ok = {"status": "success", "run_ids": ["r1"], "message": "", "statuses": {}, "errors": {},
+          "outputs": [{"run": OUTPUT}]}
+    assert one.execute_complete({}, ok) == {"run": OUTPUT}
+    assert many.execute_complete({}, {**ok, "run_ids": ["r1", "r2"], "outputs": [{}, {"x": {}}]}) == [{}, {"x": {}}]
+    failed = {**ok, "status": "failed", "message": "1 failed of 1 Hatchet run: boom"}
+    with pytest.raises(AirflowFailException, match="boom"):
+        one.execute_complete({}, failed)
+    with pytest.raises(AirflowFailException, match=r"timed out .* not cancelled"):
+        one.execute_complete({}, {**ok, "status": "timeout", "message": "deadline"})
+    with pytest.raises(AirflowSkipException, match="timed out"):
+        sensor("r1", soft_fail=True).execute_complete({}, {**ok, "status": "timeout", "message": ""})
+    with pytest.raises(AirflowException, match="Waiting on Hatchet runs failed: 403"):
+        one.execute_complete({}, {**ok, "status": "error", "message": "403"})
+    with pytest.raises(AirflowException, match="Unexpected event"):
+        one.execute_complete({}, {"status": "weird"})
+    with pytest.raises(AirflowException, match="Unexpected event"):
+        one.execute_complete({}, None)
+
+
+class _RecordingTI:
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def test_deferrable_execute_pokes_once_then_defers_with_a_deadline(sim: HatchetSimulator) -> None:
+    ids = start("forever", 2, **{BATCH_KEY_METADATA: "d|r|t|-1"})
+    ti = _RecordingTI()
+    waiting = sensor(ids, deferrable=True, timeout=600, poke_interval=3)
+    time.sleep(0.15)
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        waiting.execute({"ti": ti})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, HatchetWorkflowRunTrigger)
+    assert deferred.value.timeout is None
+    assert deferred.value.method_name == "execute_complete"
+    _, kwargs = trigger.serialize()
+    assert kwargs["run_ids"] == ids
+    assert kwargs["batch_key"] == "d|r|t|-1"
+    assert kwargs["poll_interval"] == 3
+    assert kwargs["cancel_on_kill"] is False
+    assert before + 600 <= kwargs["execution_deadline"] <= time.time() + 600
+    assert ti.xcom["hatchet_run_urls"] == [HatchetHook().run_url(i) for i in ids]
+
+
+def test_deferrable_execute_finishes_without_deferring_when_done(sim: HatchetSimulator) -> None:
+    (run_id,) = start("etl")
+    time.sleep(0.5)
+    ti = _RecordingTI()
+    assert sensor(run_id, deferrable=True).execute({"ti": ti}) == {"run": OUTPUT}
+    assert ti.xcom["hatchet_run_url"].endswith(f"/runs/{run_id}")
+
+
+# Whole DAGs under dag.test()
+
+
+def _dag(dag_id: str, workflows: list[str], *, single: bool, metadata: dict[str, str] | None = None,
+         **sensor_kwargs: Any) -> Any:
+    from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS
+
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.providers.standard.operators.python import PythonOperator
+        from airflow.sdk import DAG
+    else:
+        from airflow import DAG
+        from airflow.operators.python import PythonOperator
+
+    def trigger_runs() -> Any:
+        ids = [HatchetHook().run_workflow(w, {"i": i}, metadata) for i, w in enumerate(workflows)]
+        return ids[0] if single else ids
+
+    with DAG(dag_id=dag_id, schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
+        runs = PythonOperator(task_id="start", python_callable=trigger_runs)
+        HatchetWorkflowRunSensor(task_id="wait", run_id=runs.output, poke_interval=0.2, **sensor_kwargs)
+    return dag
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
+def test_dag_single_run_pushes_output_url_and_link(
+    sim: HatchetSimulator, dag_runner: Callable[..., Any], deferrable: bool
+) -> None:
+    dag = _dag(f"sensor_single_{int(deferrable)}", ["etl"], single=True, deferrable=deferrable)
+    dag_run = dag_runner(dag)
+    assert task_state(dag_run, "wait") == "success"
+    run_id = xcom_value(dag_run, "start")
+    assert xcom_value(dag_run, "wait") == {"run": OUTPUT}
+    assert xcom_value(dag_run, "wait", "hatchet_run_url") == HatchetHook().run_url(run_id)
+    assert xcom_value(dag_run, "wait", "_link_HatchetRunLink") == HatchetHook().run_url(run_id)
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
+def test_dag_batch_costs_one_list_per_round(
+    sim: HatchetSimulator, dag_runner: Callable[..., Any], deferrable: bool
+) -> None:
+    dag = _dag(f"sensor_batch_{int(deferrable)}", ["etl"] * 8, single=False,
+               metadata={BATCH_KEY_METADATA: f"batch-{deferrable}"}, deferrable=deferrable)
+    sim.clear_requests()
+    dag_run = dag_runner(dag)
+    assert task_state(dag_run, "wait") == "success"
+    ids = xcom_value(dag_run, "start")
+    assert xcom_value(dag_run, "wait") == [{"run": OUTPUT}] * 8
+    assert xcom_value(dag_run, "wait", "hatchet_run_urls") == [HatchetHook().run_url(i) for i in ids]
+    kinds = [r.route for r in sim.requests if r.route != "trigger" and r.route != "workflows"]
+    assert "status" not in kinds
+    assert kinds.count("details") <= 8 + (2 if deferrable else 1)
+    assert kinds.count("list") >= 1
+
+
+def test_dag_failure_fails_and_soft_fail_skips(sim: HatchetSimulator, dag_runner: Callable[..., Any]) -> None:
+    failing = dag_runner(_dag("sensor_fail", ["forever", "broken"], single=False))
+    assert task_state(failing, "wait") == "failed"
+    skipping = dag_runner(_dag("sensor_soft_fail", ["broken"], single=True, deferrable=True, soft_fail=True))
+    assert task_state(skipping, "wait") == "skipped"
+
+
+def test_dag_survives_a_storm_of_five_transient_errors(
+    sim: HatchetSimulator, dag_runner: Callable[..., Any]
+) -> None:
+    sim.fail_next("status", 5, 503)
+    dag_run = dag_runner(_dag("sensor_storm", ["etl"], single=True))
+    assert task_state(dag_run, "wait") == "success"
+    assert xcom_value(dag_run, "wait") == {"run": OUTPUT}
+    assert sim.pending_failures().get("status", 0) == 0

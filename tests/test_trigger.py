@@ -1,0 +1,177 @@
+"""HatchetWorkflowRunTrigger against the loopback simulator: events, serialization, cancellation and on_kill."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, RetryPolicy
+from airflow_provider_hatchet.client.waiter import BATCH_KEY_METADATA
+from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer
+from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
+
+CONN_ID = "hatchet_trigger_tests"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SimulatorServer]:
+    with SimulatorServer(HatchetSimulator(visibility_delay=0.0, cancel_delay=0.2)) as srv:
+        yield srv
+
+
+@pytest.fixture
+def sim(server: SimulatorServer, airflow_conn: Callable[..., str]) -> HatchetSimulator:
+    simulator = server.simulator
+    simulator.reset()
+    simulator.register_workflow("etl", "succeed", duration=0.05, output={"rows": 3})
+    simulator.register_workflow("broken", "fail", duration=0.05, error_message="KeyError: 'day'")
+    simulator.register_workflow("forever", "hang")
+    airflow_conn(CONN_ID, conn_type="hatchet", host=server.url, password=simulator.token)
+    return simulator
+
+
+async def trigger_runs(sim: HatchetSimulator, workflow: str, n: int = 1, **metadata: str) -> list[str]:
+    config = ClientConfig.from_token(sim.token)
+    async with AsyncHatchetClient(config, retry=RetryPolicy(attempts=1)) as client:
+        return [await client.trigger_run(workflow, {"i": i}, dict(metadata) or None) for i in range(n)]
+
+
+def make(run_ids: list[str], **kwargs: Any) -> HatchetWorkflowRunTrigger:
+    kwargs.setdefault("poll_interval", 0.05)
+    return HatchetWorkflowRunTrigger(run_ids=run_ids, hatchet_conn_id=CONN_ID, **kwargs)
+
+
+async def events_of(trigger: HatchetWorkflowRunTrigger) -> list[dict[str, Any]]:
+    return [event.payload async for event in trigger.run()]
+
+
+def test_serialize_round_trips_json_safe_without_the_token(sim: HatchetSimulator) -> None:
+    trigger = HatchetWorkflowRunTrigger(
+        run_ids=["a", "b"], hatchet_conn_id=CONN_ID, poll_interval=7, execution_deadline=1.7e9,
+        fail_on_cancelled=False, batch_key="d|r|t|-1", fetch_outputs=False, cancel_on_kill=False,
+        started_at=1.6e9, not_found_grace=30, max_concurrency=8,
+    )
+    classpath, kwargs = trigger.serialize()
+    text = json.dumps(kwargs)
+    assert sim.token not in text
+    module, _, name = classpath.rpartition(".")
+    rebuilt = getattr(importlib.import_module(module), name)(**json.loads(text))
+    assert rebuilt.serialize() == (classpath, kwargs)
+    assert kwargs["run_ids"] == ["a", "b"] and kwargs["execution_deadline"] == 1.7e9
+
+
+def test_run_ids_must_be_a_list_of_ids() -> None:
+    with pytest.raises(ValueError, match="run_ids must be a list"):
+        HatchetWorkflowRunTrigger(run_ids="abc")
+
+
+async def test_success_event_carries_outputs_in_order(sim: HatchetSimulator) -> None:
+    sim.register_workflow("multi", "multi_task", duration=0.02)
+    ids = await trigger_runs(sim, "etl") + await trigger_runs(sim, "multi")
+    events = await events_of(make(ids))
+    assert len(events) == 1
+    event = events[0]
+    assert event["status"] == "success"
+    assert event["run_ids"] == ids
+    assert event["statuses"] == {i: "COMPLETED" for i in ids}
+    assert event["outputs"][0] == {"run": {"rows": 3}}
+    assert set(event["outputs"][1]) == {"extract", "transform", "load"}
+    json.dumps(event)
+
+
+async def test_failure_event_names_the_failed_run(sim: HatchetSimulator) -> None:
+    hanging = await trigger_runs(sim, "forever", 2)
+    broken = await trigger_runs(sim, "broken")
+    (event,) = await events_of(make(hanging + broken))
+    assert event["status"] == "failed"
+    assert event["errors"] == {broken[0]: {"run": "KeyError: 'day'"}}
+    assert broken[0] in event["message"] and "KeyError: 'day'" in event["message"]
+    assert "outputs" not in event
+    assert [sim.run_status(i) for i in hanging] == ["RUNNING", "RUNNING"]
+
+
+async def test_cancelled_event(sim: HatchetSimulator) -> None:
+    hanging = await trigger_runs(sim, "forever")
+    config = ClientConfig.from_token(sim.token)
+    async with AsyncHatchetClient(config) as client:
+        await client.cancel_runs(hanging)
+    (event,) = await events_of(make(hanging))
+    assert event["status"] == "cancelled"
+    assert event["statuses"] == {hanging[0]: "CANCELLED"}
+
+
+async def test_deadline_gives_a_timeout_event_and_leaves_runs_running(sim: HatchetSimulator) -> None:
+    hanging = await trigger_runs(sim, "forever")
+    (event,) = await events_of(make(hanging, execution_deadline=time.time() + 0.3))
+    assert event["status"] == "timeout"
+    assert "left running" in event["message"]
+    assert sim.run_status(hanging[0]) == "RUNNING"
+
+
+async def test_forbidden_gives_an_error_event(sim: HatchetSimulator, airflow_conn: Callable[..., str],
+                                              server: SimulatorServer) -> None:
+    ids = await trigger_runs(sim, "etl")
+    airflow_conn(CONN_ID, conn_type="hatchet", host=server.url, password=sim.token_for(sim.add_tenant("x")))
+    (event,) = await events_of(make(ids))
+    assert event["status"] == "error"
+    assert "403" in event["message"]
+
+
+async def test_batch_key_polls_with_one_list_per_round(sim: HatchetSimulator) -> None:
+    sim.register_workflow("slow", "succeed", duration=0.4)
+    ids = await trigger_runs(sim, "slow", 12, **{BATCH_KEY_METADATA: "dag|run|bulk|-1"})
+    sim.clear_requests()
+    (event,) = await events_of(make(ids, batch_key="dag|run|bulk|-1"))
+    assert event["status"] == "success"
+    kinds = [r.route for r in sim.requests]
+    assert kinds.count("details") == 12
+    assert set(kinds) == {"list", "details"}
+
+
+async def test_cancelling_the_trigger_propagates(sim: HatchetSimulator) -> None:
+    hanging = await trigger_runs(sim, "forever")
+    task = asyncio.ensure_future(events_of(make(hanging)))
+    await asyncio.sleep(0.3)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_on_kill_cancels_the_unfinished_runs(sim: HatchetSimulator) -> None:
+    done = await trigger_runs(sim, "etl")
+    hanging = await trigger_runs(sim, "forever", 2)
+    trigger = make(done + hanging)
+    task = asyncio.ensure_future(events_of(trigger))
+    await asyncio.sleep(0.4)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    sim.clear_requests()
+    await trigger.on_kill()
+    cancel = [r for r in sim.requests if r.route == "cancel"]
+    assert len(cancel) == 1 and sorted(cancel[0].json["externalIds"]) == sorted(hanging)
+    await asyncio.sleep(0.4)
+    assert [sim.run_status(i) for i in hanging] == ["CANCELLED", "CANCELLED"]
+    assert sim.run_status(done[0]) == "COMPLETED"
+
+
+async def test_on_kill_does_nothing_when_disabled(sim: HatchetSimulator) -> None:
+    hanging = await trigger_runs(sim, "forever")
+    trigger = make(hanging, cancel_on_kill=False)
+    sim.clear_requests()
+    await trigger.on_kill()
+    assert sim.requests == []
+
+
+async def test_triggers_in_one_loop_share_one_client(sim: HatchetSimulator) -> None:
+    first = await HatchetHook(CONN_ID).aget_client()
+    second = await HatchetHook(CONN_ID).aget_client()
+    assert first is second

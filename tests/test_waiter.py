@@ -1,0 +1,326 @@
+"""The multi-run waiter against the loopback simulator: outcomes, messages, transient errors and request counts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, RetryPolicy
+from airflow_provider_hatchet.client.waiter import (
+    BATCH_KEY_METADATA,
+    Outcome,
+    RunWaitError,
+    Verdict,
+    WaitState,
+    cancel_unfinished,
+    check_round,
+    check_round_sync,
+)
+from airflow_provider_hatchet.testing import Faults, HatchetSimulator, SimulatorServer
+
+FAST_RETRY = RetryPolicy(attempts=2, initial=0.01, maximum=0.02, jitter=0.0)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SimulatorServer]:
+    with SimulatorServer(HatchetSimulator(visibility_delay=0.0, cancel_delay=0.05)) as srv:
+        yield srv
+
+
+@pytest.fixture
+def sim(server: SimulatorServer) -> HatchetSimulator:
+    simulator = server.simulator
+    simulator.reset()
+    simulator.visibility_delay = 0.0
+    simulator.register_workflow("etl", "succeed", duration=0.05, output={"rows": 3})
+    simulator.register_workflow("multi", "multi_task", duration=0.02)
+    simulator.register_workflow("broken", "fail", duration=0.02, error_message="ValueError: bad row 7")
+    simulator.register_workflow("forever", "hang")
+    return simulator
+
+
+@pytest.fixture
+def config(sim: HatchetSimulator) -> ClientConfig:
+    return ClientConfig.from_token(sim.token)
+
+
+@pytest.fixture
+async def client(config: ClientConfig) -> AsyncIterator[AsyncHatchetClient]:
+    async with AsyncHatchetClient(config, retry=FAST_RETRY) as c:
+        yield c
+
+
+async def trigger(client: AsyncHatchetClient, workflow: str, n: int = 1, **metadata: str) -> list[str]:
+    return [await client.trigger_run(workflow, {"i": i}, dict(metadata) or None) for i in range(n)]
+
+
+async def wait(client: AsyncHatchetClient, state: WaitState, rounds: int = 200, **kwargs: Any) -> Verdict:
+    for _ in range(rounds):
+        verdict = await check_round(client, state, **kwargs)
+        if verdict.finished:
+            return verdict
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"still pending: {verdict.message}")
+
+
+def routes(sim: HatchetSimulator) -> list[str]:
+    return [r.route or "" for r in sim.requests]
+
+
+async def test_single_run_success_returns_outputs_by_task(client: AsyncHatchetClient) -> None:
+    (run_id,) = await trigger(client, "etl")
+    verdict = await wait(client, WaitState((run_id,)))
+    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.statuses == {run_id: "COMPLETED"}
+    assert verdict.outputs == [{"run": {"rows": 3}}]
+    assert verdict.event([run_id])["outputs"] == [{"run": {"rows": 3}}]
+    assert run_id in verdict.message
+
+
+async def test_outputs_follow_run_id_order_with_duplicates(client: AsyncHatchetClient) -> None:
+    multi = await trigger(client, "multi")
+    etl = await trigger(client, "etl")
+    ids = (etl[0], multi[0], etl[0])
+    verdict = await wait(client, WaitState(ids))
+    assert verdict.outputs is not None
+    assert verdict.outputs[0] == verdict.outputs[2] == {"run": {"rows": 3}}
+    assert set(verdict.outputs[1]) == {"extract", "transform", "load"}
+
+
+async def test_failure_names_the_run_and_hatchets_error_per_task(client: AsyncHatchetClient) -> None:
+    (run_id,) = await trigger(client, "broken")
+    verdict = await wait(client, WaitState((run_id,)))
+    assert verdict.outcome is Outcome.FAILED
+    assert verdict.errors == {run_id: {"run": "ValueError: bad row 7"}}
+    assert run_id in verdict.message
+    assert "run: ValueError: bad row 7" in verdict.message
+    assert f"/runs/{run_id}" in verdict.message
+    assert "outputs" not in verdict.event([run_id])
+
+
+async def test_one_failure_ends_the_wait_while_others_still_run(client: AsyncHatchetClient) -> None:
+    hanging = await trigger(client, "forever", 3)
+    broken = await trigger(client, "broken")
+    verdict = await wait(client, WaitState((*hanging, *broken)))
+    assert verdict.outcome is Outcome.FAILED
+    assert {verdict.statuses[i] for i in hanging} == {"RUNNING"}
+    assert verdict.statuses[broken[0]] == "FAILED"
+    assert "1 failed of 4 Hatchet runs" in verdict.message
+    assert "3 other runs not finished" in verdict.message
+
+
+async def test_cancelled_run_fails_unless_tolerated(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
+    done = await trigger(client, "etl")
+    hanging = await trigger(client, "forever")
+    await client.cancel_runs(hanging)
+    verdict = await wait(client, WaitState((*done, *hanging)))
+    assert verdict.outcome is Outcome.CANCELLED
+    assert f"run {hanging[0]} CANCELLED" in verdict.message
+    assert "1 cancelled of 2" in verdict.message
+
+    tolerant = await wait(client, WaitState((*done, *hanging), fail_on_cancelled=False))
+    assert tolerant.outcome is Outcome.SUCCESS
+    assert tolerant.outputs is not None and tolerant.outputs[0] == {"run": {"rows": 3}}
+    assert "1 cancelled (tolerated)" in tolerant.message
+
+
+async def test_storm_of_transient_errors_keeps_the_runs_pending(
+    client: AsyncHatchetClient, sim: HatchetSimulator
+) -> None:
+    (run_id,) = await trigger(client, "etl")
+    sim.fail_next("status", 5, 503)
+    state = WaitState((run_id,))
+    first = await check_round(client, state)
+    assert first.outcome is Outcome.PENDING
+    assert state.last_error is not None and "503" in state.last_error
+    verdict = await wait(client, state)
+    assert verdict.outcome is Outcome.SUCCESS
+    assert sim.pending_failures().get("status", 0) == 0
+    assert [r.status for r in sim.requests if r.route == "status"][:5] == [503] * 5
+
+
+async def test_rate_limits_and_dropped_connections_are_transient(
+    client: AsyncHatchetClient, sim: HatchetSimulator
+) -> None:
+    (run_id,) = await trigger(client, "etl")
+    sim.fail_next("status", 2, 429)
+    sim.fail_next("details", 2, drop=True)
+    verdict = await wait(client, WaitState((run_id,)))
+    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.outputs == [{"run": {"rows": 3}}]
+
+
+async def test_a_404_within_the_grace_window_is_waited_out(
+    client: AsyncHatchetClient, sim: HatchetSimulator
+) -> None:
+    sim.visibility_delay = 0.3
+    (run_id,) = await trigger(client, "etl")
+    verdict = await wait(client, WaitState((run_id,), not_found_grace=30))
+    assert verdict.outcome is Outcome.SUCCESS
+    assert 404 in [r.status for r in sim.requests if r.route == "status"]
+
+
+async def test_a_persistent_404_fails_with_a_clear_message(client: AsyncHatchetClient) -> None:
+    ghost = str(uuid.uuid4())
+    state = WaitState((ghost,), not_found_grace=0.2)
+    with pytest.raises(RunWaitError, match=rf"Hatchet run {ghost} was not found \(404\)"):
+        await wait(client, state)
+
+
+async def test_a_403_fails_with_a_clear_message(sim: HatchetSimulator, client: AsyncHatchetClient) -> None:
+    (run_id,) = await trigger(client, "etl")
+    other = sim.add_tenant("other")
+    foreign = ClientConfig.from_token(sim.token_for(other))
+    async with AsyncHatchetClient(foreign, retry=FAST_RETRY) as outsider:
+        with pytest.raises(RunWaitError, match=rf"refused access to run {run_id} \(403\)"):
+            await check_round(outsider, WaitState((run_id,)))
+
+
+async def test_unbatched_rounds_poll_only_unfinished_runs(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
+    quick = await trigger(client, "etl", 3)
+    hanging = await trigger(client, "forever", 2)
+    state = WaitState((*quick, *hanging))
+    await asyncio.sleep(0.2)
+    sim.clear_requests()
+    await check_round(client, state)
+    assert routes(sim) == ["details"] + ["status"] * 4
+    assert state.batch_key is None
+    sim.clear_requests()
+    verdict = await check_round(client, state)
+    assert verdict.outcome is Outcome.PENDING
+    assert routes(sim) == ["status", "status"]
+    assert {r.path.split("/")[-2] for r in sim.requests} == set(hanging)
+
+
+async def test_explicit_batch_key_costs_one_list_per_round_and_details_once(
+    client: AsyncHatchetClient, sim: HatchetSimulator
+) -> None:
+    sim.register_workflow("staggered", "succeed", duration=0.3)
+    ids = await trigger(client, "staggered", 20, **{BATCH_KEY_METADATA: "dag|run|bulk|-1"})
+    state = WaitState(tuple(ids), batch_key="dag|run|bulk|-1")
+    rounds: list[list[str]] = []
+    for _ in range(200):
+        sim.clear_requests()
+        verdict = await check_round(client, state)
+        rounds.append(routes(sim))
+        if verdict.finished:
+            break
+        await asyncio.sleep(0.05)
+    assert verdict.outcome is Outcome.SUCCESS
+    assert len(rounds) > 1
+    assert all(r == ["list"] for r in rounds[:-1])
+    assert sorted(rounds[-1]) == ["details"] * 20 + ["list"]
+    assert verdict.outputs is not None and len(verdict.outputs) == 20
+    list_query = next(r for r in sim.requests if r.route == "list").query
+    assert list_query["additional_metadata"] == [f"{BATCH_KEY_METADATA}:dag|run|bulk|-1"]
+    assert list_query["include_payloads"] == ["false"]
+
+
+async def test_batch_key_is_detected_from_the_first_run(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
+    ids = await trigger(client, "forever", 10, **{BATCH_KEY_METADATA: "k1"})
+    unrelated = await trigger(client, "forever", 5, **{BATCH_KEY_METADATA: "k2"})
+    state = WaitState(tuple(ids))
+    sim.clear_requests()
+    await check_round(client, state)
+    assert routes(sim) == ["details", "list"]
+    assert state.batch_key == "k1"
+    sim.clear_requests()
+    await check_round(client, state)
+    assert routes(sim) == ["list"]
+    assert set(state.statuses) == set(ids)
+    assert not set(unrelated) & set(state.statuses)
+
+
+async def test_runs_outside_the_batch_are_polled_one_by_one(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
+    batch = await trigger(client, "forever", 4, **{BATCH_KEY_METADATA: "k"})
+    loose = await trigger(client, "forever", 2)
+    state = WaitState((*batch, *loose), batch_key="k")
+    sim.clear_requests()
+    await check_round(client, state)
+    assert sorted(routes(sim)) == ["list", "status", "status"]
+    assert set(state.statuses) == {*batch, *loose}
+
+
+async def test_a_wrong_batch_key_falls_back_to_status_polls(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
+    await trigger(client, "forever", 2, **{BATCH_KEY_METADATA: "someone-else"})
+    mine = await trigger(client, "etl", 3)
+    state = WaitState(tuple(mine), batch_key="someone-else")
+    verdict = await wait(client, state)
+    assert verdict.outcome is Outcome.SUCCESS
+    assert state.batch_key is None
+
+
+async def test_transient_list_error_keeps_the_batch_pending(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
+    ids = await trigger(client, "etl", 3, **{BATCH_KEY_METADATA: "b"})
+    sim.fail_next("list", 2, 500)
+    state = WaitState(tuple(ids), batch_key="b")
+    sim.clear_requests()
+    first = await check_round(client, state)
+    assert first.outcome is Outcome.PENDING
+    assert "status" not in routes(sim)
+    assert (await wait(client, state)).outcome is Outcome.SUCCESS
+
+
+class _InFlight(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.current = self.peak = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.current += 1
+        self.peak = max(self.peak, self.current)
+        try:
+            return await self.inner.handle_async_request(request)
+        finally:
+            self.current -= 1
+
+
+async def test_requests_in_flight_are_bounded(config: ClientConfig, sim: HatchetSimulator) -> None:
+    counter = _InFlight(sim.transport())
+    sim.register_workflow("slowish", "hang")
+    async with AsyncHatchetClient(config, retry=FAST_RETRY, transport=counter) as c:
+        ids = await trigger(c, "slowish", 30)
+        sim.faults = Faults(latency=0.01, routes=("status",))
+        await check_round(c, WaitState(tuple(ids), detect_batch=False), max_concurrency=4)
+        sim.clear_faults()
+    assert counter.peak == 4
+
+
+async def test_cancel_unfinished_cancels_only_pending_runs(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
+    done = await trigger(client, "etl")
+    hanging = await trigger(client, "forever", 2)
+    state = WaitState((*done, *hanging))
+    await asyncio.sleep(0.2)
+    await check_round(client, state)
+    assert sorted(await cancel_unfinished(client, state)) == sorted(hanging)
+    await asyncio.sleep(0.2)
+    assert [sim.run_status(i) for i in hanging] == ["CANCELLED", "CANCELLED"]
+    assert sim.run_status(done[0]) == "COMPLETED"
+
+
+def test_sync_round_runs_the_same_logic(config: ClientConfig, sim: HatchetSimulator) -> None:
+    client_ids = asyncio.run(_trigger_with_fresh_client(config, "broken"))
+    state = WaitState(tuple(client_ids))
+    for _ in range(100):
+        verdict = check_round_sync(config, state, retry=FAST_RETRY)
+        if verdict.finished:
+            break
+    assert verdict.outcome is Outcome.FAILED
+    assert "ValueError: bad row 7" in verdict.message
+
+
+async def test_sync_round_works_inside_a_running_loop(config: ClientConfig, client: AsyncHatchetClient) -> None:
+    ids = await trigger(client, "etl")
+    await asyncio.sleep(0.2)
+    verdict = check_round_sync(config, WaitState(tuple(ids)), retry=FAST_RETRY)
+    assert verdict.outcome is Outcome.SUCCESS
+
+
+async def _trigger_with_fresh_client(config: ClientConfig, workflow: str) -> list[str]:
+    async with AsyncHatchetClient(config, retry=FAST_RETRY) as c:
+        return await trigger(c, workflow)
