@@ -1,0 +1,401 @@
+"""The bulk trigger engine: many single trigger calls at bounded concurrency, each run created once.
+
+Hatchet's REST API has no bulk endpoint, so a batch is one trigger call per item. Every run carries the
+batch metadata (one filter finds the whole batch) and its own index, which is how a run is found again:
+
+- A trigger that fails ambiguously (5xx, or a connection lost after the request went out) may have created
+  its run. Such items wait for the end of the pass; once the run would be visible, one paginated list query
+  by the batch metadata tells which exist, and only the missing ones are sent again, for a few rounds.
+- A trigger that certainly created nothing (429, a request that never left) is retried with backoff.
+- Other errors (400, 403, ...) are final for the item. 403 and 404 (token or tenant) stop the batch, and so
+  do ``max_concurrency`` items in a row that exhausted their retries (the server is unreachable).
+- ``resume=True`` first lists the batch's existing runs and keeps those in ``reuse_statuses``.
+
+Memory stays flat: ``max_concurrency`` workers pull indexes from one shared iterator and results go to a
+preallocated list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+
+from airflow_provider_hatchet.client.aio import AsyncHatchetClient
+from airflow_provider_hatchet.client.bulk_result import (
+    CREATED,
+    RECOVERED,
+    REUSED,
+    BulkItem,
+    BulkProgress,
+    BulkResult,
+    HatchetBulkTriggerError,
+)
+from airflow_provider_hatchet.client.errors import (
+    HatchetAPIError,
+    HatchetError,
+    HatchetRateLimitError,
+    HatchetServerError,
+    HatchetTransportError,
+)
+from airflow_provider_hatchet.client.models import RunStatus, RunSummary
+from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
+
+__all__ = [
+    "DEFAULT_INDEX_KEY",
+    "DEFAULT_REUSE_STATUSES",
+    "BulkItem",
+    "BulkProgress",
+    "BulkResult",
+    "BulkTrigger",
+    "HatchetBulkTriggerError",
+    "trigger_many",
+]
+
+DEFAULT_INDEX_KEY = "airflow_batch_index"
+DEFAULT_REUSE_STATUSES: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED})
+DEFAULT_VISIBILITY_WINDOW = 5.0
+LOOKUP_PAGE_SIZE = 500
+
+ProgressCallback = Callable[[BulkProgress], None]
+RunCallback = Callable[[int, str], None]
+
+_AMBIGUOUS, _RETRY, _FINAL, _FATAL = range(4)
+_FATAL_STATUSES = frozenset({403, 404})
+
+
+def _classify(exc: HatchetError) -> int:
+    if isinstance(exc, HatchetTransportError):
+        return _AMBIGUOUS if exc.maybe_sent else _RETRY
+    if isinstance(exc, HatchetRateLimitError):
+        return _RETRY
+    if isinstance(exc, HatchetServerError):
+        return _AMBIGUOUS
+    if isinstance(exc, HatchetAPIError):
+        return _FATAL if exc.status_code in _FATAL_STATUSES else _FINAL
+    return _AMBIGUOUS
+
+
+def _describe(exc: HatchetError) -> str:
+    if isinstance(exc, HatchetAPIError):
+        return f"{exc.status_code} {exc.message}"
+    return str(exc)
+
+
+def default_progress_every(total: int) -> int:
+    """Report every 10% of the batch, but at least every 1000 items.
+
+    :param total: items in the batch.
+    """
+    return max(1, min(1000, -(-total // 10)))
+
+
+class BulkTrigger:
+    """One batch of triggers; :meth:`run` it once. :meth:`result` can be read at any time, even after a
+    cancellation, to see what was created so far.
+
+    :param client: the async client; ``max_concurrency`` should not exceed its connection pool.
+    :param items: the runs to trigger; the position of each is its index.
+    :param batch_metadata: metadata stamped on every run that finds the whole batch (e.g. ``airflow_ti``).
+    :param since: no run of the batch (including earlier attempts, for resume) was created before this.
+    :param index_key: the metadata key holding each run's index.
+    :param max_concurrency: the most trigger requests in flight.
+    :param resume: first read the batch's existing runs and skip the items that have a reusable one.
+    :param reuse_statuses: with ``resume``, the statuses of runs that are kept; other runs are triggered again.
+    :param visibility_window: seconds a new run may stay invisible to lookups after its trigger returned.
+    :param lookup_rounds: how many times items whose trigger failed ambiguously are sent again.
+    :param retry: backoff for triggers that certainly created nothing (429, never sent): attempts per item
+        and the exponential wait with jitter.
+    :param on_progress: called with a :class:`BulkProgress` every ``progress_every`` items and per phase.
+    :param progress_every: items between progress calls; by default 10% of the batch, at most 1000.
+    :param on_run: called with ``(index, run_id)`` for every run of the batch, once it is known.
+    """
+
+    def __init__(
+        self,
+        client: AsyncHatchetClient,
+        items: Sequence[BulkItem],
+        *,
+        batch_metadata: Mapping[str, str],
+        since: datetime,
+        index_key: str = DEFAULT_INDEX_KEY,
+        max_concurrency: int = 32,
+        resume: bool = False,
+        reuse_statuses: Collection[RunStatus] = DEFAULT_REUSE_STATUSES,
+        visibility_window: float = DEFAULT_VISIBILITY_WINDOW,
+        lookup_rounds: int = 3,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        on_progress: ProgressCallback | None = None,
+        progress_every: int | None = None,
+        on_run: RunCallback | None = None,
+    ) -> None:
+        if not batch_metadata or not all(isinstance(v, str) and k for k, v in batch_metadata.items()):
+            raise ValueError("batch_metadata must be a non-empty dict of strings: it is how the batch is found")
+        if index_key in batch_metadata:
+            raise ValueError(f"index_key {index_key!r} must not be one of the batch_metadata keys")
+        if max_concurrency < 1 or lookup_rounds < 0 or visibility_window < 0:
+            raise ValueError("max_concurrency must be >= 1, lookup_rounds and visibility_window >= 0")
+        self._client = client
+        self._items = items
+        self._batch = dict(batch_metadata)
+        self._since = since
+        self._index_key = index_key
+        self._concurrency = max_concurrency
+        self._resume = resume
+        self._reuse = frozenset(RunStatus(s) for s in reuse_statuses)
+        self._window = visibility_window
+        self._rounds = lookup_rounds
+        self._retry = retry
+        self._on_progress = on_progress
+        self._on_run = on_run
+        total = len(items)
+        self._every = progress_every or default_progress_every(total)
+        self._ids: list[str | None] = [None] * total
+        self._origins = bytearray(total)
+        self._errors: dict[int, str] = {}
+        self._messages: dict[str, str] = {}
+        self._ambiguous: list[int] = []
+        self._wanted: set[int] = set()
+        self._last_ambiguous = 0.0
+        self._stale: set[str] = set()
+        self._abort: str | None = None
+        self._exhausted = 0
+        self._created = self._failed = 0
+        self._next_report = self._every
+        self._requests = self._lookups = 0
+        self._phase = "trigger"
+        self._started = time.monotonic()
+        self._finished: float | None = None
+        self._ran = False
+
+    async def run(self) -> BulkResult:
+        """Trigger the batch and return its result; failed items are in the result, not raised."""
+        if self._ran:
+            raise RuntimeError("a BulkTrigger runs once")
+        self._ran = True
+        self._started = time.monotonic()
+        todo: Iterable[int] = range(len(self._items))
+        if self._resume:
+            self._phase = "resume"
+            await self._reuse_existing()
+            todo = [i for i in todo if self._ids[i] is None]
+        self._phase = "trigger"
+        await self._pool(todo)
+        self._report()
+        await self._resolve_ambiguous()
+        self._finished = time.monotonic()
+        self._phase = "done"
+        self._report()
+        return self.result()
+
+    def result(self) -> BulkResult:
+        """The outcome so far: items not (yet) created are listed as failed with their last error."""
+        failed = {
+            i: self._errors.get(i, "not triggered")
+            for i, run_id in enumerate(self._ids) if run_id is None
+        }
+        end = self._finished if self._finished is not None else time.monotonic()
+        return BulkResult(
+            list(self._ids), failed, bytes(self._origins), self._requests, self._lookups, end - self._started
+        )
+
+    def progress(self) -> BulkProgress:
+        """A snapshot of the counters."""
+        return BulkProgress(
+            self._phase, len(self._items), self._created, self._failed, len(self._ambiguous) + len(self._wanted),
+            time.monotonic() - self._started,
+        )
+
+    # Workers
+
+    async def _pool(self, indexes: Iterable[int]) -> None:
+        shared = iter(indexes)
+
+        async def worker() -> None:
+            for i in shared:
+                if self._abort is None:
+                    await self._trigger(i)
+                else:
+                    self._fail(i, f"not sent: {self._abort}")
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(self._concurrency)]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+
+    async def _trigger(self, i: int) -> None:
+        item = self._items[i]
+        metadata = {**item.additional_metadata, **self._batch, self._index_key: str(i)}
+        attempt = 1
+        while True:
+            self._requests += 1
+            try:
+                run_id = await self._client.trigger_run(item.workflow_name, item.input, metadata, item.priority)
+            except HatchetError as exc:
+                kind = _classify(exc)
+                error = _describe(exc)
+                if kind == _RETRY and attempt < self._retry.attempts and self._abort is None:
+                    self._errors[i] = self._intern(error)
+                    await asyncio.sleep(self._backoff(attempt))
+                    attempt += 1
+                    continue
+                if kind == _AMBIGUOUS:
+                    self._errors[i] = self._intern(error)
+                    self._ambiguous.append(i)
+                    self._last_ambiguous = time.monotonic()
+                    return
+                if kind == _RETRY:
+                    self._exhausted += 1
+                    if self._exhausted >= self._concurrency and self._abort is None:
+                        self._abort = f"{self._exhausted} triggers in a row failed after {attempt} attempts: {error}"
+                elif kind == _FATAL and self._abort is None:
+                    self._abort = error
+                self._fail(i, error)
+                return
+            self._exhausted = 0
+            self._settle(i, run_id, CREATED)
+            return
+
+    def _backoff(self, attempt: int) -> float:
+        policy = self._retry
+        return min(policy.maximum, policy.initial * 2.0 ** (attempt - 1)) + random.uniform(0, policy.jitter)
+
+    # Bookkeeping
+
+    def _intern(self, message: str) -> str:
+        return self._messages.setdefault(message, message)
+
+    def _settle(self, i: int, run_id: str, origin: int) -> None:
+        self._ids[i] = run_id
+        self._origins[i] = origin
+        self._errors.pop(i, None)
+        self._created += 1
+        if self._on_run is not None:
+            self._on_run(i, run_id)
+        self._step()
+
+    def _fail(self, i: int, error: str) -> None:
+        self._errors[i] = self._intern(error)
+        self._failed += 1
+        self._step()
+
+    def _step(self) -> None:
+        if self._created + self._failed >= self._next_report:
+            self._next_report = self._created + self._failed + self._every
+            self._report()
+
+    def _report(self) -> None:
+        if self._on_progress is not None:
+            self._on_progress(self.progress())
+
+    # Lookups
+
+    async def _batch_runs(self) -> AsyncIterator[tuple[int, RunSummary]]:
+        """Yield ``(index, run)`` for every run of the batch, skipping runs known to be stale."""
+        total = len(self._items)
+        offset = 0
+        while True:
+            self._lookups += 1
+            page = await self._client.list_runs(
+                since=self._since, additional_metadata=self._batch, offset=offset, limit=LOOKUP_PAGE_SIZE
+            )
+            for row in page.rows:
+                raw = row.additional_metadata.get(self._index_key)
+                if not isinstance(raw, str) or not raw.isdigit() or row.id in self._stale:
+                    continue
+                index = int(raw)
+                if index < total:
+                    yield index, row
+            if len(page.rows) < LOOKUP_PAGE_SIZE:
+                return
+            offset += LOOKUP_PAGE_SIZE
+
+    async def _reuse_existing(self) -> None:
+        async for i, row in self._batch_runs():
+            if self._ids[i] is not None:
+                continue
+            if row.status in self._reuse:
+                self._settle(i, row.id, REUSED)
+            else:
+                self._stale.add(row.id)
+        self._report()
+
+    async def _resolve_ambiguous(self) -> None:
+        for round_no in range(self._rounds + 1):
+            if not self._ambiguous:
+                return
+            self._phase = "lookup"
+            await asyncio.sleep(max(0.0, self._last_ambiguous + self._window - time.monotonic()))
+            self._wanted = wanted = set(self._ambiguous)
+            self._ambiguous = []
+            try:
+                async for i, row in self._batch_runs():
+                    if i in wanted and self._ids[i] is None:
+                        wanted.discard(i)
+                        self._settle(i, row.id, RECOVERED)
+            except HatchetError as exc:
+                for i in wanted:
+                    self._errors[i] += f"; the run may exist (lookup failed: {_describe(exc)})"
+                self._failed += len(wanted)
+                self._wanted = set()
+                return
+            self._wanted = set()
+            if round_no == self._rounds:
+                self._failed += len(wanted)
+                return
+            if wanted:
+                self._phase = "retry"
+                self._report()
+                await self._pool(sorted(wanted))
+
+
+async def trigger_many(
+    client: AsyncHatchetClient,
+    items: Sequence[BulkItem],
+    *,
+    batch_metadata: Mapping[str, str],
+    since: datetime,
+    index_key: str = DEFAULT_INDEX_KEY,
+    max_concurrency: int = 32,
+    resume: bool = False,
+    reuse_statuses: Collection[RunStatus] = DEFAULT_REUSE_STATUSES,
+    visibility_window: float = DEFAULT_VISIBILITY_WINDOW,
+    lookup_rounds: int = 3,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    on_progress: ProgressCallback | None = None,
+    progress_every: int | None = None,
+    on_run: RunCallback | None = None,
+) -> BulkResult:
+    """Trigger one run per item, each exactly once, and return the ids in item order.
+
+    Failed items do not raise: check :attr:`BulkResult.failed` or call :meth:`BulkResult.raise_for_failures`.
+    The arguments are those of :class:`BulkTrigger`.
+
+    :param client: the async client.
+    :param items: the runs to trigger.
+    :param batch_metadata: metadata on every run that finds the whole batch.
+    :param since: the earliest creation time of any run of the batch.
+    :param index_key: the metadata key holding each run's index.
+    :param max_concurrency: the most trigger requests in flight.
+    :param resume: reuse the batch's existing runs.
+    :param reuse_statuses: with ``resume``, the statuses of runs that are kept.
+    :param visibility_window: seconds a new run may stay invisible to lookups.
+    :param lookup_rounds: how many times ambiguous failures are sent again.
+    :param retry: backoff for triggers that certainly created nothing.
+    :param on_progress: progress callback.
+    :param progress_every: items between progress calls.
+    :param on_run: called with ``(index, run_id)`` for every run.
+    """
+    engine = BulkTrigger(
+        client, items, batch_metadata=batch_metadata, since=since, index_key=index_key,
+        max_concurrency=max_concurrency, resume=resume, reuse_statuses=reuse_statuses,
+        visibility_window=visibility_window, lookup_rounds=lookup_rounds, retry=retry,
+        on_progress=on_progress, progress_every=progress_every, on_run=on_run,
+    )
+    return await engine.run()
