@@ -20,6 +20,13 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Hatchet", "external-doc-url": "https://docs.hatchet.run", "tags": ["software"]}
         ],
         "hooks": [{"integration-name": "Hatchet", "python-modules": ["airflow_provider_hatchet.hooks.hatchet"]}],
+        "operators": [
+            {"integration-name": "Hatchet", "python-modules": ["airflow_provider_hatchet.operators.hatchet"]}
+        ],
+        "sensors": [{"integration-name": "Hatchet", "python-modules": ["airflow_provider_hatchet.sensors.hatchet"]}],
+        "triggers": [
+            {"integration-name": "Hatchet", "python-modules": ["airflow_provider_hatchet.triggers.hatchet"]}
+        ],
         "connection-types": [connection_type()],
-        "extra-links": [],
+        "extra-links": ["airflow_provider_hatchet.links.hatchet.HatchetRunLink"],
     }

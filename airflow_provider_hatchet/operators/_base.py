@@ -1,0 +1,130 @@
+"""What the single and bulk trigger operators share: the hook, waiting through the trigger, cancelling."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_hatchet._compat import AirflowException, BaseOperator, conf
+from airflow_provider_hatchet.client.errors import HatchetError
+from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
+
+if TYPE_CHECKING:
+    from airflow_provider_hatchet._compat import Context
+
+DEFAULT_TIMEOUT = 7 * 24 * 3600.0
+REUSE_LOOKBACK = timedelta(days=7)
+OUTPUT_KEY = "output"
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable`` from the Airflow configuration."""
+    return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
+
+
+def lookback_start() -> datetime:
+    """The earliest creation time searched for a task instance's earlier runs."""
+    return datetime.now(timezone.utc) - REUSE_LOOKBACK
+
+
+def first_event(trigger: HatchetWorkflowRunTrigger) -> dict[str, Any]:
+    """Run a trigger in a fresh event loop until its event: waiting in the worker reuses the trigger's logic.
+
+    :param trigger: the trigger to run.
+    """
+
+    async def _first() -> dict[str, Any]:
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise AirflowException("The Hatchet trigger ended without an event")
+
+    return asyncio.run(_first())
+
+
+class HatchetTriggerOperatorBase(BaseOperator):
+    """Base of the operators that trigger Hatchet runs and may wait for them.
+
+    :param hatchet_conn_id: the Hatchet connection.
+    :param namespace: overrides the connection's namespace; ``""`` disables it.
+    :param wait_for_completion: wait until the runs finish; their outputs go to XCom ``output``.
+    :param deferrable: wait in the triggerer instead of the worker.
+    :param poll_interval: seconds between status checks.
+    :param timeout: seconds to wait before cancelling the runs and failing the task; None waits forever.
+    """
+
+    ui_color = "#a78bfa"
+
+    def __init__(
+        self,
+        *,
+        hatchet_conn_id: str = HatchetHook.default_conn_name,
+        namespace: str | None = None,
+        wait_for_completion: bool = False,
+        deferrable: bool = default_deferrable(),
+        poll_interval: float = 5.0,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.hatchet_conn_id = hatchet_conn_id
+        self.namespace = namespace
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+
+    @cached_property
+    def hook(self) -> HatchetHook:
+        """The Hatchet hook for this task."""
+        return HatchetHook(self.hatchet_conn_id, namespace=self.namespace)
+
+    def wait_trigger(self, run_ids: list[str], **kwargs: Any) -> HatchetWorkflowRunTrigger:
+        """The trigger that waits on the runs, with this task's deadline.
+
+        :param run_ids: the runs.
+        :param kwargs: more trigger arguments (e.g. ``batch_key``).
+        """
+        deadline = None if self.timeout is None else time.time() + self.timeout
+        return HatchetWorkflowRunTrigger(
+            run_ids=run_ids,
+            hatchet_conn_id=self.hatchet_conn_id,
+            poll_interval=self.poll_interval,
+            execution_deadline=deadline,
+            **kwargs,
+        )
+
+    def finish_wait(self, context: Context, event: dict[str, Any] | None) -> list[Any]:
+        """Check the trigger's event: return the outputs on success; cancel on timeout; raise on failure.
+
+        :param context: the task context.
+        :param event: the trigger's event payload.
+        """
+        if not event or "status" not in event or not event.get("run_ids"):
+            raise AirflowException(f"Unexpected event from the Hatchet trigger: {event!r}")
+        status = event["status"]
+        if status == "success":
+            outputs: list[Any] = event.get("outputs") or [{} for _ in event["run_ids"]]
+            return outputs
+        if status == "timeout":
+            pending = [i for i, s in event.get("statuses", {}).items() if s in ("QUEUED", "RUNNING")]
+            self.cancel(pending or list(event["run_ids"]), "the wait timed out")
+            raise AirflowException(f"{event.get('message') or 'Timed out.'} The unfinished runs were cancelled.")
+        raise AirflowException(event.get("message") or f"Hatchet run(s) ended with status {status}")
+
+    def cancel(self, run_ids: list[str], why: str) -> None:
+        """Cancel runs, best effort: a failure to cancel is logged, not raised.
+
+        :param run_ids: the runs.
+        :param why: the reason, for the log.
+        """
+        if not run_ids:
+            return
+        try:
+            self.hook.cancel_runs(run_ids)
+            self.log.info("Cancelled %d Hatchet run(s) because %s.", len(run_ids), why)
+        except HatchetError as exc:
+            self.log.warning("Could not cancel %d Hatchet run(s): %s", len(run_ids), exc)

@@ -1,0 +1,44 @@
+"""The Airflow identity stamped on every run an operator triggers, so Hatchet can find a task's runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TI_KEY = "airflow_ti"
+BATCH_INDEX_KEY = "airflow_batch_index"
+
+
+def ti_key(context: Any) -> str:
+    """The combined key of a task instance, ``<dag_id>|<run_id>|<task_id>|<map_index>``, the same on every try.
+
+    One metadata filter on it finds every run the task instance triggered (Hatchet ORs several pairs).
+
+    :param context: the task's context.
+    """
+    ti = context["ti"]
+    return f"{ti.dag_id}|{ti.run_id}|{ti.task_id}|{ti.map_index}"
+
+
+def identity_metadata(context: Any) -> dict[str, str]:
+    """The metadata that identifies the task instance and try that triggers a run.
+
+    :param context: the task's context.
+    """
+    ti = context["ti"]
+    return {
+        "airflow_dag_id": str(ti.dag_id),
+        "airflow_run_id": str(ti.run_id),
+        "airflow_task_id": str(ti.task_id),
+        "airflow_map_index": str(ti.map_index),
+        "airflow_try_number": str(ti.try_number),
+        TI_KEY: ti_key(context),
+    }
+
+
+def with_identity(user_metadata: dict[str, str], context: Any) -> dict[str, str]:
+    """The user's metadata with the identity added; the identity keys win over user keys of the same name.
+
+    :param user_metadata: the checked user metadata.
+    :param context: the task's context.
+    """
+    return {**user_metadata, **identity_metadata(context)}

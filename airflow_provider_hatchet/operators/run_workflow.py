@@ -1,0 +1,179 @@
+"""``HatchetRunWorkflowOperator``: trigger one Hatchet workflow run, and optionally wait for it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow_provider_hatchet._compat import ResumableJobMixin
+from airflow_provider_hatchet.client import validation
+from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
+from airflow_provider_hatchet.client.models import RunStatus
+from airflow_provider_hatchet.links.hatchet import HatchetRunLink
+from airflow_provider_hatchet.operators._base import (
+    OUTPUT_KEY,
+    HatchetTriggerOperatorBase,
+    first_event,
+    lookback_start,
+)
+from airflow_provider_hatchet.operators._identity import TI_KEY, ti_key, with_identity
+
+if TYPE_CHECKING:
+    from airflow_provider_hatchet._compat import Context
+
+RUN_ID_KEY = "hatchet_run_id"
+RUN_URL_KEY = "hatchet_run_url"
+_REUSABLE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED})
+_ACTIVE = frozenset({RunStatus.QUEUED.value, RunStatus.RUNNING.value})
+_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+
+
+class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
+    """Trigger one run of a Hatchet workflow; optionally wait for it, in the worker or deferred.
+
+    The run carries the Airflow identity in its additional metadata (``airflow_dag_id``, ``airflow_run_id``,
+    ``airflow_task_id``, ``airflow_map_index``, ``airflow_try_number``, and ``airflow_ti``, which combines the
+    first four), so the Hatchet dashboard can show every run a DAG run started. The return value is the run id;
+    the dashboard URL is in XCom ``hatchet_run_url`` and behind the "Hatchet run" link as soon as the run exists.
+
+    :param workflow_name: the workflow to run; the namespace is applied. (templated)
+    :param input: the run input, a JSON object. (templated)
+    :param additional_metadata: metadata shown and filterable in Hatchet; JSON scalars become strings. (templated)
+    :param priority: 1 (lowest) to 3.
+    :param reuse_existing_run: on a retry, re-attach to this task instance's earlier run if it is queued,
+        running or completed, instead of triggering another; a failed or cancelled one is triggered again.
+    :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
+        ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
+    """
+
+    template_fields: Sequence[str] = ("workflow_name", "input", "additional_metadata")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"input": "json", "additional_metadata": "json"}
+    operator_extra_links = (HatchetRunLink(),)
+    external_id_key = RUN_ID_KEY
+
+    def __init__(
+        self,
+        *,
+        workflow_name: str,
+        input: dict[str, Any] | None = None,
+        additional_metadata: dict[str, Any] | None = None,
+        priority: int | None = None,
+        reuse_existing_run: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.workflow_name = workflow_name
+        self.input = input
+        self.additional_metadata = additional_metadata
+        self.priority = validation.check_priority(priority)
+        self.reuse_existing_run = reuse_existing_run
+        self.run_id: str | None = None
+
+    def execute(self, context: Context) -> str:
+        """Check the arguments, trigger the run (or re-attach on a retry), then wait if asked."""
+        self._checked = (
+            validation.check_workflow_name(self.workflow_name),
+            validation.check_input(self.input),
+            validation.check_metadata(self.additional_metadata),
+        )
+        # The mixin returns poll_until_complete's None when it re-attaches to a running run.
+        result = self.execute_resumable(context)
+        return str(result or self.run_id)
+
+    # ResumableJobMixin: how a run is submitted, inspected and waited on. On Airflow 3.3+ the mixin records the
+    # run id in the task state store, so a retry after a worker crash re-attaches; below 3.3 it just submits.
+
+    def submit_job(self, context: Context) -> str:
+        """Trigger the run, unless a retry finds this task instance's earlier run still usable."""
+        name, input, metadata = self._checked
+        run_id = self._reusable_run(context)
+        if run_id is None:
+            full_name = self.hook.resolve_workflow(name)
+            run_id = self.hook.client.trigger_run(full_name, input, with_identity(metadata, context), self.priority)
+            self.log.info("Triggered Hatchet workflow %s: run %s", full_name, run_id)
+        self._announce(context, run_id)
+        return run_id
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        """The run's status; a run Hatchet does not know reads ``NOT_FOUND``, so it is triggered again."""
+        try:
+            return self.hook.get_run_status(str(external_id)).value
+        except HatchetNotFoundError:
+            return "NOT_FOUND"
+
+    def is_job_active(self, status: str) -> bool:
+        """Whether a run in this status can be re-attached to and waited on."""
+        return status in _ACTIVE
+
+    def is_job_succeeded(self, status: str) -> bool:
+        """Whether a run in this status completed."""
+        return status == RunStatus.COMPLETED.value
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> None:
+        """Wait for the run if asked: poll here, or check once and defer to the triggerer."""
+        run_id = str(external_id)
+        if self.run_id != run_id:
+            self._announce(context, run_id)
+        if self.wait_for_completion:
+            trigger = self.wait_trigger([run_id])
+            if self.deferrable and not self._finished(run_id):
+                self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
+            self._push_output(context, first_event(trigger))
+
+    def get_job_result(self, external_id: Any, context: Context) -> str:
+        """The task's return value: the run id (the output, if waited on, is in XCom ``output``).
+
+        When the mixin finds the run already completed it skips waiting, so the output is fetched here.
+        """
+        run_id = str(external_id)
+        if self.run_id != run_id:
+            self._announce(context, run_id)
+            if self.wait_for_completion:
+                self._push_output(context, first_event(self.wait_trigger([run_id])))
+        return run_id
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
+        """Resume after deferral: push the output, or fail with Hatchet's error."""
+        self._push_output(context, event)
+        return str((event or {})["run_ids"][0])
+
+    def on_kill(self) -> None:
+        """Cancel the run, best effort, when the task is killed in the worker."""
+        if self.run_id:
+            self.cancel([self.run_id], "the task was killed")
+
+    def _push_output(self, context: Context, event: dict[str, Any] | None) -> None:
+        outputs = self.finish_wait(context, event)
+        context["ti"].xcom_push(key=OUTPUT_KEY, value=outputs[0])
+        self.log.info("Hatchet run %s completed.", self.run_id or (event or {}).get("run_ids"))
+
+    def _announce(self, context: Context, run_id: str) -> None:
+        self.run_id = run_id
+        url = self.hook.run_url(run_id)
+        self.log.info("Hatchet run: %s", url)
+        context["ti"].xcom_push(key=RUN_ID_KEY, value=run_id)
+        context["ti"].xcom_push(key=RUN_URL_KEY, value=url)
+
+    def _finished(self, run_id: str) -> bool:
+        try:
+            return self.hook.get_run_status(run_id).is_terminal
+        except (HatchetNotFoundError, HatchetRetryableError):
+            return False
+
+    def _reusable_run(self, context: Context) -> str | None:
+        try_number = context["ti"].try_number
+        if not self.reuse_existing_run or try_number <= 1:
+            return None
+        earlier = self.hook.client.iter_runs(since=lookback_start(), additional_metadata={TI_KEY: ti_key(context)})
+        latest = max(earlier, key=lambda run: run.created_at or _EPOCH, default=None)
+        if latest is None:
+            self.log.info("Try %s: no earlier Hatchet run of this task instance; triggering a new one.", try_number)
+            return None
+        if latest.status in _REUSABLE:
+            self.log.info("Try %s: re-attaching to earlier run %s (%s).", try_number, latest.id, latest.status.value)
+            return latest.id
+        self.log.info(
+            "Try %s: the earlier run %s is %s; triggering a new one.", try_number, latest.id, latest.status.value
+        )
+        return None

@@ -1,0 +1,139 @@
+"""``HatchetRunWorkflowsOperator``: trigger many Hatchet workflow runs in one task, each exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow_provider_hatchet._compat import AirflowException
+from airflow_provider_hatchet.client.aio import AsyncHatchetClient
+from airflow_provider_hatchet.client.bulk import BulkItem, BulkProgress, BulkResult, trigger_many
+from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
+from airflow_provider_hatchet.client.config import ClientConfig
+from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
+from airflow_provider_hatchet.operators._base import (
+    OUTPUT_KEY,
+    HatchetTriggerOperatorBase,
+    first_event,
+    lookback_start,
+)
+from airflow_provider_hatchet.operators._identity import BATCH_INDEX_KEY, TI_KEY, identity_metadata
+from airflow_provider_hatchet.operators._workflow_runs import parse_workflow_runs
+
+if TYPE_CHECKING:
+    from airflow_provider_hatchet._compat import Context
+
+CREATED_RUNS_KEY = "created_runs"
+BATCH_KEY_KEY = "hatchet_batch_key"
+
+
+class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
+    """Trigger many Hatchet workflow runs in one task, concurrently, each exactly once; optionally wait for all.
+
+    Hatchet's REST API has no bulk endpoint, so each run is one trigger call, at most ``max_concurrency`` in
+    flight on one connection pool. A trigger that fails ambiguously (a lost connection, a 5xx) is resolved by
+    looking the item up by its metadata before it is sent again. Every run carries the Airflow identity, its
+    index (``airflow_batch_index``) and the batch key ``airflow_ti``, which finds the whole batch in one filter.
+
+    The return value is the list of run ids, in the order of ``workflow_runs``. If some items fail for good, the
+    task fails listing them, and XCom ``created_runs`` holds the ids created (None for the failed items); a
+    retry of the task reuses the runs already created (unless failed or cancelled) and triggers only the rest.
+
+    :param workflow_runs: the runs, as the TypeScript SDK's ``runWorkflows`` takes them: each
+        ``{"workflow_name", "input", "options": {"additional_metadata"}}``, with ``workflowName``,
+        ``additionalMetadata`` and a ``priority`` accepted too. (templated)
+    :param max_concurrency: trigger requests in flight at once.
+    :param reuse_existing_runs: on a retry, keep the batch's runs that are queued, running or completed.
+    :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
+        ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
+    """
+
+    template_fields: Sequence[str] = ("workflow_runs",)
+    template_fields_renderers: ClassVar[dict[str, str]] = {"workflow_runs": "json"}
+
+    def __init__(
+        self,
+        *,
+        workflow_runs: list[dict[str, Any]] | str,
+        max_concurrency: int = 32,
+        reuse_existing_runs: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        self.workflow_runs = workflow_runs
+        self.max_concurrency = max_concurrency
+        self.reuse_existing_runs = reuse_existing_runs
+        self.run_ids: list[str] = []
+
+    def execute(self, context: Context) -> list[str]:
+        """Check every item, trigger the batch, then wait if asked."""
+        specs = parse_workflow_runs(self.workflow_runs)
+        full_names = {name: self.hook.resolve_workflow(name) for name in {s.workflow_name for s in specs}}
+        identity = identity_metadata(context)
+        batch_key = identity.pop(TI_KEY)
+        items = [
+            BulkItem(full_names[s.workflow_name], s.input, {**s.additional_metadata, **identity}, s.priority)
+            for s in specs
+        ]
+        context["ti"].xcom_push(key=BATCH_KEY_KEY, value=batch_key)
+        resume = self.reuse_existing_runs and context["ti"].try_number > 1
+        self.log.info("Triggering %d Hatchet runs (batch %s, %d at a time%s).", len(items), batch_key,
+                      self.max_concurrency, ", reusing earlier runs" if resume else "")
+        result = asyncio.run(self._trigger_all(self.hook.config, items, batch_key, resume))
+        self.log.info("%d runs: %d created, %d recovered after ambiguous failures, %d reused, %d failed, in %.1fs.",
+                      len(items), len(result.created) - len(result.recovered) - len(result.reused),
+                      len(result.recovered), len(result.reused), len(result.failed), result.elapsed)
+        if result.failed:
+            context["ti"].xcom_push(key=CREATED_RUNS_KEY, value=result.run_ids)
+            raise AirflowException(str(HatchetBulkTriggerError(result)))
+        self.run_ids = [run_id for run_id in result.run_ids if run_id is not None]
+        if self.wait_for_completion:
+            trigger = self.wait_trigger(self.run_ids, batch_key=batch_key)
+            if self.deferrable and not self._all_finished(batch_key):
+                self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
+            self._push_outputs(context, first_event(trigger))
+        return self.run_ids
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
+        """Resume after deferral: push the outputs, or fail naming the failed runs."""
+        self._push_outputs(context, event)
+        return [str(run_id) for run_id in (event or {})["run_ids"]]
+
+    def on_kill(self) -> None:
+        """Cancel the batch's runs if the task is killed while waiting on them.
+
+        While the batch is still being triggered, the runs created so far are left alone, so that a retry of the
+        task resumes the batch rather than starting it again.
+        """
+        if self.run_ids:
+            self.cancel(self.run_ids, "the task was killed")
+
+    async def _trigger_all(
+        self, config: ClientConfig, items: list[BulkItem], batch_key: str, resume: bool
+    ) -> BulkResult:
+        def on_run(index: int, run_id: str) -> None:
+            self.log.info("Hatchet run %d: %s", index, self.hook.run_url(run_id))
+
+        def on_progress(progress: BulkProgress) -> None:
+            self.log.info("Progress: %s", progress)
+
+        async with AsyncHatchetClient(config, max_connections=self.max_concurrency) as client:
+            return await trigger_many(
+                client, items, batch_metadata={TI_KEY: batch_key}, since=lookback_start(), index_key=BATCH_INDEX_KEY,
+                max_concurrency=self.max_concurrency, resume=resume, on_run=on_run, on_progress=on_progress,
+            )
+
+    def _all_finished(self, batch_key: str) -> bool:
+        try:
+            runs = self.hook.client.iter_runs(since=lookback_start(), additional_metadata={TI_KEY: batch_key})
+            finished = {run.id for run in runs if run.status.is_terminal}
+        except (HatchetNotFoundError, HatchetRetryableError):
+            return False
+        return finished.issuperset(self.run_ids)
+
+    def _push_outputs(self, context: Context, event: dict[str, Any] | None) -> None:
+        context["ti"].xcom_push(key=OUTPUT_KEY, value=self.finish_wait(context, event))
+        self.log.info("All %d Hatchet runs completed.", len((event or {}).get("run_ids", ())))
