@@ -1,0 +1,149 @@
+"""Memory and CPU of 1,000 HatchetWorkflowRunTriggers sharing one event loop, as in a triggerer.
+
+The simulator runs in a separate process (``python -m airflow_provider_hatchet.testing``). Each trigger watches
+one run that never finishes (``demo-hang``). The script measures the resident memory added by the triggers once
+every one of them has polled, divided by their number (goal: under 50 KB each), and the process CPU time per
+poll round of all triggers (rounds counted from the simulator's request log).
+
+Usage: ``python benchmarks/trigger_memory.py [--triggers 1000] [--poll-interval 2] [--window 10]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+os.environ.setdefault("AIRFLOW_HOME", str(Path(tempfile.gettempdir()) / "airflow-hatchet-bench"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+PAGE = resource.getpagesize()
+
+
+def rss() -> int:
+    """The process's resident memory now, in bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE
+
+
+def start_simulator(workdir: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    info_file = workdir / "sim.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_hatchet.testing", "--port", "0", "--info-file", str(info_file),
+         "--request-log", "100000", "--visibility-delay", "0"],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not info_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the simulator did not start")
+        time.sleep(0.05)
+    return proc, json.loads(info_file.read_text())
+
+
+async def status_requests(admin: httpx.AsyncClient) -> int:
+    rows = (await admin.get("/requests", params={"limit": 10**7})).json()["requests"]
+    return sum(1 for r in rows if r["route"] == "status")
+
+
+async def polled(triggers: list[Any]) -> None:
+    """Return once every trigger has finished its first round."""
+    while True:
+        if all(t._state is not None and t._state.statuses for t in triggers):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def bench(n: int, poll_interval: float, window: float, info: dict[str, Any]) -> dict[str, float]:
+    from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig
+    from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
+
+    async with AsyncHatchetClient(ClientConfig.from_token(info["token"])) as client:
+        slots = asyncio.Semaphore(16)
+
+        async def start(i: int) -> str:
+            async with slots:
+                return await client.trigger_run("demo-hang", {"i": i})
+
+        run_ids = await asyncio.gather(*(start(i) for i in range(n + 1)))
+
+    async def first_event(trigger: HatchetWorkflowRunTrigger) -> None:
+        async for _ in trigger.run():
+            return
+
+    warm = HatchetWorkflowRunTrigger([run_ids[-1]], poll_interval=poll_interval)
+    warm_task = asyncio.create_task(first_event(warm))
+    await polled([warm])
+    gc.collect()
+    before = rss()
+
+    triggers = [HatchetWorkflowRunTrigger([run_id], poll_interval=poll_interval) for run_id in run_ids[:n]]
+    tasks = [asyncio.create_task(first_event(t)) for t in triggers]
+    await polled(triggers)
+    await asyncio.sleep(poll_interval)
+    gc.collect()
+    after = rss()
+
+    async with httpx.AsyncClient(base_url=info["admin_url"]) as admin:
+        await admin.delete("/requests")
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        await asyncio.sleep(window)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        polls = await status_requests(admin)
+
+    for task in [*tasks, warm_task]:
+        task.cancel()
+    await asyncio.gather(*tasks, warm_task, return_exceptions=True)
+    rounds = polls / n
+    return {
+        "triggers": n,
+        "rss_before_mb": before / 2**20,
+        "rss_after_mb": after / 2**20,
+        "kb_per_trigger": (after - before) / n / 1024,
+        "window_s": wall,
+        "rounds": rounds,
+        "cpu_s": cpu,
+        "cpu_ms_per_round": cpu / rounds * 1000 if rounds else float("nan"),
+        "cpu_us_per_trigger_poll": cpu / polls * 1e6 if polls else float("nan"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--triggers", type=int, default=1000)
+    parser.add_argument("--poll-interval", type=float, default=2.0)
+    parser.add_argument("--window", type=float, default=10.0, help="seconds of polling the CPU is measured over")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as workdir:
+        proc, info = start_simulator(Path(workdir))
+        try:
+            os.environ["AIRFLOW_CONN_HATCHET_DEFAULT"] = info["airflow_conn_json"]
+            result = asyncio.run(bench(args.triggers, args.poll_interval, args.window, info))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+    print(f"{result['triggers']} triggers in one event loop, one shared client, poll every {args.poll_interval} s")
+    print(f"resident memory: {result['rss_before_mb']:.1f} MB before, {result['rss_after_mb']:.1f} MB with the "
+          f"triggers polling -> {result['kb_per_trigger']:.1f} KB per trigger (goal < 50 KB)")
+    print(f"CPU: {result['cpu_s']:.2f} s over {result['window_s']:.1f} s = {result['rounds']:.1f} rounds -> "
+          f"{result['cpu_ms_per_round']:.0f} ms per round of {result['triggers']} polls "
+          f"({result['cpu_us_per_trigger_poll']:.0f} us per trigger poll)")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
