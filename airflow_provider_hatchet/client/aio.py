@@ -11,8 +11,9 @@ import httpx
 
 from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client._base import DEFAULT_MAX_CONNECTIONS as _MAX
-from airflow_provider_hatchet.client._base import WORKFLOW_PAGE_SIZE, ClientBase, http_options
+from airflow_provider_hatchet.client._base import WORKFLOW_PAGE_SIZE, ClientBase, ssl_context
 from airflow_provider_hatchet.client.config import ClientConfig
+from airflow_provider_hatchet.client.lanes import LaneTransport
 from airflow_provider_hatchet.client.models import RunDetails, RunPage, RunStatus, RunSummary, Workflow, WorkflowPage
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 
@@ -25,7 +26,7 @@ class AsyncHatchetClient(ClientBase):
     :param config: the client settings.
     :param retry: how idempotent requests are retried.
     :param transport: an httpx transport to use instead of the network (e.g. the simulator's).
-    :param max_connections: the connection pool size.
+    :param max_connections: the connection pool size: requests in flight at once.
     """
 
     def __init__(
@@ -37,7 +38,7 @@ class AsyncHatchetClient(ClientBase):
         max_connections: int = _MAX,
     ) -> None:
         super().__init__(config, retry)
-        self._http = httpx.AsyncClient(transport=transport, **http_options(config, max_connections))
+        self._transport = transport or LaneTransport(max_connections, verify=ssl_context(config.verify))
 
     async def __aenter__(self) -> AsyncHatchetClient:
         return self
@@ -48,7 +49,7 @@ class AsyncHatchetClient(ClientBase):
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self._http.aclose()
+        await self._transport.aclose()
 
     async def send(self, call: endpoints.Call[T]) -> T:
         """Send one call, retrying it under the retry policy if it is idempotent.
@@ -60,8 +61,14 @@ class AsyncHatchetClient(ClientBase):
         return cast(T, await self.retry.async_retrying()(self._send_once, call))
 
     async def _send_once(self, call: endpoints.Call[T]) -> T:
+        request = self.build_request(call)
         try:
-            response = await self._http.request(call.method, call.path, params=call.params, json=call.json)
+            response = await self._transport.handle_async_request(request)
+            response.request = request
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx.TransportError as exc:
             raise endpoints.transport_error(exc) from exc
         return endpoints.parse(call, response)

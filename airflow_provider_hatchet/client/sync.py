@@ -11,7 +11,7 @@ import httpx
 
 from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client._base import DEFAULT_MAX_CONNECTIONS as _MAX
-from airflow_provider_hatchet.client._base import WORKFLOW_PAGE_SIZE, ClientBase, http_options
+from airflow_provider_hatchet.client._base import WORKFLOW_PAGE_SIZE, ClientBase
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.models import RunDetails, RunPage, RunStatus, RunSummary, Workflow, WorkflowPage
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
@@ -37,7 +37,7 @@ class HatchetClient(ClientBase):
         max_connections: int = _MAX,
     ) -> None:
         super().__init__(config, retry)
-        self._http = httpx.Client(transport=transport, **http_options(config, max_connections))
+        self._transport = transport or httpx.HTTPTransport(**self.transport_options(max_connections))
 
     def __enter__(self) -> HatchetClient:
         return self
@@ -48,7 +48,7 @@ class HatchetClient(ClientBase):
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self._transport.close()
 
     def send(self, call: endpoints.Call[T]) -> T:
         """Send one call, retrying it under the retry policy if it is idempotent.
@@ -60,8 +60,14 @@ class HatchetClient(ClientBase):
         return cast(T, self.retry.retrying()(self._send_once, call))
 
     def _send_once(self, call: endpoints.Call[T]) -> T:
+        request = self.build_request(call)
         try:
-            response = self._http.request(call.method, call.path, params=call.params, json=call.json)
+            response = self._transport.handle_request(request)
+            response.request = request
+            try:
+                response.read()
+            finally:
+                response.close()
         except httpx.TransportError as exc:
             raise endpoints.transport_error(exc) from exc
         return endpoints.parse(call, response)
