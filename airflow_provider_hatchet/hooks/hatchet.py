@@ -152,6 +152,13 @@ class HatchetHook(BaseHook):
             clients[key] = AsyncHatchetClient(await self.aget_config(), retry=self.retry)
         return clients[key]
 
+    @staticmethod
+    async def aclose_loop_clients() -> None:
+        """Close the async clients shared in the running event loop, before the loop itself ends."""
+        clients = _LOOP_CLIENTS.pop(asyncio.get_running_loop(), {})
+        for client in clients.values():
+            await client.aclose()
+
     def close(self) -> None:
         """Close the synchronous client's connection pool, if it was opened."""
         if "client" in self.__dict__:

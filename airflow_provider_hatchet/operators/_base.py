@@ -38,8 +38,11 @@ def first_event(trigger: HatchetWorkflowRunTrigger) -> dict[str, Any]:
     """
 
     async def _first() -> dict[str, Any]:
-        async for event in trigger.run():
-            return dict(event.payload)
+        try:
+            async for event in trigger.run():
+                return dict(event.payload)
+        finally:
+            await HatchetHook.aclose_loop_clients()
         raise AirflowException("The Hatchet trigger ended without an event")
 
     return asyncio.run(_first())
