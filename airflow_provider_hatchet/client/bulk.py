@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.bulk_result import (
@@ -355,47 +356,13 @@ class BulkTrigger:
                 await self._pool(sorted(wanted))
 
 
-async def trigger_many(
-    client: AsyncHatchetClient,
-    items: Sequence[BulkItem],
-    *,
-    batch_metadata: Mapping[str, str],
-    since: datetime,
-    index_key: str = DEFAULT_INDEX_KEY,
-    max_concurrency: int = 32,
-    resume: bool = False,
-    reuse_statuses: Collection[RunStatus] = DEFAULT_REUSE_STATUSES,
-    visibility_window: float = DEFAULT_VISIBILITY_WINDOW,
-    lookup_rounds: int = 3,
-    retry: RetryPolicy = DEFAULT_RETRY,
-    on_progress: ProgressCallback | None = None,
-    progress_every: int | None = None,
-    on_run: RunCallback | None = None,
-) -> BulkResult:
+async def trigger_many(client: AsyncHatchetClient, items: Sequence[BulkItem], **options: Any) -> BulkResult:
     """Trigger one run per item, each exactly once, and return the ids in item order.
 
     Failed items do not raise: check :attr:`BulkResult.failed` or call :meth:`BulkResult.raise_for_failures`.
-    The arguments are those of :class:`BulkTrigger`.
 
     :param client: the async client.
     :param items: the runs to trigger.
-    :param batch_metadata: metadata on every run that finds the whole batch.
-    :param since: the earliest creation time of any run of the batch.
-    :param index_key: the metadata key holding each run's index.
-    :param max_concurrency: the most trigger requests in flight.
-    :param resume: reuse the batch's existing runs.
-    :param reuse_statuses: with ``resume``, the statuses of runs that are kept.
-    :param visibility_window: seconds a new run may stay invisible to lookups.
-    :param lookup_rounds: how many times ambiguous failures are sent again.
-    :param retry: backoff for triggers that certainly created nothing.
-    :param on_progress: progress callback.
-    :param progress_every: items between progress calls.
-    :param on_run: called with ``(index, run_id)`` for every run.
+    :param options: the keyword arguments of :class:`BulkTrigger` (``batch_metadata`` and ``since`` required).
     """
-    engine = BulkTrigger(
-        client, items, batch_metadata=batch_metadata, since=since, index_key=index_key,
-        max_concurrency=max_concurrency, resume=resume, reuse_statuses=reuse_statuses,
-        visibility_window=visibility_window, lookup_rounds=lookup_rounds, retry=retry,
-        on_progress=on_progress, progress_every=progress_every, on_run=on_run,
-    )
-    return await engine.run()
+    return await BulkTrigger(client, items, **options).run()
