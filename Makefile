@@ -16,7 +16,7 @@ VENV := .venv
 VENV_AF2 := .venv-af2
 STAMP := $(VENV)/.make-env-stamp
 STAMP_AF2 := $(VENV_AF2)/.make-env-stamp
-LINT_PATHS := airflow_provider_hatchet tests benchmarks dags_examples
+LINT_PATHS := airflow_provider_hatchet tests benchmarks dags_examples e2e scripts
 
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
