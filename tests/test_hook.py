@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS
-from airflow_provider_hatchet.client import HatchetConfigError
+from airflow_provider_hatchet.client import HatchetConfigError, HatchetValidationError
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from tests.tokens import SERVER, TENANT, make_token
 
@@ -218,3 +218,17 @@ def test_hook_meta_shows_the_labels_and_extra_fields() -> None:
     extra = data["extra_fields"]
     assert extra["namespace"]["schema"]["title"] == "Namespace"
     assert extra["tenant_id"]["schema"]["title"] == "Tenant"
+
+
+def test_a_confirmed_workflow_name_is_looked_up_once_per_process(
+    hatchet: Any, hatchet_server: Any, airflow_conn: Any
+) -> None:
+    hatchet.register_workflow("cache-probe", "succeed")
+    hook_for(airflow_conn, password=hatchet.token, host=hatchet_server.url)
+    for _ in range(3):
+        assert HatchetHook("hatchet_test").resolve_workflow("cache-probe") == "cache-probe"
+        with pytest.raises(HatchetValidationError, match="no workflow named 'cache-prob'"):
+            HatchetHook("hatchet_test").resolve_workflow("cache-prob")
+    lookups = [r.query["name"][0] for r in hatchet.requests if r.route == "workflows" and "name" in r.query]
+    assert lookups.count("cache-probe") == 1
+    assert lookups.count("cache-prob") == 3

@@ -62,13 +62,17 @@ class ClientBase:
             extensions={"timeout": self._timeout},
         )
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """The SSL context for this server; a plain-HTTP server gets the cheap unverified one, never used."""
+        return ssl_context(self.config.verify if self.config.server_url.startswith("https://") else False)
+
     def transport_options(self, max_connections: int) -> dict[str, Any]:
         """Options for the httpx transport: the shared SSL context and one pool of keep-alive connections.
 
         :param max_connections: the pool size.
         """
         return {
-            "verify": ssl_context(self.config.verify),
+            "verify": self.ssl_context(),
             "limits": httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         }
 

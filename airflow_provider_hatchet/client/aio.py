@@ -11,7 +11,7 @@ import httpx
 
 from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client._base import DEFAULT_MAX_CONNECTIONS as _MAX
-from airflow_provider_hatchet.client._base import WORKFLOW_PAGE_SIZE, ClientBase, ssl_context
+from airflow_provider_hatchet.client._base import WORKFLOW_PAGE_SIZE, ClientBase
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.lanes import LaneTransport
 from airflow_provider_hatchet.client.models import RunDetails, RunPage, RunStatus, RunSummary, Workflow, WorkflowPage
@@ -38,7 +38,7 @@ class AsyncHatchetClient(ClientBase):
         max_connections: int = _MAX,
     ) -> None:
         super().__init__(config, retry)
-        self._transport = transport or LaneTransport(max_connections, verify=ssl_context(config.verify))
+        self._transport = transport or LaneTransport(max_connections, verify=self.ssl_context())
 
     async def __aenter__(self) -> AsyncHatchetClient:
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import time
 import weakref
 from collections.abc import Iterable, Mapping
 from functools import cached_property
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
 # pool and one SSL context instead of building one per trigger.
 _LOOP_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str | None], AsyncHatchetClient]]
 _LOOP_CLIENTS = weakref.WeakKeyDictionary()
+
+# Workflow names confirmed to exist, per server and tenant, so that many tasks in one process (mapped tasks,
+# dag.test) look a name up once. Only names that exist are kept, and only for a while.
+KNOWN_WORKFLOW_TTL = 300.0
+_KNOWN_WORKFLOWS: dict[tuple[str, str, str], float] = {}
 
 
 class HatchetHook(BaseHook):
@@ -187,12 +193,18 @@ class HatchetHook(BaseHook):
     def resolve_workflow(self, workflow_name: str, namespace: str | None = None) -> str:
         """Return the full workflow name after checking that the tenant has a workflow with exactly that name.
 
+        A name found is remembered for a few minutes in this process; a name not found is looked up every time.
+
         :param workflow_name: the workflow name, without or with the namespace.
         :param namespace: overrides the hook's namespace for this call.
         :raises HatchetValidationError: naming the workflow, tenant, namespace and close names, if there is none.
         """
         full = self.full_workflow_name(validation.check_workflow_name(workflow_name), namespace)
+        key = (self.config.server_url, self.config.tenant_id, full)
+        if _KNOWN_WORKFLOWS.get(key, 0.0) > time.monotonic():
+            return full
         if self.client.find_workflow(full) is not None:
+            _KNOWN_WORKFLOWS[key] = time.monotonic() + KNOWN_WORKFLOW_TTL
             return full
         names = [w.name for w in self.client.list_workflows().rows]
         raise unknown_workflow_error(full, self.config, names)
