@@ -98,6 +98,7 @@ class WaitState:
     errors: dict[str, dict[str, str]] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     missing_since: dict[str, float] = field(default_factory=dict)
+    unlisted: dict[str, int] = field(default_factory=dict)
     batch_since: datetime | None = None
     batch_checked: bool = False
     last_error: str | None = None
@@ -231,6 +232,14 @@ class _Round:
                     return
                 answered |= batch
         rest = [i for i in pending if i not in answered]
+        if answered and self.state.batch_key is not None:
+            # A run never seen and missing from the batch list is most likely not visible yet: it is polled on
+            # its own only if the next round's list still lacks it.
+            unlisted = self.state.unlisted
+            for run_id in rest:
+                if run_id not in self.state.statuses:
+                    unlisted[run_id] = unlisted.get(run_id, 0) + 1
+            rest = [i for i in rest if i in self.state.statuses or unlisted[i] > 1]
         for run_id, result in await _bounded(self.max_concurrency, rest, self._status):
             if isinstance(result, RunStatus):
                 self._record(run_id, result)
