@@ -464,8 +464,9 @@ def report(variants: list[Variant], args: argparse.Namespace, same_body: bool) -
     print(f"  what-if, per task without the workflow-name GET:             {ratio('what-if: per task, no check')}")
     print(f"    vs a raw client per run: {vs_fresh_raw('what-if: per task, no check')}")
     print(f"  what-if, steady state without the workflow-name GET:         {ratio('what-if: steady, no check')}")
-    print("Every operator path makes two requests per run (the workflow-name check, then the trigger); the raw POST "
-          "makes one. The what-ifs patch the check out; the package does not skip it.")
+    print("The operator checks the workflow name before its first trigger; the hook remembers a confirmed name "
+          "for a while in the process, so later runs send only the trigger (see 'requests per run'). The "
+          "what-ifs patch the check out entirely.")
     print(f"A fresh process per task (Airflow 3 runs each task in its own process, so the SSL context is rebuilt): "
           f"{fresh.median * 1e3:.1f} ms per run, {fresh.median / post.median:.2f}x a raw httpx.post (which also "
           f"builds a client and an SSL context per call).")
