@@ -244,10 +244,11 @@ class _Round:
             if isinstance(result, RunStatus):
                 self._record(run_id, result)
 
-    async def _status(self, run_id: str) -> RunStatus | None:
+    async def _ask(self, run_id: str, request: Callable[[str], Awaitable[T]]) -> T | None:
+        """One request about a run; a 404 or a transient failure is noted and answers None."""
         try:
             async with self.gate:
-                return await self.client.get_run_status(run_id)
+                return await request(run_id)
         except HatchetNotFoundError:
             self._missing(run_id)
         except HatchetRetryableError as exc:
@@ -256,22 +257,16 @@ class _Round:
             raise _refused(run_id, exc) from exc
         return None
 
+    async def _status(self, run_id: str) -> RunStatus | None:
+        return await self._ask(run_id, self.client.get_run_status)
+
     async def _details(self, run_id: str) -> RunDetails | None:
-        try:
-            async with self.gate:
-                details = await self.client.get_run(run_id)
-        except HatchetNotFoundError:
-            self._missing(run_id)
-        except HatchetRetryableError as exc:
-            self.transient.append(str(exc))
-        except HatchetAPIError as exc:
-            raise _refused(run_id, exc) from exc
-        else:
+        details = await self._ask(run_id, self.client.get_run)
+        if details is not None:
             self._record(run_id, details.status)
             if details.status.is_terminal:
                 self._keep(details)
-            return details
-        return None
+        return details
 
     async def _probe(self, run_id: str) -> None:
         details = await self._details(run_id)

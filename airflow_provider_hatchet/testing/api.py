@@ -198,6 +198,16 @@ class HatchetApi:
             return message(405, "Method Not Allowed")
         return kind, handler
 
+    def _tenant_and_payload(self, tenant_param: str, authorization: str | None,
+                            body: bytes) -> tuple[Tenant, Any] | SimResponse:
+        tenant = self._tenant(tenant_param, authorization)
+        if isinstance(tenant, SimResponse):
+            return tenant
+        try:
+            return tenant, json.loads(body) if body else None
+        except ValueError as exc:
+            return message(400, f"can't decode JSON body: {exc}")
+
     def _tenant(self, tenant_param: str, authorization: str | None) -> Tenant | SimResponse:
         if not is_uuid(tenant_param):
             return message(400, "invalid tenant id")
@@ -235,13 +245,10 @@ class HatchetApi:
 
     def _trigger(self, parts: list[str], query: str, authorization: str | None, body: bytes,
                  decision: Decision | None) -> SimResponse:
-        tenant = self._tenant(parts[2], authorization)
-        if isinstance(tenant, SimResponse):
-            return tenant
-        try:
-            payload = json.loads(body) if body else None
-        except ValueError as exc:
-            return message(400, f"can't decode JSON body: {exc}")
+        scoped = self._tenant_and_payload(parts[2], authorization, body)
+        if isinstance(scoped, SimResponse):
+            return scoped
+        tenant, payload = scoped
         problem = _trigger_problem(payload)
         if problem:
             return api_errors(400, problem)
@@ -332,13 +339,10 @@ class HatchetApi:
 
     def _cancel(self, parts: list[str], query: str, authorization: str | None, body: bytes,
                 decision: Decision | None) -> SimResponse:
-        tenant = self._tenant(parts[2], authorization)
-        if isinstance(tenant, SimResponse):
-            return tenant
-        try:
-            payload = json.loads(body) if body else None
-        except ValueError as exc:
-            return message(400, f"can't decode JSON body: {exc}")
+        scoped = self._tenant_and_payload(parts[2], authorization, body)
+        if isinstance(scoped, SimResponse):
+            return scoped
+        tenant, payload = scoped
         if not isinstance(payload, dict):
             return api_errors(400, "request body must be an object")
         ids, flt = payload.get("externalIds"), payload.get("filter")
