@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
-PY_VERSION ?= 3.11
+PY_VERSION ?= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 AIRFLOW_VERSION ?= 3.3.2
 AIRFLOW2_VERSION ?= 2.10.5
 
