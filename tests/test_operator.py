@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_hatchet._compat import AIRFLOW_V_3_3_PLUS
 from airflow_provider_hatchet.client import HatchetValidationError
 from tests.airflow_helpers import task_state, xcom_value
 
@@ -304,3 +305,21 @@ def test_native_rendering_turns_a_param_into_the_input(hatchet: Any, dag_runner:
 
     assert dag_run.state == "success"
     assert hatchet.runs[0].input == {"a": 1, "b": [2]}
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="the task state store arrived in Airflow 3.3")
+def test_the_task_state_store_re_attaches_a_retry(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    # The metadata lookup is off, so only the run id kept in the task state store can find the first run.
+    hatchet.fail_next("status", 1, 403)
+    with make_dag("op_state_store") as dag:
+        operator(task_id="t", workflow_name="demo-etl", wait_for_completion=True, reuse_existing_run=False,
+                 retries=1, retry_delay=timedelta(seconds=0))
+    dag_run = dag_runner(dag)
+
+    assert dag_run.state == "success"
+    [run] = hatchet.runs
+    assert len(trigger_requests(hatchet)) == 1
+    assert xcom_value(dag_run, "t") == run.id
+    assert xcom_value(dag_run, "t", "output")["run"]["echo"] == {}
+    text = logs()
+    assert "Reconnecting to existing job" in text or "Job already completed successfully" in text
