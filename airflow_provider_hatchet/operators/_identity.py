@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-TI_KEY = "airflow_ti"
-BATCH_INDEX_KEY = "airflow_batch_index"
+from airflow_provider_hatchet.client.bulk import DEFAULT_INDEX_KEY as BATCH_INDEX_KEY
+from airflow_provider_hatchet.client.waiter import BATCH_KEY_METADATA as TI_KEY
+
+__all__ = ["BATCH_INDEX_KEY", "TI_KEY", "identity_metadata", "ti_key", "with_identity"]
 
 
 def ti_key(context: Any) -> str:

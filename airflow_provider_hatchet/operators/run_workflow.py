@@ -10,7 +10,7 @@ from airflow_provider_hatchet._compat import ResumableJobMixin
 from airflow_provider_hatchet.client import validation
 from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
 from airflow_provider_hatchet.client.models import RunStatus
-from airflow_provider_hatchet.links.hatchet import HatchetRunLink
+from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.operators._base import (
     OUTPUT_KEY,
     HatchetTriggerOperatorBase,
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
 
 RUN_ID_KEY = "hatchet_run_id"
-RUN_URL_KEY = "hatchet_run_url"
 _REUSABLE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED})
 _ACTIVE = frozenset({RunStatus.QUEUED.value, RunStatus.RUNNING.value})
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
@@ -153,7 +152,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         url = self.hook.run_url(run_id)
         self.log.info("Hatchet run: %s", url)
         context["ti"].xcom_push(key=RUN_ID_KEY, value=run_id)
-        context["ti"].xcom_push(key=RUN_URL_KEY, value=url)
+        context["ti"].xcom_push(key=RUN_URL_XCOM_KEY, value=url)
 
     def _finished(self, run_id: str) -> bool:
         try:
