@@ -236,6 +236,25 @@ async def test_batch_key_is_detected_from_the_first_run(client: AsyncHatchetClie
     assert not set(unrelated) & set(state.statuses)
 
 
+async def test_an_unreadable_first_run_defers_the_batch_instead_of_polling_each_run(
+    client: AsyncHatchetClient, sim: HatchetSimulator
+) -> None:
+    sim.visibility_delay = 0.3
+    ids = await trigger(client, "forever", 8, **{BATCH_KEY_METADATA: "fresh"})
+    state = WaitState(tuple(ids), not_found_grace=30)
+    sim.clear_requests()
+    verdict = await check_round(client, state)
+    assert verdict.outcome is Outcome.PENDING
+    assert [(r.route, r.status) for r in sim.requests] == [("details", 404)]
+    assert state.batch_key is None
+    await asyncio.sleep(0.35)
+    sim.clear_requests()
+    await check_round(client, state)
+    assert routes(sim) == ["details", "list"]
+    assert state.batch_key == "fresh"
+    assert set(state.statuses) == set(ids)
+
+
 async def test_runs_outside_the_batch_are_polled_one_by_one(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
     batch = await trigger(client, "forever", 4, **{BATCH_KEY_METADATA: "k"})
     loose = await trigger(client, "forever", 2)

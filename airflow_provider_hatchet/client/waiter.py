@@ -224,6 +224,11 @@ class _Round:
         if len(pending) > 1 or self.state.batch_key is not None:
             if not self.state.batch_checked and self.state.detect_batch:
                 await self._probe(pending[0])
+                if not self.state.batch_checked:
+                    # The first run is not readable yet (404) or the server hiccupped: its siblings, triggered
+                    # together, most likely are not either. Asking again next round costs one request, not one
+                    # per run.
+                    return
                 answered.add(pending[0])
             unanswered = [i for i in pending if i not in answered]
             if self.state.batch_key is not None and unanswered:
