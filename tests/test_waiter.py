@@ -255,6 +255,22 @@ async def test_an_unreadable_first_run_defers_the_batch_instead_of_polling_each_
     assert set(state.statuses) == set(ids)
 
 
+async def test_a_batch_not_listed_yet_costs_one_list_until_it_is(
+    client: AsyncHatchetClient, sim: HatchetSimulator
+) -> None:
+    sim.visibility_delay = 0.3
+    ids = await trigger(client, "forever", 6, **{BATCH_KEY_METADATA: "k0"})
+    state = WaitState(tuple(ids), batch_key="k0", not_found_grace=30)
+    sim.clear_requests()
+    await check_round(client, state)
+    assert routes(sim) == ["list"]
+    await asyncio.sleep(0.35)
+    sim.clear_requests()
+    await check_round(client, state)
+    assert routes(sim) == ["list"]
+    assert set(state.statuses) == set(ids)
+
+
 async def test_runs_outside_the_batch_are_polled_one_by_one(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
     batch = await trigger(client, "forever", 4, **{BATCH_KEY_METADATA: "k"})
     loose = await trigger(client, "forever", 2)

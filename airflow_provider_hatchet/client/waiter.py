@@ -221,6 +221,7 @@ class _Round:
 
     async def _poll(self, pending: list[str]) -> None:
         answered: set[str] = set()
+        listed = False
         if len(pending) > 1 or self.state.batch_key is not None:
             if not self.state.batch_checked and self.state.detect_batch:
                 await self._probe(pending[0])
@@ -236,8 +237,9 @@ class _Round:
                 if batch is None:
                     return
                 answered |= batch
+                listed = True
         rest = [i for i in pending if i not in answered]
-        if answered and self.state.batch_key is not None:
+        if listed and self.state.batch_key is not None:
             # A run never seen and missing from the batch list is most likely not visible yet: it is polled on
             # its own only if the next round's list still lacks it.
             unlisted = self.state.unlisted
