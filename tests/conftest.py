@@ -25,6 +25,8 @@ AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="airflow-hatchet-tests-"))
 INLINE_DAGS = AIRFLOW_HOME / "inline_dags"
 INLINE_DAGS.mkdir()
 LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
+# Seconds a new run answers 404 in the shared simulator (the brief 404 after a trigger).
+VISIBILITY_DELAY = 0.1
 
 for _name in list(os.environ):
     if _name.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW__")):
@@ -131,7 +133,7 @@ def hatchet_server() -> Any:
     """The Hatchet API simulator, served over real HTTP on 127.0.0.1 for the whole session."""
     from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer
 
-    with SimulatorServer(HatchetSimulator(visibility_delay=0.1, cancel_delay=0.1)) as server:
+    with SimulatorServer(HatchetSimulator(visibility_delay=VISIBILITY_DELAY, cancel_delay=0.1)) as server:
         yield server
 
 
@@ -142,6 +144,7 @@ def hatchet(hatchet_server: Any, airflow_conn: Callable[..., str]) -> Any:
 
     sim = hatchet_server.simulator
     sim.reset(keep_workflows=False)
+    sim.visibility_delay = VISIBILITY_DELAY
     register_demo_workflows(sim)
     airflow_conn("hatchet_default", conn_type="hatchet", host=hatchet_server.url, password=sim.token)
     return sim

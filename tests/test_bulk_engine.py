@@ -64,6 +64,7 @@ def server() -> Iterator[SimulatorServer]:
 @pytest.fixture
 def sim(server: SimulatorServer) -> HatchetSimulator:
     server.simulator.reset(keep_workflows=False)
+    server.simulator.visibility_delay = VISIBILITY
     server.simulator.register_workflow(WORKFLOW, "succeed", duration=0.01)
     server.simulator.register_workflow("bulk-flaky", "fail", duration=0.01)
     return server.simulator
@@ -181,6 +182,26 @@ async def test_permanent_rejections_are_reported_then_resume_completes(sim: Hatc
     assert all(resumed.run_ids[i] == result.run_ids[i] for i in range(300) if i not in bad)
     counts = index_counts(sim, "rejects")
     assert sorted(counts) == list(range(300)) and set(counts.values()) == {1}
+    assert_ids_match(sim, resumed.run_ids)
+
+
+async def test_a_resume_right_after_the_first_attempt_waits_for_its_runs_to_be_listable(
+    sim: HatchetSimulator, client: AsyncHatchetClient
+) -> None:
+    sim.visibility_delay = 0.3
+    bad = frozenset({4, 9})
+    sim.reject_trigger_if({"input": {"bad": True}}, 400, "input rejected")
+    batch = items(40, bad=bad)
+    first = await trigger_many(client, batch, **engine_options("hasty", visibility_window=0.35))
+    assert set(first.failed) == bad
+    sim.clear_faults()
+
+    resumed = await trigger_many(client, batch, **engine_options("hasty", visibility_window=0.35), resume=True)
+
+    assert resumed.ok
+    assert set(resumed.reused) == set(range(40)) - bad
+    counts = index_counts(sim, "hasty")
+    assert sorted(counts) == list(range(40)) and set(counts.values()) == {1}
     assert_ids_match(sim, resumed.run_ids)
 
 

@@ -115,6 +115,7 @@ def test_a_retry_after_permanent_failures_triggers_only_the_missing_items(
         meta = body.get("additionalMetadata", {})
         return meta.get("airflow_try_number") == "1" and meta.get("airflow_batch_index") in ("3", "7")
 
+    hatchet.visibility_delay = 2.0  # the retry looks before the first try's runs are listed
     hatchet.reject_trigger_if(first_try_items_3_and_7, status=400, message="quota exceeded")
     with make_dag("bulk_retry") as dag:
         bulk(task_id="t", workflow_runs=[{"workflow_name": "demo-etl", "input": {"i": i}} for i in range(10)],

@@ -9,7 +9,9 @@ batch metadata (one filter finds the whole batch) and its own index, which is ho
 - A trigger that certainly created nothing (429, a request that never left) is retried with backoff.
 - Other errors (400, 403, ...) are final for the item. 403 and 404 (token or tenant) stop the batch, and so
   do ``max_concurrency`` items in a row that exhausted their retries (the server is unreachable).
-- ``resume=True`` first lists the batch's existing runs and keeps those in ``reuse_statuses``.
+- ``resume=True`` first lists the batch's existing runs and keeps those in ``reuse_statuses``. If items are
+  left without a run, it lists again once runs an earlier attempt created just before it stopped would be
+  visible, and only then triggers what is still missing.
 
 Memory stays flat: ``max_concurrency`` workers pull indexes from one shared iterator and results go to a
 preallocated list.
@@ -34,6 +36,7 @@ from airflow_provider_hatchet.client.bulk_result import (
     BulkResult,
     HatchetBulkTriggerError,
 )
+from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import (
     HatchetAPIError,
     HatchetError,
@@ -57,7 +60,7 @@ __all__ = [
 
 DEFAULT_INDEX_KEY = "airflow_batch_index"
 DEFAULT_REUSE_STATUSES: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED})
-DEFAULT_VISIBILITY_WINDOW = 5.0
+DEFAULT_VISIBILITY_WINDOW = RUN_VISIBILITY_WINDOW
 LOOKUP_PAGE_SIZE = 500
 
 ProgressCallback = Callable[[BulkProgress], None]
@@ -181,6 +184,11 @@ class BulkTrigger:
         if self._resume:
             self._phase = "resume"
             await self._reuse_existing()
+            if None in self._ids:
+                # The earlier attempt stopped before this one started, so its last runs are listable from
+                # one window after our start.
+                await asyncio.sleep(max(0.0, self._started + self._window - time.monotonic()))
+                await self._reuse_existing()
             todo = [i for i in todo if self._ids[i] is None]
         self._phase = "trigger"
         await self._pool(todo)

@@ -27,6 +27,11 @@ from airflow_provider_hatchet.client.models import RunDetails, RunPage, RunStatu
 
 T = TypeVar("T")
 
+# Seconds a run may stay invisible to the status, details and list endpoints after its trigger returned: reads
+# go to the OLAP copy, which lags the write. Whoever looks a run up to decide whether to trigger it again must
+# wait this long after the run could last have been created.
+RUN_VISIBILITY_WINDOW = 5.0
+
 Params = list[tuple[str, str]]
 
 
