@@ -226,6 +226,7 @@ def test_on_kill_cancels_the_run(hatchet: Any, dag_runner: Any) -> None:
 def test_a_retry_re_attaches_to_the_run_an_ambiguous_trigger_created(
     hatchet: Any, dag_runner: Any, logs: Any
 ) -> None:
+    hatchet.visibility_delay = 2.0  # the retry looks before the first run is listed
     hatchet.fail_next("trigger", 1, drop=True, after_create=True)
     with make_dag("op_reattach") as dag:
         operator(task_id="t", workflow_name="demo-etl", wait_for_completion=True, retries=1,
@@ -310,6 +311,7 @@ def test_native_rendering_turns_a_param_into_the_input(hatchet: Any, dag_runner:
 @pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="the task state store arrived in Airflow 3.3")
 def test_the_task_state_store_re_attaches_a_retry(hatchet: Any, dag_runner: Any, logs: Any) -> None:
     # The metadata lookup is off, so only the run id kept in the task state store can find the first run.
+    hatchet.visibility_delay = 2.0  # the retry asks before the first run is readable
     hatchet.fail_next("status", 1, 403)
     with make_dag("op_state_store") as dag:
         operator(task_id="t", workflow_name="demo-etl", wait_for_completion=True, reuse_existing_run=False,

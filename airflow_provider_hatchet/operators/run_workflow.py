@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._compat import ResumableJobMixin
 from airflow_provider_hatchet.client import validation
+from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
-from airflow_provider_hatchet.client.models import RunStatus
+from airflow_provider_hatchet.client.models import RunStatus, RunSummary
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.operators._base import (
     OUTPUT_KEY,
@@ -95,11 +97,21 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         return run_id
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        """The run's status; a run Hatchet does not know reads ``NOT_FOUND``, so it is triggered again."""
-        try:
-            return self.hook.get_run_status(str(external_id)).value
-        except HatchetNotFoundError:
-            return "NOT_FOUND"
+        """The run's status; a run Hatchet does not know reads ``NOT_FOUND``, so it is triggered again.
+
+        A run triggered moments before the earlier try stopped may not be readable yet, so a 404 is asked again
+        once such a run would be visible.
+        """
+        visible_from = time.monotonic() + RUN_VISIBILITY_WINDOW
+        for attempt in range(2):
+            try:
+                return self.hook.get_run_status(str(external_id)).value
+            except HatchetNotFoundError:
+                if attempt == 0:
+                    self.log.info("Run %s is not readable yet; asking again in %.0f s.", external_id,
+                                  RUN_VISIBILITY_WINDOW)
+                    time.sleep(max(0.0, visible_from - time.monotonic()))
+        return "NOT_FOUND"
 
     def is_job_active(self, status: str) -> bool:
         """Whether a run in this status can be re-attached to and waited on."""
@@ -164,8 +176,14 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         try_number = context["ti"].try_number
         if not self.reuse_existing_run or try_number <= 1:
             return None
-        earlier = self.hook.client.iter_runs(since=lookback_start(), additional_metadata={TI_KEY: ti_key(context)})
-        latest = max(earlier, key=lambda run: run.created_at or _EPOCH, default=None)
+        visible_from = time.monotonic() + RUN_VISIBILITY_WINDOW
+        latest = self._latest_run(context)
+        if latest is None or latest.status not in _REUSABLE:
+            # A run the earlier try triggered just before it stopped may not be listed yet.
+            self.log.info("Try %s: no reusable earlier run listed; looking again in %.0f s before triggering.",
+                          try_number, RUN_VISIBILITY_WINDOW)
+            time.sleep(max(0.0, visible_from - time.monotonic()))
+            latest = self._latest_run(context)
         if latest is None:
             self.log.info("Try %s: no earlier Hatchet run of this task instance; triggering a new one.", try_number)
             return None
@@ -176,3 +194,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
             "Try %s: the earlier run %s is %s; triggering a new one.", try_number, latest.id, latest.status.value
         )
         return None
+
+    def _latest_run(self, context: Context) -> RunSummary | None:
+        earlier = self.hook.client.iter_runs(since=lookback_start(), additional_metadata={TI_KEY: ti_key(context)})
+        return max(earlier, key=lambda run: run.created_at or _EPOCH, default=None)
