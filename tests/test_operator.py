@@ -237,7 +237,9 @@ def test_a_retry_re_attaches_to_the_run_an_ambiguous_trigger_created(
     [run] = hatchet.runs
     assert len(trigger_requests(hatchet)) == 1
     assert xcom_value(dag_run, "t") == run.id
-    assert f"re-attaching to earlier run {run.id}" in logs()
+    text = logs()
+    assert "Try 2: no reusable earlier run listed; looking again" in text
+    assert f"re-attaching to earlier run {run.id}" in text
 
 
 def test_a_retry_triggers_again_after_a_failed_run(hatchet: Any, dag_runner: Any, logs: Any) -> None:
@@ -251,7 +253,9 @@ def test_a_retry_triggers_again_after_a_failed_run(hatchet: Any, dag_runner: Any
     first, second = hatchet.runs
     assert (first.additional_metadata["airflow_try_number"], second.additional_metadata["airflow_try_number"]) == (
         "1", "2")
-    assert f"the earlier run {first.id} is FAILED; triggering a new one" in logs()
+    text = logs()
+    assert f"the earlier run {first.id} is FAILED; triggering a new one" in text
+    assert "looking again" not in text  # the previous try's own run is listed: nothing newer can be hiding
 
 
 def test_no_reuse_when_disabled(hatchet: Any, dag_runner: Any) -> None:

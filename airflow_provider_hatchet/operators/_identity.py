@@ -7,7 +7,9 @@ from typing import Any
 from airflow_provider_hatchet.client.bulk import DEFAULT_INDEX_KEY as BATCH_INDEX_KEY
 from airflow_provider_hatchet.client.waiter import BATCH_KEY_METADATA as TI_KEY
 
-__all__ = ["BATCH_INDEX_KEY", "TI_KEY", "identity_metadata", "ti_key", "with_identity"]
+__all__ = ["BATCH_INDEX_KEY", "TI_KEY", "TRY_KEY", "identity_metadata", "ti_key", "with_identity"]
+
+TRY_KEY = "airflow_try_number"
 
 
 def ti_key(context: Any) -> str:
@@ -32,7 +34,7 @@ def identity_metadata(context: Any) -> dict[str, str]:
         "airflow_run_id": str(ti.run_id),
         "airflow_task_id": str(ti.task_id),
         "airflow_map_index": str(ti.map_index),
-        "airflow_try_number": str(ti.try_number),
+        TRY_KEY: str(ti.try_number),
         TI_KEY: ti_key(context),
     }
 

@@ -19,7 +19,7 @@ from airflow_provider_hatchet.operators._base import (
     first_event,
     lookback_start,
 )
-from airflow_provider_hatchet.operators._identity import TI_KEY, ti_key, with_identity
+from airflow_provider_hatchet.operators._identity import TI_KEY, TRY_KEY, ti_key, with_identity
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
@@ -178,8 +178,10 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
             return None
         visible_from = time.monotonic() + RUN_VISIBILITY_WINDOW
         latest = self._latest_run(context)
-        if latest is None or latest.status not in _REUSABLE:
-            # A run the earlier try triggered just before it stopped may not be listed yet.
+        previous_try = latest is not None and latest.additional_metadata.get(TRY_KEY) == str(try_number - 1)
+        if latest is None or (latest.status not in _REUSABLE and not previous_try):
+            # A run the earlier try triggered just before it stopped may not be listed yet. (A try triggers one
+            # run at most, so once the previous try's run is listed, no newer one can be hiding.)
             self.log.info("Try %s: no reusable earlier run listed; looking again in %.0f s before triggering.",
                           try_number, RUN_VISIBILITY_WINDOW)
             time.sleep(max(0.0, visible_from - time.monotonic()))
