@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,6 +26,10 @@ import httpx
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_KEYS = {"scheduler": "scheduler", "triggerer": "triggerer", "dag-processor": "dag_processor"}
+SQLITE_PREFIX = "sqlite:///"
+# Four Airflow processes and a dozen tasks share one SQLite file on two cores: a writer can wait longer than
+# SQLite's default 5 s for the lock, which Airflow answers with a 500 "Database error".
+SQLITE_BUSY_TIMEOUT_S = 25
 
 
 class StackError(RuntimeError):
@@ -214,6 +219,14 @@ class Stack:
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(self.logs / "dag_processor"),
         }
+        if sql_alchemy_conn.startswith(SQLITE_PREFIX):
+            # Airflow puts $AIRFLOW_HOME/config on sys.path; the connect args are read from an import path.
+            (home / "config").mkdir()
+            (home / "config" / "e2e_sqlite.py").write_text(
+                f"CONNECT_ARGS = {{'timeout': {SQLITE_BUSY_TIMEOUT_S}}}\n"
+            )
+            self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "e2e_sqlite.CONNECT_ARGS"
+            self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"] = "e2e_sqlite.CONNECT_ARGS"
 
     def migrate(self) -> None:
         """Create the metadata DB schema."""
@@ -225,6 +238,13 @@ class Stack:
             ).returncode
         if rc != 0:
             raise StackError(f"airflow db migrate failed ({rc}):\n{tail(log)}")
+        conn = self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        if conn.startswith(SQLITE_PREFIX):
+            # Write-ahead logging lets readers (the UI, the scheduler's queries) proceed while a task writes.
+            with contextlib.closing(sqlite3.connect(conn[len(SQLITE_PREFIX):])) as db:
+                mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise StackError(f"could not switch the SQLite metadata DB to WAL (journal mode {mode!r})")
 
     @property
     def airflow_bin(self) -> str:
