@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow_provider_hatchet._compat import ResumableJobMixin
 from airflow_provider_hatchet.client import validation
@@ -28,6 +28,8 @@ RUN_ID_KEY = "hatchet_run_id"
 _REUSABLE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED})
 _ACTIVE = frozenset({RunStatus.QUEUED.value, RunStatus.RUNNING.value})
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+
+T = TypeVar("T")
 
 
 class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
@@ -102,16 +104,16 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         A run triggered moments before the earlier try stopped may not be readable yet, so a 404 is asked again
         once such a run would be visible.
         """
-        visible_from = time.monotonic() + RUN_VISIBILITY_WINDOW
-        for attempt in range(2):
+
+        def status() -> str | None:
             try:
                 return self.hook.get_run_status(str(external_id)).value
             except HatchetNotFoundError:
-                if attempt == 0:
-                    self.log.info("Run %s is not readable yet; asking again in %.0f s.", external_id,
-                                  RUN_VISIBILITY_WINDOW)
-                    time.sleep(max(0.0, visible_from - time.monotonic()))
-        return "NOT_FOUND"
+                return None
+
+        found = self._look_twice(status, lambda value: value is not None,
+                                 f"Run {external_id} is not readable yet")
+        return found or "NOT_FOUND"
 
     def is_job_active(self, status: str) -> bool:
         """Whether a run in this status can be re-attached to and waited on."""
@@ -176,16 +178,15 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         try_number = context["ti"].try_number
         if not self.reuse_existing_run or try_number <= 1:
             return None
-        visible_from = time.monotonic() + RUN_VISIBILITY_WINDOW
-        latest = self._latest_run(context)
-        previous_try = latest is not None and latest.additional_metadata.get(TRY_KEY) == str(try_number - 1)
-        if latest is None or (latest.status not in _REUSABLE and not previous_try):
-            # A run the earlier try triggered just before it stopped may not be listed yet. (A try triggers one
-            # run at most, so once the previous try's run is listed, no newer one can be hiding.)
-            self.log.info("Try %s: no reusable earlier run listed; looking again in %.0f s before triggering.",
-                          try_number, RUN_VISIBILITY_WINDOW)
-            time.sleep(max(0.0, visible_from - time.monotonic()))
-            latest = self._latest_run(context)
+
+        def settled(run: RunSummary | None) -> bool:
+            # A try triggers one run at most, so once the previous try's run is listed, no newer one can be hiding.
+            return run is not None and (
+                run.status in _REUSABLE or run.additional_metadata.get(TRY_KEY) == str(try_number - 1)
+            )
+
+        latest = self._look_twice(lambda: self._latest_run(context), settled,
+                                  f"Try {try_number}: no reusable earlier run listed")
         if latest is None:
             self.log.info("Try %s: no earlier Hatchet run of this task instance; triggering a new one.", try_number)
             return None
@@ -196,6 +197,16 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
             "Try %s: the earlier run %s is %s; triggering a new one.", try_number, latest.id, latest.status.value
         )
         return None
+
+    def _look_twice(self, look: Callable[[], T], settled: Callable[[T], bool], unsettled_note: str) -> T:
+        """Look; if the answer may be Hatchet's read lag, look again once a just-created run would be visible."""
+        visible_from = time.monotonic() + RUN_VISIBILITY_WINDOW
+        answer = look()
+        if settled(answer):
+            return answer
+        self.log.info("%s; looking again in %.0f s.", unsettled_note, RUN_VISIBILITY_WINDOW)
+        time.sleep(max(0.0, visible_from - time.monotonic()))
+        return look()
 
     def _latest_run(self, context: Context) -> RunSummary | None:
         earlier = self.hook.client.iter_runs(since=lookback_start(), additional_metadata={TI_KEY: ti_key(context)})
