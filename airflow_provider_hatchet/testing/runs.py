@@ -237,27 +237,15 @@ def run_summary(run: Run, now: float, iso: IsoFn, *, include_payloads: bool) -> 
     """
     status = run.status(now)
     single = len(run.tasks) == 1
-    row: dict[str, Any] = {
+    row = _summary_fields(run, include_payloads)
+    row.update({
         "metadata": {"id": run.id, "createdAt": run.created_iso, "updatedAt": iso(run.updated(now))},
-        "createdAt": run.created_iso,
-        "taskInsertedAt": run.created_iso,
         "displayName": run.display_name,
         "status": status,
-        "input": run.input if include_payloads else {},
         "output": run.output(now) if include_payloads else {},
-        "additionalMetadata": run.additional_metadata,
-        "numSpawnedChildren": 0,
         "taskExternalId": run.task_ids[0] if single else run.id,
         "taskId": run.seq * 16,
-        "tenantId": run.tenant_id,
-        "type": "TASK" if single else "DAG",
-        "workflowId": run.workflow.id,
-        "workflowName": run.workflow.name,
-        "workflowRunExternalId": run.id,
-        "workflowVersionId": run.workflow.version_id,
-        "retryCount": 0,
-        "attempt": 1,
-    }
+    })
     if single:
         row["actionId"] = run.workflow.action_id(run.tasks[0].name)
         row["stepId"] = run.step_ids[0]
@@ -285,20 +273,34 @@ def task_summary(run: Run, i: int, now: float, iso: IsoFn, *, include_payloads: 
     status = run.task_status(i, now)
     task_id = run.task_ids[i]
     output = task_output(run.workflow, i, run.input) if status == "COMPLETED" and include_payloads else {}
-    row: dict[str, Any] = {
+    row = _summary_fields(run, include_payloads)
+    row.update({
         "metadata": {"id": task_id, "createdAt": run.created_iso, "updatedAt": run.created_iso},
         "actionId": run.workflow.action_id(task.name),
-        "createdAt": run.created_iso,
-        "taskInsertedAt": run.created_iso,
         "displayName": task.name,
         "status": status,
-        "input": run.input if include_payloads else {},
         "output": output,
-        "additionalMetadata": run.additional_metadata,
-        "numSpawnedChildren": 0,
         "taskExternalId": task_id,
         "taskId": run.seq * 16 + i,
         "stepId": run.step_ids[i],
+    })
+    finished = run.task_finished_at(i, status)
+    _times(row, run.task_started_at(i, status, now), finished, iso)
+    if finished is not None:
+        row["metadata"]["updatedAt"] = iso(finished)
+    if status == "FAILED":
+        row["errorMessage"] = task.error_message
+    return row
+
+
+def _summary_fields(run: Run, include_payloads: bool) -> dict[str, Any]:
+    """The ``V1TaskSummary`` fields a run's row and its task rows share."""
+    return {
+        "createdAt": run.created_iso,
+        "taskInsertedAt": run.created_iso,
+        "input": run.input if include_payloads else {},
+        "additionalMetadata": run.additional_metadata,
+        "numSpawnedChildren": 0,
         "tenantId": run.tenant_id,
         "type": "TASK" if len(run.tasks) == 1 else "DAG",
         "workflowId": run.workflow.id,
@@ -308,13 +310,6 @@ def task_summary(run: Run, i: int, now: float, iso: IsoFn, *, include_payloads: 
         "retryCount": 0,
         "attempt": 1,
     }
-    finished = run.task_finished_at(i, status)
-    _times(row, run.task_started_at(i, status, now), finished, iso)
-    if finished is not None:
-        row["metadata"]["updatedAt"] = iso(finished)
-    if status == "FAILED":
-        row["errorMessage"] = task.error_message
-    return row
 
 
 def _task_events(run: Run, now: float, iso: IsoFn) -> list[dict[str, Any]]:
