@@ -1,0 +1,375 @@
+"""Run a real Hatchet on 127.0.0.1: Postgres, hatchet-engine, hatchet-api and a hatchet-sdk worker.
+
+``up`` builds (or reuses) the binaries, creates a throwaway Postgres cluster under ``build/hatchet``, migrates,
+creates the keys, seeds the default tenant and a second ("foreign") one, mints API tokens, starts the engine, the
+API and the worker, checks one run end to end, and writes ``build/hatchet/env``: ``export`` lines for
+``AIRFLOW_CONN_HATCHET_DEFAULT`` and the ``HATCHET_CLIENT_*`` variables, ready to ``source``. ``down`` stops
+everything it started. A failed or interrupted ``up`` stops what it had started before it exits.
+
+The server makes no outbound connection: the message queue is Postgres, the security check is off, gRPC is
+plaintext on 127.0.0.1 and analytics, Sentry and tracing are off by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+from stack import free_port, tail, wait_until  # noqa: E402
+
+from build import build  # noqa: E402
+
+ROOT = HERE.parent.parent
+STATE_DIR = ROOT / "build" / "hatchet"
+ENV_FILE = STATE_DIR / "env"
+STATE_FILE = STATE_DIR / "state.json"
+DEFAULT_TENANT = "707d0855-80ab-4e1f-a156-f1c4546cbf52"
+FOREIGN_TENANT = "5b1c3a7e-0f4d-4c2a-9e8b-7d6f5a4b3c21"
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+# The workflows worker.py registers; the stack is ready when all of them are listed.
+WORKFLOW_NAMES = ("demo-etl", "demo-fail", "demo-hang", "demo-multi", "demo-slow", "demo-idempotent")
+NAMESPACE_PREFIX = "airflowtest_"
+
+
+class StackError(RuntimeError):
+    """A part of the Hatchet stack could not be built or started."""
+
+
+def log(message: str) -> None:
+    """Print a progress line.
+
+    :param message: the text.
+    """
+    print(f"[hatchet] {message}", flush=True)
+
+
+def run(argv: list[str], *, env: dict[str, str] | None = None, what: str, log_file: Path) -> str:
+    """Run a command to completion, appending its output to ``log_file``; raise with the tail if it fails.
+
+    :param argv: the command.
+    :param env: its environment.
+    :param what: a description for the error.
+    :param log_file: where its stderr goes.
+    :return: its stdout.
+    """
+    with log_file.open("ab") as err:
+        done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=err, check=False)
+    if done.returncode != 0:
+        raise StackError(f"{what} failed ({done.returncode}):\n{tail(log_file)}")
+    return done.stdout.decode()
+
+
+def as_postgres(argv: list[str]) -> list[str]:
+    """Run a Postgres server command as the ``postgres`` user when we are root (initdb refuses root).
+
+    :param argv: the command.
+    """
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+def ensure_postgres() -> None:
+    """Install Debian's PostgreSQL server when it is missing (needs root, as on CI)."""
+    if (POSTGRES_BIN / "initdb").exists():
+        return
+    if os.geteuid() != 0:
+        raise StackError(f"PostgreSQL 15 is not installed ({POSTGRES_BIN} missing); apt-get install postgresql")
+    log("installing postgresql from Debian's packages")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql-15",
+                    "postgresql-contrib-15"], check=True, env=env, stdout=subprocess.DEVNULL)
+    if not (POSTGRES_BIN / "initdb").exists():
+        raise StackError(f"postgresql installed, but {POSTGRES_BIN / 'initdb'} is still missing")
+
+
+class HatchetStack:
+    """The processes of one real Hatchet, and what ``down`` needs to stop them.
+
+    :param version: the Hatchet release to run.
+    :param worker_python: the interpreter of the hatchet-sdk virtual environment.
+    """
+
+    def __init__(self, version: str, worker_python: str) -> None:
+        self.version = version
+        self.worker_python = str(Path(worker_python).absolute())
+        self.logs = STATE_DIR / "logs"
+        self.pgdata = STATE_DIR / "pg"
+        self.state: dict[str, Any] = {"version": version, "pgdata": str(self.pgdata), "pids": {}}
+        self.bin = Path()
+        self.env: dict[str, str] = {}
+        self.ports: dict[str, int] = {}
+
+    def save(self) -> None:
+        """Write what ``down`` needs, after every process start."""
+        STATE_FILE.write_text(json.dumps(self.state, indent=2))
+
+    def up(self) -> None:
+        """Start everything and write the env file."""
+        started = time.monotonic()
+        ensure_postgres()
+        self.bin = build("hatchet", self.version)
+        log(f"binaries ready ({time.monotonic() - started:.0f}s)")
+        shutil.rmtree(STATE_DIR, ignore_errors=True)
+        self.logs.mkdir(parents=True)
+        self.save()
+        self.ports = {name: free_port() for name in ("postgres", "api", "grpc", "health")}
+        self.start_postgres()
+        self.configure()
+        self.spawn("engine", [str(self.bin / "hatchet-engine"), "--config", str(STATE_DIR / "config")])
+        self.spawn("api", [str(self.bin / "hatchet-api"), "--config", str(STATE_DIR / "config")])
+        api = f"http://127.0.0.1:{self.ports['api']}"
+        self.wait_http("engine readiness", f"http://127.0.0.1:{self.ports['health']}/ready")
+        self.wait_http("api readiness", f"{api}/api/ready")
+        tokens = {tenant: self.mint_token(tenant) for tenant in (DEFAULT_TENANT, FOREIGN_TENANT)}
+        client_env = {
+            "HATCHET_CLIENT_TOKEN": tokens[DEFAULT_TENANT],
+            "HATCHET_CLIENT_SERVER_URL": api,
+            "HATCHET_CLIENT_HOST_PORT": f"127.0.0.1:{self.ports['grpc']}",
+            "HATCHET_CLIENT_TLS_STRATEGY": "none",
+        }
+        self.spawn("worker", [self.worker_python, str(HERE / "worker.py")], env={**os.environ, **client_env})
+        self.wait_ready(api, tokens[DEFAULT_TENANT])
+        self.write_env(client_env, tokens[FOREIGN_TENANT])
+        log(f"engine {self.version} up on {api} in {time.monotonic() - started:.0f}s; env in {ENV_FILE}")
+
+    def start_postgres(self) -> None:
+        """Create a throwaway cluster owned by this stack and start it on a loopback port, in UTC."""
+        STATE_DIR.chmod(0o755)
+        self.pgdata.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.pgdata, "postgres", "postgres")
+        pg_log = self.logs / "postgres.log"
+        pg_log.touch()
+        if os.geteuid() == 0:
+            shutil.chown(pg_log, "postgres", "postgres")
+        run(as_postgres([str(POSTGRES_BIN / "initdb"), "-D", str(self.pgdata), "-U", "hatchet", "--auth=trust",
+                         "-E", "UTF8", "--locale=C.UTF-8"]),
+            what="initdb", log_file=self.logs / "initdb.log")
+        options = (f"-p {self.ports['postgres']} -k {self.pgdata} -c listen_addresses=127.0.0.1 "
+                   "-c max_connections=400 -c timezone=UTC -c fsync=off -c synchronous_commit=off "
+                   "-c full_page_writes=off -c shared_buffers=256MB")
+        self.state["postgres"] = True
+        self.save()
+        run(as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.pgdata), "-l", str(pg_log), "-o", options,
+                         "-w", "start"]),
+            what="pg_ctl start", log_file=self.logs / "pg_ctl.log")
+        psql = [str(POSTGRES_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.ports["postgres"]), "-U", "hatchet",
+                "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
+        run([*psql, "-c", "CREATE DATABASE hatchet", "-c", "ALTER DATABASE hatchet SET timezone TO 'UTC'"],
+            what="create database", log_file=self.logs / "psql.log")
+        log(f"postgres on 127.0.0.1:{self.ports['postgres']}")
+
+    def configure(self) -> None:
+        """Migrate, create keys and config files, and seed both tenants."""
+        api_url = f"http://127.0.0.1:{self.ports['api']}"
+        grpc = f"127.0.0.1:{self.ports['grpc']}"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": f"postgresql://hatchet@127.0.0.1:{self.ports['postgres']}/hatchet?sslmode=disable",
+            "SERVER_MSGQUEUE_KIND": "postgres",
+            "SERVER_SECURITY_CHECK_ENABLED": "false",
+            "SERVER_GRPC_INSECURE": "true",
+            "SERVER_GRPC_BIND_ADDRESS": "127.0.0.1",
+            "SERVER_GRPC_PORT": str(self.ports["grpc"]),
+            "SERVER_GRPC_BROADCAST_ADDRESS": grpc,
+            "SERVER_INTERNAL_CLIENT_BASE_STRATEGY": "none",
+            "SERVER_INTERNAL_CLIENT_INTERNAL_GRPC_BROADCAST_ADDRESS": grpc,
+            "SERVER_URL": api_url,
+            "SERVER_PORT": str(self.ports["api"]),
+            "SERVER_HEALTHCHECK_PORT": str(self.ports["health"]),
+            "SERVER_AUTH_COOKIE_SECRETS": f"{secrets.token_hex(16)} {secrets.token_hex(16)}",
+            "SERVER_AUTH_COOKIE_DOMAIN": "127.0.0.1",
+            "SERVER_AUTH_COOKIE_INSECURE": "true",
+            "SERVER_LOGGER_LEVEL": "warn",
+        }
+        run([str(self.bin / "hatchet-migrate")], env=self.env, what="hatchet-migrate",
+            log_file=self.logs / "migrate.log")
+        config = STATE_DIR / "config"
+        config.mkdir()
+        run([str(self.bin / "hatchet-admin"), "quickstart", "--skip", "certs", "--config", str(config),
+             "--generated-config-dir", str(config)],
+            env=self.env, what="hatchet-admin quickstart", log_file=self.logs / "admin.log")
+        foreign = {"DEFAULT_TENANT_ID": FOREIGN_TENANT, "DEFAULT_TENANT_SLUG": "foreign",
+                   "DEFAULT_TENANT_NAME": "Foreign"}
+        run([str(self.bin / "hatchet-admin"), "seed", "--config", str(config)], env={**self.env, **foreign},
+            what="hatchet-admin seed (foreign tenant)", log_file=self.logs / "admin.log")
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """Start a long-running process in its own process group, logging to ``logs/<name>.log``.
+
+        :param name: the process's name.
+        :param argv: the command.
+        :param env: its environment (default: the server environment).
+        """
+        with (self.logs / f"{name}.log").open("ab") as out:
+            popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env or self.env, cwd=STATE_DIR, start_new_session=True)
+        self.state["pids"][name] = popen.pid
+        self.save()
+
+    def check_alive(self) -> None:
+        """Raise with its log tail if a started process has exited."""
+        for name, pid in self.state["pids"].items():
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                raise StackError(f"{name} exited ({status}); log tail:\n{tail(self.logs / f'{name}.log')}")
+
+    def wait_http(self, what: str, url: str, timeout: float = 120) -> None:
+        """Wait until ``url`` answers 200.
+
+        :param what: a description for the error.
+        :param url: the health URL.
+        :param timeout: seconds.
+        """
+        wait_until(what, lambda: httpx.get(url, timeout=5).status_code == 200, timeout, self.check_alive)
+
+    def mint_token(self, tenant: str) -> str:
+        """Create an API token for a tenant.
+
+        :param tenant: the tenant id.
+        """
+        out = run([str(self.bin / "hatchet-admin"), "token", "create", "--config", str(STATE_DIR / "config"),
+                   "--tenant-id", tenant, "--name", "airflow-provider-tests"],
+                  env=self.env, what="hatchet-admin token create", log_file=self.logs / "admin.log")
+        token = out.strip().splitlines()[-1].strip() if out.strip() else ""
+        if not token.startswith("ey"):
+            raise StackError("hatchet-admin token create printed no token")
+        return token
+
+    def wait_ready(self, api: str, token: str) -> None:
+        """Wait until the worker has registered every workflow, then run one to completion.
+
+        :param api: the API URL.
+        :param token: the default tenant's token.
+        """
+        client = httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        expected = {*WORKFLOW_NAMES, *(NAMESPACE_PREFIX + name for name in WORKFLOW_NAMES)}
+
+        def registered() -> bool:
+            rows = client.get(f"/api/v1/tenants/{DEFAULT_TENANT}/workflows", params={"limit": 200}).json()
+            return expected <= {row["name"] for row in rows.get("rows") or []}
+
+        wait_until("the worker's workflows", registered, 120, self.check_alive)
+        body = {"workflowName": "demo-etl", "input": {"smoke": True}, "return_only_id": True}
+        trigger = client.post(f"/api/v1/stable/tenants/{DEFAULT_TENANT}/workflow-runs/trigger", json=body)
+        trigger.raise_for_status()
+        run_id = trigger.json()["run"]["metadata"]["id"]
+
+        def completed() -> bool:
+            answer = client.get(f"/api/v1/stable/workflow-runs/{run_id}/status")
+            if answer.status_code == 200 and answer.json() in ("FAILED", "CANCELLED"):
+                raise StackError(f"the smoke run ended {answer.json()}:\n{tail(self.logs / 'worker.log')}")
+            return answer.status_code == 200 and answer.json() == "COMPLETED"
+
+        wait_until("a smoke run of demo-etl", completed, 60, self.check_alive)
+
+    def write_env(self, client_env: dict[str, str], foreign_token: str) -> None:
+        """Write ``build/hatchet/env``: a connection URI for Airflow and the variables hatchet-sdk reads.
+
+        :param client_env: the ``HATCHET_CLIENT_*`` variables.
+        :param foreign_token: a token of the second tenant, for the tests.
+        """
+        conn = {"conn_type": "hatchet", "host": client_env["HATCHET_CLIENT_SERVER_URL"],
+                "password": client_env["HATCHET_CLIENT_TOKEN"]}
+        values = {
+            **client_env,
+            "AIRFLOW_CONN_HATCHET_DEFAULT": json.dumps(conn),
+            "HATCHET_ENGINE_VERSION": self.version,
+            "HATCHET_FOREIGN_TOKEN": foreign_token,
+            "HATCHET_DATABASE_URL": self.env["DATABASE_URL"],
+            "HATCHET_HEALTH_URL": f"http://127.0.0.1:{self.ports['health']}",
+        }
+        ENV_FILE.write_text("".join(f"export {key}={shlex.quote(value)}\n" for key, value in values.items()))
+        ENV_FILE.chmod(0o600)
+
+
+def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
+    """Read the ``export K=V`` lines that :meth:`HatchetStack.write_env` wrote.
+
+    :param path: the env file.
+    """
+    values = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        values[key] = shlex.split(value)[0] if value else ""
+    return values
+
+
+def down() -> None:
+    """Stop the processes and the Postgres cluster that ``up`` recorded; safe to call when nothing runs."""
+    if not STATE_FILE.exists():
+        log("nothing to stop")
+        return
+    state = json.loads(STATE_FILE.read_text())
+    pids = list(state.get("pids", {}).items())
+    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        for _, pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(pid) for _, pid in pids):
+            time.sleep(0.2)
+    left = [name for name, pid in pids if _alive(pid)]
+    if state.get("postgres") and (Path(state["pgdata"]) / "postmaster.pid").exists():
+        subprocess.run(as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", state["pgdata"], "-m", "fast", "-w",
+                                    "stop"]), check=False, stdout=subprocess.DEVNULL)
+    STATE_FILE.unlink()
+    ENV_FILE.unlink(missing_ok=True)
+    if left:
+        raise StackError(f"still running after SIGKILL: {left}")
+    log("stopped")
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def main() -> int:
+    """``up`` or ``down``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    up_parser = sub.add_parser("up")
+    up_parser.add_argument("--version", required=True)
+    up_parser.add_argument("--worker-python", required=True)
+    sub.add_parser("down")
+    args = parser.parse_args()
+    if args.command == "down":
+        down()
+        return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    down()
+    stack = HatchetStack(args.version, args.worker_python)
+    try:
+        stack.up()
+    except BaseException as exc:
+        log(f"up failed: {exc!r}; stopping what was started (logs stay in {stack.logs})")
+        down()
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

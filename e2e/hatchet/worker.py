@@ -1,0 +1,115 @@
+"""A hatchet-sdk worker that registers the simulator's demo workflows on a real Hatchet server.
+
+It runs in its own virtual environment (hatchet-sdk pins protobuf and grpcio apart from Airflow) and reads the
+``HATCHET_CLIENT_*`` variables that ``stack.py`` writes. Each workflow behaves as its namesake in
+``airflow_provider_hatchet.testing`` does, including the per-run ``__sim__`` override of the last task, so one
+test can run against either server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import timedelta
+from typing import Any
+
+from hatchet_sdk import Context, EmptyModel, Hatchet, TTLBasedIdempotencyConfig
+
+OVERRIDE_KEY = "__sim__"
+# Names the stack registers a second time with this prefix, for the namespace tests.
+NAMESPACE_PREFIX = "airflowtest_"
+LONG = timedelta(hours=1)
+
+hatchet = Hatchet()
+
+
+def _override(run_input: dict[str, Any]) -> dict[str, Any]:
+    value = run_input.get(OVERRIDE_KEY)
+    return value if isinstance(value, dict) else {}
+
+
+async def _behave(workflow: str, task: str, step: int, run_input: dict[str, Any], *, behaviour: str,
+                  duration: float, last: bool) -> dict[str, Any]:
+    """Act out one task as the simulator does, and return the simulator's default output."""
+    override = _override(run_input) if last else {}
+    behaviour = str(override.get("behaviour", behaviour))
+    seconds = override.get("duration", duration)
+    seconds = float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else duration
+    if behaviour == "hang":
+        await asyncio.Event().wait()  # until Hatchet cancels the task
+    await asyncio.sleep(seconds)
+    if behaviour == "fail":
+        raise Exception(str(override.get("error_message") or f"simulated failure in {workflow}:{task}"))
+    return {"workflow": workflow, "task": task, "step": step, "echo": run_input}
+
+
+def single_task(name: str, behaviour: str, duration: float, **options: Any) -> Any:
+    """Declare a one-task workflow ``name`` whose task ``run`` acts out ``behaviour``.
+
+    :param name: the workflow name.
+    :param behaviour: ``succeed``, ``fail`` or ``hang``.
+    :param duration: seconds the task takes.
+    :param options: more options for ``hatchet.workflow``.
+    """
+    workflow = hatchet.workflow(name=name, **options)
+
+    @workflow.task(name="run", execution_timeout=LONG, schedule_timeout=LONG)
+    async def run(input: EmptyModel, ctx: Context) -> dict[str, Any]:
+        return await _behave(name, "run", 0, dict(ctx.workflow_input), behaviour=behaviour, duration=duration,
+                             last=True)
+
+    return workflow
+
+
+def multi_task(name: str, duration: float) -> Any:
+    """Declare ``extract -> transform -> load``, each task taking ``duration`` seconds.
+
+    :param name: the workflow name.
+    :param duration: seconds per task.
+    """
+    workflow = hatchet.workflow(name=name)
+
+    @workflow.task(name="extract", execution_timeout=LONG, schedule_timeout=LONG)
+    async def extract(input: EmptyModel, ctx: Context) -> dict[str, Any]:
+        return await _behave(name, "extract", 0, dict(ctx.workflow_input), behaviour="succeed",
+                             duration=duration, last=False)
+
+    @workflow.task(name="transform", parents=[extract], execution_timeout=LONG, schedule_timeout=LONG)
+    async def transform(input: EmptyModel, ctx: Context) -> dict[str, Any]:
+        return await _behave(name, "transform", 1, dict(ctx.workflow_input), behaviour="succeed",
+                             duration=duration, last=False)
+
+    @workflow.task(name="load", parents=[transform], execution_timeout=LONG, schedule_timeout=LONG)
+    async def load(input: EmptyModel, ctx: Context) -> dict[str, Any]:
+        return await _behave(name, "load", 2, dict(ctx.workflow_input), behaviour="succeed",
+                             duration=duration, last=True)
+
+    return workflow
+
+
+def workflows(prefix: str = "") -> list[Any]:
+    """Declare the demo workflows, with names starting with ``prefix``.
+
+    :param prefix: a name prefix.
+    """
+    return [
+        single_task(f"{prefix}demo-etl", "succeed", 0.5),
+        single_task(f"{prefix}demo-fail", "fail", 0.5),
+        single_task(f"{prefix}demo-hang", "hang", 0.0),
+        multi_task(f"{prefix}demo-multi", 0.3),
+        single_task(f"{prefix}demo-slow", "succeed", 5.0),
+        single_task(f"{prefix}demo-idempotent", "succeed", 0.5, idempotency=TTLBasedIdempotencyConfig(
+            key_expression="input.key", ttl=timedelta(minutes=10))),
+    ]
+
+
+def main() -> None:
+    """Register the workflows (plain and prefixed) and serve them until stopped."""
+    slots = int(os.environ.get("HATCHET_WORKER_SLOTS", "200"))
+    worker = hatchet.worker("airflow-provider-tests", slots=slots,
+                            workflows=workflows() + workflows(NAMESPACE_PREFIX))
+    worker.start()
+
+
+if __name__ == "__main__":
+    main()
