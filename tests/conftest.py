@@ -59,6 +59,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "af2: also runs on Airflow 2.10 (`make pytest-af2`); the module must import there too"
     )
+    config.addinivalue_line(
+        "markers", "real_hatchet: needs the real Hatchet server (`make hatchet-up`, then `make test-real`)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
