@@ -316,9 +316,10 @@ class _Round:
                     found.add(row.id)
                     self._record(row.id, row.status)
             offset += len(page.rows)
+            # Hatchet answers next_page = current_page + 1 even on the last page; num_pages counts the matches.
             more = bool(page.rows) and (
                 len(page.rows) >= LIST_PAGE_SIZE
-                or (page.pagination.next_page or 0) > (page.pagination.current_page or 0)
+                or (page.pagination.num_pages or 0) > (page.pagination.current_page or 0)
             )
             if not more or len(found) == len(wanted) or pages >= len(wanted) - len(found):
                 break
