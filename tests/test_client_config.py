@@ -87,6 +87,7 @@ def test_metadata_scalars_become_strings() -> None:
         ({1: "x"}, "additional_metadata"),
         ("k=v", "additional_metadata"),
         ({"a": float("nan")}, "additional_metadata['a']"),
+        ({"team:data": "x"}, "additional_metadata['team:data']"),
     ],
 )
 def test_metadata_that_is_not_scalar_is_rejected(value: object, field: str) -> None:

@@ -33,6 +33,12 @@ T = TypeVar("T")
 RUN_VISIBILITY_WINDOW = 5.0
 
 Params = list[tuple[str, str]]
+TRIGGER_PATH_SUFFIX = "/workflow-runs/trigger"
+# A workflow-level idempotency key that is already held answers a bare 500 with no run id (gRPC AlreadyExists).
+TRIGGER_500_HINT = (
+    " (Hatchet also answers 500 when the workflow's idempotency key is already held by another run, or when a"
+    " run of an unknown workflow is not readable after 10 s)"
+)
 
 
 
@@ -88,7 +94,7 @@ def trigger(tenant_id: str, body: Mapping[str, Any]) -> Call[str]:
     :param body: a ``V1TriggerWorkflowRunRequest``.
     """
     return Call(
-        "POST", f"/api/v1/stable/tenants/{tenant_id}/workflow-runs/trigger", _run_id, json=dict(body),
+        "POST", f"/api/v1/stable/tenants/{tenant_id}{TRIGGER_PATH_SUFFIX}", _run_id, json=dict(body),
         idempotent=False,
     )
 
@@ -181,7 +187,8 @@ def list_runs(
 
 
 def cancel(tenant_id: str, run_ids: Iterable[str]) -> Call[list[str]]:
-    """``POST .../tasks/cancel`` by run ids; cancelling is idempotent. The result is the ids accepted.
+    """``POST .../tasks/cancel`` by run ids; cancelling is idempotent. The result is the ids the server echoes:
+    it lists unknown ids too, so it does not confirm that each run exists.
 
     :param tenant_id: the tenant.
     :param run_ids: workflow-run ids.
@@ -236,6 +243,8 @@ def api_error(response: httpx.Response) -> HatchetAPIError:
     message, descriptions = _server_message(response)
     status = response.status_code
     where = {"method": response.request.method, "path": response.request.url.path}
+    if status == 500 and where["path"].endswith(TRIGGER_PATH_SUFFIX):
+        message += TRIGGER_500_HINT
     if status == 400:
         return HatchetBadRequestError(status, message, descriptions=descriptions, **where)
     if status >= 500:

@@ -51,7 +51,8 @@ def check_input(value: object, field: str = "input") -> dict[str, Any]:
 def check_metadata(value: object, field: str = "additional_metadata") -> dict[str, str]:
     """Return additional metadata with string values: JSON scalars are converted, anything else rejected.
 
-    Hatchet filters metadata by JSON containment on string values, so only strings stay findable.
+    Hatchet filters metadata by JSON containment on string values, so only strings stay findable; and it splits
+    each filter entry on its first ``:``, so a key holding a ``:`` could never be filtered on.
 
     :param value: the candidate metadata; None means ``{}``.
     :param field: the field name used in the error.
@@ -64,6 +65,11 @@ def check_metadata(value: object, field: str = "additional_metadata") -> dict[st
     for key, item in value.items():
         if not isinstance(key, str) or not key:
             raise HatchetValidationError(field, f"keys must be non-empty strings, got {key!r}")
+        if ":" in key:
+            raise HatchetValidationError(
+                f"{field}[{key!r}]", "keys must not contain ':' (Hatchet's filter splits on the first ':', so the "
+                "run could never be found by this key)"
+            )
         if isinstance(item, str):
             result[key] = item
         elif item is None or isinstance(item, bool | int | float):

@@ -14,6 +14,7 @@ from airflow_provider_hatchet.client import (
     HatchetAuthError,
     HatchetClient,
     HatchetNotFoundError,
+    HatchetServerError,
     HatchetValidationError,
     RunStatus,
 )
@@ -223,3 +224,15 @@ def test_connection_reports_a_good_token_a_bad_one_and_a_foreign_tenant(backend:
     ok, message = HatchetHook("hatchet_foreign").test_connection()
     assert not ok
     assert "does not belong to the tenant" in message
+
+
+def test_an_idempotency_key_collision_is_a_500_that_says_it_may_be_one(backend: Backend) -> None:
+    client = backend.client()
+    metadata = {"test_tag": backend.tag}
+    held = client.trigger_run("demo-idempotent", {"key": backend.tag}, metadata)
+
+    with pytest.raises(HatchetServerError, match="idempotency key is already held by another run") as err:
+        client.trigger_run("demo-idempotent", {"key": backend.tag}, metadata)
+    assert err.value.status_code == 500
+    other = client.trigger_run("demo-idempotent", {"key": f"{backend.tag}-other"}, metadata)
+    assert {row.id for row in listed(client, metadata, 2)} == {held, other}
