@@ -49,3 +49,26 @@ def test_the_engine_and_the_api_talk_only_to_loopback() -> None:
     outside = {name: [a for a in addresses if not host_of(a).is_loopback] for name, addresses in seen.items()}
     assert outside == {"engine": [], "api": []}
     assert os.environ.get("HATCHET_CLIENT_SERVER_URL", "").startswith("http://127.0.0.1:")
+
+
+def grpc_connections(api_pid: int, grpc_port: str) -> int:
+    """How many connections the API process holds open to the engine's gRPC port."""
+    return sum(1 for address in peers(api_pid) if address.rsplit(":", 1)[1] == grpc_port)
+
+
+def test_each_rest_trigger_leaves_a_grpc_connection_open_in_the_api(real_hatchet_settings: dict[str, str]) -> None:
+    # hatchet-api proxies each REST trigger to the engine through a new gRPC client that it never closes
+    # (api/v1/server/handlers/v1/proxy/proxy.go); gRPC closes an idle connection only after 30 minutes.
+    from airflow_provider_hatchet.client import ClientConfig, HatchetClient
+
+    api_pid = json.loads(STATE.read_text())["pids"]["api"]
+    grpc_port = real_hatchet_settings["HATCHET_CLIENT_HOST_PORT"].rsplit(":", 1)[1]
+    config = ClientConfig.from_token(real_hatchet_settings["HATCHET_CLIENT_TOKEN"],
+                                     server_url=real_hatchet_settings["HATCHET_CLIENT_SERVER_URL"])
+    before = grpc_connections(api_pid, grpc_port)
+    with HatchetClient(config) as client:
+        for i in range(20):
+            client.trigger_run("demo-etl", {"i": i}, {"test_tag": "grpc-connections"})
+    after = grpc_connections(api_pid, grpc_port)
+
+    assert after - before >= 20, (before, after)
