@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import secrets
 import shlex
 import shutil
@@ -122,6 +123,10 @@ class HatchetStack:
     def up(self) -> None:
         """Start everything and write the env file."""
         started = time.monotonic()
+        # hatchet-api keeps a gRPC connection open for 30 minutes per REST trigger (docs/hatchet-behaviour.md):
+        # give the processes every file descriptor they may have.
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         ensure_postgres()
         self.bin = build("hatchet", self.version)
         log(f"binaries ready ({time.monotonic() - started:.0f}s)")
