@@ -66,8 +66,9 @@ def test_trigger_then_read_status_and_details(sim: Any) -> None:
         assert c.get_run_status(run_id) is RunStatus.COMPLETED
         details = c.get_run(run_id)
     assert details.id == run_id
-    assert details.run.additional_metadata == {"team": "data"}
-    assert list(details.task_outputs()) == ["extract", "transform", "load"]
+    assert details.run.additional_metadata["team"] == "data"
+    assert set(details.run.additional_metadata) == {"team", "traceparent"}  # the server adds a trace id
+    assert list(details.task_outputs()) == ["load", "transform", "extract"]  # newest first, as the server lists
     assert details.run.output == details.task_outputs()["load"]
     assert sim.runs[0].body == {"workflowName": "demo-multi", "input": {"day": "2026-01-01"},
                                 "additionalMetadata": {"team": "data"}, "priority": 2, "return_only_id": True}

@@ -1,9 +1,10 @@
-"""Workflow runs: a time line fixed at creation, read lazily, and its JSON renderings."""
+"""Workflow runs: a time line fixed at creation, read lazily (``render`` turns them into JSON)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+import hashlib
+import re
+import uuid
 from typing import Any
 
 from .workflows import TaskSpec, WorkflowSpec, task_output
@@ -12,8 +13,30 @@ INF = float("inf")
 TERMINAL = frozenset({"COMPLETED", "CANCELLED", "FAILED"})
 STATUSES = ("QUEUED", "RUNNING", "COMPLETED", "CANCELLED", "FAILED")
 ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+_TRACEPARENT = re.compile(r"^[^-]*-[^-]{32}-[^-]{16}-[^-]*$")
 
-IsoFn = Callable[[float], str]
+
+def traceparent(run_id: str) -> str:
+    """Return the W3C ``traceparent`` the server adds to a run's metadata, derived from the run id as it does.
+
+    :param run_id: the run's external id.
+    """
+    raw = uuid.UUID(run_id).bytes
+    trace = hashlib.sha256(b"hatchet-engine-wf-trace:" + raw).hexdigest()[:32]
+    span = hashlib.sha256(b"hatchet-engine-wf-span:" + raw).hexdigest()[:16]
+    return f"00-{trace}-{span}-01"
+
+
+def with_traceparent(metadata: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Return the metadata the server stores: the sender's, plus a ``traceparent`` unless it sent a valid one.
+
+    :param metadata: the trigger's ``additionalMetadata``.
+    :param run_id: the run's external id.
+    """
+    sent = metadata.get("traceparent")
+    if isinstance(sent, str) and _TRACEPARENT.match(sent):
+        return dict(metadata)
+    return {**metadata, "traceparent": traceparent(run_id)}
 
 
 class Run:
@@ -30,19 +53,24 @@ class Run:
         "cancel_at",
         "created",
         "created_iso",
+        "created_ms",
         "end",
         "ends",
         "failed_index",
         "id",
+        "idempotency_key",
         "input",
         "outcome",
         "priority",
+        "raw_input",
+        "read_back",
         "seq",
         "start",
         "starts",
         "task_ids",
         "tasks",
         "tenant_id",
+        "worker_id",
         "workflow",
     )
 
@@ -57,6 +85,9 @@ class Run:
         body: dict[str, Any],
         created: float,
         created_iso: str,
+        created_ms: int = 0,
+        worker_id: str = ZERO_UUID,
+        idempotency_key: str | None = None,
     ) -> None:
         self.id = run_id
         self.seq = seq
@@ -65,13 +96,18 @@ class Run:
         self.tasks = tasks
         self.task_ids = task_ids
         self.body = body
-        run_input = body.get("input")
-        self.input: dict[str, Any] = run_input if isinstance(run_input, dict) else {}
+        self.raw_input: Any = body.get("input")
+        self.input: dict[str, Any] = self.raw_input if isinstance(self.raw_input, dict) else {}
         meta = body.get("additionalMetadata")
-        self.additional_metadata: dict[str, Any] = meta if isinstance(meta, dict) else {}
+        self.additional_metadata = with_traceparent(meta if isinstance(meta, dict) else {}, run_id)
         self.priority: int | None = body.get("priority")
         self.created = created
         self.created_iso = created_iso
+        self.created_ms = created_ms
+        self.worker_id = worker_id
+        self.idempotency_key = idempotency_key
+        # Set once a trigger waited until it could read the run back: reads see it from then on.
+        self.read_back = False
         self.cancel_at: float | None = None
         self.start = created + workflow.queue_delay
         starts: list[float] = []
@@ -100,9 +136,48 @@ class Run:
         self.outcome = "FAILED" if self.failed_index >= 0 else "COMPLETED"
 
     @property
+    def is_dag(self) -> bool:
+        """Whether the run has several tasks (a DAG); a one-task run is a standalone task."""
+        return len(self.tasks) > 1
+
+    @property
     def display_name(self) -> str:
-        """Return the run's display name, ``<workflow>-<first 6 characters of the id>``."""
-        return f"{self.workflow.name}-{self.id[:6]}"
+        """Return the run's display name: ``<workflow>-<ms>`` for a DAG, the task's display name otherwise."""
+        return f"{self.workflow.name}-{self.created_ms}" if self.is_dag else self.task_display_name(0)
+
+    def task_display_name(self, i: int) -> str:
+        """Return task ``i``'s display name, ``<task>-<epoch milliseconds of its creation>``.
+
+        :param i: the task index.
+        """
+        return f"{self.tasks[i].name}-{self.created_ms + round((self.task_created(i) - self.created) * 1000)}"
+
+    def task_created(self, i: int) -> float:
+        """Return when task ``i`` is created: a DAG's next task only once the one before it completed.
+
+        :param i: the task index.
+        """
+        if i == 0:
+            return self.created
+        if 0 <= self.failed_index < i:
+            return INF
+        return self.ends[i - 1]
+
+    def task_exists(self, i: int, now: float) -> bool:
+        """Tell whether task ``i`` was created by ``now`` (a cancel before that means never).
+
+        :param i: the task index.
+        :param now: the simulator clock.
+        """
+        created = self.task_created(i)
+        return created <= now and not (self.cancel_at is not None and self.cancel_at <= created)
+
+    def existing_tasks(self, now: float) -> list[int]:
+        """Return the indexes of the tasks created by ``now``, newest first (the server's order).
+
+        :param now: the simulator clock.
+        """
+        return [i for i in range(len(self.tasks) - 1, -1, -1) if self.task_exists(i, now)]
 
     @property
     def step_ids(self) -> tuple[str, ...]:
@@ -184,6 +259,16 @@ class Run:
             return None
         return self.start
 
+    def finished_at(self, now: float) -> float | None:
+        """Return when the run reached its terminal status, or ``None`` while it has not.
+
+        :param now: the simulator clock.
+        """
+        status = self.status(now)
+        if status not in TERMINAL:
+            return None
+        return self.cancel_at if status == "CANCELLED" else self.end
+
     def output(self, now: float) -> dict[str, Any]:
         """Return the output of the task that finished last (``{}`` when none did).
 
@@ -202,189 +287,3 @@ class Run:
         if self.failed_index >= 0 and self.task_status(self.failed_index, now) == "FAILED":
             return self.tasks[self.failed_index].error_message
         return None
-
-    def updated(self, now: float) -> float:
-        """Return the time of the run's latest change up to ``now``.
-
-        :param now: the simulator clock.
-        """
-        moments = [self.created]
-        if now >= self.start:
-            moments.append(self.start)
-        if self.end <= now:
-            moments.append(self.end)
-        if self.cancel_at is not None and self.cancel_at <= now:
-            moments.append(self.cancel_at)
-        return max(moments)
-
-
-def _times(row: dict[str, Any], started: float | None, finished: float | None, iso: IsoFn) -> None:
-    if started is not None:
-        row["startedAt"] = iso(started)
-    if finished is not None:
-        row["finishedAt"] = iso(finished)
-        if started is not None:
-            row["duration"] = round((finished - started) * 1000)
-
-
-def run_summary(run: Run, now: float, iso: IsoFn, *, include_payloads: bool) -> dict[str, Any]:
-    """Render the run as the ``V1TaskSummary`` row of a list with ``only_tasks=false``.
-
-    :param run: the run.
-    :param now: the simulator clock.
-    :param iso: converts clock times to RFC 3339.
-    :param include_payloads: include input and output (else both ``{}``).
-    """
-    status = run.status(now)
-    single = len(run.tasks) == 1
-    row = _summary_fields(run, include_payloads)
-    row.update({
-        "metadata": {"id": run.id, "createdAt": run.created_iso, "updatedAt": iso(run.updated(now))},
-        "displayName": run.display_name,
-        "status": status,
-        "output": run.output(now) if include_payloads else {},
-        "taskExternalId": run.task_ids[0] if single else run.id,
-        "taskId": run.seq * 16,
-    })
-    if single:
-        row["actionId"] = run.workflow.action_id(run.tasks[0].name)
-        row["stepId"] = run.step_ids[0]
-    started = run.started_at(now)
-    finished: float | None = None
-    if status in TERMINAL:
-        finished = run.cancel_at if status == "CANCELLED" else run.end
-    _times(row, started, finished, iso)
-    error = run.error_message(now)
-    if error is not None:
-        row["errorMessage"] = error
-    return row
-
-
-def task_summary(run: Run, i: int, now: float, iso: IsoFn, *, include_payloads: bool = True) -> dict[str, Any]:
-    """Render task ``i`` of a run as ``V1TaskSummary``.
-
-    :param run: the run.
-    :param i: the task index.
-    :param now: the simulator clock.
-    :param iso: converts clock times to RFC 3339.
-    :param include_payloads: include input and output (else both ``{}``).
-    """
-    task = run.tasks[i]
-    status = run.task_status(i, now)
-    task_id = run.task_ids[i]
-    output = task_output(run.workflow, i, run.input) if status == "COMPLETED" and include_payloads else {}
-    row = _summary_fields(run, include_payloads)
-    row.update({
-        "metadata": {"id": task_id, "createdAt": run.created_iso, "updatedAt": run.created_iso},
-        "actionId": run.workflow.action_id(task.name),
-        "displayName": task.name,
-        "status": status,
-        "output": output,
-        "taskExternalId": task_id,
-        "taskId": run.seq * 16 + i,
-        "stepId": run.step_ids[i],
-    })
-    finished = run.task_finished_at(i, status)
-    _times(row, run.task_started_at(i, status, now), finished, iso)
-    if finished is not None:
-        row["metadata"]["updatedAt"] = iso(finished)
-    if status == "FAILED":
-        row["errorMessage"] = task.error_message
-    return row
-
-
-def _summary_fields(run: Run, include_payloads: bool) -> dict[str, Any]:
-    """The ``V1TaskSummary`` fields a run's row and its task rows share."""
-    return {
-        "createdAt": run.created_iso,
-        "taskInsertedAt": run.created_iso,
-        "input": run.input if include_payloads else {},
-        "additionalMetadata": run.additional_metadata,
-        "numSpawnedChildren": 0,
-        "tenantId": run.tenant_id,
-        "type": "TASK" if len(run.tasks) == 1 else "DAG",
-        "workflowId": run.workflow.id,
-        "workflowName": run.workflow.name,
-        "workflowRunExternalId": run.id,
-        "workflowVersionId": run.workflow.version_id,
-        "retryCount": 0,
-        "attempt": 1,
-    }
-
-
-def _task_events(run: Run, now: float, iso: IsoFn) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    base = run.seq * 64
-    for i, task in enumerate(run.tasks):
-        status = run.task_status(i, now)
-        moments: list[tuple[float, str, dict[str, Any]]] = [(run.created, "QUEUED", {})]
-        started = run.task_started_at(i, status, now)
-        if started is not None:
-            moments.append((started, "STARTED", {}))
-        finished = run.task_finished_at(i, status)
-        if finished is not None:
-            if status == "COMPLETED":
-                output = json.dumps(task_output(run.workflow, i, run.input), separators=(",", ":"))
-                moments.append((finished, "FINISHED", {"output": output}))
-            elif status == "FAILED":
-                moments.append((finished, "FAILED", {"errorMessage": task.error_message}))
-            else:
-                moments.append((finished, "CANCELLED", {"message": "Task was cancelled"}))
-        for at, kind, extra in moments:
-            event = {"id": base + len(events), "taskId": run.task_ids[i], "timestamp": iso(at),
-                     "eventType": kind, "message": "", "taskDisplayName": task.name, "retryCount": 0,
-                     "attempt": 1}
-            event.update(extra)
-            events.append(event)
-    return events
-
-
-def run_details(run: Run, now: float, iso: IsoFn) -> dict[str, Any]:
-    """Render ``V1WorkflowRunDetails``.
-
-    :param run: the run.
-    :param now: the simulator clock.
-    :param iso: converts clock times to RFC 3339.
-    """
-    summary = run_summary(run, now, iso, include_payloads=True)
-    details_run: dict[str, Any] = {
-        key: summary[key]
-        for key in ("metadata", "status", "tenantId", "additionalMetadata", "displayName", "workflowId",
-                    "output", "input", "workflowVersionId", "createdAt", "startedAt", "finishedAt",
-                    "duration", "errorMessage")
-        if key in summary
-    }
-    shape = [
-        {"taskExternalId": run.task_ids[i], "stepId": run.step_ids[i],
-         "childrenStepIds": [run.step_ids[i + 1]] if i + 1 < len(run.tasks) else [],
-         "taskName": task.name}
-        for i, task in enumerate(run.tasks)
-    ]
-    return {
-        "run": details_run,
-        "taskEvents": _task_events(run, now, iso),
-        "shape": shape,
-        "tasks": [task_summary(run, i, now, iso) for i in range(len(run.tasks))],
-    }
-
-
-def trigger_stub(run_id: str, created_iso: str) -> dict[str, Any]:
-    """Render the body the trigger answers with ``return_only_id`` (it does not match the spec).
-
-    :param run_id: the new run's id.
-    :param created_iso: creation time.
-    """
-    return {
-        "run": {
-            "metadata": {"id": run_id, "createdAt": created_iso, "updatedAt": created_iso},
-            "status": "",
-            "tenantId": ZERO_UUID,
-            "displayName": "",
-            "workflowId": ZERO_UUID,
-            "input": {},
-            "output": {},
-        },
-        "taskEvents": None,
-        "shape": None,
-        "tasks": None,
-    }

@@ -168,6 +168,8 @@ class HatchetSimulator:
         tasks: Sequence[TaskArg] | None = None,
         output: OutputSpec = None,
         tenant_id: str | None = None,
+        idempotency_key: str | None = None,
+        idempotency_ttl: float = 600.0,
     ) -> WorkflowSpec:
         """Register a workflow (names are exact and case-sensitive; re-registering redefines it).
 
@@ -181,11 +183,15 @@ class HatchetSimulator:
             transform, load).
         :param output: the last task's output: a mapping, or a function of the run input.
         :param tenant_id: the tenant; default tenant when omitted.
+        :param idempotency_key: as hatchet-sdk's ``key_expression``: ``input.<path>`` or
+            ``additional_metadata.<key>``; a second trigger whose key (a string) is taken answers 500.
+        :param idempotency_ttl: seconds a key stays taken.
         """
         with self._lock:
             return self._state.register_workflow(
                 self._tenant(tenant_id), name, behaviour, duration=duration, queue_delay=queue_delay,
-                error_message=error_message, tasks=tasks, output=output)
+                error_message=error_message, tasks=tasks, output=output, idempotency_key=idempotency_key,
+                idempotency_ttl=idempotency_ttl)
 
     def workflows(self, tenant_id: str | None = None) -> list[WorkflowSpec]:
         """Return a tenant's workflows in registration order.

@@ -37,6 +37,7 @@ class Tenant:
     workflows: dict[str, WorkflowSpec] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
     meta_index: dict[tuple[str, str], list[Run]] = field(default_factory=dict)
+    idempotency: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -83,6 +84,7 @@ class SimState:
         self.order: list[Run] = []
         self.phantom_ids: list[str] = []
         self.default_tenant = self.add_tenant("default")
+        self.worker_id = self.new_id()
 
     def new_id(self) -> str:
         """Return a fresh UUID4 drawn from the seeded generator."""
@@ -141,6 +143,8 @@ class SimState:
         error_message: str | None,
         tasks: Sequence[TaskArg] | None,
         output: OutputSpec,
+        idempotency_key: str | None = None,
+        idempotency_ttl: float = 600.0,
     ) -> WorkflowSpec:
         """Register (or redefine, keeping its id) a workflow in a tenant.
 
@@ -152,6 +156,8 @@ class SimState:
         :param error_message: failure message for ``fail``.
         :param tasks: task names or dicts.
         :param output: output override for the last task.
+        :param idempotency_key: the key expression (``input.<path>`` or ``additional_metadata.<key>``).
+        :param idempotency_ttl: seconds a key stays taken.
         """
         specs = build_tasks(name, behaviour, duration=duration, error_message=error_message, tasks=tasks)
         old = tenant.workflows.get(name)
@@ -166,24 +172,44 @@ class SimState:
             created_at=old.created_at if old else self.iso(self.clock()),
             output=output,
             step_ids=tuple(self.new_id() for _ in specs),
+            idempotency_key=idempotency_key,
+            idempotency_ttl=idempotency_ttl,
         )
         tenant.workflows[name] = spec
         return spec
 
-    def create_run(self, tenant: Tenant, spec: WorkflowSpec, body: dict[str, Any], now: float) -> Run:
+    def claim_idempotency_key(self, tenant: Tenant, spec: WorkflowSpec, key: str, now: float) -> bool:
+        """Take an idempotency key of a workflow for its TTL; ``False`` when an unexpired run holds it already.
+
+        :param tenant: the tenant.
+        :param spec: the workflow.
+        :param key: the key.
+        :param now: the simulator clock.
+        """
+        held = tenant.idempotency.get((spec.id, key))
+        if held is not None and held > now:
+            return False
+        tenant.idempotency[(spec.id, key)] = now + spec.idempotency_ttl
+        return True
+
+    def create_run(self, tenant: Tenant, spec: WorkflowSpec, body: dict[str, Any], now: float,
+                   idempotency_key: str | None = None) -> Run:
         """Create a run and index it.
 
         :param tenant: the tenant.
         :param spec: the workflow.
         :param body: the trigger request body, kept as received.
         :param now: the simulator clock.
+        :param idempotency_key: the run's idempotency key, if its workflow gives it one.
         """
         self._seq += 1
         run_id = self.new_id()
-        tasks = tasks_for_run(spec, body["input"])
+        run_input = body.get("input")
+        tasks = tasks_for_run(spec, run_input if isinstance(run_input, dict) else {})
         task_ids = (run_id,) if len(tasks) == 1 else tuple(self.new_id() for _ in tasks)
         run = Run(run_id=run_id, seq=self._seq, workflow=spec, tasks=tasks, task_ids=task_ids, body=body,
-                  created=now, created_iso=self.iso(now))
+                  created=now, created_iso=self.iso(now), created_ms=int(self.wall(now) * 1000),
+                  worker_id=self.worker_id, idempotency_key=idempotency_key)
         self.runs[run_id] = run
         if len(tasks) > 1:
             for task_id in task_ids:
@@ -201,7 +227,7 @@ class SimState:
         :param run: the run.
         :param now: the simulator clock.
         """
-        return now >= run.created + self.visibility_delay
+        return run.read_back or now >= run.created + self.visibility_delay
 
     def lookup(self, run_id: str, now: float) -> Run | None:
         """Find a visible run by its run id.
@@ -234,12 +260,11 @@ class SimState:
             else:
                 union = {run.seq: run for runs in lists for run in runs}
                 ordered = [union[seq] for seq in sorted(union)]
-        latest = now - self.visibility_delay
-        if q.until is not None:
-            latest = min(latest, q.until)
+        latest = now if q.until is None else min(now, q.until)
         lo = bisect.bisect_left(ordered, q.since, key=_created)
         hi = bisect.bisect_right(ordered, latest, key=_created)
-        window = ordered[lo:hi]
+        settled = max(lo, min(hi, bisect.bisect_right(ordered, now - self.visibility_delay, key=_created)))
+        window = ordered[lo:settled] + [run for run in ordered[settled:hi] if run.read_back]
         if checks or q.workflow_ids or q.statuses:
             window = [
                 run for run in window
@@ -259,3 +284,4 @@ class SimState:
         for tenant in self.tenants.values():
             tenant.runs.clear()
             tenant.meta_index.clear()
+            tenant.idempotency.clear()

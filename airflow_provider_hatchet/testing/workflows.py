@@ -49,6 +49,10 @@ class WorkflowSpec:
     :param created_at: RFC 3339 creation time.
     :param output: fixed output (mapping) or function of the input for the last task; ``None`` for the default.
     :param step_ids: one step UUID per task, shared by all runs.
+    :param description: the workflow's description.
+    :param idempotency_key: where a run's idempotency key comes from, as hatchet-sdk's ``key_expression``
+        (``input.<path>`` or ``additional_metadata.<key>``); ``None`` for none.
+    :param idempotency_ttl: seconds a key stays taken.
     """
 
     id: str
@@ -62,6 +66,8 @@ class WorkflowSpec:
     output: OutputSpec = None
     step_ids: tuple[str, ...] = ()
     description: str = field(default="")
+    idempotency_key: str | None = None
+    idempotency_ttl: float = 600.0
 
     def action_id(self, task: str) -> str:
         """Return the task's action id, ``<lowercased workflow>:<task>`` as the Python SDK registers it.
@@ -78,12 +84,35 @@ class WorkflowSpec:
             "tenant_id": self.tenant_id,
             "behaviour": self.behaviour,
             "queue_delay": self.queue_delay,
+            "idempotency_key": self.idempotency_key,
+            "idempotency_ttl": self.idempotency_ttl,
             "tasks": [
                 {"name": t.name, "duration": t.duration, "fail": t.fail, "hang": t.hang,
                  "error_message": t.error_message}
                 for t in self.tasks
             ],
         }
+
+
+def idempotency_value(expression: str | None, body: Mapping[str, Any]) -> str | None:
+    """Evaluate a workflow's idempotency key expression on a trigger body.
+
+    :param expression: ``input.<path>`` or ``additional_metadata.<key>`` (dotted), or ``None`` for no key.
+    :param body: the trigger request body.
+    :raises ValueError: when the expression does not give a string; the engine then drops the run silently.
+    """
+    if not expression:
+        return None
+    root, _, path = expression.partition(".")
+    value: Any = {"input": body.get("input"), "additional_metadata": body.get("additionalMetadata")}.get(root)
+    for part in path.split(".") if path else []:
+        if not isinstance(value, Mapping) or part not in value:
+            raise ValueError(f"failed to evaluate idempotency key expression {expression!r}: no such key: {part}")
+        value = value[part]
+    if not isinstance(value, str):
+        raise ValueError(f"failed to evaluate idempotency key expression {expression!r}: output must evaluate to "
+                         "a string")
+    return value
 
 
 def default_error(workflow: str, task: str) -> str:
