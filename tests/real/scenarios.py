@@ -1,0 +1,279 @@
+"""The conformance scenarios: raw request sequences that both servers must answer alike.
+
+Every scenario keeps to its own runs: they carry its session's unique ``test_tag``, and every list or cancel by
+filter is narrowed by it (other people use the real server at the same time).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from tests.real.conformance import Scenario, Session
+
+TRIGGER = "/api/v1/stable/tenants/{tenant}/workflow-runs/trigger"
+LIST = "/api/v1/stable/tenants/{tenant}/workflow-runs"
+CANCEL = "/api/v1/stable/tenants/{tenant}/tasks/cancel"
+WORKFLOWS = "/api/v1/tenants/{tenant}/workflows"
+UNKNOWN_ID = "00000000-0000-4000-8000-00000000000a"
+UNKNOWN_TENANT = "00000000-0000-4000-8000-0000000000fe"
+
+
+def run_path(run_id: str, suffix: str = "") -> str:
+    """The path of a run's details (or of ``/status``).
+
+    :param run_id: the run id.
+    :param suffix: e.g. ``/status``.
+    """
+    return f"/api/v1/stable/workflow-runs/{run_id}{suffix}"
+
+
+def trigger_return_only_id(s: Session) -> None:
+    """The short answer to a trigger, then the run's status from the first moment to the end."""
+    run = s.trigger("trigger", "demo-etl", {"n": 1}, name="run", metadata={"team": "data"}, priority=2)
+    s.watch("transitions", run)
+
+
+def trigger_and_wait(s: Session) -> None:
+    """The full answer to a trigger without ``return_only_id``: the server waits until it can read the run."""
+    body = {"workflowName": "demo-slow", "input": {"n": 2}, "priority": 3,
+            "additionalMetadata": {"test_tag": s.tag, "team": "data"}}
+    response = s.call("trigger", "POST", TRIGGER, body=body)
+    run = s.name(response.json()["run"]["metadata"]["id"], "run")
+    s.call("status", "GET", run_path(run, "/status"))
+    s.call("details-running", "GET", run_path(run))
+
+
+def trigger_rejected(s: Session) -> None:
+    """Trigger bodies the server refuses before creating anything."""
+    good = {"workflowName": "demo-etl", "input": {}, "additionalMetadata": {"test_tag": s.tag}}
+    for step, change in [
+        ("priority-5", {"priority": 5}),
+        ("priority-0", {"priority": 0}),
+        ("priority-string", {"priority": "2"}),
+        ("priority-fraction", {"priority": 2.5}),
+        ("input-array", {"input": [1]}),
+        ("input-string", {"input": "x"}),
+        ("metadata-string", {"additionalMetadata": "x"}),
+        ("return-only-id-string", {"return_only_id": "yes"}),
+        ("workflow-name-number", {"workflowName": 7}),
+        ("two-bad-fields", {"priority": "2", "input": [1]}),
+    ]:
+        s.call(step, "POST", TRIGGER, body={**good, **change})
+    s.call("body-array", "POST", TRIGGER, body=[good])
+    s.call("body-string", "POST", TRIGGER, body="x")
+    s.call("body-not-json", "POST", TRIGGER, content=b'{"workflowName": x}')
+    s.call("input-missing", "POST", TRIGGER, body={"workflowName": "demo-etl", "return_only_id": True,
+                                                   "additionalMetadata": {"test_tag": s.tag}})
+
+
+def trigger_unknown_workflow(s: Session) -> None:
+    """An unknown workflow name, a missing one and an empty body: the slow 500 (all at once), and the phantom
+    short answer."""
+    unknown = {"workflowName": f"demo-missing-{s.tag}", "input": {}, "additionalMetadata": {"test_tag": s.tag}}
+    slow_calls = {"unknown": {"body": unknown},
+                  "missing-name": {"body": {"input": {}, "additionalMetadata": {"test_tag": s.tag}}},
+                  "body-empty": {"content": b""}}
+    with ThreadPoolExecutor(len(slow_calls)) as pool:
+        slow = {step: pool.submit(s.call, None, "POST", TRIGGER, **options) for step, options in slow_calls.items()}
+        quick = s.call("unknown-return-only-id", "POST", TRIGGER, body={**unknown, "return_only_id": True})
+        phantom = s.name(quick.json()["run"]["metadata"]["id"], "phantom")
+        s.call("phantom-status", "GET", run_path(phantom, "/status"))
+        for step, future in slow.items():
+            response = future.result()
+            s.record(step, response.status_code, response.json())
+
+
+def trigger_v0(s: Session) -> None:
+    """The v0 trigger endpoint: deprecated, behind the workflow populator and authentication."""
+    rows = s.call(None, "GET", WORKFLOWS, params={"name": "demo-etl"}).json()["rows"]
+    workflow = s.name(next(r["metadata"]["id"] for r in rows if r["name"] == "demo-etl"), "workflow")
+    for step, path, auth in [
+        ("v0-trigger", f"/api/v1/workflows/{workflow}/trigger", "default"),
+        ("v0-trigger-no-token", f"/api/v1/workflows/{workflow}/trigger", "none"),
+        ("v0-trigger-foreign", f"/api/v1/workflows/{workflow}/trigger", "foreign"),
+        ("v0-trigger-unknown-workflow", f"/api/v1/workflows/{UNKNOWN_ID}/trigger", "default"),
+        ("v0-trigger-malformed", "/api/v1/workflows/not-a-uuid/trigger", "default"),
+    ]:
+        s.call(step, "POST", path, body={"input": {}, "additionalMetadata": {"test_tag": s.tag}}, auth=auth)
+    s.call("v0-get", "GET", f"/api/v1/tenants/{{tenant}}/workflow-runs/{UNKNOWN_ID}")
+    s.call("v0-get-no-token", "GET", f"/api/v1/tenants/{{tenant}}/workflow-runs/{UNKNOWN_ID}", auth="none")
+    s.call("v0-get-unknown-tenant", "GET", f"/api/v1/tenants/{UNKNOWN_TENANT}/workflow-runs/{UNKNOWN_ID}")
+    s.call("v0-list", "GET", "/api/v1/tenants/{tenant}/workflows/runs")
+    s.call("v0-cancel", "POST", "/api/v1/tenants/{tenant}/workflows/cancel", body={"workflowRunIds": [UNKNOWN_ID]})
+
+
+def unknown_runs(s: Session) -> None:
+    """Status and details of a run that does not exist, or whose id is not a UUID."""
+    for step, run_id, auth in [("unknown", UNKNOWN_ID, "default"), ("unknown-no-token", UNKNOWN_ID, "none"),
+                               ("malformed", "not-a-uuid", "default")]:
+        s.call(f"status-{step}", "GET", run_path(run_id, "/status"), auth=auth)
+        s.call(f"details-{step}", "GET", run_path(run_id), auth=auth)
+
+
+def _finished_run(s: Session, workflow: str, run_input: dict[str, Any], **metadata: str) -> None:
+    run = s.trigger("trigger", workflow, run_input, name="run", metadata=metadata)
+    s.watch("transitions", run)
+    s.call("details", "GET", run_path(run))
+    s.call("status", "GET", run_path(run, "/status"))
+
+
+def run_completed(s: Session) -> None:
+    """A one-task run that succeeds: its transitions, details and final status."""
+    _finished_run(s, "demo-etl", {"n": 1, "nested": {"a": [1, 2]}}, colon="a:b")
+
+
+def run_failed(s: Session) -> None:
+    """A one-task run that fails."""
+    _finished_run(s, "demo-fail", {"n": 1})
+
+
+def run_multi_task(s: Session) -> None:
+    """A three-task DAG run (extract -> transform -> load)."""
+    _finished_run(s, "demo-multi", {"n": 2})
+
+
+def run_cancelled(s: Session) -> None:
+    """A hanging run cancelled once it runs: the cancel's answer, the transitions and the details."""
+    run = s.trigger("trigger", "demo-hang", {}, name="run")
+    s.watch("transitions", run, on_running=lambda: s.call("cancel", "POST", CANCEL, body={"externalIds": [run]}))
+    s.call("details", "GET", run_path(run))
+
+
+def list_filters(s: Session) -> None:
+    """The run list: metadata filters and their operator, statuses, paging, payloads and bad parameters."""
+    tag = s.tag
+    runs = [s.trigger(None, "demo-etl", {"i": 1}, name="etl", metadata={"k": f"{tag}-a"}),
+            s.trigger(None, "demo-fail", {"i": 2}, name="fail", metadata={"k": f"{tag}-b"}),
+            s.trigger(None, "demo-multi", {"i": 3}, name="multi", metadata={"k": f"{tag}-a", "j": f"{tag}-x"})]
+    for run in runs:
+        s.watch(None, run)
+    s.wait_listed(len(runs))
+    mine = f"test_tag:{tag}"
+    base: dict[str, Any] = {"since": s.since, "only_tasks": "false"}
+    today = datetime.now(timezone.utc) - timedelta(minutes=1)
+    for step, params in [
+        ("one-pair", {"additional_metadata": mine}),
+        ("status-completed", {"additional_metadata": mine, "statuses": "COMPLETED"}),
+        ("status-failed", {"additional_metadata": mine, "statuses": "FAILED"}),
+        ("status-two", {"additional_metadata": mine, "statuses": ["COMPLETED", "FAILED"]}),
+        ("status-unknown", {"additional_metadata": mine, "statuses": "NOPE"}),
+        ("and", {"additional_metadata": [mine, f"k:{tag}-a"], "additional_metadata_operator": "AND"}),
+        ("or", {"additional_metadata": [f"k:{tag}-b", f"j:{tag}-x"], "additional_metadata_operator": "OR"}),
+        ("default-operator", {"additional_metadata": [f"k:{tag}-b", f"j:{tag}-x"]}),
+        ("unknown-operator", {"additional_metadata": [f"k:{tag}-b", f"j:{tag}-x"],
+                              "additional_metadata_operator": "XOR"}),
+        ("same-key-twice", {"additional_metadata": [f"k:{tag}-a", f"k:{tag}-b"],
+                            "additional_metadata_operator": "OR"}),
+        ("pair-without-colon", {"additional_metadata": [mine, "nocolon"]}),
+        ("page-1", {"additional_metadata": mine, "limit": 1, "offset": 0}),
+        ("page-2", {"additional_metadata": mine, "limit": 1, "offset": 1}),
+        ("page-last", {"additional_metadata": mine, "limit": 2, "offset": 2}),
+        ("page-past-end", {"additional_metadata": mine, "limit": 2, "offset": 4}),
+        ("payloads", {"additional_metadata": mine, "include_payloads": "true"}),
+        ("only-tasks", {"additional_metadata": mine, "only_tasks": "true", "include_payloads": "true"}),
+        ("since-future", {"additional_metadata": mine,
+                          "since": (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}),
+        ("since-offset", {"additional_metadata": mine,
+                          "since": today.astimezone(timezone(timedelta(hours=2))).isoformat()}),
+        ("since-date-only", {"additional_metadata": mine, "since": (today - timedelta(days=1)).strftime("%Y-%m-%d")}),
+        ("since-bad", {"additional_metadata": mine, "since": "yesterday"}),
+        ("since-missing", {"additional_metadata": mine, "since": None}),
+        ("only-tasks-missing", {"additional_metadata": mine, "only_tasks": None}),
+        ("limit-bad", {"additional_metadata": mine, "limit": "x"}),
+        ("limit-zero", {"additional_metadata": mine, "limit": 0}),
+        ("offset-negative", {"additional_metadata": mine, "offset": -1}),
+        ("only-tasks-bad", {"additional_metadata": mine, "only_tasks": "maybe"}),
+    ]:
+        query = {k: v for k, v in {**base, **params}.items() if v is not None}
+        s.call(step, "GET", LIST, params=query)
+
+
+def cancel(s: Session) -> None:
+    """Cancel by ids, by filter, both at once, and bodies the server refuses or takes as nothing."""
+    first = s.trigger(None, "demo-hang", {}, name="first")
+    second = s.trigger(None, "demo-hang", {}, name="second")
+    s.name(UNKNOWN_ID, "unknown")
+    for run in (first, second):
+        s.watch(None, run, until=("RUNNING",))
+    s.call("ids", "POST", CANCEL, body={"externalIds": [first, UNKNOWN_ID.upper()]})
+    s.watch(None, first)
+    mine = {"since": s.since, "additionalMetadata": [f"test_tag:{s.tag}"]}
+    s.call("ids-and-filter", "POST", CANCEL, body={"externalIds": [second], "filter": mine})
+    s.call("empty-body", "POST", CANCEL, body={})
+    s.call("empty-ids", "POST", CANCEL, body={"externalIds": []})
+    s.call("malformed-id", "POST", CANCEL, body={"externalIds": ["xyz"]})
+    s.call("filter-pair-without-colon", "POST", CANCEL, body={"filter": {**mine, "additionalMetadata": ["x"]}})
+    s.call("filter-without-since", "POST", CANCEL, body={"filter": {"additionalMetadata": mine["additionalMetadata"]}})
+    s.call("filter", "POST", CANCEL, body={"filter": mine})
+    s.watch(None, second)
+    s.wait_listed(2)
+    s.call("list-after", "GET", LIST, params={"since": s.since, "only_tasks": "false",
+                                              "additional_metadata": f"test_tag:{s.tag}"})
+
+
+def workflows(s: Session) -> None:
+    """The workflow list: the name filter (case-insensitive, ILIKE), paging, bad and odd parameters."""
+    for step, params in [
+        ("by-name", {"name": "demo-multi"}),
+        ("case-insensitive", {"name": "DEMO-ETL"}),
+        ("underscore-wildcard", {"name": "demo_fail"}),
+        ("no-match", {"name": f"zzz-{s.tag}"}),
+        ("paged", {"name": "demo-etl", "limit": 1, "offset": 1}),
+        ("paged-first", {"name": "demo-etl", "limit": 1, "offset": 0}),
+        ("limit-zero", {"name": "demo-hang", "limit": 0}),
+        ("limit-bad", {"name": "demo-etl", "limit": "x"}),
+    ]:
+        s.call(step, "GET", WORKFLOWS, params=params)
+
+
+def auth(s: Session) -> None:
+    """Every route without a token, with bad ones, with the other tenant's, and with bad tenant ids."""
+    run = s.trigger(None, "demo-etl", {}, name="run")
+    s.watch(None, run)
+    trigger_body = {"workflowName": "demo-etl", "input": {}, "additionalMetadata": {"test_tag": s.tag}}
+    list_params = {"since": s.since, "only_tasks": "false", "additional_metadata": f"test_tag:{s.tag}"}
+    routes: list[tuple[str, str, str, dict[str, Any]]] = [
+        ("trigger", "POST", TRIGGER, {"body": trigger_body}),
+        ("list", "GET", LIST, {"params": list_params}),
+        ("cancel", "POST", CANCEL, {"body": {"externalIds": [UNKNOWN_ID]}}),
+        ("workflows", "GET", WORKFLOWS, {"params": {"name": "demo-etl"}}),
+        ("status", "GET", run_path(run, "/status"), {}),
+        ("details", "GET", run_path(run), {}),
+    ]
+    for route, method, path, options in routes:
+        for caller in ("none", "garbage", "forged", "no-bearer", "foreign"):
+            s.call(f"{route}-{caller}", method, path, auth=caller, **options)
+        if "{tenant}" in path:
+            for tenant in ("not-a-uuid", UNKNOWN_TENANT):
+                label = "malformed-tenant" if tenant == "not-a-uuid" else "unknown-tenant"
+                s.call(f"{route}-{label}", method, path.replace("{tenant}", tenant), **options)
+
+
+def idempotency(s: Session) -> None:
+    """demo-idempotent's key (``input.key``): a second trigger with the same key is refused; a run whose key is
+    missing or not a string is dropped by the engine after the trigger answered."""
+    key = {"key": s.tag}
+    s.trigger("first", "demo-idempotent", key, name="first")
+    s.call("same-key", "POST", TRIGGER, body={"workflowName": "demo-idempotent", "input": key,
+                                              "additionalMetadata": {"test_tag": s.tag}, "return_only_id": True})
+    s.call("same-key-full", "POST", TRIGGER, body={"workflowName": "demo-idempotent", "input": key,
+                                                   "additionalMetadata": {"test_tag": s.tag}})
+    other = s.trigger("other-key", "demo-idempotent", {"key": f"{s.tag}-2"}, name="other")
+    dropped = [s.trigger("no-key", "demo-idempotent", {}, name="no-key"),
+               s.trigger("number-key", "demo-idempotent", {"key": 7}, name="number-key")]
+    s.watch(None, other)
+    s.wait_listed(2)
+    s.call("list", "GET", LIST, params={"since": s.since, "only_tasks": "false",
+                                        "additional_metadata": f"test_tag:{s.tag}"})
+    for step, run in zip(("no-key-status", "number-key-status"), dropped, strict=True):
+        s.call(step, "GET", run_path(run, "/status"))
+
+
+SCENARIOS: dict[str, Scenario] = {
+    scenario.__name__: scenario
+    for scenario in (trigger_return_only_id, trigger_and_wait, trigger_rejected, trigger_unknown_workflow,
+                     trigger_v0, unknown_runs, run_completed, run_failed, run_multi_task, run_cancelled,
+                     list_filters, cancel, workflows, auth, idempotency)
+}
