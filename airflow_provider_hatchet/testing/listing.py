@@ -174,7 +174,11 @@ def list_workflows(tenant: Tenant, query: str) -> SimResponse:
 
 
 class FilterError(ValueError):
-    """A cancel filter the server refuses; ``status`` is what it answers."""
+    """A cancel filter the server refuses.
+
+    :param status: the status it answers.
+    :param text: the error text.
+    """
 
     def __init__(self, status: int, text: str) -> None:
         super().__init__(text)
