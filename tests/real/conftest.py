@@ -97,7 +97,8 @@ def register_worker_workflows(sim: Any) -> None:
         sim.register_workflow(f"{prefix}demo-hang", "hang")
         sim.register_workflow(f"{prefix}demo-multi", "multi_task", duration=0.3)
         sim.register_workflow(f"{prefix}demo-slow", "succeed", duration=5.0)
-        sim.register_workflow(f"{prefix}demo-idempotent", "succeed", duration=0.5)
+        sim.register_workflow(f"{prefix}demo-idempotent", "succeed", duration=0.5, idempotency_key="input.key",
+                              idempotency_ttl=600)
 
 
 def real_settings() -> dict[str, str]:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.real.conformance import Session, Target, run
-from tests.real.conftest import NAMESPACE_PREFIX, register_worker_workflows
+from tests.real.conftest import register_worker_workflows
 from tests.real.deviations import Deviation, Tally, load, triage
 from tests.real.normalise import Difference, diff, normalise
 from tests.real.recording import Step, compare, load_real_answers, record, settled, store_real_answers
@@ -71,21 +71,10 @@ def live_answers() -> dict[str, list[Step]]:
     return {}
 
 
-def register_idempotent_workflows(sim: Any) -> None:
-    """Give the simulator's demo-idempotent the worker's idempotency key, ``input.key`` for 10 minutes.
-
-    :param sim: the simulator.
-    """
-    for prefix in ("", NAMESPACE_PREFIX):
-        sim.register_workflow(f"{prefix}demo-idempotent", "succeed", duration=0.5, idempotency_key="input.key",
-                              idempotency_ttl=600)
-
-
 @pytest.fixture
 def sim_target(hatchet: Any, hatchet_server: Any) -> Target:
     """The simulator, reset, with the worker's workflows and a second tenant."""
     register_worker_workflows(hatchet)
-    register_idempotent_workflows(hatchet)
     foreign = hatchet.token_for(hatchet.add_tenant("foreign"))
     return Target("sim", hatchet_server.url, hatchet.token, foreign)
 
