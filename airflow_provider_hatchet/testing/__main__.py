@@ -14,7 +14,7 @@ from urllib.parse import quote
 from .demo import DEMO_WORKFLOWS, register_demo_workflows
 from .faults import Faults
 from .server import bind_socket, make_uvicorn_server, url_of
-from .simulator import HatchetSimulator
+from .simulator import DEFAULT_CANCEL_DELAY, DEFAULT_VISIBILITY_DELAY, HatchetSimulator
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -36,8 +36,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drop-rate", type=float, default=0.0,
                    help="probability that a trigger creates the run and then drops the connection")
     p.add_argument("--fault-routes", default="", help="comma-separated route kinds the faults apply to")
-    p.add_argument("--visibility-delay", type=float, default=0.2)
-    p.add_argument("--cancel-delay", type=float, default=0.1)
+    # The simulator's own defaults, which follow the real server's measured medians (docs/hatchet-behaviour.md).
+    p.add_argument("--visibility-delay", type=float, default=DEFAULT_VISIBILITY_DELAY)
+    p.add_argument("--cancel-delay", type=float, default=DEFAULT_CANCEL_DELAY)
     p.add_argument("--unknown-workflow-delay", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--request-log", type=int, default=1000, help="requests kept for /_simulator/requests")

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 ADMIN_PREFIX = "/_simulator"
 
 
+# The real server's medians (docs/hatchet-behaviour.md): trigger to first readable, and cancel to CANCELLED.
+DEFAULT_VISIBILITY_DELAY = 0.05
+DEFAULT_CANCEL_DELAY = 0.03
+
+
 class HatchetSimulator:
     """A fake Hatchet server answering the provider's REST calls from memory.
 
@@ -44,8 +49,8 @@ class HatchetSimulator:
         self,
         server_url: str = "http://127.0.0.1:0",
         *,
-        visibility_delay: float = 0.05,
-        cancel_delay: float = 0.03,
+        visibility_delay: float = DEFAULT_VISIBILITY_DELAY,
+        cancel_delay: float = DEFAULT_CANCEL_DELAY,
         unknown_workflow_delay: float = 10.0,
         seed: int = 0,
         clock: Clock = time.monotonic,
