@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         register_demo_workflows(sim)
     sock = bind_socket(args.host, args.port)
     sim.server_url = url_of(sock)
-    server = make_uvicorn_server(sim, args.log_level)
+    server = make_uvicorn_server(sim.asgi_app(), args.log_level)
     if args.info_file:
         write_info(args.info_file, connection_info(sim))
     print(f"Hatchet simulator on {sim.server_url} (tenant {sim.tenant_id}); admin API at "

@@ -37,10 +37,10 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def make_uvicorn_server(sim: HatchetSimulator, log_level: str = "warning") -> Any:
-    """Build a ``uvicorn.Server`` for the simulator's ASGI app.
+def make_uvicorn_server(app: Any, log_level: str = "warning") -> Any:
+    """Build a ``uvicorn.Server`` for an ASGI app, such as the simulator's ``asgi_app()``.
 
-    :param sim: the simulator.
+    :param app: the ASGI app.
     :param log_level: uvicorn's log level.
     """
     try:
@@ -49,10 +49,29 @@ def make_uvicorn_server(sim: HatchetSimulator, log_level: str = "warning") -> An
         raise ImportError("the loopback simulator needs uvicorn: pip install 'airflow-provider-hatchet[testing]'"
                           ) from exc
     silence_dropped_connection_logs()
-    config = uvicorn.Config(sim.asgi_app(), log_level=log_level, access_log=False, lifespan="off",
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off",
                             timeout_keep_alive=30, backlog=2048, proxy_headers=False, server_header=False,
                             date_header=False)
     return uvicorn.Server(config)
+
+
+def serve_in_thread(server: Any, sock: socket.socket, name: str, timeout: float = 10.0) -> threading.Thread:
+    """Run a ``uvicorn.Server`` on a bound socket in a daemon thread, and wait until it has started.
+
+    :param server: the server (see :func:`make_uvicorn_server`).
+    :param sock: the bound socket.
+    :param name: the thread's name, also used in the error.
+    :param timeout: seconds to wait for start-up.
+    :raises RuntimeError: when the server does not start in time.
+    """
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start")
+        time.sleep(0.01)
+    return thread
 
 
 class SimulatorServer:
@@ -90,15 +109,8 @@ class SimulatorServer:
         sock = bind_socket(self._host, self._port)
         self.url = url_of(sock)
         self.simulator.server_url = self.url
-        self._server = make_uvicorn_server(self.simulator, self._log_level)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name="hatchet-simulator", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the simulator server did not start")
-            time.sleep(0.01)
+        self._server = make_uvicorn_server(self.simulator.asgi_app(), self._log_level)
+        self._thread = serve_in_thread(self._server, sock, "the simulator server", timeout)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -37,7 +37,7 @@ import pytest
 
 from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetClient, endpoints
 from airflow_provider_hatchet.client.errors import HatchetAPIError, HatchetError, HatchetTransportError
-from airflow_provider_hatchet.testing.server import bind_socket, url_of
+from airflow_provider_hatchet.testing.server import bind_socket, make_uvicorn_server, serve_in_thread, url_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOXIPROXY_VERSION = os.environ.get("TOXIPROXY_VERSION", "v2.5.0")
@@ -384,21 +384,10 @@ class BadGatewayProxy:
 
         :param timeout: seconds to wait for start-up.
         """
-        import uvicorn
-
         sock = bind_socket()
         self.url = url_of(sock)
-        config = uvicorn.Config(self, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30,
-                                backlog=2048, server_header=False, date_header=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name="bad-gateway-proxy", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the proxy did not start")
-            time.sleep(0.01)
+        self._server = make_uvicorn_server(self)
+        self._thread = serve_in_thread(self._server, sock, "the bad-gateway proxy", timeout)
         return self
 
     def stop(self) -> None:
