@@ -32,9 +32,8 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
+from binaries import build  # noqa: E402
 from stack import free_port, tail, wait_until  # noqa: E402
-
-from build import build  # noqa: E402
 
 ROOT = HERE.parent.parent
 STATE_DIR = ROOT / "build" / "hatchet"

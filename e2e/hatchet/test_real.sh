@@ -16,7 +16,7 @@ if [ -z "${HATCHET_CLIENT_TOKEN:-}" ]; then
     set -a; . build/hatchet/env; set +a
 fi
 export TOXIPROXY_BIN
-TOXIPROXY_BIN="$(python3 e2e/hatchet/build.py toxiproxy "${TOXIPROXY_VERSION:-v2.5.0}")/toxiproxy-server"
+TOXIPROXY_BIN="$(python3 e2e/hatchet/binaries.py toxiproxy "${TOXIPROXY_VERSION:-v2.5.0}")/toxiproxy-server"
 mkdir -p build/real
 rc=0
 "$PYTHON" -m pytest -p no:cacheprovider -q -m real_hatchet tests/real --junitxml=build/real/junit.xml \

@@ -80,13 +80,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def toxiproxy_binary() -> str:
-    """The ``toxiproxy-server`` to run: ``$TOXIPROXY_BIN``, else the one ``e2e/hatchet/build.py`` caches (built
+    """The ``toxiproxy-server`` to run: ``$TOXIPROXY_BIN``, else the one ``e2e/hatchet/binaries.py`` caches (built
     with ``go`` if needed); the test is skipped when neither is available."""
     binary = os.environ.get("TOXIPROXY_BIN")
     if binary:
         return binary
     build = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "e2e" / "hatchet" / "build.py"), "toxiproxy", TOXIPROXY_VERSION],
+        [sys.executable, str(REPO_ROOT / "e2e" / "hatchet" / "binaries.py"), "toxiproxy", TOXIPROXY_VERSION],
         capture_output=True, text=True, check=False,
     )
     if build.returncode != 0:

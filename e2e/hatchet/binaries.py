@@ -6,7 +6,7 @@ with ``go mod download`` and each command is built inside it, under the module's
 ``go install`` makes. Binaries land in ``$HATCHET_CACHE/<module>-<version>/bin`` and are reused until the pinned
 version changes.
 
-Usage: ``python build.py hatchet v0.105.0`` or ``python build.py toxiproxy v2.5.0``; prints the bin folder.
+Usage: ``python binaries.py hatchet v0.105.0`` or ``python binaries.py toxiproxy v2.5.0``; prints the bin folder.
 """
 
 from __future__ import annotations
