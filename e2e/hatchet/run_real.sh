@@ -13,11 +13,18 @@ if ! command -v go >/dev/null 2>&1; then
     fi
     exit 0
 fi
-down() { "$MAKE" --no-print-directory hatchet-down || true; }
+# Stop the server, then repeat test-real's summary so that it stays the run's last line.
+down() {
+    local rc=$?
+    "$MAKE" --no-print-directory hatchet-down || rc=1
+    [ -f build/real/summary.txt ] && cat build/real/summary.txt
+    exit "$rc"
+}
 trap down EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 t0=$(date +%s)
+rm -f build/real/summary.txt
 "$MAKE" --no-print-directory hatchet-up
 echo "real-hatchet: server up in $(( $(date +%s) - t0 ))s"
 "$MAKE" --no-print-directory test-real

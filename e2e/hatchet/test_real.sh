@@ -18,6 +18,7 @@ fi
 export TOXIPROXY_BIN
 TOXIPROXY_BIN="$(python3 e2e/hatchet/binaries.py toxiproxy "${TOXIPROXY_VERSION:-v2.5.0}")/toxiproxy-server"
 mkdir -p build/real
+rm -f build/real/summary.txt
 rc=0
 "$PYTHON" -m pytest -p no:cacheprovider -q -m real_hatchet tests/real --junitxml=build/real/junit.xml \
     || rc=$?
@@ -28,6 +29,8 @@ suite = suites if suites.tag == "testsuite" else suites.find("testsuite")
 total, failed = int(suite.get("tests", 0)), int(suite.get("failures", 0)) + int(suite.get("errors", 0))
 skipped = int(suite.get("skipped", 0))
 version = os.environ.get("HATCHET_ENGINE_VERSION", "unknown")
-print(f"real-hatchet: engine {version}, {total - failed - skipped} passed, {failed} failed")
+line = f"real-hatchet: engine {version}, {total - failed - skipped} passed, {failed} failed"
+open("build/real/summary.txt", "w").write(line + "\n")
+print(line)
 PY
 exit "$rc"

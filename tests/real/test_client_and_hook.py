@@ -236,3 +236,27 @@ def test_an_idempotency_key_collision_is_a_500_that_says_it_may_be_one(backend: 
     assert err.value.status_code == 500
     other = client.trigger_run("demo-idempotent", {"key": f"{backend.tag}-other"}, metadata)
     assert {row.id for row in listed(client, metadata, 2)} == {held, other}
+
+
+async def test_hook_async_methods(backend: Backend, airflow_conn: Any) -> None:
+    import asyncio
+
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+
+    backend.connect(airflow_conn)
+    hook = HatchetHook()
+    run_id = hook.run_workflow("demo-hang", {}, {"test_tag": backend.tag})
+    deadline = time.monotonic() + 30
+    status = RunStatus.QUEUED
+    while status is not RunStatus.RUNNING and time.monotonic() < deadline:
+        with contextlib.suppress(HatchetNotFoundError):
+            status = await hook.aget_run_status(run_id)
+        await asyncio.sleep(0.1)
+
+    assert status is RunStatus.RUNNING
+    assert (await hook.aget_run(run_id)).status is RunStatus.RUNNING
+    assert await hook.acancel_runs([run_id]) == [run_id]
+    assert wait_terminal(hook.client, run_id) is RunStatus.CANCELLED
+    assert (await hook.aget_run(run_id)).status is RunStatus.CANCELLED
+    await HatchetHook.aclose_loop_clients()
+    hook.close()
