@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasPath, BaseModel, ConfigDict, Field
+from pydantic import AliasPath, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class RunStatus(str, enum.Enum):
@@ -29,6 +29,16 @@ class RunStatus(str, enum.Enum):
 
 
 _TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.CANCELLED, RunStatus.FAILED})
+# Go's zero time: what the server sends for a start or finish that has not happened.
+_GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _unset_if_zero(value: Any) -> Any:
+    return None if value == _GO_ZERO_TIME else value
+
+
+# A time the server may send as Go's zero time when it is not set.
+OptionalTime = Annotated[datetime | None, BeforeValidator(_unset_if_zero)]
 
 
 class _Model(BaseModel):
@@ -39,6 +49,8 @@ class TaskSummary(_Model):
     """One task of a run (``V1TaskSummary``)."""
 
     task_external_id: str | None = Field(default=None, alias="taskExternalId")
+    # Increases with creation; the server lists a run's tasks newest first.
+    task_id: int | None = Field(default=None, alias="taskId")
     display_name: str = Field(default="", alias="displayName")
     action_id: str | None = Field(default=None, alias="actionId")
     status: RunStatus
@@ -64,9 +76,9 @@ class WorkflowRun(_Model):
     input: dict[str, Any] = Field(default_factory=dict)
     output: dict[str, Any] = Field(default_factory=dict)
     error_message: str | None = Field(default=None, alias="errorMessage")
-    created_at: datetime | None = Field(default=None, alias="createdAt")
-    started_at: datetime | None = Field(default=None, alias="startedAt")
-    finished_at: datetime | None = Field(default=None, alias="finishedAt")
+    created_at: OptionalTime = Field(default=None, alias="createdAt")
+    started_at: OptionalTime = Field(default=None, alias="startedAt")
+    finished_at: OptionalTime = Field(default=None, alias="finishedAt")
 
 
 class RunDetails(_Model):
@@ -85,13 +97,17 @@ class RunDetails(_Model):
         """The run status."""
         return self.run.status
 
+    def tasks_in_order(self) -> list[TaskSummary]:
+        """The tasks in the order they were created (the server lists them newest first)."""
+        return sorted(self.tasks, key=lambda task: task.task_id if task.task_id is not None else 0)
+
     def task_outputs(self) -> dict[str, Any]:
-        """The outputs keyed by task name, as hatchet-sdk's ``result()`` returns them."""
-        return {task.name: task.output for task in self.tasks}
+        """The outputs keyed by task name, in task creation order, as hatchet-sdk's ``result()`` returns them."""
+        return {task.name: task.output for task in self.tasks_in_order()}
 
     def error_messages(self) -> dict[str, str]:
         """Hatchet's error message for each failed task, keyed by task name (the run's own if no task says)."""
-        errors = {t.name: t.error_message or "failed" for t in self.tasks if t.status is RunStatus.FAILED}
+        errors = {t.name: t.error_message or "failed" for t in self.tasks_in_order() if t.status is RunStatus.FAILED}
         if not errors and self.run.error_message:
             errors[self.run.display_name or self.run.id] = self.run.error_message
         return errors
@@ -104,7 +120,7 @@ class RunSummary(_Model):
     status: RunStatus
     display_name: str = Field(default="", alias="displayName")
     additional_metadata: dict[str, Any] = Field(default_factory=dict, alias="additionalMetadata")
-    created_at: datetime | None = Field(default=None, alias="createdAt")
+    created_at: OptionalTime = Field(default=None, alias="createdAt")
     error_message: str | None = Field(default=None, alias="errorMessage")
 
 

@@ -74,6 +74,7 @@ def test_a_multi_task_run_has_one_output_per_task(backend: Backend) -> None:
 
     assert wait_terminal(client, run_id) is RunStatus.COMPLETED
     outputs = client.get_run(run_id).task_outputs()
+    assert list(outputs) == ["extract", "transform", "load"]
     assert outputs == {
         task: {"workflow": "demo-multi", "task": task, "step": step, "echo": {"n": 2}}
         for step, task in enumerate(("extract", "transform", "load"))
@@ -102,9 +103,13 @@ def test_cancel_turns_a_hanging_run_cancelled(backend: Backend) -> None:
         except HatchetNotFoundError:
             pass
         time.sleep(0.1)
+    running = client.get_run(run_id).run
+    assert running.started_at is not None
+    assert running.finished_at is None  # the server sends Go's zero time for a run that has not finished
 
     assert client.cancel_runs([run_id]) == [run_id]
     assert wait_terminal(client, run_id) is RunStatus.CANCELLED
+    assert client.get_run(run_id).run.finished_at is not None
 
 
 def test_list_filters_by_status_and_pages_in_order(backend: Backend) -> None:
