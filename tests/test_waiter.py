@@ -10,18 +10,19 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, RetryPolicy
+from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, HatchetClient, RetryPolicy, waiter
 from airflow_provider_hatchet.client.waiter import (
     BATCH_KEY_METADATA,
     Outcome,
     RunWaitError,
     Verdict,
+    WaitRunner,
     WaitState,
     cancel_unfinished,
     check_round,
     check_round_sync,
 )
-from airflow_provider_hatchet.testing import Faults, HatchetSimulator, SimulatorServer
+from airflow_provider_hatchet.testing import Faults, HatchetSimulator, ManualClock, SimulatorServer
 
 FAST_RETRY = RetryPolicy(attempts=2, initial=0.01, maximum=0.02, jitter=0.0)
 
@@ -181,20 +182,102 @@ async def test_a_403_fails_with_a_clear_message(sim: HatchetSimulator, client: A
             await check_round(outsider, WaitState((run_id,)))
 
 
-async def test_unbatched_rounds_poll_only_unfinished_runs(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
+async def test_unrelated_runs_cost_one_list_per_round(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
     quick = await trigger(client, "etl", 3)
     hanging = await trigger(client, "forever", 2)
     state = WaitState((*quick, *hanging))
     await asyncio.sleep(0.2)
     sim.clear_requests()
     await check_round(client, state)
-    assert routes(sim) == ["details"] + ["status"] * 4
+    # The first run's details say there is no batch; one list of all statuses learns the others' creation times.
+    assert routes(sim) == ["details", "list"]
     assert state.batch_key is None
+    assert set(state.created) == {*quick, *hanging}
     sim.clear_requests()
     verdict = await check_round(client, state)
     assert verdict.outcome is Outcome.PENDING
-    assert routes(sim) == ["status", "status"]
+    assert routes(sim) == ["list"]
+    query = sim.requests[0].query
+    assert sorted(query["statuses"]) == ["CANCELLED", "COMPLETED", "FAILED"]
+    assert query["since"] < query["until"]
+    assert state.pending() == hanging
+
+
+async def test_a_round_costs_the_same_for_forty_unrelated_runs(
+    client: AsyncHatchetClient, sim: HatchetSimulator
+) -> None:
+    sim.register_workflow("staggered", "succeed", duration=0.3)
+    ids = [await client.trigger_run("staggered", {"i": i, "__sim__": {"duration": 1.0 + 0.02 * i}},
+                                    {BATCH_KEY_METADATA: f"dag|run|task|{i}"}) for i in range(40)]
+    state = WaitState(tuple(ids))
+    rounds: list[list[str]] = []
+    for _ in range(200):
+        sim.clear_requests()
+        verdict = await check_round(client, state)
+        rounds.append(routes(sim))
+        if verdict.finished:
+            break
+        await asyncio.sleep(0.1)
+    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.outputs is not None and len(verdict.outputs) == 40
+    # Each run has a batch key of its own (a mapped task's instances): after two lists show that the first run's
+    # batch holds no other run, one list of the finished runs answers for all of them, round after round.
+    assert rounds[0] == ["details", "list"]
+    assert rounds[1] == ["list", "list"]
+    assert state.batch_key is None
+    assert all(r == ["list"] for r in rounds[2:-1])
+    assert sorted(rounds[-1]) == ["details"] * 40 + ["list"]
+    assert sum(r.count("status") for r in rounds) == 0
+
+
+async def test_a_crowded_window_makes_a_round_poll_the_unfinished_runs_one_by_one(
+    client: AsyncHatchetClient, sim: HatchetSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(waiter, "LIST_PAGE_SIZE", 2)
+    first = await trigger(client, "forever", 2)
+    await trigger(client, "etl", 10)  # someone else's runs, finished in the waited runs' creation window
+    last = await trigger(client, "forever", 2)
+    hanging = [*first, *last]
+    state = WaitState(tuple(hanging))
+    await asyncio.sleep(0.2)
+    for _ in range(2):
+        await check_round(client, state)
+    # The list of finished runs took more pages than there are runs left: the next round asks each run instead.
+    assert state.window_pages > len(hanging)
+    sim.clear_requests()
+    await check_round(client, state)
+    assert routes(sim) == ["status"] * 4
     assert {r.path.split("/")[-2] for r in sim.requests} == set(hanging)
+
+
+async def test_a_batch_and_unrelated_runs_cost_two_lists_per_round(
+    client: AsyncHatchetClient, sim: HatchetSimulator
+) -> None:
+    batch = await trigger(client, "forever", 20, **{BATCH_KEY_METADATA: "dag|run|bulk|-1"})
+    loose = await trigger(client, "forever", 20)
+    ids = [i for pair in zip(batch, loose, strict=True) for i in pair]
+    state = WaitState(tuple(ids))
+    await asyncio.sleep(0.1)
+    rounds = []
+    for _ in range(4):
+        sim.clear_requests()
+        await check_round(client, state)
+        rounds.append(routes(sim))
+    assert rounds == [["details", "list"], ["list", "list"], ["list", "list"], ["list", "list"]]
+    assert state.batch_key == "dag|run|bulk|-1"
+    assert set(state.statuses) == set(ids)
+
+
+async def test_outputs_are_read_only_when_wanted(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
+    ids = await trigger(client, "etl", 10)
+    state = WaitState(tuple(ids))
+    await asyncio.sleep(0.2)
+    sim.clear_requests()
+    verdict = await wait(client, state, fetch_outputs=False)
+    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.outputs is None
+    assert "outputs" not in verdict.event(ids)
+    assert routes(sim).count("details") == 1  # the first run's, for its batch key
 
 
 async def test_explicit_batch_key_costs_one_list_per_round_and_details_once(
@@ -320,12 +403,13 @@ class _InFlight(httpx.AsyncBaseTransport):
 
 async def test_requests_in_flight_are_bounded(config: ClientConfig, sim: HatchetSimulator) -> None:
     counter = _InFlight(sim.transport())
-    sim.register_workflow("slowish", "hang")
     async with AsyncHatchetClient(config, retry=FAST_RETRY, transport=counter) as c:
-        ids = await trigger(c, "slowish", 30)
-        sim.faults = Faults(latency=0.01, routes=("status",))
-        await check_round(c, WaitState(tuple(ids), detect_batch=False), max_concurrency=4)
+        ids = await trigger(c, "etl", 30)
+        await asyncio.sleep(0.2)
+        sim.faults = Faults(latency=0.01, routes=("details",))
+        verdict = await check_round(c, WaitState(tuple(ids), detect_batch=False), max_concurrency=4)
         sim.clear_faults()
+    assert verdict.outcome is Outcome.SUCCESS
     assert counter.peak == 4
 
 
@@ -362,3 +446,117 @@ async def test_sync_round_works_inside_a_running_loop(config: ClientConfig, clie
 async def _trigger_with_fresh_client(config: ClientConfig, workflow: str) -> list[str]:
     async with AsyncHatchetClient(config, retry=FAST_RETRY) as c:
         return await trigger(c, workflow)
+
+
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+
+
+class _BusyServer(httpx.AsyncBaseTransport):
+    """Between the pages of every list, 0.1 s of the simulator's clock pass (runs finish mid-scan) and someone
+    triggers a run (rows shift); each list page is logged with what it answered."""
+
+    def __init__(self, sim: HatchetSimulator, clock: ManualClock, config: ClientConfig) -> None:
+        self.inner = sim.transport()
+        self.clock = clock
+        self.other = HatchetClient(config, transport=sim.transport())
+        self.pages: list[tuple[int, int, list[str]]] = []  # (offset, status, row ids)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "GET" and request.url.path.endswith("/workflow-runs"):
+            offset = int(request.url.params.get("offset", "0"))
+            rows = [r["metadata"]["id"] for r in response.json()["rows"]] if response.status_code == 200 else []
+            self.pages.append((offset, response.status_code, rows))
+            self.clock.advance(0.1)
+            self.other.trigger_run("noise", {})
+        return response
+
+    def scans(self, since: int) -> list[list[tuple[int, int, list[str]]]]:
+        """The list pages logged from index ``since`` on, grouped by scan (a scan starts at offset 0)."""
+        grouped: list[list[tuple[int, int, list[str]]]] = []
+        for page in self.pages[since:]:
+            if page[0] == 0 or not grouped:
+                grouped.append([])
+            grouped[-1].append(page)
+        return grouped
+
+
+@pytest.mark.parametrize("lag", [0.0, 1.5], ids=["quiet", "lagging"])
+async def test_no_finish_is_missed_when_runs_finish_during_a_list_scan(
+    lag: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every run that had finished (and was readable) when a round began is known finished after that round,
+    though runs finish and new runs are created between the pages of each list. Only a round whose list failed,
+    or stopped early because asking the rest one by one costs less, may leave it to the next round."""
+    monkeypatch.setattr(waiter, "LIST_PAGE_SIZE", 4)
+    clock = ManualClock()
+    sim = HatchetSimulator(visibility_delay=lag, clock=clock)
+    sim.register_workflow("job", "succeed", duration=1.0)
+    sim.register_workflow("noise", "succeed", duration=0.2)
+    config = ClientConfig.from_token(sim.token)
+    busy = _BusyServer(sim, clock, config)
+    created: dict[str, float] = {}
+    async with AsyncHatchetClient(config, retry=FAST_RETRY, transport=busy) as client:
+        ids = []
+        for i in range(40):
+            ids.append(await client.trigger_run("job", {"__sim__": {"duration": 0.5 + (i * 7 % 40) * 0.2}}))
+            created[ids[-1]] = clock()
+            clock.advance(0.05)
+        state = WaitState(tuple(ids), not_found_grace=600)
+        owed: set[str] = set()
+        rounds = duplicates = 0
+        for rounds in range(1, 200):
+            if rounds == 2:
+                sim.fail_next("list", FAST_RETRY.attempts, 503)
+            now = clock()
+            finished = {i for i in ids if sim.run_status(i) in TERMINAL and created[i] <= now - lag}
+            mark = len(busy.pages)
+            verdict = await check_round(client, state, fetch_outputs=False)
+            known = {i for i, status in state.statuses.items() if status.is_terminal}
+            assert owed <= known, f"round {rounds}: still not known finished: {owed - known}"
+            scans = busy.scans(mark)
+            for scan in scans:
+                seen = [row for _, _, rows in scan for row in rows]
+                duplicates += len(seen) - len(set(seen))
+            cut = any(page[1] != 200 for scan in scans for page in scan) or any(
+                len(scan[-1][2]) == waiter.LIST_PAGE_SIZE for scan in scans)
+            if cut:
+                owed = finished - known
+            else:
+                assert finished <= known, f"round {rounds}: missed {finished - known}"
+                owed = set()
+            if verdict.finished:
+                break
+            clock.advance(1.0)
+    assert verdict.outcome is Outcome.SUCCESS
+    assert {state.statuses[i].value for i in ids} == {"COMPLETED"}
+    # The hard cases happened: lists of several pages, rows seen twice as runs finished or were created, a
+    # failed list.
+    assert max(len(scan) for scan in busy.scans(0)) > 2
+    assert duplicates > 0
+    assert any(status == 503 for _, status, _ in busy.pages)
+    busy.other.close()
+
+
+def test_a_runner_keeps_one_client_across_rounds(
+    config: ClientConfig, sim: HatchetSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clients: list[AsyncHatchetClient] = []
+    made = AsyncHatchetClient.__init__
+
+    def counted(self: AsyncHatchetClient, *args: Any, **kwargs: Any) -> None:
+        clients.append(self)
+        made(self, *args, **kwargs)
+
+    ids = asyncio.run(_trigger_with_fresh_client(config, "forever"))
+    ids += asyncio.run(_trigger_with_fresh_client(config, "forever"))
+    monkeypatch.setattr(AsyncHatchetClient, "__init__", counted)
+    runner = WaitRunner(config, retry=FAST_RETRY)
+    state = WaitState(tuple(ids))
+    try:
+        for _ in range(3):
+            assert runner.check(state).outcome is Outcome.PENDING
+    finally:
+        runner.close()
+    assert len(clients) == 1
+    assert set(state.statuses) == set(ids)

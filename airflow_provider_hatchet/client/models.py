@@ -77,6 +77,8 @@ class WorkflowRun(_Model):
     output: dict[str, Any] = Field(default_factory=dict)
     error_message: str | None = Field(default=None, alias="errorMessage")
     created_at: OptionalTime = Field(default=None, alias="createdAt")
+    # When the server stored the run: the time the list's ``since`` and ``until`` filters compare with.
+    inserted_at: datetime | None = Field(default=None, validation_alias=AliasPath("metadata", "createdAt"))
     started_at: OptionalTime = Field(default=None, alias="startedAt")
     finished_at: OptionalTime = Field(default=None, alias="finishedAt")
 
@@ -121,6 +123,8 @@ class RunSummary(_Model):
     display_name: str = Field(default="", alias="displayName")
     additional_metadata: dict[str, Any] = Field(default_factory=dict, alias="additionalMetadata")
     created_at: OptionalTime = Field(default=None, alias="createdAt")
+    # When the server stored the run: the time the list's ``since`` and ``until`` filters compare with.
+    inserted_at: datetime | None = Field(default=None, validation_alias=AliasPath("metadata", "createdAt"))
     error_message: str | None = Field(default=None, alias="errorMessage")
 
 

@@ -1,9 +1,28 @@
-"""Waiting on many Hatchet runs at once: one round of status checks, shared by the sensor and the trigger.
+"""Waiting on many Hatchet runs at once: one round of checks, shared by the sensor, the trigger and the operators.
 
-A round asks only about the runs not known to be finished. When the runs share a batch key (the ``airflow_ti``
-metadata the bulk operator stamps), one paginated list query filtered by that key answers for all of them;
-the other runs get one status request each, at most ``max_concurrency`` in flight. Run details (outputs and
-Hatchet's error messages) are fetched once, for finished runs only.
+A round asks only about the runs not known to be finished, and costs about the same whatever their number:
+
+- Runs that share a batch key (the ``airflow_ti`` metadata the bulk operator stamps, given or read from the first
+  run) are answered by one paginated list query filtered by that key.
+- Other runs ("loose" runs: ids gathered from several upstream tasks, a mapped operator's instances) are answered
+  by one paginated list of the runs that *finished* in their creation window: statuses COMPLETED, FAILED and
+  CANCELLED, ``since`` the oldest unfinished run's creation, ``until`` the newest's. Their creation times are
+  learnt once, from one list of all statuses read back from now until it has seen them.
+- Each round picks, per group, the cheaper of that list and one status request per run, from what the group's
+  list cost the last time (a busy tenant may have many unrelated runs in the window). A single run is always
+  asked about on its own.
+
+Hatchet lists runs newest first (``inserted_at DESC``); runs that finish or are created while a list is paged only
+push later rows down a page, so a scan may see a run twice but never skips one that matched when the scan began
+(measured on Hatchet v0.105.0, docs/hatchet-behaviour.md), and a run that finishes during a scan is seen by the
+next round's. A scan never reads more pages than the runs it still looks for: it stops there and asks those runs
+one by one, and the next round knows what the whole list costs. Reads lag writes: a run triggered moments ago
+may be missing from the list and answer 404. A run never seen and missing from the batch list is asked about on
+its own only if the next list lacks it too; one the creation scan misses twice is read on its own (its details
+give its creation time).
+
+Run details (outputs and Hatchet's error messages) are fetched once per run, and only when wanted: the outputs
+once all runs have finished, if ``fetch_outputs``; the error messages of the failed runs.
 
 Transient failures (429, 5xx, transport errors, after the client's own retries) leave the runs pending for the
 next round. A 404 is tolerated for ``not_found_grace`` seconds (a run triggered moments ago may not be readable
@@ -15,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -33,7 +53,7 @@ from airflow_provider_hatchet.client.errors import (
     HatchetNotFoundError,
     HatchetRetryableError,
 )
-from airflow_provider_hatchet.client.models import RunDetails, RunStatus
+from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -45,8 +65,15 @@ DEFAULT_NOT_FOUND_GRACE = 60.0
 DEFAULT_MAX_CONCURRENCY = 16
 LIST_PAGE_SIZE = 1000
 # Runs of one batch may have been created over several tries of the bulk task; the list's ``since`` reaches
-# back this far before the first run seen. Runs the list misses are still polled one by one.
+# back this far before the first run seen. Runs the list misses are still polled one by one. The scan that
+# learns loose runs' creation times reaches back as far before the wait began.
 BATCH_SINCE_MARGIN = timedelta(days=1)
+# The finished-runs window reaches this far beyond the oldest and newest unfinished runs' creation times.
+WINDOW_MARGIN = timedelta(seconds=1)
+TERMINAL_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+# Up to this many runs missing from two batch lists in a row are taken for late (read lag) and polled one by
+# one; more are taken for runs outside the batch and answered by the loose runs' list.
+FEW_LATE_RUNS = 16
 # Details are fetched for at most this many failed runs; the message names the others without per-task errors.
 MAX_ERROR_DETAILS = 20
 MAX_MESSAGE_LINES = 20
@@ -86,6 +113,11 @@ class WaitState:
     :param detect_batch: read the batch key from the first run's details when ``batch_key`` is not given.
     :param started_at: when waiting began (epoch seconds); the 404 grace of runs never seen counts from here.
     :param not_found_grace: seconds a 404 is taken for a run that is not readable yet.
+
+    The other fields are what the rounds learnt: each run's last known status, Hatchet's error messages, outputs,
+    creation times (``created``, as the list's time filters see them), the runs the batch list has shown
+    (``in_batch``), how often a run was missing from the batch list (``unlisted``) or from the creation scan
+    (``missed``), and how many pages the batch list and the loose runs' list took last time.
     """
 
     run_ids: tuple[str, ...]
@@ -99,6 +131,11 @@ class WaitState:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     missing_since: dict[str, float] = field(default_factory=dict)
     unlisted: dict[str, int] = field(default_factory=dict)
+    missed: dict[str, int] = field(default_factory=dict)
+    created: dict[str, datetime] = field(default_factory=dict)
+    in_batch: set[str] = field(default_factory=set)
+    batch_pages: int = 1
+    window_pages: int = 1
     batch_since: datetime | None = None
     batch_checked: bool = False
     last_error: str | None = None
@@ -180,6 +217,19 @@ def _refused(run_id: str, exc: HatchetAPIError) -> RunWaitError:
     return RunWaitError(f"Hatchet rejected the request for run {run_id}: {exc}")
 
 
+@dataclass(frozen=True)
+class _Scan:
+    """What one paged run list gave: the wanted runs it showed, every run waited on that it showed, the pages
+    read, the pages the server counts, the rows read, and whether it read to the end (or saw every wanted run)."""
+
+    found: set[str]
+    ours: set[str]
+    pages: int
+    total_pages: int
+    rows: int
+    complete: bool
+
+
 class _Round:
     """One round of checks on a shared state."""
 
@@ -190,6 +240,7 @@ class _Round:
         self.fetch_outputs = fetch_outputs
         self.max_concurrency = max_concurrency
         self.now = time.time()
+        self.ids = set(state.run_ids)
         self.transient: list[str] = []
         gate = _GATES.get(client)
         if gate is None:
@@ -220,36 +271,180 @@ class _Round:
     # Status
 
     async def _poll(self, pending: list[str]) -> None:
-        answered: set[str] = set()
-        listed = False
-        if len(pending) > 1 or self.state.batch_key is not None:
-            if not self.state.batch_checked and self.state.detect_batch:
-                await self._probe(pending[0])
-                if not self.state.batch_checked:
-                    # The first run is not readable yet (404) or the server hiccupped: its siblings, triggered
-                    # together, most likely are not either. Asking again next round costs one request, not one
-                    # per run.
-                    return
-                answered.add(pending[0])
-            unanswered = [i for i in pending if i not in answered]
-            if self.state.batch_key is not None and unanswered:
-                batch = await self._list_batch(unanswered)
-                if batch is None:
-                    return
-                answered |= batch
-                listed = True
-        rest = [i for i in pending if i not in answered]
-        if listed and self.state.batch_key is not None:
-            # A run never seen and missing from the batch list is most likely not visible yet: it is polled on
-            # its own only if the next round's list still lacks it.
-            unlisted = self.state.unlisted
-            for run_id in rest:
-                if run_id not in self.state.statuses:
-                    unlisted[run_id] = unlisted.get(run_id, 0) + 1
-            rest = [i for i in rest if i in self.state.statuses or unlisted[i] > 1]
-        for run_id, result in await _bounded(self.max_concurrency, rest, self._status):
+        state = self.state
+        if (len(pending) > 1 or state.batch_key is not None) and not state.batch_checked and state.detect_batch:
+            await self._probe(pending[0])
+            if not state.batch_checked:
+                # The first run is not readable yet (404) or the server hiccupped: its siblings, triggered
+                # together, most likely are not either. Asking again next round costs one request, not one
+                # per run.
+                return
+            pending = pending[1:]
+        loose: list[str] | None = pending
+        if state.batch_key is not None and pending:
+            loose = await self._poll_batch(pending)
+        if loose:
+            await self._poll_loose(loose)
+
+    async def _poll_batch(self, batch: list[str]) -> list[str] | None:
+        """Answer the batch's runs with the batch list; return the runs left to the loose runs' checks, or None
+        on a transient failure (the round ends pending)."""
+        state = self.state
+        assert state.batch_key is not None
+        if state.batch_pages > len(batch):
+            await self._statuses(batch)
+            return []
+        if state.batch_since is None:
+            state.batch_since = self._moment(state.started_at) - BATCH_SINCE_MARGIN
+        scan = await self._scan(f"batch {state.batch_key!r}", batch, since=state.batch_since,
+                                metadata={BATCH_KEY_METADATA: state.batch_key})
+        if scan is None:
+            return None
+        state.batch_pages = scan.total_pages
+        state.in_batch |= scan.ours
+        if not scan.complete:
+            await self._statuses([i for i in batch if i not in scan.found])
+            return []
+        if scan.rows and not scan.ours:
+            log.info("The batch %r holds none of the runs; checking them as unrelated runs.", state.batch_key)
+            state.batch_key = None
+            return batch
+        lacking = [i for i in batch if i not in scan.found]
+        # A run seen before and missing from the list is not in the batch. One never seen is most likely not
+        # visible yet: it counts only if the next round's list still lacks it. A few such runs are polled one by
+        # one; many are runs outside the batch, for the loose runs' list.
+        seen = [i for i in lacking if i in state.statuses]
+        late = []
+        for run_id in lacking:
+            if run_id not in state.statuses:
+                state.unlisted[run_id] = state.unlisted.get(run_id, 0) + 1
+                if state.unlisted[run_id] > 1:
+                    late.append(run_id)
+        outside = seen + late
+        if late and len(state.in_batch) <= 1:
+            log.info("The batch %r holds only one of the runs; checking them as unrelated runs.", state.batch_key)
+            state.batch_key = None
+        elif len(outside) <= FEW_LATE_RUNS:
+            await self._statuses(outside)
+            return []
+        return outside
+
+    async def _poll_loose(self, loose: list[str]) -> None:
+        """Answer runs outside any batch: by the list of the runs finished in their creation window, or one by
+        one, whichever cost less last time; a creation scan first learns when they were created."""
+        state = self.state
+        if len(loose) == 1:
+            await self._statuses(loose)
+            return
+        unknown = [i for i in loose if i not in state.created]
+        if len(unknown) > 1:
+            await self._discover(loose, unknown)
+            return
+        await self._each(unknown, self._details)
+        known = [i for i in loose if i in state.created and i not in unknown]
+        if not known:
+            return
+        if len(known) > state.window_pages:
+            scan = await self._scan(
+                "finished runs", known, since=min(state.created[i] for i in known) - WINDOW_MARGIN,
+                until=max(state.created[i] for i in known) + WINDOW_MARGIN, statuses=TERMINAL_STATUSES,
+            )
+            if scan is not None:
+                state.window_pages = scan.total_pages
+                if not scan.complete:
+                    await self._statuses([i for i in known if i not in scan.found])
+        else:
+            await self._statuses(known)
+
+    async def _discover(self, loose: list[str], unknown: list[str]) -> None:
+        """List runs of all statuses back from now until the loose runs are seen: their creation times and their
+        statuses. Runs it misses twice are read on their own."""
+        state = self.state
+        floor = self._moment(state.started_at) - BATCH_SINCE_MARGIN
+        known = [state.created[i] for i in loose if i in state.created]
+        if known:
+            floor = min(floor, min(known) - WINDOW_MARGIN)
+        scan = await self._scan("runs by creation", loose, since=floor)
+        if scan is None:
+            return
+        stubborn = []
+        for run_id in unknown:
+            if run_id not in scan.found:
+                state.missed[run_id] = state.missed.get(run_id, 0) + 1
+                if state.missed[run_id] > 1:
+                    stubborn.append(run_id)
+        await self._each(stubborn, self._details)
+        if not scan.complete:
+            await self._statuses([i for i in loose if i not in scan.found and i not in stubborn])
+
+    async def _scan(self, what: str, wanted: list[str], *, since: datetime, until: datetime | None = None,
+                    statuses: Sequence[RunStatus] = (), metadata: dict[str, str] | None = None) -> _Scan | None:
+        """Page through a run list, recording what it says of the runs waited on; None on a transient failure.
+
+        It stops when it has seen every wanted run, at the last page, or once it has read as many pages as wanted
+        runs remain unseen: the caller then asks those one by one, which would have cost no more than the rest of
+        the list, and the next round's choice knows what the whole list costs.
+        """
+        targets = set(wanted)
+        found: set[str] = set()
+        ours: set[str] = set()
+        offset = pages = rows = 0
+        total = 1
+        while True:
+            try:
+                async with self.gate:
+                    page = await self.client.list_runs(
+                        since=since, until=until, statuses=statuses, additional_metadata=metadata,
+                        offset=offset, limit=LIST_PAGE_SIZE, include_payloads=False,
+                    )
+            except HatchetRetryableError as exc:
+                self.transient.append(str(exc))
+                return None
+            except HatchetAPIError as exc:
+                raise RunWaitError(f"Hatchet rejected the run list ({what}): {exc}") from exc
+            pages += 1
+            rows += len(page.rows)
+            if pages == 1:
+                total = page.pagination.num_pages or 1
+            for row in page.rows:
+                if row.id in self.ids:
+                    self._seen(row)
+                    ours.add(row.id)
+                    if row.id in targets:
+                        found.add(row.id)
+            offset += len(page.rows)
+            # Hatchet answers next_page = current_page + 1 even on the last page; num_pages counts the matches
+            # (up to the server's count limit, hence the full-page check).
+            more = bool(page.rows) and (
+                len(page.rows) >= LIST_PAGE_SIZE
+                or (page.pagination.num_pages or 0) > (page.pagination.current_page or 0)
+            )
+            complete = not more or len(found) == len(targets)
+            if complete or pages >= len(targets) - len(found):
+                break
+        return _Scan(found, ours, pages, max(total, pages), rows, complete)
+
+    def _seen(self, row: RunSummary) -> None:
+        """Note what a list row says of a run waited on: its creation time, and its status unless it finished."""
+        state = self.state
+        if row.inserted_at is not None:
+            state.created.setdefault(row.id, row.inserted_at)
+        known = state.statuses.get(row.id)
+        if known is None or not known.is_terminal:
+            self._record(row.id, row.status)
+
+    async def _statuses(self, run_ids: list[str]) -> None:
+        for run_id, result in await _bounded(self.max_concurrency, run_ids, self._status):
             if isinstance(result, RunStatus):
                 self._record(run_id, result)
+
+    async def _each(self, run_ids: list[str], call: Callable[[str], Awaitable[T]]) -> None:
+        if run_ids:
+            await _bounded(self.max_concurrency, run_ids, call)
+
+    @staticmethod
+    def _moment(epoch: float) -> datetime:
+        return datetime.fromtimestamp(epoch, timezone.utc)
 
     async def _ask(self, run_id: str, request: Callable[[str], Awaitable[T]]) -> T | None:
         """One request about a run; a 404 or a transient failure is noted and answers None."""
@@ -271,6 +466,8 @@ class _Round:
         details = await self._ask(run_id, self.client.get_run)
         if details is not None:
             self._record(run_id, details.status)
+            if details.run.inserted_at is not None:
+                self.state.created.setdefault(run_id, details.run.inserted_at)
             if details.status.is_terminal:
                 self._keep(details)
         return details
@@ -284,49 +481,9 @@ class _Round:
         key = details.run.additional_metadata.get(BATCH_KEY_METADATA)
         if state.batch_key is None and isinstance(key, str) and key:
             state.batch_key = key
-            created = details.run.created_at or datetime.fromtimestamp(state.started_at, timezone.utc)
+            created = details.run.inserted_at or details.run.created_at or self._moment(state.started_at)
             state.batch_since = created - BATCH_SINCE_MARGIN
             log.info("Runs carry the batch key %r: one list query per round answers for all of them.", key)
-
-    async def _list_batch(self, pending: list[str]) -> set[str] | None:
-        """Read the batch's statuses from the list; None on a transient failure (the round ends pending)."""
-        state = self.state
-        assert state.batch_key is not None
-        if state.batch_since is None:
-            state.batch_since = datetime.fromtimestamp(state.started_at, timezone.utc) - BATCH_SINCE_MARGIN
-        wanted = set(pending)
-        found: set[str] = set()
-        offset = pages = rows = 0
-        while True:
-            try:
-                async with self.gate:
-                    page = await self.client.list_runs(
-                        since=state.batch_since, additional_metadata={BATCH_KEY_METADATA: state.batch_key},
-                        offset=offset, limit=LIST_PAGE_SIZE, include_payloads=False,
-                    )
-            except HatchetRetryableError as exc:
-                self.transient.append(str(exc))
-                return None
-            except HatchetAPIError as exc:
-                raise RunWaitError(f"Hatchet rejected the run list for batch {state.batch_key!r}: {exc}") from exc
-            pages += 1
-            rows += len(page.rows)
-            for row in page.rows:
-                if row.id in wanted and row.id not in found:
-                    found.add(row.id)
-                    self._record(row.id, row.status)
-            offset += len(page.rows)
-            # Hatchet answers next_page = current_page + 1 even on the last page; num_pages counts the matches.
-            more = bool(page.rows) and (
-                len(page.rows) >= LIST_PAGE_SIZE
-                or (page.pagination.num_pages or 0) > (page.pagination.current_page or 0)
-            )
-            if not more or len(found) == len(wanted) or pages >= len(wanted) - len(found):
-                break
-        if rows and not found:
-            log.info("The batch %r holds none of the runs; polling them one by one.", state.batch_key)
-            state.batch_key = None
-        return found
 
     def _record(self, run_id: str, status: RunStatus) -> None:
         self.state.statuses[run_id] = status
@@ -485,3 +642,81 @@ def check_round_sync(
             return await check_round(client, state, fetch_outputs=fetch_outputs, max_concurrency=max_concurrency)
 
     return run_sync(once)
+
+
+class WaitRunner:
+    """Rounds for a synchronous caller that checks many times (a sensor's pokes): one event loop, in a thread of
+    its own, and one client, kept from round to round until :meth:`close`.
+
+    :param config: the client settings.
+    :param retry: how each request is retried.
+    :param max_concurrency: the most requests in flight at once.
+    """
+
+    def __init__(self, config: ClientConfig, *, retry: RetryPolicy = DEFAULT_RETRY,
+                 max_concurrency: int = DEFAULT_MAX_CONCURRENCY) -> None:
+        self.config = config
+        self.retry = retry
+        self.max_concurrency = max_concurrency
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._client: AsyncHatchetClient | None = None
+        self._lock = threading.Lock()
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="hatchet-wait", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def _call(self, factory: Callable[[], Awaitable[T]]) -> T:
+        async def main() -> T:
+            return await factory()
+
+        return asyncio.run_coroutine_threadsafe(main(), self._running_loop()).result()
+
+    def check(self, state: WaitState, *, fetch_outputs: bool = True) -> Verdict:
+        """Run one round of :func:`check_round` on the kept client.
+
+        :param state: the wait state; updated in place.
+        :param fetch_outputs: fetch each run's outputs once all runs have finished.
+        :raises RunWaitError: a persistent 404, a 403, or another rejected request.
+        """
+
+        async def once() -> Verdict:
+            if self._client is None:
+                self._client = AsyncHatchetClient(self.config, retry=self.retry,
+                                                  max_connections=max(1, self.max_concurrency))
+            return await check_round(self._client, state, fetch_outputs=fetch_outputs,
+                                     max_concurrency=self.max_concurrency)
+
+        return self._call(once)
+
+    def close(self) -> None:
+        """Close the client and stop the loop's thread; a later :meth:`check` starts them again."""
+        with self._lock:
+            loop, thread, client = self._loop, self._thread, self._client
+            self._loop = self._thread = self._client = None
+        if loop is None:
+            return
+
+        async def shutdown() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if client is not None:
+                await client.aclose()
+
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
+        except Exception:  # closing is best effort: the thread is a daemon
+            log.debug("Closing the wait's client failed", exc_info=True)
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=10)
+        if not loop.is_running():
+            loop.close()
