@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,10 +20,12 @@ from airflow_provider_hatchet._compat import (
     AirflowSkipException,
     TaskDeferred,
 )
-from airflow_provider_hatchet.client.waiter import BATCH_KEY_METADATA
+from airflow_provider_hatchet.client import AsyncHatchetClient, waiter
+from airflow_provider_hatchet.client.waiter import BATCH_KEY_METADATA, Verdict, WaitState
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor, normalize_run_ids
-from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer, register_demo_workflows
+from airflow_provider_hatchet.testing import HatchetSimulator, ManualClock, SimulatorServer, register_demo_workflows
+from airflow_provider_hatchet.triggers import hatchet as triggers
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 from tests.airflow_helpers import task_state, xcom_value
 
@@ -183,6 +189,8 @@ def test_deferrable_execute_pokes_once_then_defers_with_a_deadline(sim: HatchetS
     assert kwargs["poll_interval"] == 3
     assert kwargs["cancel_on_kill"] is False
     assert before + 600 <= kwargs["execution_deadline"] <= time.time() + 600
+    # The trigger goes on from this check: its first round comes one poke_interval later.
+    assert before + 3 <= kwargs["first_poll_at"] <= time.time() + 3
     assert ti.xcom["hatchet_run_urls"] == [HatchetHook().run_url(i) for i in ids]
 
 
@@ -192,6 +200,118 @@ def test_deferrable_execute_finishes_without_deferring_when_done(sim: HatchetSim
     ti = _RecordingTI()
     assert sensor(run_id, deferrable=True).execute({"ti": ti}) == {"run": OUTPUT}
     assert ti.xcom["hatchet_run_url"].endswith(f"/runs/{run_id}")
+
+
+def test_poke_mode_keeps_one_client_and_the_state_from_poke_to_poke(
+    sim: HatchetSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clients: list[AsyncHatchetClient] = []
+    made = AsyncHatchetClient.__init__
+
+    def counted(self: AsyncHatchetClient, *args: Any, **kwargs: Any) -> None:
+        clients.append(self)
+        made(self, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncHatchetClient, "__init__", counted)
+    sim.register_workflow("slowish", "succeed", duration=0.6, output=OUTPUT)
+    ids = start("slowish", 12)
+    waiting = sensor(ids)
+    pokes = 0
+    while not (result := waiting.poke({})):
+        pokes += 1
+        time.sleep(0.1)
+    assert result.xcom_value == [{"run": OUTPUT}] * 12
+    assert pokes > 2
+    assert len(clients) == 1
+    assert waiting._runner is None  # closed with the last poke
+    # Later pokes asked only about the runs still unfinished, with one list: details only for the outputs.
+    reads = [r.route for r in sim.requests if r.route not in ("trigger", "workflows") and r.status == 200]
+    assert reads.count("details") <= 12 + 1
+    assert "status" not in reads
+
+
+def _sensor_module() -> Any:
+    return sys.modules[HatchetWorkflowRunSensor.__mro__[1].execute.__module__]
+
+
+def _count_rounds(monkeypatch: pytest.MonkeyPatch, sim: HatchetSimulator) -> list[int]:
+    """Wrap the waiter's round, as the sensor's pokes and the trigger call it; return each round's requests."""
+    rounds: list[int] = []
+    check_round = waiter.check_round
+
+    async def counted(client: Any, state: WaitState, **options: Any) -> Verdict:
+        before = len(sim.requests)
+        verdict = await check_round(client, state, **options)
+        rounds.append(len(sim.requests) - before)
+        return verdict
+
+    monkeypatch.setattr(waiter, "check_round", counted)
+    monkeypatch.setattr(triggers, "check_round", counted)
+    return rounds
+
+
+@pytest.mark.parametrize("layout", ["batch", "unrelated", "mix"])
+def test_poke_mode_and_deferrable_make_the_same_requests_for_the_same_runs(
+    layout: str, airflow_conn: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forty runs finish at random over 12 s of a manual clock, checked every second: the sensor poking and the
+    sensor deferred to its trigger make the same rounds, at the same requests."""
+    clock = ManualClock()
+    sim = HatchetSimulator(visibility_delay=0.0, clock=clock)
+    rng = random.Random(7)
+    durations = [rng.uniform(1.0, 12.0) for _ in range(40)]
+    # Sleeping moves the simulator's clock instead: Airflow's poke loop, and the trigger's.
+    monkeypatch.setattr(_sensor_module(), "time", SimpleNamespace(
+        sleep=clock.advance, monotonic=time.monotonic, time=time.time))
+
+    async def tick(seconds: float) -> None:
+        clock.advance(max(0.0, seconds))
+
+    monkeypatch.setattr(triggers, "asyncio", SimpleNamespace(sleep=tick))
+    rounds = _count_rounds(monkeypatch, sim)
+
+    def runs() -> list[str]:
+        sim.reset()
+        sim.register_workflow("job", "succeed", duration=1.0, output=OUTPUT)
+        hook = HatchetHook()
+        ids = []
+        for i, seconds in enumerate(durations):
+            key = "dag|run|bulk|-1" if layout == "batch" or (layout == "mix" and i % 2 == 0) else f"dag|run|t|{i}"
+            ids.append(hook.run_workflow("job", {"i": i, "__sim__": {"duration": seconds}}, {BATCH_KEY_METADATA: key}))
+        hook.close()
+        sim.clear_requests()
+        rounds.clear()
+        return ids
+
+    costs: dict[str, tuple[int, list[int]]] = {}
+    with SimulatorServer(sim) as server:
+        airflow_conn("hatchet_default", conn_type="hatchet", host=server.url, password=sim.token)
+        ids = runs()
+        poking = sensor(ids, poke_interval=1, timeout=3600)
+        assert poking.execute({"ti": _RecordingTI()}) == [{"run": OUTPUT}] * 40
+        costs["poke"] = (len(sim.requests), list(rounds))
+
+        ids = runs()
+        deferring = sensor(ids, poke_interval=1, timeout=3600, deferrable=True)
+        with pytest.raises(TaskDeferred) as deferred:
+            deferring.execute({"ti": _RecordingTI()})
+
+        async def event() -> dict[str, Any]:
+            try:
+                async for fired in deferred.value.trigger.run():
+                    return dict(fired.payload)
+            finally:
+                await HatchetHook.aclose_loop_clients()
+            raise AssertionError("no event")
+
+        assert deferring.execute_complete({}, asyncio.run(event())) == [{"run": OUTPUT}] * 40
+        costs["deferrable"] = (len(sim.requests), list(rounds))
+
+    (poke_total, poke_rounds), (deferred_total, deferred_rounds) = costs["poke"], costs["deferrable"]
+    assert len(poke_rounds) == len(deferred_rounds) >= 12
+    assert abs(poke_total - deferred_total) <= max(poke_rounds[:-1])
+    # Far below one request per unfinished run per round (about 260 for these runs).
+    assert poke_total < 40 + 3 * len(poke_rounds)
 
 
 # Whole DAGs under dag.test()

@@ -7,6 +7,7 @@ import importlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, Re
 from airflow_provider_hatchet.client.waiter import BATCH_KEY_METADATA
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer
+from airflow_provider_hatchet.triggers import hatchet as triggers
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 
 CONN_ID = "hatchet_trigger_tests"
@@ -56,7 +58,7 @@ def test_serialize_round_trips_json_safe_without_the_token(sim: HatchetSimulator
     trigger = HatchetWorkflowRunTrigger(
         run_ids=["a", "b"], hatchet_conn_id=CONN_ID, poll_interval=7, execution_deadline=1.7e9,
         fail_on_cancelled=False, batch_key="d|r|t|-1", fetch_outputs=False, cancel_on_kill=False,
-        started_at=1.6e9, not_found_grace=30, max_concurrency=8,
+        started_at=1.6e9, not_found_grace=30, max_concurrency=8, detect_batch=False, first_poll_at=1.65e9,
     )
     classpath, kwargs = trigger.serialize()
     text = json.dumps(kwargs)
@@ -65,6 +67,7 @@ def test_serialize_round_trips_json_safe_without_the_token(sim: HatchetSimulator
     rebuilt = getattr(importlib.import_module(module), name)(**json.loads(text))
     assert rebuilt.serialize() == (classpath, kwargs)
     assert kwargs["run_ids"] == ["a", "b"] and kwargs["execution_deadline"] == 1.7e9
+    assert kwargs["detect_batch"] is False and kwargs["first_poll_at"] == 1.65e9
 
 
 def test_run_ids_must_be_a_list_of_ids() -> None:
@@ -175,3 +178,39 @@ async def test_triggers_in_one_loop_share_one_client(sim: HatchetSimulator) -> N
     first = await HatchetHook(CONN_ID).aget_client()
     second = await HatchetHook(CONN_ID).aget_client()
     assert first is second
+
+
+async def test_the_first_round_waits_for_first_poll_at(sim: HatchetSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deferring sensor's own check was the first round: the trigger's first comes one interval later."""
+    ids = await trigger_runs(sim, "etl")
+    slept: list[float] = []
+    requests_when_slept: list[int] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        requests_when_slept.append(len(sim.requests))
+
+    monkeypatch.setattr(triggers, "asyncio", SimpleNamespace(sleep=sleep))
+    sim.clear_requests()
+    (event,) = await events_of(make(ids, poll_interval=30, first_poll_at=time.time() + 30))
+    assert event["status"] == "success"
+    assert 29 < slept[0] <= 30
+    assert requests_when_slept[0] == 0
+
+
+async def test_a_past_first_poll_at_starts_at_once(sim: HatchetSimulator) -> None:
+    ids = await trigger_runs(sim, "etl")
+    await asyncio.sleep(0.1)
+    (event,) = await events_of(make(ids, poll_interval=30, first_poll_at=time.time() - 60))
+    assert event["status"] == "success"
+
+
+async def test_detect_batch_false_reads_no_run_for_its_batch_key(sim: HatchetSimulator) -> None:
+    ids = await trigger_runs(sim, "etl", 6, **{BATCH_KEY_METADATA: "dag|run|bulk|-1"})
+    await asyncio.sleep(0.1)
+    sim.clear_requests()
+    (event,) = await events_of(make(ids, detect_batch=False))
+    assert event["status"] == "success"
+    kinds = [r.route for r in sim.requests]
+    assert kinds.count("details") == 6  # the outputs only
+    assert kinds.index("list") < kinds.index("details")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
@@ -22,8 +23,8 @@ from airflow_provider_hatchet.client.waiter import (
     DEFAULT_NOT_FOUND_GRACE,
     RunWaitError,
     Verdict,
+    WaitRunner,
     WaitState,
-    check_round_sync,
 )
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, RUN_URLS_XCOM_KEY, HatchetRunLink
@@ -67,10 +68,14 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
     ``hatchet_run_url`` (a single run; it feeds the "Hatchet run" link) and ``hatchet_run_urls`` (a list).
 
     Transient errors (429, 5xx, connection errors, timeouts) and 404s within ``not_found_grace`` seconds of the
-    start are retried; a persistent 404 or a 403 fails the task. Each round polls only the unfinished runs; runs
-    of one bulk batch (shared ``airflow_ti`` metadata, given as ``batch_key`` or read from the first run) are
-    answered by one list query per round. Neither a timeout nor a kill cancels the runs (this sensor did not
-    start them) unless ``cancel_on_kill`` is set.
+    start are retried; a persistent 404 or a 403 fails the task. Each round asks only about the unfinished runs,
+    and costs about the same whatever their number: runs of one bulk batch (shared ``airflow_ti`` metadata, given
+    as ``batch_key`` or read from the first run) are answered by one list query filtered by the batch, other runs
+    by one list of the runs finished since the oldest unfinished one was created, unless polling them one by one
+    costs less (see :mod:`airflow_provider_hatchet.client.waiter`). In poke mode the task keeps what it learnt and
+    one client from poke to poke; deferred, the trigger goes on from the sensor's first check, one
+    ``poke_interval`` later, so both modes make the same rounds. Neither a timeout nor a kill cancels the runs
+    (this sensor did not start them) unless ``cancel_on_kill`` is set.
 
     :param run_id: a run id or a list of run ids (templated).
     :param hatchet_conn_id: the Hatchet connection.
@@ -113,6 +118,7 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         self.max_concurrency = max_concurrency
         self.cancel_on_kill = cancel_on_kill
         self._state: WaitState | None = None
+        self._runner: WaitRunner | None = None
         self._started_at: float | None = None
 
     # Entry points
@@ -123,12 +129,16 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         self._state = None
         self._started_at = self._first_start(context)
         self._push_urls(context, run_ids, single)
-        if not self.deferrable:
-            return super().execute(context)
-        verdict = self._check(run_ids)
+        try:
+            if not self.deferrable:
+                return super().execute(context)
+            verdict = self._check(run_ids)
+        finally:
+            self._close_runner()
         if verdict.finished:
             return self._result(verdict.event(run_ids), single)
         self.log.info("%s; deferring.", verdict.message)
+        state = self._state
         self.defer(
             trigger=HatchetWorkflowRunTrigger(
                 run_ids=run_ids,
@@ -136,12 +146,14 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
                 poll_interval=float(self.poke_interval),
                 execution_deadline=time.time() + float(self.timeout),
                 fail_on_cancelled=self.fail_on_cancelled,
-                batch_key=self._state.batch_key if self._state else self.batch_key,
+                batch_key=state.batch_key if state else self.batch_key,
                 fetch_outputs=self.fetch_outputs,
                 cancel_on_kill=self.cancel_on_kill,
                 started_at=self._started_at,
                 not_found_grace=self.not_found_grace,
                 max_concurrency=self.max_concurrency,
+                detect_batch=not (state and state.batch_checked and state.batch_key is None),
+                first_poll_at=time.time() + float(self.poke_interval),
             ),
             method_name="execute_complete",
             timeout=None,
@@ -150,10 +162,15 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
     def poke(self, context: Context) -> Any:
         """Check the unfinished runs once; return the outputs once all have completed."""
         run_ids, single = normalize_run_ids(self.run_id)
-        verdict = self._check(run_ids)
+        try:
+            verdict = self._check(run_ids)
+        except BaseException:
+            self._close_runner()
+            raise
         if not verdict.finished:
             self.log.info("%s", verdict.message)
             return False
+        self._close_runner()
         return PokeReturnValue(is_done=True, xcom_value=self._result(verdict.event(run_ids), single))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
@@ -180,12 +197,21 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
                 tuple(run_ids), fail_on_cancelled=self.fail_on_cancelled, batch_key=self.batch_key or None,
                 started_at=self._started_at or time.time(), not_found_grace=self.not_found_grace,
             )
-        hook = HatchetHook(self.hatchet_conn_id)
+        if self._runner is None:
+            hook = HatchetHook(self.hatchet_conn_id)
+            runner = WaitRunner(hook.config, retry=hook.retry, max_concurrency=self.max_concurrency)
+            # A caller that stops poking without finishing (a test, a killed task) still frees the thread.
+            weakref.finalize(self, runner.close)
+            self._runner = runner
         try:
-            return check_round_sync(hook.config, self._state, retry=hook.retry, fetch_outputs=self.fetch_outputs,
-                                    max_concurrency=self.max_concurrency)
+            return self._runner.check(self._state, fetch_outputs=self.fetch_outputs)
         except RunWaitError as exc:
             raise AirflowException(str(exc)) from exc
+
+    def _close_runner(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.close()
 
     def _result(self, event: dict[str, Any], single: bool) -> Any:
         status = event["status"]

@@ -42,6 +42,10 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
     :param started_at: when waiting began (epoch seconds); the 404 grace of unseen runs counts from it.
     :param not_found_grace: seconds a 404 is taken for a run not readable yet.
     :param max_concurrency: the most requests in flight at once.
+    :param detect_batch: read the batch key from the first run when ``batch_key`` is None (False when the
+        deferring task has already looked).
+    :param first_poll_at: wall-clock epoch seconds before which the first round does not start (the deferring
+        task's own check was one round already); None starts at once.
     """
 
     def __init__(
@@ -57,6 +61,8 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         started_at: float | None = None,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        detect_batch: bool = True,
+        first_poll_at: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if isinstance(run_ids, str) or not all(isinstance(i, str) and i for i in run_ids):
@@ -72,6 +78,8 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         self.started_at = time.time() if started_at is None else float(started_at)
         self.not_found_grace = float(not_found_grace)
         self.max_concurrency = int(max_concurrency)
+        self.detect_batch = bool(detect_batch)
+        self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
         self._state: WaitState | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -90,13 +98,15 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
                 "started_at": self.started_at,
                 "not_found_grace": self.not_found_grace,
                 "max_concurrency": self.max_concurrency,
+                "detect_batch": self.detect_batch,
+                "first_poll_at": self.first_poll_at,
             },
         )
 
     def _new_state(self) -> WaitState:
         return WaitState(
             tuple(self.run_ids), fail_on_cancelled=self.fail_on_cancelled, batch_key=self.batch_key,
-            started_at=self.started_at, not_found_grace=self.not_found_grace,
+            detect_batch=self.detect_batch, started_at=self.started_at, not_found_grace=self.not_found_grace,
         )
 
     def _event(self, status: str, message: str, state: WaitState | None = None) -> TriggerEvent:
@@ -109,11 +119,17 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         })
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Check the unfinished runs every ``poll_interval`` seconds and yield one event."""
+        """Check the unfinished runs every ``poll_interval`` seconds (from ``first_poll_at``) and yield one event."""
         state = self._state = self._new_state()
         last_message = ""
         try:
             client = await HatchetHook(self.hatchet_conn_id).aget_client()
+            if self.first_poll_at is not None:
+                until = self.first_poll_at
+                if self.execution_deadline is not None:
+                    until = min(until, self.execution_deadline)
+                if until > time.time():
+                    await asyncio.sleep(until - time.time())
             while True:
                 verdict: Verdict = await check_round(
                     client, state, fetch_outputs=self.fetch_outputs, max_concurrency=self.max_concurrency
