@@ -1,0 +1,182 @@
+"""Waiting on runs that share no batch key, on both servers: what a round costs, and that no finish is missed.
+
+Each round of ``client/waiter.py`` answers such runs with a paged list of the runs finished in their creation
+window. On a real Hatchet that list is ordered ``inserted_at DESC`` and rows shift while it is paged (runs finish,
+runs are created), and reads lag writes. Before each round the test reads every run's status on its own (the
+oracle); after the round, every run the oracle saw finished must be known finished, unless a list request of the
+round failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from airflow_provider_hatchet.client import AsyncHatchetClient, RunPage, waiter
+from airflow_provider_hatchet.client.errors import HatchetError
+from airflow_provider_hatchet.client.waiter import Outcome, Verdict, WaitState
+from tests.real.conftest import Backend
+
+RUNS = 40
+PAGE_SIZE = 7
+ROUND_INTERVAL = 0.5
+
+
+@dataclass
+class ListLog:
+    """Every list page a client asked for, as (offset, row ids), and the list requests that failed."""
+
+    pages: list[tuple[int, list[str]]] = field(default_factory=list)
+    failures: int = 0
+
+    def watch(self, client: AsyncHatchetClient) -> None:
+        """Record the client's list calls (the waiter's scans go through ``list_runs``).
+
+        :param client: the client the waiter uses.
+        """
+        list_runs = client.list_runs
+
+        async def logged(**kwargs: Any) -> RunPage:
+            try:
+                page = await list_runs(**kwargs)
+            except HatchetError:
+                self.failures += 1
+                raise
+            self.pages.append((int(kwargs.get("offset", 0)), [row.id for row in page.rows]))
+            return page
+
+        client.list_runs = logged  # type: ignore[method-assign]
+
+    def scans(self, since: int = 0) -> list[list[list[str]]]:
+        """The pages logged from index ``since`` on, grouped by scan (a scan starts at offset 0)."""
+        grouped: list[list[list[str]]] = []
+        for offset, rows in self.pages[since:]:
+            if offset == 0 or not grouped:
+                grouped.append([])
+            grouped[-1].append(rows)
+        return grouped
+
+
+def keep_creating(backend: Backend, stop: threading.Event, created: list[str]) -> None:
+    """Trigger a short run every 0.2 s until stopped: rows the waiter's lists must page past."""
+    client = backend.client()
+    while not stop.is_set():
+        created.append(client.trigger_run("demo-etl", {"__sim__": {"duration": 0.2}}, {"test_tag": backend.tag}))
+        stop.wait(0.2)
+
+
+def test_no_finish_is_missed_while_runs_finish_and_start_during_list_scans(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+    record_property: Callable[[str, object], None],
+) -> None:
+    monkeypatch.setattr(waiter, "LIST_PAGE_SIZE", PAGE_SIZE)
+    if backend.sim is not None:
+        backend.sim.visibility_delay = 0.3  # a lagging server: new runs are unreadable for a moment
+    client = backend.client()
+    ids = [client.trigger_run("demo-etl", {"i": i, "__sim__": {"duration": 0.5 + (i * 7 % RUNS) * 0.1}},
+                              {"test_tag": backend.tag}) for i in range(RUNS)]
+    stop, noise = threading.Event(), []
+    creator = threading.Thread(target=keep_creating, args=(backend, stop, noise), daemon=True)
+    creator.start()
+    log = ListLog()
+    state = WaitState(tuple(ids), not_found_grace=120)
+
+    async def wait() -> tuple[Verdict, int]:
+        owed: set[str] = set()
+        async with AsyncHatchetClient(backend.config()) as waiting:
+            log.watch(waiting)
+            for number in range(1, 200):
+                finished = {i for i in ids if _finished(client, i)}
+                failures = log.failures
+                verdict = await waiter.check_round(waiting, state, fetch_outputs=False)
+                known = {i for i, status in state.statuses.items() if status.is_terminal}
+                assert owed <= known, f"round {number}: still not known finished: {sorted(owed - known)}"
+                if log.failures > failures:
+                    owed = finished - known
+                else:
+                    assert finished <= known, f"round {number}: missed {sorted(finished - known)}"
+                    owed = set()
+                if verdict.finished:
+                    return verdict, number
+                await asyncio.sleep(ROUND_INTERVAL)
+        raise AssertionError("the runs did not finish")
+
+    try:
+        verdict, rounds = asyncio.run(wait())
+    finally:
+        stop.set()
+        creator.join(timeout=10)
+
+    assert verdict.outcome is Outcome.SUCCESS
+    assert {state.statuses[i].value for i in ids} == {"COMPLETED"}
+    scans = log.scans()
+    pages_per_scan = [len(scan) for scan in scans]
+    duplicates = sum(len(rows) - len(set(rows)) for rows in ([r for page in scan for r in page] for scan in scans))
+    # Lists did the work, over several pages, while other runs were being created.
+    assert max(pages_per_scan) > 1
+    assert len(noise) > 5
+    figures = {"backend": backend.kind, "rounds": rounds, "scans": len(scans), "pages_per_scan": pages_per_scan,
+               "rows_seen_twice": duplicates, "failed_lists": log.failures, "runs_created_meanwhile": len(noise)}
+    for key, value in figures.items():
+        record_property(key, value)
+    with capfd.disabled():
+        print("\nno finish missed: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+def _finished(client: Any, run_id: str) -> bool:
+    try:
+        return bool(client.get_run_status(run_id).is_terminal)
+    except HatchetError:
+        return False
+
+
+def test_a_round_costs_one_list_for_thirty_unrelated_runs(backend: Backend) -> None:
+    """Runs that share no batch key: the first run's details, one list to learn when the runs were created, then
+    one list per round whatever the number of unfinished runs, and each run's details once for its output."""
+    client = backend.client()
+    ids = [client.trigger_run("demo-etl", {"i": i, "__sim__": {"duration": 2.0 + 0.1 * i}},
+                              {"airflow_ti": f"wait_cost|{backend.tag}|{i}", "test_tag": backend.tag})
+           for i in range(30)]
+    state = WaitState(tuple(ids))
+    rounds: list[dict[str, int]] = []
+
+    async def wait() -> Verdict:
+        async with AsyncHatchetClient(backend.config()) as waiting:
+            calls: dict[str, int] = {}
+            for name in ("list_runs", "get_run", "get_run_status"):
+                original = getattr(waiting, name)
+
+                def counted(*args: Any, _call: Any = original, _name: str = name, **kwargs: Any) -> Any:
+                    calls[_name] = calls.get(_name, 0) + 1
+                    return _call(*args, **kwargs)
+
+                setattr(waiting, name, counted)
+            while True:
+                calls.clear()
+                verdict = await waiter.check_round(waiting, state)
+                rounds.append(dict(calls))
+                if verdict.finished:
+                    return verdict
+                await asyncio.sleep(ROUND_INTERVAL)
+
+    time.sleep(0.5)
+    verdict = asyncio.run(wait())
+    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.outputs is not None
+    assert [output["run"]["echo"]["i"] for output in verdict.outputs] == list(range(30))
+    # Round 1 reads the first run (its batch holds no other run) and lists its batch; round 2 lists the batch again,
+    # gives it up and lists the runs by creation; from then on one list of the finished runs per round.
+    middle = rounds[2:-1]
+    assert len(middle) >= 3
+    assert all(r == {"list_runs": 1} for r in middle), rounds
+    # Details: the first run's in round 1, and each run's once at the end (the first run's only if it had not
+    # finished in round 1).
+    assert rounds[-1]["list_runs"] == 1 and set(rounds[-1]) == {"list_runs", "get_run"}
+    assert rounds[0]["get_run"] + rounds[-1]["get_run"] in (30, 31)
+    assert sum(r.get("get_run_status", 0) for r in rounds) == 0
