@@ -68,7 +68,8 @@ def test_trigger_then_read_status_and_details(sim: Any) -> None:
     assert details.id == run_id
     assert details.run.additional_metadata["team"] == "data"
     assert set(details.run.additional_metadata) == {"team", "traceparent"}  # the server adds a trace id
-    assert list(details.task_outputs()) == ["load", "transform", "extract"]  # newest first, as the server lists
+    assert [task.name for task in details.tasks] == ["load", "transform", "extract"]  # the server: newest first
+    assert list(details.task_outputs()) == ["extract", "transform", "load"]  # the provider: creation order
     assert details.run.output == details.task_outputs()["load"]
     assert sim.runs[0].body == {"workflowName": "demo-multi", "input": {"day": "2026-01-01"},
                                 "additionalMetadata": {"team": "data"}, "priority": 2, "return_only_id": True}
