@@ -211,8 +211,10 @@ async def test_a_round_costs_the_same_for_forty_unrelated_runs(
                                     {BATCH_KEY_METADATA: f"dag|run|task|{i}"}) for i in range(40)]
     state = WaitState(tuple(ids))
     rounds: list[list[str]] = []
+    pending: list[int] = []
     for _ in range(200):
         sim.clear_requests()
+        pending.append(len(state.pending()))
         verdict = await check_round(client, state)
         rounds.append(routes(sim))
         if verdict.finished:
@@ -221,13 +223,15 @@ async def test_a_round_costs_the_same_for_forty_unrelated_runs(
     assert verdict.outcome is Outcome.SUCCESS
     assert verdict.outputs is not None and len(verdict.outputs) == 40
     # Each run has a batch key of its own (a mapped task's instances): after two lists show that the first run's
-    # batch holds no other run, one list of the finished runs answers for all of them, round after round.
+    # batch holds no other run, one list of the finished runs answers for all of them, round after round (a
+    # last run left on its own is asked about directly).
     assert rounds[0] == ["details", "list"]
     assert rounds[1] == ["list", "list"]
     assert state.batch_key is None
-    assert all(r == ["list"] for r in rounds[2:-1])
-    assert sorted(rounds[-1]) == ["details"] * 40 + ["list"]
-    assert sum(r.count("status") for r in rounds) == 0
+    for left, requests in zip(pending[2:], rounds[2:], strict=True):
+        assert [r for r in requests if r != "details"] == (["list"] if left > 1 else ["status"])
+    assert rounds[-1].count("details") == 40
+    assert sum(r.count("details") for r in rounds[1:-1]) == 0
 
 
 async def test_a_crowded_window_makes_a_round_poll_the_unfinished_runs_one_by_one(
@@ -354,7 +358,9 @@ async def test_a_batch_not_listed_yet_costs_one_list_until_it_is(
     assert set(state.statuses) == set(ids)
 
 
-async def test_runs_outside_the_batch_are_polled_one_by_one(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
+async def test_runs_outside_the_batch_are_polled_one_by_one_then_listed(
+    client: AsyncHatchetClient, sim: HatchetSimulator
+) -> None:
     batch = await trigger(client, "forever", 4, **{BATCH_KEY_METADATA: "k"})
     loose = await trigger(client, "forever", 2)
     state = WaitState((*batch, *loose), batch_key="k")
@@ -365,6 +371,16 @@ async def test_runs_outside_the_batch_are_polled_one_by_one(client: AsyncHatchet
     await check_round(client, state)
     assert sorted(routes(sim)) == ["list", "status", "status"]
     assert set(state.statuses) == {*batch, *loose}
+    # Seen, and still missing from the batch list: they are not in the batch. One list learns when they were
+    # created, then the list of finished runs answers for them.
+    sim.clear_requests()
+    await check_round(client, state)
+    assert routes(sim) == ["list", "list"]
+    assert set(state.created) >= set(loose)
+    sim.clear_requests()
+    await check_round(client, state)
+    assert routes(sim) == ["list", "list"]
+    assert sim.requests[1].query["statuses"]
 
 
 async def test_a_wrong_batch_key_falls_back_to_status_polls(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:

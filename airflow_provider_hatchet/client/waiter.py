@@ -310,26 +310,24 @@ class _Round:
             state.batch_key = None
             return batch
         lacking = [i for i in batch if i not in scan.found]
-        # A run seen before and missing from the list is not in the batch: once its creation time is known, the
-        # loose runs' list answers for it. One never seen is most likely not visible yet: it counts only if the
-        # next round's list still lacks it. A few runs of either kind are polled one by one; many are runs
-        # outside the batch, for the loose runs' list.
-        outside = [i for i in lacking if i in state.created and i in state.statuses]
-        unsure = []
+        # A run seen before and missing from the list is not in the batch (status and list read the same row):
+        # the loose runs' checks answer for it. One never seen is most likely not visible yet: it counts as late
+        # only if the next round's list still lacks it. A few late runs are polled one by one; many are runs
+        # outside the batch, for the loose runs' checks.
+        outside = [i for i in lacking if i in state.statuses]
+        late = []
         for run_id in lacking:
             if run_id not in state.statuses:
                 state.unlisted[run_id] = state.unlisted.get(run_id, 0) + 1
                 if state.unlisted[run_id] > 1:
-                    unsure.append(run_id)
-            elif run_id not in state.created:
-                unsure.append(run_id)
-        if unsure and len(state.in_batch) <= 1:
+                    late.append(run_id)
+        if late and len(state.in_batch) <= 1:
             log.info("The batch %r holds only one of the runs; checking them as unrelated runs.", state.batch_key)
             state.batch_key = None
-        elif len(unsure) <= FEW_LATE_RUNS:
-            await self._statuses(unsure)
+        elif len(late) <= FEW_LATE_RUNS:
+            await self._statuses(late)
             return outside
-        return outside + unsure
+        return outside + late
 
     async def _poll_loose(self, loose: list[str]) -> None:
         """Answer runs outside any batch: by the list of the runs finished in their creation window, or one by
