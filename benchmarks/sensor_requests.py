@@ -5,9 +5,13 @@ durations, against the loopback simulator on a manual clock advanced by the poll
 every scenario sees the same runs finish in the same rounds; request counts come from the simulator's log):
 
 - baseline: one status request per run per round, then one details request per run for the outputs;
-- sensor, runs without a batch key: status requests for the unfinished runs only, details once per run;
+- sensor, runs without a batch key: one list of the runs finished in their creation window per round (after one
+  list that learns when they were created), details once per run;
 - sensor, runs of one bulk batch (``airflow_ti`` metadata, detected from the first run): one list query per
   round, details once per run.
+
+``wait_cost.py`` measures the same in real time, on the simulator or a real Hatchet, against the naive loop that
+polls only the unfinished runs, with the sensor poking and deferred.
 
 Usage: ``python benchmarks/sensor_requests.py [--runs 1000] [--interval 1.0] [--max-duration 12]``
 """
