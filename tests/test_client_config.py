@@ -48,6 +48,23 @@ def test_a_token_without_the_claims_needs_the_override(claim: str, words: str) -
     assert token not in str(err.value)
 
 
+@pytest.mark.parametrize("where", ["inside", "header"])
+@pytest.mark.parametrize("char", ["\n", "\r", " ", "\x00", "é", "\u2028"])
+def test_a_token_with_a_character_no_header_may_hold_is_refused_without_being_echoed(char: str, where: str) -> None:
+    token = make_token()
+    head, payload, signature = token.split(".")
+    if where == "inside":
+        bad = f"{head}.{payload}.{signature[:6]}{char}{signature[6:]}"
+    else:
+        bad = f"{head[:4]}{char}{head[4:]}.{payload}.{signature}"
+    with pytest.raises(HatchetConfigError, match="visible ASCII only") as err:
+        ClientConfig.from_token(bad)
+    for secret in (bad, signature, signature[6:]):
+        assert secret not in str(err.value)
+    with pytest.raises(HatchetConfigError, match="visible ASCII only"):
+        ClientConfig(token=bad, server_url=SERVER, tenant_id=TENANT)
+
+
 def test_the_token_is_not_in_the_repr() -> None:
     token = make_token()
     assert token not in repr(ClientConfig.from_token(token))

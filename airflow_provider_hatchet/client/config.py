@@ -13,6 +13,24 @@ from airflow_provider_hatchet.client.errors import HatchetConfigError
 DEFAULT_TIMEOUT = 30.0
 
 
+def check_token_characters(token: str) -> None:
+    """Refuse a token holding anything but visible ASCII: it goes into a header as it is.
+
+    h11 would echo a token with a newline in full in its "Illegal header value" error, and a non-ASCII
+    character gives a raw UnicodeEncodeError. The message says where the bad character is, never what it is.
+
+    :param token: the API token, stripped.
+    :raises HatchetConfigError: if a character is not visible ASCII.
+    """
+    for index, char in enumerate(token):
+        if not "!" <= char <= "~":
+            kind = "a non-ASCII character" if ord(char) > 127 else "whitespace or a control character"
+            raise HatchetConfigError(
+                f"The Hatchet API token holds {kind} at position {index + 1} of {len(token)}; a token is visible "
+                "ASCII only. Copy it again from the Hatchet dashboard (Settings > API Tokens)."
+            )
+
+
 def decode_token_claims(token: str) -> dict[str, Any]:
     """Read the claims of a Hatchet API token without verifying its signature, as hatchet-sdk does.
 
@@ -82,6 +100,9 @@ class ClientConfig:
     verify: bool | str = True
     timeout: float = DEFAULT_TIMEOUT
 
+    def __post_init__(self) -> None:
+        check_token_characters(self.token)
+
     @classmethod
     def from_token(
         cls,
@@ -105,6 +126,7 @@ class ClientConfig:
         """
         if not token:
             raise HatchetConfigError("No Hatchet API token is configured (the connection's password is empty).")
+        check_token_characters(token.strip())
         claims = decode_token_claims(token)
         url = server_url or claims.get("server_url")
         tenant = tenant_id or claims.get("sub")
