@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,8 +57,24 @@ def test_airflow_2_form_field_names_are_read(airflow_conn: Any) -> None:
     assert (config.tenant_id, config.namespace) == ("t-3", "legacy_")
 
 
-def test_verify_accepts_a_ca_bundle_path(airflow_conn: Any) -> None:
-    assert hook_for(airflow_conn, extra={"verify": "/etc/ssl/ca.pem"}).config.verify == "/etc/ssl/ca.pem"
+def test_verify_accepts_a_ca_bundle_path(airflow_conn: Any, tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    assert hook_for(airflow_conn, extra={"verify": str(bundle)}).config.verify == str(bundle)
+
+
+@pytest.mark.parametrize(("where", "problem"), [("missing.pem", "not an existing file"), ("", "a directory")])
+def test_a_verify_path_that_is_not_a_file_is_named(
+    airflow_conn: Any, tmp_path: Path, where: str, problem: str
+) -> None:
+    with pytest.raises(HatchetConfigError, match=f"extra 'verify'.*{problem}"):
+        _ = hook_for(airflow_conn, extra={"verify": str(tmp_path / where)}).config
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "0", "inf", "nan", float("inf"), True])
+def test_a_timeout_that_is_not_a_positive_finite_number_is_named(airflow_conn: Any, timeout: Any) -> None:
+    with pytest.raises(HatchetConfigError, match="extra 'timeout' must be a number of seconds above zero"):
+        _ = hook_for(airflow_conn, extra={"timeout": timeout}).config
 
 
 def test_a_bad_timeout_extra_is_named(airflow_conn: Any) -> None:
@@ -232,3 +249,26 @@ def test_a_confirmed_workflow_name_is_looked_up_once_per_process(
     lookups = [r.query["name"][0] for r in hatchet.requests if r.route == "workflows" and "name" in r.query]
     assert lookups.count("cache-probe") == 1
     assert lookups.count("cache-prob") == 3
+
+
+def deep_input(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+def test_input_nested_beyond_what_json_can_encode_is_a_field_error(hatchet: Any) -> None:
+    with pytest.raises(HatchetValidationError, match="nested too deeply") as err:
+        HatchetHook().run_workflow("demo-etl", deep_input(10_000))
+    assert err.value.field == "input"
+    assert [r for r in hatchet.requests if r.route == "trigger"] == []
+
+
+def test_a_workflow_name_too_long_for_a_url_is_a_field_error(hatchet: Any) -> None:
+    hook = HatchetHook()
+    for call in (hook.run_workflow, hook.resolve_workflow):
+        with pytest.raises(HatchetValidationError, match="at most 1000 characters, got 100000") as err:
+            call("x" * 100_000)
+        assert err.value.field == "workflow_name"
+    assert hatchet.requests == []

@@ -10,6 +10,9 @@ from airflow_provider_hatchet.client.errors import HatchetValidationError
 
 MIN_PRIORITY = 1
 MAX_PRIORITY = 3
+# Far above any real workflow name, far below the 65,536 characters httpx allows in a URL (the name goes into
+# the workflow lookup's query string).
+MAX_WORKFLOW_NAME_LENGTH = 1000
 
 
 def check_workflow_name(name: object, field: str = "workflow_name") -> str:
@@ -20,6 +23,10 @@ def check_workflow_name(name: object, field: str = "workflow_name") -> str:
     """
     if not isinstance(name, str) or not name.strip():
         raise HatchetValidationError(field, f"must be a non-empty string, got {name!r}")
+    if len(name) > MAX_WORKFLOW_NAME_LENGTH:
+        raise HatchetValidationError(
+            field, f"must be at most {MAX_WORKFLOW_NAME_LENGTH} characters, got {len(name)} starting {name[:40]!r}"
+        )
     return name
 
 
@@ -45,6 +52,10 @@ def check_input(value: object, field: str = "input") -> dict[str, Any]:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise HatchetValidationError(field, f"is not serializable as JSON: {exc}") from None
+    except RecursionError:
+        raise HatchetValidationError(
+            field, "is nested too deeply to be serialized as JSON (Python's recursion limit); flatten it"
+        ) from None
     return dict(value)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -42,7 +43,32 @@ def parse_verify(value: Any) -> bool | str:
         return True
     if text.lower() in ("false", "0", "no", "off"):
         return False
+    if not os.path.isfile(text):
+        problem = "a directory" if os.path.isdir(text) else "not an existing file"
+        raise HatchetConfigError(
+            f"The connection extra 'verify' must be true, false or the path of a CA bundle file; {text!r} is "
+            f"{problem} on this machine."
+        )
     return text
+
+
+def parse_timeout(value: Any) -> float | None:
+    """Read the ``timeout`` extra: a finite number of seconds above zero, or None for the default.
+
+    :param value: the extra's value.
+    :raises HatchetConfigError: naming the extra, if it is not such a number.
+    """
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise HatchetConfigError(
+            f"The connection extra 'timeout' must be a number of seconds above zero, got {value!r}"
+        )
+    return seconds
 
 
 def server_url_from_connection(host: str | None, schema: str | None, port: int | None) -> str | None:
@@ -77,13 +103,7 @@ def config_from_connection(
     :param extra: the decoded extra: ``namespace``, ``tenant_id``, ``verify``, ``timeout``.
     :param namespace: overrides the connection's namespace when not None.
     """
-    timeout = extra_value(extra, "timeout")
-    try:
-        timeout_value = None if timeout is None else float(timeout)
-    except (TypeError, ValueError):
-        raise HatchetConfigError(
-            f"The connection extra 'timeout' must be a number of seconds, got {timeout!r}"
-        ) from None
+    timeout_value = parse_timeout(extra_value(extra, "timeout"))
     return ClientConfig.from_token(
         password or "",
         server_url=server_url_from_connection(host, schema, port),
