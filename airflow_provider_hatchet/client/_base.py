@@ -2,7 +2,8 @@
 
 Both clients send through one pooled httpx transport they own rather than through ``httpx.Client``: the
 client layer (URL merging, auth and redirect handling, a log line per request) cost about 40% of the CPU
-of a bulk trigger, and this API needs none of it.
+of a bulk trigger, and this API needs none of it. What the client layer would do with proxies is done here
+once, for the one server URL: the connection's ``proxy``, else ``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from functools import lru_cache
 from typing import Any
 
 import httpx
+from httpx._utils import URLPattern, get_environment_proxies
 
 from airflow_provider_hatchet import __version__
 from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client.config import ClientConfig, apply_namespace
+from airflow_provider_hatchet.client.errors import HatchetConfigError
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 
 DEFAULT_MAX_CONNECTIONS = 32
@@ -32,6 +35,42 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext:
     if isinstance(verify, str):
         return ssl.create_default_context(cafile=verify)
     return httpx.create_ssl_context(verify=verify)
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy ``httpx.Client(trust_env=True)`` would send a request for ``url`` through, or None.
+
+    It reads ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (either case) as httpx does, with
+    httpx's own parser and matching rules: the most specific pattern wins, and ``NO_PROXY`` entries win over the
+    proxies.
+
+    :param url: the server URL.
+    """
+    target = httpx.URL(url)
+    patterns = sorted((URLPattern(key), proxy) for key, proxy in get_environment_proxies().items())
+    for pattern, proxy in patterns:
+        if pattern.matches(target):
+            return proxy
+    return None
+
+
+def proxy_for(config: ClientConfig) -> httpx.Proxy | None:
+    """The proxy for the config's server: its own ``proxy`` if set, else the environment's, else None.
+
+    :param config: the client settings.
+    :raises HatchetConfigError: if the proxy URL is not one httpx can use.
+    """
+    url = config.proxy or environment_proxy(config.server_url)
+    if not url:
+        return None
+    try:
+        return httpx.Proxy(url)
+    except (ValueError, httpx.InvalidURL):
+        # Not echoed: a proxy URL may hold a password.
+        source = "The connection extra 'proxy'" if config.proxy else "The proxy set in the environment"
+        raise HatchetConfigError(
+            f"{source} is not a usable proxy URL (schemes http, https, socks5, socks5h)"
+        ) from None
 
 
 class ClientBase:
@@ -51,6 +90,7 @@ class ClientBase:
             "Accept": "application/json",
         })
         self._timeout = httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0)).as_dict()
+        self.proxy = proxy_for(config)
 
     def build_request(self, call: endpoints.Call[Any]) -> httpx.Request:
         """The HTTP request for a call, with the token and the timeouts.
@@ -67,14 +107,29 @@ class ClientBase:
         return ssl_context(self.config.verify if self.config.server_url.startswith("https://") else False)
 
     def transport_options(self, max_connections: int) -> dict[str, Any]:
-        """Options for the httpx transport: the shared SSL context and one pool of keep-alive connections.
+        """Options for the httpx transport: the shared SSL context, the proxy and one pool of keep-alive connections.
 
         :param max_connections: the pool size.
         """
         return {
             "verify": self.ssl_context(),
+            "proxy": self.proxy,
             "limits": httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         }
+
+    def check_proxy_support(self, build: Any) -> Any:
+        """Build a transport, turning the ImportError of a SOCKS proxy without ``socksio`` into a config error.
+
+        :param build: a callable returning the transport.
+        """
+        try:
+            return build()
+        except ImportError:
+            if self.proxy is not None and self.proxy.url.scheme.startswith("socks"):
+                raise HatchetConfigError(
+                    "A SOCKS proxy needs the socksio package: pip install 'httpx[socks]'"
+                ) from None
+            raise
 
     def url(self, path: str) -> httpx.URL:
         """The absolute URL of an API path, parsed once: httpx parses a relative path twice per request.

@@ -38,7 +38,9 @@ class AsyncHatchetClient(ClientBase):
         max_connections: int = _MAX,
     ) -> None:
         super().__init__(config, retry)
-        self._transport = transport or LaneTransport(max_connections, verify=self.ssl_context())
+        self._transport = transport or self.check_proxy_support(
+            lambda: LaneTransport(max_connections, verify=self.ssl_context(), proxy=self.proxy)
+        )
 
     async def __aenter__(self) -> AsyncHatchetClient:
         return self

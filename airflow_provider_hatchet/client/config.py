@@ -91,6 +91,7 @@ class ClientConfig:
     :param namespace: the normalized namespace (``""`` for none).
     :param verify: TLS verification: True, False, or a CA bundle path.
     :param timeout: seconds allowed for each request.
+    :param proxy: the proxy URL for the server; None to follow ``HTTP(S)_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``.
     """
 
     token: str = field(repr=False)
@@ -99,6 +100,7 @@ class ClientConfig:
     namespace: str = ""
     verify: bool | str = True
     timeout: float = DEFAULT_TIMEOUT
+    proxy: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_token_characters(self.token)
@@ -113,6 +115,7 @@ class ClientConfig:
         namespace: str | None = None,
         verify: bool | str = True,
         timeout: float | None = None,
+        proxy: str | None = None,
     ) -> ClientConfig:
         """Build a config, taking the tenant from the ``sub`` claim and the URL from ``server_url`` unless given.
 
@@ -122,6 +125,7 @@ class ClientConfig:
         :param namespace: the namespace; normalized here.
         :param verify: TLS verification: True, False, or a CA bundle path.
         :param timeout: seconds allowed for each request.
+        :param proxy: the proxy URL; None to follow the environment's proxy variables.
         :raises HatchetConfigError: if the token is malformed or a needed claim is missing.
         """
         if not token:
@@ -145,6 +149,7 @@ class ClientConfig:
             namespace=normalize_namespace(namespace),
             verify=verify,
             timeout=DEFAULT_TIMEOUT if timeout is None else float(timeout),
+            proxy=proxy or None,
         )
 
     def run_url(self, run_id: str) -> str:

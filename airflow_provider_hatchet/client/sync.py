@@ -37,7 +37,9 @@ class HatchetClient(ClientBase):
         max_connections: int = _MAX,
     ) -> None:
         super().__init__(config, retry)
-        self._transport = transport or httpx.HTTPTransport(**self.transport_options(max_connections))
+        self._transport = transport or self.check_proxy_support(
+            lambda: httpx.HTTPTransport(**self.transport_options(max_connections))
+        )
 
     def __enter__(self) -> HatchetClient:
         return self

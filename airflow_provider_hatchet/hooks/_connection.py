@@ -8,6 +8,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
+
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.errors import HatchetConfigError
 
@@ -71,6 +73,31 @@ def parse_timeout(value: Any) -> float | None:
     return seconds
 
 
+def parse_proxy(value: Any) -> str | None:
+    """Read the ``proxy`` extra: one proxy URL for the Hatchet server, or None to follow the environment.
+
+    The URL is never echoed: it may hold a password.
+
+    :param value: the extra's value.
+    :raises HatchetConfigError: naming the extra, if it is not an ``http``, ``https`` or ``socks5(h)`` URL.
+    """
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        usable = bool(httpx.Proxy(text).url.host)
+    except (ValueError, TypeError, httpx.InvalidURL):
+        usable = False
+    if not usable:
+        raise HatchetConfigError(
+            "The connection extra 'proxy' must be a proxy URL such as http://proxy.internal:3128 (schemes http, "
+            "https, socks5, socks5h)."
+        )
+    return text
+
+
 def server_url_from_connection(host: str | None, schema: str | None, port: int | None) -> str | None:
     """Build the server URL from the connection's host (a URL or a bare host name), schema and port.
 
@@ -100,7 +127,7 @@ def config_from_connection(
     :param host: the server URL, optional (default: the token's ``server_url`` claim).
     :param schema: the URL scheme when ``host`` has none.
     :param port: the port when ``host`` has none.
-    :param extra: the decoded extra: ``namespace``, ``tenant_id``, ``verify``, ``timeout``.
+    :param extra: the decoded extra: ``namespace``, ``tenant_id``, ``verify``, ``timeout``, ``proxy``.
     :param namespace: overrides the connection's namespace when not None.
     """
     timeout_value = parse_timeout(extra_value(extra, "timeout"))
@@ -111,6 +138,7 @@ def config_from_connection(
         namespace=extra_value(extra, "namespace") if namespace is None else namespace,
         verify=parse_verify(extra_value(extra, "verify")),
         timeout=timeout_value,
+        proxy=parse_proxy(extra_value(extra, "proxy")),
     )
 
 

@@ -47,9 +47,11 @@ class HatchetHook(BaseHook):
     """Talks to one Hatchet tenant through the REST API.
 
     The connection's password is the API token, a JWT that names the tenant (``sub``) and the server
-    (``server_url``). The host (the server URL) and the extras ``tenant_id``, ``namespace``, ``verify`` and
-    ``timeout`` override or complete it. If the connection does not exist, hatchet-sdk's environment
-    variables (``HATCHET_CLIENT_TOKEN``, ``..._SERVER_URL``, ``..._TENANT_ID``, ``..._NAMESPACE``) are used.
+    (``server_url``). The host (the server URL) and the extras ``tenant_id``, ``namespace``, ``verify``,
+    ``timeout`` and ``proxy`` override or complete it; without ``proxy``, the environment's ``HTTP_PROXY``,
+    ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` apply, as in httpx. If the connection does not exist,
+    hatchet-sdk's environment variables (``HATCHET_CLIENT_TOKEN``, ``..._SERVER_URL``, ``..._TENANT_ID``,
+    ``..._NAMESPACE``) are used.
 
     :param hatchet_conn_id: the Airflow connection id.
     :param namespace: overrides the connection's namespace; ``""`` disables it.
@@ -136,6 +138,12 @@ class HatchetHook(BaseHook):
     @staticmethod
     def _remember(config: ClientConfig) -> ClientConfig:
         mask_secret(config.token)
+        if config.proxy:
+            from httpx import URL
+
+            password = URL(config.proxy).password
+            if password:
+                mask_secret(password)
         return config
 
     # Clients
