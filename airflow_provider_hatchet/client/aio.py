@@ -73,7 +73,7 @@ class AsyncHatchetClient(ClientBase):
                 await response.aclose()
         except httpx.TransportError as exc:
             raise endpoints.transport_error(exc) from exc
-        return endpoints.parse(call, response)
+        return endpoints.parse(call, response, self.config.token)
 
     async def trigger_run(
         self,

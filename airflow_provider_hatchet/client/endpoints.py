@@ -6,24 +6,29 @@ how they send it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
 import httpx
+import pydantic
 
 from airflow_provider_hatchet.client.errors import (
     HatchetAPIError,
     HatchetAuthError,
     HatchetBadRequestError,
-    HatchetError,
+    HatchetMalformedResponseError,
     HatchetNotFoundError,
     HatchetRateLimitError,
     HatchetServerError,
     HatchetTransportError,
+    HatchetUnexpectedResponseError,
 )
 from airflow_provider_hatchet.client.models import RunDetails, RunPage, RunStatus, WorkflowPage
+from airflow_provider_hatchet.client.validation import check_run_id
 
 T = TypeVar("T")
 
@@ -39,7 +44,7 @@ TRIGGER_500_HINT = (
     " (Hatchet also answers 500 when the workflow's idempotency key is already held by another run, or when a"
     " run of an unknown workflow is not readable after 10 s)"
 )
-
+_BEARER = re.compile(r"(?i)\bbearer\s+\S+")
 
 
 @dataclass(frozen=True)
@@ -80,11 +85,27 @@ def metadata_filter(metadata: Mapping[str, str]) -> list[str]:
     return [f"{key}:{value}" for key, value in metadata.items()]
 
 
+class _ShapeError(ValueError):
+    """A response without the expected shape; the message is safe to show (it holds no body values)."""
+
+
+def segment(value: str) -> str:
+    """Quote a value for one URL path segment, ``/`` included.
+
+    :param value: the value, e.g. a tenant id.
+    """
+    return quote(value, safe="")
+
+
 def _run_id(body: Any) -> str:
     try:
-        return str(body["run"]["metadata"]["id"])
+        run_id = body["run"]["metadata"]["id"]
     except (KeyError, TypeError):
-        raise HatchetError("The trigger response has no run.metadata.id") from None
+        raise _ShapeError("the trigger response has no run.metadata.id") from None
+    if not isinstance(run_id, str) or not run_id.strip():
+        kind = "empty" if run_id == "" else "null" if run_id is None else f"a {type(run_id).__name__}"
+        raise _ShapeError(f"the trigger response's run.metadata.id is {kind}, not a run id")
+    return run_id
 
 
 def trigger(tenant_id: str, body: Mapping[str, Any]) -> Call[str]:
@@ -94,7 +115,7 @@ def trigger(tenant_id: str, body: Mapping[str, Any]) -> Call[str]:
     :param body: a ``V1TriggerWorkflowRunRequest``.
     """
     return Call(
-        "POST", f"/api/v1/stable/tenants/{tenant_id}{TRIGGER_PATH_SUFFIX}", _run_id, json=dict(body),
+        "POST", f"/api/v1/stable/tenants/{segment(tenant_id)}{TRIGGER_PATH_SUFFIX}", _run_id, json=dict(body),
         idempotent=False,
     )
 
@@ -130,7 +151,8 @@ def run_details(run_id: str) -> Call[RunDetails]:
 
     :param run_id: the run id.
     """
-    return Call("GET", f"/api/v1/stable/workflow-runs/{run_id}", RunDetails.model_validate)
+    path = f"/api/v1/stable/workflow-runs/{segment(check_run_id(run_id))}"
+    return Call("GET", path, RunDetails.model_validate)
 
 
 def run_status(run_id: str) -> Call[RunStatus]:
@@ -138,7 +160,7 @@ def run_status(run_id: str) -> Call[RunStatus]:
 
     :param run_id: the run id.
     """
-    return Call("GET", f"/api/v1/stable/workflow-runs/{run_id}/status", RunStatus)
+    return Call("GET", f"/api/v1/stable/workflow-runs/{segment(check_run_id(run_id))}/status", RunStatus)
 
 
 def list_runs(
@@ -182,7 +204,7 @@ def list_runs(
     if additional_metadata:
         params += [("additional_metadata", kv) for kv in metadata_filter(additional_metadata)]
         params.append(("additional_metadata_operator", "AND"))
-    path = f"/api/v1/stable/tenants/{tenant_id}/workflow-runs"
+    path = f"/api/v1/stable/tenants/{segment(tenant_id)}/workflow-runs"
     return Call("GET", path, RunPage.model_validate, params=tuple(params))
 
 
@@ -194,7 +216,7 @@ def cancel(tenant_id: str, run_ids: Iterable[str]) -> Call[list[str]]:
     :param run_ids: workflow-run ids.
     """
     return Call(
-        "POST", f"/api/v1/stable/tenants/{tenant_id}/tasks/cancel",
+        "POST", f"/api/v1/stable/tenants/{segment(tenant_id)}/tasks/cancel",
         lambda body: [str(i) for i in (body or {}).get("ids") or []],
         json={"externalIds": list(run_ids)},
     )
@@ -211,21 +233,43 @@ def list_workflows(tenant_id: str, name: str | None = None, *, offset: int = 0, 
     params: Params = [("offset", str(offset)), ("limit", str(limit))]
     if name:
         params.append(("name", name))
-    return Call("GET", f"/api/v1/tenants/{tenant_id}/workflows", WorkflowPage.model_validate, params=tuple(params))
+    path = f"/api/v1/tenants/{segment(tenant_id)}/workflows"
+    return Call("GET", path, WorkflowPage.model_validate, params=tuple(params))
 
 
-def _server_message(response: httpx.Response) -> tuple[str, list[str]]:
+def scrub(text: str, token: str = "") -> str:
+    """Remove the token, and whatever follows ``Bearer``, from text the server supplied.
+
+    :param text: the server's text.
+    :param token: the API token.
+    """
+    if token:
+        text = text.replace(token, "***")
+        signature = token.rsplit(".", 1)[-1]
+        if len(signature) >= 16:
+            text = text.replace(signature, "***")
+    return _BEARER.sub("Bearer ***", text)
+
+
+def _server_message(response: httpx.Response, token: str = "") -> tuple[str, list[str]]:
+    message, descriptions, plain = _raw_server_message(response)
+    message = scrub(message, token)
+    # A plain-text body is cut short only once the token is out of it, so no part of the token can remain.
+    return (message[:200] if plain else message), [scrub(d, token) for d in descriptions]
+
+
+def _raw_server_message(response: httpx.Response) -> tuple[str, list[str], bool]:
     try:
         body = response.json()
     except ValueError:
-        return (response.text[:200] or response.reason_phrase), []
+        return (response.text or response.reason_phrase), [], True
     if isinstance(body, dict):
         descriptions = [str(e.get("description", "")) for e in body.get("errors") or [] if isinstance(e, dict)]
         if descriptions:
-            return "; ".join(descriptions), descriptions
+            return "; ".join(descriptions), descriptions, False
         if "message" in body:
-            return str(body["message"]), []
-    return response.reason_phrase or "no message", []
+            return str(body["message"]), [], False
+    return response.reason_phrase or "no message", [], False
 
 
 _ERRORS: dict[int, type[HatchetAPIError]] = {
@@ -235,12 +279,13 @@ _ERRORS: dict[int, type[HatchetAPIError]] = {
 }
 
 
-def api_error(response: httpx.Response) -> HatchetAPIError:
-    """Map an error response to the client's exception tree.
+def api_error(response: httpx.Response, token: str = "") -> HatchetAPIError:
+    """Map an error response to the client's exception tree; the server's text is kept without the token.
 
     :param response: a response with a status of 400 or more.
+    :param token: the API token, removed from the server's text.
     """
-    message, descriptions = _server_message(response)
+    message, descriptions = _server_message(response, token)
     status = response.status_code
     where = {"method": response.request.method, "path": response.request.url.path}
     if status == 500 and where["path"].endswith(TRIGGER_PATH_SUFFIX):
@@ -270,19 +315,48 @@ def transport_error(exc: httpx.TransportError) -> HatchetTransportError:
     )
 
 
-def parse(call: Call[T], response: httpx.Response) -> T:
+def _shape_problem(exc: Exception) -> str:
+    if isinstance(exc, pydantic.ValidationError):
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc']) or 'the body'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False, include_context=False)[:5]
+        ]
+        return "; ".join(problems)
+    if isinstance(exc, _ShapeError):
+        return str(exc)
+    return f"the body does not have the expected shape ({type(exc).__name__})"
+
+
+def parse(call: Call[T], response: httpx.Response, token: str = "") -> T:
     """Return the call's result from a response, or raise the mapped error.
+
+    A redirect or a success that is not JSON is :class:`HatchetUnexpectedResponseError`, never retried; JSON of
+    the wrong shape is :class:`HatchetMalformedResponseError`. Neither holds the body.
 
     :param call: the call that was sent.
     :param response: the server's answer.
+    :param token: the API token, removed from any server text kept in an error.
     """
-    if response.status_code >= 400:
-        raise api_error(response)
+    status = response.status_code
+    if status >= 400:
+        raise api_error(response, token)
+    where = {"method": call.method, "path": call.path}
+    if status >= 300:
+        location = response.headers.get("location")
+        shown = scrub(location, token) if location is not None else None
+        raise HatchetUnexpectedResponseError(
+            status, f"a redirect to {shown!r}, which the client does not follow; set the server URL (the "
+            "connection's host) to the address the server redirects to", location=shown, **where,
+        )
     try:
         body = response.json()
     except ValueError:
-        raise HatchetServerError(
-            response.status_code, "the response is not JSON",
-            method=call.method, path=call.path,
+        content_type = response.headers.get("content-type", "none")
+        raise HatchetUnexpectedResponseError(
+            status, f"a success whose body is not JSON (content type {content_type}): the server URL (the "
+            "connection's host) may point at the dashboard or another service instead of Hatchet's API", **where,
         ) from None
-    return call.parse(body)
+    try:
+        return call.parse(body)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise HatchetMalformedResponseError(_shape_problem(exc), **where) from None

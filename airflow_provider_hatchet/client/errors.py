@@ -84,3 +84,32 @@ class HatchetRateLimitError(HatchetAPIError, HatchetRetryableError):
 
 class HatchetServerError(HatchetAPIError, HatchetRetryableError):
     """5xx: the server failed. For a trigger, the run may exist anyway."""
+
+
+class HatchetUnexpectedResponseError(HatchetAPIError, HatchetConfigError):
+    """A redirect, or a success that is not JSON: the server URL points somewhere other than Hatchet's API.
+
+    Not retried: asking again gets the same answer. Typical causes are a host pointing at the dashboard or
+    a proxy's login page, and an ``http://`` URL the server redirects to ``https://``.
+
+    :param location: the redirect's ``Location`` header, if any.
+    """
+
+    def __init__(self, status_code: int, message: str, *, method: str = "", path: str = "",
+                 location: str | None = None) -> None:
+        super().__init__(status_code, message, method=method, path=path)
+        self.location = location
+
+
+class HatchetMalformedResponseError(HatchetError):
+    """A 2xx JSON answer without the expected shape. For a trigger, the run may have been created.
+
+    :param message: what is wrong; never the body itself.
+    :param method: the request method.
+    :param path: the request path.
+    """
+
+    def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
+        super().__init__(f"Hatchet's answer to {method} {path} is not what the API returns: {message}")
+        self.method = method
+        self.path = path

@@ -72,7 +72,7 @@ class HatchetClient(ClientBase):
                 response.close()
         except httpx.TransportError as exc:
             raise endpoints.transport_error(exc) from exc
-        return endpoints.parse(call, response)
+        return endpoints.parse(call, response, self.config.token)
 
     def trigger_run(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,19 @@ MAX_PRIORITY = 3
 # Far above any real workflow name, far below the 65,536 characters httpx allows in a URL (the name goes into
 # the workflow lookup's query string).
 MAX_WORKFLOW_NAME_LENGTH = 1000
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def check_run_id(value: object, field: str = "run_id") -> str:
+    """Return a run id if it is a UUID in its usual form (``8-4-4-4-12`` hex digits), as Hatchet's are.
+
+    :param value: the candidate run id.
+    :param field: the field name used in the error.
+    """
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        shown = f"{value[:60]!r}" if isinstance(value, str) else type(value).__name__
+        raise HatchetValidationError(field, f"must be a Hatchet run id (a UUID), got {shown}")
+    return value
 
 
 def check_workflow_name(name: object, field: str = "workflow_name") -> str:
