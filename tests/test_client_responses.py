@@ -198,3 +198,13 @@ def test_path_segments_are_quoted() -> None:
         with canned_client(server, tenant_id="a/b?c#d") as c:
             assert c.list_workflows().rows == []
         assert server.requests[0].startswith("GET /api/v1/tenants/a%2Fb%3Fc%23d/workflows?")
+
+
+def test_a_sensor_given_a_run_id_that_is_not_a_uuid_fails_naming_run_id_before_sending(hatchet: Any) -> None:
+    from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor
+
+    sensor = HatchetWorkflowRunSensor(task_id="wait", run_id="../../tenants/other/workflows", poke_interval=0.1)
+    with pytest.raises(HatchetValidationError) as err:
+        sensor.poke({})
+    assert err.value.field == "run_id"
+    assert hatchet.requests == []
