@@ -315,12 +315,7 @@ class _Round:
         # only if the next round's list still lacks it. A few late runs are polled one by one; many are runs
         # outside the batch, for the loose runs' checks.
         outside = [i for i in lacking if i in state.statuses]
-        late = []
-        for run_id in lacking:
-            if run_id not in state.statuses:
-                state.unlisted[run_id] = state.unlisted.get(run_id, 0) + 1
-                if state.unlisted[run_id] > 1:
-                    late.append(run_id)
+        late = _missed_twice(state.unlisted, [i for i in lacking if i not in state.statuses])
         if late and len(state.in_batch) <= 1:
             log.info("The batch %r holds only one of the runs; checking them as unrelated runs.", state.batch_key)
             state.batch_key = None
@@ -367,12 +362,7 @@ class _Round:
         scan = await self._scan("runs by creation", loose, since=floor)
         if scan is None:
             return
-        stubborn = []
-        for run_id in unknown:
-            if run_id not in scan.found:
-                state.missed[run_id] = state.missed.get(run_id, 0) + 1
-                if state.missed[run_id] > 1:
-                    stubborn.append(run_id)
+        stubborn = _missed_twice(state.missed, [i for i in unknown if i not in scan.found])
         await self._each(stubborn, self._details)
         if not scan.complete:
             await self._statuses([i for i in loose if i not in scan.found and i not in stubborn])
@@ -720,3 +710,14 @@ class WaitRunner:
             thread.join(timeout=10)
         if not loop.is_running():
             loop.close()
+
+
+def _missed_twice(misses: dict[str, int], run_ids: list[str]) -> list[str]:
+    """Count one more miss for each run, and return those now missed in two rounds or more.
+
+    :param misses: the misses counted so far, by run id; updated.
+    :param run_ids: the runs missed this round.
+    """
+    for run_id in run_ids:
+        misses[run_id] = misses.get(run_id, 0) + 1
+    return [run_id for run_id in run_ids if misses[run_id] > 1]
