@@ -31,8 +31,11 @@ from stack import Stack, tail
 
 REPO = Path(__file__).resolve().parent.parent
 # demo-etl runs 0.5 s; a deferrable operator that finds its run already finished does not defer, so the e2e
-# run gives it time to be seen running: the deferral checks must not depend on the machine's speed.
-DEMO_ETL_SECONDS = 3.0
+# run gives it time to be seen running: the deferral checks must not depend on the machine's speed. Long enough,
+# too, that a trigger does not fire before the scheduler has drained the executor's event for the deferring try:
+# Airflow 3.3 then fails the task with "finished with state success, but the task instance's state attribute is
+# queued" (apache/airflow#67287, #72716); a busy two-core scheduler was seen 6 s behind.
+DEMO_ETL_SECONDS = 10.0
 RUN_TIMEOUT = 300.0
 PARSE_TIMEOUT = 120.0
 POLL = 1.0
