@@ -179,22 +179,12 @@ def poke(sensor: Any) -> Any:
 
 def defer(sensor: Any) -> Any:
     from airflow_provider_hatchet._compat import TaskDeferred
-    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+    from airflow_provider_hatchet.operators._base import first_event
 
     try:
         return sensor.execute({"ti": _TI()})
     except TaskDeferred as deferred:
-        trigger = deferred.trigger
-
-    async def first_event() -> dict[str, Any]:
-        try:
-            async for event in trigger.run():
-                return dict(event.payload)
-        finally:
-            await HatchetHook.aclose_loop_clients()
-        raise RuntimeError("the trigger ended without an event")
-
-    return sensor.execute_complete({}, asyncio.run(first_event()))
+        return sensor.execute_complete({}, first_event(deferred.trigger))
 
 
 async def naive(config: ClientConfig, ids: list[str], interval: float, rounds: list[tuple[float, int]],
