@@ -158,3 +158,22 @@ def logs(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) ->
     """Return a function giving everything logged so far: Airflow logs to stdout or to ``logging`` by phase."""
     caplog.set_level("INFO")
     return lambda: (lambda captured: captured.out + captured.err)(capfd.readouterr()) + caplog.text
+
+
+@pytest.fixture
+def count_async_clients(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[Any]]:
+    """Return ``start() -> list`` that, once called, records every ``AsyncHatchetClient`` built in this test."""
+    from airflow_provider_hatchet.client import AsyncHatchetClient
+
+    def start() -> list[Any]:
+        clients: list[Any] = []
+        made = AsyncHatchetClient.__init__
+
+        def counted(self: AsyncHatchetClient, *args: Any, **kwargs: Any) -> None:
+            clients.append(self)
+            made(self, *args, **kwargs)
+
+        monkeypatch.setattr(AsyncHatchetClient, "__init__", counted)
+        return clients
+
+    return start

@@ -17,15 +17,14 @@ from airflow_provider_hatchet.client import (
     HatchetClient,
     HatchetConfigError,
     HatchetTransportError,
-    RetryPolicy,
 )
 from airflow_provider_hatchet.client._base import environment_proxy
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from tests.http_helpers import ForwardProxy
+from tests.test_client import ONCE
 
 pytestmark = pytest.mark.af2
 
-ONCE = RetryPolicy(attempts=1)
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 TRIGGER = "POST /api/v1/stable/tenants/{tenant}/workflow-runs/trigger"
 

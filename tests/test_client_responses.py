@@ -25,12 +25,11 @@ from airflow_provider_hatchet.client import (
     RetryPolicy,
 )
 from tests.http_helpers import CannedServer
+from tests.test_client import FAST, ONCE
 from tests.tokens import make_token
 
 pytestmark = pytest.mark.af2
 
-FAST = RetryPolicy(attempts=3, initial=0.01, maximum=0.05, jitter=0.01)
-ONCE = RetryPolicy(attempts=1)
 RUN_ID = "5b0b6fd5-5ae0-4d1c-9d4a-2f1f7c3b9a10"
 
 

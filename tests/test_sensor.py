@@ -20,7 +20,7 @@ from airflow_provider_hatchet._compat import (
     AirflowSkipException,
     TaskDeferred,
 )
-from airflow_provider_hatchet.client import AsyncHatchetClient, waiter
+from airflow_provider_hatchet.client import waiter
 from airflow_provider_hatchet.client.waiter import BATCH_KEY_METADATA, Verdict, WaitState
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor, normalize_run_ids
@@ -203,16 +203,9 @@ def test_deferrable_execute_finishes_without_deferring_when_done(sim: HatchetSim
 
 
 def test_poke_mode_keeps_one_client_and_the_state_from_poke_to_poke(
-    sim: HatchetSimulator, monkeypatch: pytest.MonkeyPatch
+    sim: HatchetSimulator, count_async_clients: Callable[[], list[Any]]
 ) -> None:
-    clients: list[AsyncHatchetClient] = []
-    made = AsyncHatchetClient.__init__
-
-    def counted(self: AsyncHatchetClient, *args: Any, **kwargs: Any) -> None:
-        clients.append(self)
-        made(self, *args, **kwargs)
-
-    monkeypatch.setattr(AsyncHatchetClient, "__init__", counted)
+    clients = count_async_clients()
     sim.register_workflow("slowish", "succeed", duration=0.6, output=OUTPUT)
     ids = start("slowish", 12)
     waiting = sensor(ids)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -555,18 +555,11 @@ async def test_no_finish_is_missed_when_runs_finish_during_a_list_scan(
 
 
 def test_a_runner_keeps_one_client_across_rounds(
-    config: ClientConfig, sim: HatchetSimulator, monkeypatch: pytest.MonkeyPatch
+    config: ClientConfig, sim: HatchetSimulator, count_async_clients: Callable[[], list[Any]]
 ) -> None:
-    clients: list[AsyncHatchetClient] = []
-    made = AsyncHatchetClient.__init__
-
-    def counted(self: AsyncHatchetClient, *args: Any, **kwargs: Any) -> None:
-        clients.append(self)
-        made(self, *args, **kwargs)
-
     ids = asyncio.run(_trigger_with_fresh_client(config, "forever"))
     ids += asyncio.run(_trigger_with_fresh_client(config, "forever"))
-    monkeypatch.setattr(AsyncHatchetClient, "__init__", counted)
+    clients = count_async_clients()
     runner = WaitRunner(config, retry=FAST_RETRY)
     state = WaitState(tuple(ids))
     try:
