@@ -7,6 +7,7 @@ server adding fields never breaks parsing.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -53,14 +54,20 @@ class TaskSummary(_Model):
     task_id: int | None = Field(default=None, alias="taskId")
     display_name: str = Field(default="", alias="displayName")
     action_id: str | None = Field(default=None, alias="actionId")
+    step_id: str | None = Field(default=None, alias="stepId")
     status: RunStatus
     output: dict[str, Any] = Field(default_factory=dict)
     error_message: str | None = Field(default=None, alias="errorMessage")
 
     @property
+    def named(self) -> bool:
+        """Whether ``actionId`` carries the task's readable name."""
+        return bool(self.action_id) and ":" in (self.action_id or "")
+
+    @property
     def name(self) -> str:
         """The task's readable name: the part of ``actionId`` after ``<workflow>:``, else the display name."""
-        if self.action_id and ":" in self.action_id:
+        if self.action_id and self.named:
             return self.action_id.split(":", 1)[1]
         return self.display_name
 
@@ -126,6 +133,36 @@ class RunSummary(_Model):
     # When the server stored the run: the time the list's ``since`` and ``until`` filters compare with.
     inserted_at: datetime | None = Field(default=None, validation_alias=AliasPath("metadata", "createdAt"))
     error_message: str | None = Field(default=None, alias="errorMessage")
+    # Filled only when the list was read with ``include_payloads``: a DAG run's tasks are its ``children``; a
+    # single-task run is its own task (``stepId``, ``taskId`` and ``output`` are that task's), with no name.
+    step_id: str | None = Field(default=None, alias="stepId")
+    task_id: int | None = Field(default=None, alias="taskId")
+    output: dict[str, Any] = Field(default_factory=dict)
+    children: list[TaskSummary] = Field(default_factory=list)
+
+    def details(self, task_names: Mapping[str, str]) -> RunDetails | None:
+        """The run's details as this row tells them, when it was read with ``include_payloads``; None when a task
+        would be unnamed (a single-task run whose step is not in ``task_names``, or a child without ``actionId``).
+
+        :param task_names: task names by step id, learnt from earlier details reads.
+        """
+        # The values come from this validated row: no need to validate them again.
+        run = WorkflowRun.model_construct(
+            id=self.id, status=self.status, display_name=self.display_name, error_message=self.error_message,
+            additional_metadata=self.additional_metadata, created_at=self.created_at, inserted_at=self.inserted_at,
+        )
+        if self.children:
+            if not all(task.named for task in self.children):
+                return None
+            return RunDetails.model_construct(run=run, tasks=self.children)
+        name = task_names.get(self.step_id or "")
+        if name is None:
+            return None
+        task = TaskSummary.model_construct(
+            task_external_id=self.id, task_id=self.task_id, display_name=name, step_id=self.step_id,
+            status=self.status, output=self.output, error_message=self.error_message,
+        )
+        return RunDetails.model_construct(run=run, tasks=[task])
 
 
 class Pagination(_Model):

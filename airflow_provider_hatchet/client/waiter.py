@@ -21,8 +21,11 @@ may be missing from the list and answer 404. A run never seen and missing from t
 its own only if the next list lacks it too; one the creation scan misses twice is read on its own (its details
 give its creation time).
 
-Run details (outputs and Hatchet's error messages) are fetched once per run, and only when wanted: the outputs
-once all runs have finished, if ``fetch_outputs``; the error messages of the failed runs.
+Outputs and Hatchet's error messages are read once per run, and only when wanted (``fetch_outputs``): the lists are
+then read with their payloads, so a finished row brings its tasks' outputs and errors along (a DAG run's tasks are
+its ``children``; a single-task run's row is its task, named from the step names any details read has taught).
+Runs the lists did not answer that way are read on their own once all have finished, and so are the failed runs'
+errors when outputs are not wanted.
 
 Transient failures (429, 5xx, transport errors, after the client's own retries) leave the runs pending for the
 next round. A 404 is tolerated for ``not_found_grace`` seconds (a run triggered moments ago may not be readable
@@ -115,7 +118,9 @@ class WaitState:
     :param not_found_grace: seconds a 404 is taken for a run that is not readable yet.
 
     The other fields are what the rounds learnt: each run's last known status, Hatchet's error messages, outputs,
-    creation times (``created``, as the list's time filters see them), the runs the batch list has shown
+    creation times (``created``, as the list's time filters see them), task names by step id (``task_names``, from
+    details reads: list rows of single-task runs carry the step but not the name), the finished rows still waiting
+    for such a name (``unnamed``), the runs the batch list has shown
     (``in_batch``), how often a run was missing from the batch list (``unlisted``) or from the creation scan
     (``missed``), and how many pages the batch list and the loose runs' list took last time.
     """
@@ -133,6 +138,8 @@ class WaitState:
     unlisted: dict[str, int] = field(default_factory=dict)
     missed: dict[str, int] = field(default_factory=dict)
     created: dict[str, datetime] = field(default_factory=dict)
+    task_names: dict[str, str] = field(default_factory=dict)
+    unnamed: dict[str, RunSummary] = field(default_factory=dict)
     in_batch: set[str] = field(default_factory=set)
     batch_pages: int = 1
     window_pages: int = 1
@@ -385,7 +392,7 @@ class _Round:
                 async with self.gate:
                     page = await self.client.list_runs(
                         since=since, until=until, statuses=statuses, additional_metadata=metadata,
-                        offset=offset, limit=LIST_PAGE_SIZE, include_payloads=False,
+                        offset=offset, limit=LIST_PAGE_SIZE, include_payloads=self.fetch_outputs,
                     )
             except HatchetRetryableError as exc:
                 self.transient.append(str(exc))
@@ -422,6 +429,12 @@ class _Round:
         known = state.statuses.get(row.id)
         if known is None or not known.is_terminal:
             self._record(row.id, row.status)
+        if self.fetch_outputs and row.status.is_terminal and row.id not in state.outputs and row.id not in state.errors:
+            details = row.details(state.task_names)
+            if details is not None:
+                self._keep(details)
+            elif not row.children and row.step_id:
+                state.unnamed[row.id] = row
 
     async def _statuses(self, run_ids: list[str]) -> None:
         for run_id, result in await _bounded(self.max_concurrency, run_ids, self._status):
@@ -458,6 +471,7 @@ class _Round:
             self._record(run_id, details.status)
             if details.run.inserted_at is not None:
                 self.state.created.setdefault(run_id, details.run.inserted_at)
+            self.state.task_names.update({t.step_id: t.name for t in details.tasks if t.step_id and t.named})
             if details.status.is_terminal:
                 self._keep(details)
         return details
@@ -494,6 +508,7 @@ class _Round:
 
     def _keep(self, details: RunDetails) -> None:
         state = self.state
+        state.unnamed.pop(details.id, None)
         if details.status is RunStatus.FAILED:
             state.errors[details.id] = details.error_messages() or {details.id: "failed"}
         elif details.status is RunStatus.COMPLETED or not state.fail_on_cancelled:
@@ -507,12 +522,28 @@ class _Round:
         return failed, cancelled
 
     async def _fetch_errors(self, failed: list[str]) -> None:
+        await self._name_rows()
         todo = [i for i in failed if i not in self.state.errors][:MAX_ERROR_DETAILS]
         await _bounded(self.max_concurrency, todo, self._details)
 
     async def _fetch_outputs(self) -> None:
+        await self._name_rows()
         todo = [i for i in self.state.unique_ids() if i not in self.state.outputs]
         await _bounded(self.max_concurrency, todo, self._details)
+
+    async def _name_rows(self) -> None:
+        """Read the details of one run per step the finished rows left unnamed; the names they teach give the
+        other rows of those steps their outputs and errors."""
+        state = self.state
+        first: dict[str, str] = {}
+        for row in state.unnamed.values():
+            if row.step_id and row.step_id not in state.task_names:
+                first.setdefault(row.step_id, row.id)
+        await _bounded(self.max_concurrency, list(first.values()), self._details)
+        for row in list(state.unnamed.values()):
+            details = row.details(state.task_names)
+            if details is not None:
+                self._keep(details)
 
     # Messages
 

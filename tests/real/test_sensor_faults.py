@@ -6,7 +6,8 @@ BadGatewayProxy -> server`` (see ``faults.py``); resets, 502s and latency start 
 waiter is recorded with what reached the server through the proxy and what the client saw, and must cost what
 ``client/waiter.py`` promises for a batch: one details request per round until the batch key is read from the
 first run, then one list request per round whatever the batch's size (plus one retry per lost answer), no
-per-run status polls but for runs an earlier list lacked, and each run's details once at the end for its output.
+per-run status polls but for runs an earlier list lacked, and the outputs from the lists (read with their
+payloads), with details read again only for a run answered on its own.
 """
 
 from __future__ import annotations
@@ -174,13 +175,14 @@ def test_a_300_run_batch_costs_one_list_per_round_through_faults(
         assert r.calls(LIST, 1), f"round {number}: {r}"
         assert r.proxied.requests[LIST] == r.answered(LIST) + r.lost(LIST), f"round {number}: {r}"
     # No run is polled on its own, except one that an earlier round's list lacked (not visible yet: the real
-    # server's list lags its writes), and each run's details are read once, after it finished, for its output.
+    # server's list lags its writes). The lists bring the outputs (the first run's details named its task): a
+    # run's details are read again, once all finished, only if a status request rather than a list answered it,
+    # or to name the task once more for a state rebuilt in the triggerer.
     assert all(r.answered(STATUS) <= r.unlisted for r in rounds)
     assert all(r.all_finished for r in listing if r.answered(DETAILS))
-    assert sum(r.seen.answered(DETAILS, 200) for r in listing) == RUNS - listing[0].outputs_known
-    # The faults happened during the wait, on the lists and on the details, and were ridden out.
+    assert sum(r.seen.answered(DETAILS, 200) for r in listing) <= sum(r.answered(STATUS) for r in rounds) + 1
+    # The faults happened during the wait, on the lists that carry the outputs, and were ridden out.
     assert sum(r.lost(LIST) for r in rounds) > 0
-    assert sum(r.lost(DETAILS) for r in rounds) > 0
 
     wait_faults = sum(r.lost(route) for r in rounds for route in (LIST, DETAILS))
     figures = {
