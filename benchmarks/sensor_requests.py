@@ -6,9 +6,9 @@ every scenario sees the same runs finish in the same rounds; request counts come
 
 - baseline: one status request per run per round, then one details request per run for the outputs;
 - sensor, runs without a batch key: one list of the runs finished in their creation window per round (after one
-  list that learns when they were created), details once per run;
+  list that learns when they were created), the outputs from the lists' payloads;
 - sensor, runs of one bulk batch (``airflow_ti`` metadata, detected from the first run): one list query per
-  round, details once per run.
+  round, the outputs from its payloads (one details request names the task).
 
 ``wait_cost.py`` measures the same in real time, on the simulator or a real Hatchet, against the naive loop that
 polls only the unfinished runs, with the sensor poking and deferred.

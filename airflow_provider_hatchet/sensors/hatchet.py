@@ -81,7 +81,8 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
     :param hatchet_conn_id: the Hatchet connection.
     :param fail_on_cancelled: a CANCELLED run fails the sensor; otherwise it counts as finished.
     :param batch_key: the ``airflow_ti`` metadata value the runs share, if known (templated).
-    :param fetch_outputs: fetch the outputs (one details request per run, once); otherwise return None.
+    :param fetch_outputs: fetch the outputs (they come with the run lists, read with payloads); otherwise return
+        None.
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``).
     :param not_found_grace: seconds a 404 is taken for a run that is not readable yet.
     :param max_concurrency: the most requests in flight at once.
