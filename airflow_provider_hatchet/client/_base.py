@@ -17,7 +17,7 @@ from httpx._utils import URLPattern, get_environment_proxies
 
 from airflow_provider_hatchet import __version__
 from airflow_provider_hatchet.client import endpoints
-from airflow_provider_hatchet.client.config import ClientConfig, apply_namespace
+from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.errors import HatchetConfigError
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 
@@ -145,14 +145,6 @@ class ClientBase:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(server_url={self.config.server_url!r}, tenant_id={self.config.tenant_id!r})"
-
-    def full_name(self, workflow_name: str, namespace: str | None = None) -> str:
-        """Apply the namespace (the config's, or ``namespace`` if given) to a workflow name.
-
-        :param workflow_name: the workflow name.
-        :param namespace: overrides the config's namespace.
-        """
-        return apply_namespace(workflow_name, self.config.namespace if namespace is None else namespace)
 
     def run_url(self, run_id: str) -> str:
         """The dashboard link of a run.

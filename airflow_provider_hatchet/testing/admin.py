@@ -37,10 +37,8 @@ AdminHandler = Callable[["HatchetSimulator", dict[str, list[str]], Any], Any]
 
 
 def _info(sim: HatchetSimulator, query: dict[str, list[str]], body: Any) -> Any:
-    from .simulator import settings_json
-
     return {"url": sim.server_url, "tenant_id": sim.tenant_id, "token": sim.token,
-            "settings": dict(settings_json(sim)), "run_count": sim.run_count()}
+            "settings": sim.settings(), "run_count": sim.run_count()}
 
 
 def _list_workflows(sim: HatchetSimulator, query: dict[str, list[str]], body: Any) -> Any:
@@ -86,12 +84,10 @@ def _reset(sim: HatchetSimulator, query: dict[str, list[str]], body: Any) -> Any
 
 
 def _settings(sim: HatchetSimulator, query: dict[str, list[str]], body: Any) -> Any:
-    from .simulator import settings_json
-
     for key in ("visibility_delay", "cancel_delay", "unknown_workflow_delay"):
         if key in (body or {}):
             setattr(sim, key, float(body[key]))
-    return dict(settings_json(sim))
+    return sim.settings()
 
 
 def _runs(sim: HatchetSimulator, query: dict[str, list[str]], body: Any) -> Any:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._http import SimResponse, message
+from .admin import handle_admin
 from .api import HatchetApi, injected_response
 from .auth import DEFAULT_EXPIRES_IN, TokenAuthority, normalize_url
 from .faults import ROUTES, Decision, FaultInjector, Faults, RejectSpec
@@ -366,8 +367,6 @@ class HatchetSimulator:
         """
         with self._lock:
             if path.startswith(ADMIN_PREFIX):
-                from .admin import handle_admin
-
                 return handle_admin(self, method, path[len(ADMIN_PREFIX):], query, body)
             route, response = self._handle_api(method, path, query, authorization, body)
             if self._requests is not None:
@@ -405,14 +404,10 @@ class HatchetSimulator:
 
         return make_asgi_app(self)
 
+    def settings(self) -> dict[str, float]:
+        """The timing settings, as the admin API shows them."""
+        return {"visibility_delay": self.visibility_delay, "cancel_delay": self.cancel_delay,
+                "unknown_workflow_delay": self.unknown_workflow_delay}
+
     def __repr__(self) -> str:
         return f"HatchetSimulator(server_url={self.server_url!r}, tenant_id={self.tenant_id!r})"
-
-
-def settings_json(sim: HatchetSimulator) -> Mapping[str, float]:
-    """Return the simulator's timing settings.
-
-    :param sim: the simulator.
-    """
-    return {"visibility_delay": sim.visibility_delay, "cancel_delay": sim.cancel_delay,
-            "unknown_workflow_delay": sim.unknown_workflow_delay}
