@@ -39,14 +39,12 @@ import enum
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from airflow_provider_hatchet.client._base import DEFAULT_MAX_CONNECTIONS
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.errors import (
@@ -81,10 +79,6 @@ FEW_LATE_RUNS = 16
 MAX_ERROR_DETAILS = 20
 MAX_MESSAGE_LINES = 20
 
-# Requests in flight through one shared client, across every waiter using it (e.g. all triggers of a
-# triggerer). Keeping the queue in front of httpx's pool short matters: httpcore scans all queued requests
-# each time a connection frees up, which costs quadratic CPU with a thousand requests waiting in the pool.
-_GATES: weakref.WeakKeyDictionary[AsyncHatchetClient, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
 class Outcome(str, enum.Enum):
@@ -249,10 +243,6 @@ class _Round:
         self.now = time.time()
         self.ids = set(state.run_ids)
         self.transient: list[str] = []
-        gate = _GATES.get(client)
-        if gate is None:
-            gate = _GATES[client] = asyncio.Semaphore(DEFAULT_MAX_CONNECTIONS)
-        self.gate = gate
 
     async def run(self) -> Verdict:
         state = self.state
@@ -389,11 +379,10 @@ class _Round:
         total = 1
         while True:
             try:
-                async with self.gate:
-                    page = await self.client.list_runs(
-                        since=since, until=until, statuses=statuses, additional_metadata=metadata,
-                        offset=offset, limit=LIST_PAGE_SIZE, include_payloads=self.fetch_outputs,
-                    )
+                page = await self.client.list_runs(
+                    since=since, until=until, statuses=statuses, additional_metadata=metadata,
+                    offset=offset, limit=LIST_PAGE_SIZE, include_payloads=self.fetch_outputs,
+                )
             except HatchetRetryableError as exc:
                 self.transient.append(str(exc))
                 return None
@@ -452,8 +441,7 @@ class _Round:
     async def _ask(self, run_id: str, request: Callable[[str], Awaitable[T]]) -> T | None:
         """One request about a run; a 404 or a transient failure is noted and answers None."""
         try:
-            async with self.gate:
-                return await request(run_id)
+            return await request(run_id)
         except HatchetNotFoundError:
             self._missing(run_id)
         except HatchetRetryableError as exc:
