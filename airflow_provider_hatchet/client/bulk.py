@@ -58,7 +58,7 @@ __all__ = [
     "trigger_many",
 ]
 
-DEFAULT_INDEX_KEY = "airflow_batch_index"
+DEFAULT_INDEX_KEY = "batch_index"
 DEFAULT_REUSE_STATUSES: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED})
 DEFAULT_VISIBILITY_WINDOW = RUN_VISIBILITY_WINDOW
 LOOKUP_PAGE_SIZE = 500
@@ -102,7 +102,7 @@ class BulkTrigger:
 
     :param client: the async client; ``max_concurrency`` should not exceed its connection pool.
     :param items: the runs to trigger; the position of each is its index.
-    :param batch_metadata: metadata stamped on every run that finds the whole batch (e.g. ``airflow_ti``).
+    :param batch_metadata: metadata stamped on every run that finds the whole batch (e.g. a task's identity).
     :param since: no run of the batch (including earlier attempts, for resume) was created before this.
     :param index_key: the metadata key holding each run's index.
     :param max_concurrency: the most trigger requests in flight.

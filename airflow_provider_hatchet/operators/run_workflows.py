@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._compat import AirflowException
+from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY, identity_metadata
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.bulk import BulkItem, BulkProgress, BulkResult, trigger_many
 from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
@@ -18,7 +19,6 @@ from airflow_provider_hatchet.operators._base import (
     first_event,
     lookback_start,
 )
-from airflow_provider_hatchet.operators._identity import BATCH_INDEX_KEY, TI_KEY, identity_metadata
 from airflow_provider_hatchet.operators._workflow_runs import parse_workflow_runs
 
 if TYPE_CHECKING:
