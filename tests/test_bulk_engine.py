@@ -261,6 +261,28 @@ async def test_resume_retriggers_failed_runs_and_ignores_them_in_lookups(sim: Ha
     assert_ids_match(sim, resumed.run_ids)
 
 
+async def test_resume_takes_only_its_own_runs_from_a_server_that_drops_the_filter(
+    sim: HatchetSimulator, client: AsyncHatchetClient
+) -> None:
+    sim.faults = Faults(drop_colon_filters=True)  # Airflow run ids hold a ":", so the batch filter is dropped
+    mine, theirs = "a|manual__2025-01-01T00:00:00+00:00|bulk|-1", "b|manual__2025-01-01T00:00:00+00:00|bulk|-1"
+    assert (await trigger_many(client, items(20), **engine_options(theirs))).ok
+    sim.reject_trigger_if({"input": {"bad": True}}, 400, "input rejected")
+    first = await trigger_many(client, items(20, bad=frozenset({2, 5})), **engine_options(mine))
+    assert set(first.failed) == {2, 5}
+    await asyncio.sleep(VISIBILITY)
+
+    resumed = await trigger_many(client, items(20), **engine_options(mine), resume=True)
+
+    assert resumed.ok
+    assert set(resumed.reused) == set(range(20)) - {2, 5}
+    assert set(resumed.run_ids) == {run.id for run in batch_runs(sim, mine)}
+    counts = index_counts(sim, mine)
+    assert sorted(counts) == list(range(20)) and set(counts.values()) == {1}
+    assert_ids_match(sim, resumed.run_ids)
+    assert len(batch_runs(sim, theirs)) == 20
+
+
 async def test_reuse_statuses_decide_which_runs_are_kept(sim: HatchetSimulator, client: AsyncHatchetClient) -> None:
     batch = [BulkItem("bulk-flaky", {"i": i}) for i in range(10)]
     first = await trigger_many(client, batch, **engine_options("reuse"))

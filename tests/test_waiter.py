@@ -358,6 +358,25 @@ async def test_a_batch_not_listed_yet_costs_one_list_until_it_is(
     assert set(state.statuses) == set(ids)
 
 
+async def test_another_batch_listed_by_a_server_that_drops_the_filter_does_not_count_as_this_one(
+    client: AsyncHatchetClient, sim: HatchetSimulator
+) -> None:
+    sim.faults = Faults(drop_colon_filters=True)  # Airflow run ids hold a ":", so the batch filter is dropped
+    sim.visibility_delay = 0.3
+    await trigger(client, "forever", 3, **{TI_KEY: "other|manual__2025-01-01T00:00:00+00:00|t|-1"})
+    await asyncio.sleep(0.35)
+    key = "mine|manual__2025-01-01T00:00:00+00:00|t|-1"
+    ids = await trigger(client, "forever", 6, **{TI_KEY: key})
+    state = WaitState(tuple(ids), batch_key=key, not_found_grace=30, batch_field=TI_KEY)
+    sim.clear_requests()
+    await check_round(client, state)
+    assert routes(sim) == ["list"]
+    assert state.batch_key == key  # not taken for a wrong key: the listed runs are another batch's
+    await asyncio.sleep(0.35)
+    await check_round(client, state)
+    assert set(state.statuses) == set(ids) and state.batch_key == key
+
+
 async def test_runs_outside_the_batch_are_polled_one_by_one_then_listed(
     client: AsyncHatchetClient, sim: HatchetSimulator
 ) -> None:

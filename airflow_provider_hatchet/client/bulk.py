@@ -345,6 +345,8 @@ class BulkTrigger:
                 raw = row.additional_metadata.get(self._index_key)
                 if not isinstance(raw, str) or not raw.isdigit() or row.id in self._stale:
                     continue
+                if not row.has_metadata(self._batch):
+                    continue
                 index = int(raw)
                 if index < total:
                     yield index, row

@@ -7,6 +7,7 @@ server adding fields never breaks parsing.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -126,6 +127,14 @@ class RunSummary(_Model):
     # When the server stored the run: the time the list's ``since`` and ``until`` filters compare with.
     inserted_at: datetime | None = Field(default=None, validation_alias=AliasPath("metadata", "createdAt"))
     error_message: str | None = Field(default=None, alias="errorMessage")
+
+    def has_metadata(self, pairs: Mapping[str, str]) -> bool:
+        """Whether the run carries every pair. Whoever acts on a row of a list filtered by metadata checks it:
+        Hatchet before v0.73.20 (#2336, September 2025) drops a filter whose value holds a ``:`` and lists every run.
+
+        :param pairs: metadata keys and values.
+        """
+        return all(self.additional_metadata.get(key) == value for key, value in pairs.items())
 
 
 class Pagination(_Model):

@@ -223,7 +223,8 @@ def _refused(run_id: str, exc: HatchetAPIError) -> RunWaitError:
 @dataclass(frozen=True)
 class _Scan:
     """What one paged run list gave: the wanted runs it showed, every run waited on that it showed, the pages
-    read, the pages the server counts, the rows read, and whether it read to the end (or saw every wanted run)."""
+    read, the pages the server counts, the rows read that carry the filter's metadata, and whether it read to the
+    end (or saw every wanted run)."""
 
     found: set[str]
     ours: set[str]
@@ -396,10 +397,12 @@ class _Round:
             except HatchetAPIError as exc:
                 raise RunWaitError(f"Hatchet rejected the run list ({what}): {exc}") from exc
             pages += 1
-            rows += len(page.rows)
             if pages == 1:
                 total = page.pagination.num_pages or 1
             for row in page.rows:
+                if metadata and not row.has_metadata(metadata):
+                    continue
+                rows += 1
                 if row.id in self.ids:
                     self._seen(row)
                     ours.add(row.id)

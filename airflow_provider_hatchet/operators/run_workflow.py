@@ -209,5 +209,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         return look()
 
     def _latest_run(self, context: Context) -> RunSummary | None:
-        earlier = self.hook.client.iter_runs(since=lookback_start(), additional_metadata={TI_KEY: ti_key(context)})
-        return max(earlier, key=lambda run: run.created_at or _EPOCH, default=None)
+        mine = {TI_KEY: ti_key(context)}
+        earlier = self.hook.client.iter_runs(since=lookback_start(), additional_metadata=mine)
+        return max((run for run in earlier if run.has_metadata(mine)), key=lambda run: run.created_at or _EPOCH,
+                   default=None)
