@@ -21,6 +21,7 @@ from airflow_provider_hatchet.client.bulk import (
     trigger_many,
 )
 from airflow_provider_hatchet.client.bulk_result import describe_failures
+from airflow_provider_hatchet.client.errors import HatchetAPIError, HatchetAuthError, HatchetUnexpectedResponseError
 from airflow_provider_hatchet.client.models import RunStatus
 from airflow_provider_hatchet.testing import Faults, HatchetSimulator, RunInfo, SimulatorServer
 
@@ -260,6 +261,28 @@ async def test_resume_retriggers_failed_runs_and_ignores_them_in_lookups(sim: Ha
     assert_ids_match(sim, resumed.run_ids)
 
 
+async def test_resume_takes_only_its_own_runs_from_a_server_that_drops_the_filter(
+    sim: HatchetSimulator, client: AsyncHatchetClient
+) -> None:
+    sim.faults = Faults(drop_colon_filters=True)  # Airflow run ids hold a ":", so the batch filter is dropped
+    mine, theirs = "a|manual__2025-01-01T00:00:00+00:00|bulk|-1", "b|manual__2025-01-01T00:00:00+00:00|bulk|-1"
+    assert (await trigger_many(client, items(20), **engine_options(theirs))).ok
+    sim.reject_trigger_if({"input": {"bad": True}}, 400, "input rejected")
+    first = await trigger_many(client, items(20, bad=frozenset({2, 5})), **engine_options(mine))
+    assert set(first.failed) == {2, 5}
+    await asyncio.sleep(VISIBILITY)
+
+    resumed = await trigger_many(client, items(20), **engine_options(mine), resume=True)
+
+    assert resumed.ok
+    assert set(resumed.reused) == set(range(20)) - {2, 5}
+    assert set(resumed.run_ids) == {run.id for run in batch_runs(sim, mine)}
+    counts = index_counts(sim, mine)
+    assert sorted(counts) == list(range(20)) and set(counts.values()) == {1}
+    assert_ids_match(sim, resumed.run_ids)
+    assert len(batch_runs(sim, theirs)) == 20
+
+
 async def test_reuse_statuses_decide_which_runs_are_kept(sim: HatchetSimulator, client: AsyncHatchetClient) -> None:
     batch = [BulkItem("bulk-flaky", {"i": i}) for i in range(10)]
     first = await trigger_many(client, batch, **engine_options("reuse"))
@@ -291,17 +314,136 @@ async def test_concurrency_and_task_count_stay_bounded(sim: HatchetSimulator, cl
     assert max(task_counts) <= baseline + 8
 
 
-async def test_auth_failure_stops_the_batch(sim: HatchetSimulator, server: SimulatorServer,
-                                            transport: CountingTransport) -> None:
+async def test_auth_failure_stops_the_batch_with_the_error(sim: HatchetSimulator, server: SimulatorServer,
+                                                           transport: CountingTransport) -> None:
     token = sim.mint_token()
     sim.revoke_token(token)
     async with AsyncHatchetClient(ClientConfig.from_token(token), retry=FAST_RETRY, transport=transport) as c:
-        result = await trigger_many(c, items(200), **engine_options("revoked"), max_concurrency=4)
+        engine = BulkTrigger(c, items(200), **engine_options("revoked"), max_concurrency=4)
+        with pytest.raises(HatchetAuthError):
+            await engine.run()
 
+    result = engine.result()
     assert len(result.failed) == 200
     assert result.requests <= 4
     assert sum("not sent" in error for error in result.failed.values()) >= 196
     assert all("403" in error for error in result.failed.values())
+
+
+class RawServer:
+    """A loopback HTTP server that answers every request with the same bytes, or never answers (``None``).
+
+    :param answer: the whole HTTP response, or None to read until the client gives up.
+    """
+
+    def __init__(self, answer: bytes | None) -> None:
+        self.answer = answer
+        self.request_lines: list[bytes] = []
+        self._server: asyncio.Server | None = None
+
+    @property
+    def triggers(self) -> int:
+        return sum(1 for line in self.request_lines if line.startswith(b"POST ") and b"/workflow-runs/trigger" in line)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.request_lines.append(head.split(b"\r\n", 1)[0])
+            if self.answer is None:
+                await reader.read()
+            else:
+                writer.write(self.answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+
+def answer(status: str, headers: str, body: bytes = b"") -> bytes:
+    return (f"HTTP/1.1 {status}\r\n{headers}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+@pytest.mark.parametrize(
+    ("response", "error"),
+    [
+        (answer("302 Found", "Location: https://hatchet.example.com/api/v1\r\n"), HatchetUnexpectedResponseError),
+        (answer("200 OK", "Content-Type: text/html\r\n", b"<html>login</html>"), HatchetUnexpectedResponseError),
+        (answer("401 Unauthorized", "Content-Type: application/json\r\n", b'{"errors":[{"description":"no"}]}'),
+         HatchetAPIError),
+    ],
+    ids=["redirect", "html", "401"],
+)
+async def test_a_configuration_error_stops_the_batch_at_once_with_that_error(
+    sim: HatchetSimulator, response: bytes, error: type[Exception]
+) -> None:
+    server = RawServer(response)
+    async with server as url:
+        config = ClientConfig.from_token(sim.token, server_url=url, timeout=5.0)
+        async with AsyncHatchetClient(config, retry=FAST_RETRY) as c:
+            engine = BulkTrigger(c, items(300), **engine_options("misconfigured"), max_concurrency=4)
+            with pytest.raises(error) as raised:
+                await engine.run()
+
+    assert type(raised.value) is error
+    result = engine.result()
+    assert server.triggers == result.requests <= 4 and len(result.failed) == 300
+    assert sum(error_text.startswith("not sent: ") for error_text in result.failed.values()) >= 296
+
+
+async def test_an_all_503_server_stops_the_batch_and_a_retry_sends_only_what_was_not_created(
+    sim: HatchetSimulator, client: AsyncHatchetClient
+) -> None:
+    sim.faults = Faults(error_rate=1.0, error_statuses=(503,), error_after_create=0.3, routes=("trigger",))
+    batch = items(2000)
+
+    result = await trigger_many(client, batch, **engine_options("down"), max_concurrency=16)
+
+    sent = sum(1 for r in sim.requests if r.route == "trigger")
+    assert sent <= 2 * 16 + 16  # stop_after (twice the concurrency) and what was in flight then
+    created = {int(r.additional_metadata[DEFAULT_INDEX_KEY]): r.id for r in batch_runs(sim, "down")}
+    assert created, "some 503s came after the run was created"
+    assert result.created == created and set(result.recovered) == set(created)
+    assert set(result.failed) == set(range(2000)) - set(created)
+    stopped = "not sent: stopped after 32 triggers in a row failed with no run created (the last: 503"
+    assert all(error.startswith(stopped) for error in result.failed.values())
+    assert "1 x" not in describe_failures(result.failed, 2000)  # one group for all of them
+
+    sim.clear_faults()
+    resumed = await trigger_many(client, batch, **engine_options("down"), resume=True)
+
+    assert resumed.ok
+    assert set(resumed.reused) == set(created)
+    assert sum(1 for r in sim.requests if r.route == "trigger") - sent == 2000 - len(created)
+    counts = index_counts(sim, "down")
+    assert sorted(counts) == list(range(2000)) and set(counts.values()) == {1}
+    assert_ids_match(sim, resumed.run_ids)
+
+
+async def test_a_server_that_never_answers_stops_the_batch_after_a_few_rounds_of_timeouts(
+    sim: HatchetSimulator,
+) -> None:
+    server = RawServer(None)
+    async with server as url:
+        config = ClientConfig.from_token(sim.token, server_url=url, timeout=0.2)
+        async with AsyncHatchetClient(config, retry=FAST_RETRY, max_connections=8) as c:
+            result = await trigger_many(c, items(1000), **engine_options("silent"), max_concurrency=8)
+
+    # Each trigger costs one timeout with 8 in flight, so bounding the requests bounds the time too.
+    assert 16 <= server.triggers == result.requests <= 2 * 8 + 8
+    assert len(result.failed) == 1000 and not result.created
+    maybe = [i for i, error in result.failed.items() if "the run may exist (lookup failed" in error]
+    assert len(maybe) == result.requests
+    assert all(error.startswith("not sent: stopped after 16 triggers in a row") for i, error in result.failed.items()
+               if i not in maybe)
 
 
 def test_failure_message_groups_and_truncates() -> None:

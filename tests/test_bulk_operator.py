@@ -175,3 +175,45 @@ def test_a_timeout_cancels_the_unfinished_runs(hatchet: Any, dag_runner: Any) ->
     time.sleep(0.3)
     runs = by_index(hatchet)
     assert [hatchet.run_status(runs[i].id) for i in range(3)] == ["COMPLETED", "CANCELLED", "CANCELLED"]
+
+
+def test_a_big_batch_logs_progress_and_each_failure_not_each_run(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    bad = {7, 1234, 1999}
+    hatchet.reject_trigger_if({"input": {"bad": True}}, status=400, message="input rejected")
+    with make_dag("bulk_quiet") as dag:
+        bulk(task_id="t", workflow_runs=[
+            {"workflow_name": "demo-etl", "input": {"i": i, "bad": i in bad}} for i in range(2000)
+        ])
+    logs()  # drop what came before the run
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "failed"
+    assert len(hatchet.runs) == 2000 - len(bad)
+    lines = logs().splitlines()
+    assert len(lines) < 200, f"{len(lines)} log lines for 2000 runs"
+    for index in bad:
+        assert any(f"Item {index} failed: 400" in line and "input rejected" in line for line in lines)
+    assert sum("Progress: trigger" in line for line in lines) >= 5
+    assert any("XCom 'created_runs'" in line for line in lines)
+
+
+def test_a_configuration_error_stops_the_batch_with_that_error(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    def past_the_tenth(body: dict[str, Any]) -> bool:
+        return int(body.get("additionalMetadata", {}).get("airflow_batch_index", 0)) >= 10
+
+    hatchet.reject_trigger_if(past_the_tenth, status=403, message="token revoked")
+    with make_dag("bulk_stopped") as dag:
+        bulk(task_id="t", max_concurrency=4,
+             workflow_runs=[{"workflow_name": "demo-etl", "input": {"i": i}} for i in range(300)])
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "failed"
+    triggers = [r for r in hatchet.requests if r.route == "trigger"]
+    assert len(triggers) <= 10 + 4
+    runs = by_index(hatchet)
+    assert sorted(runs) == list(range(10))
+    created = xcom_value(dag_run, "t", "created_runs")
+    assert created[:10] == [runs[i].id for i in range(10)] and set(created[10:]) == {None}
+    text = logs()
+    assert "The batch stopped at once" in text and "token revoked" in text
+    assert "x not sent" not in text  # the error is not repeated per item

@@ -242,6 +242,26 @@ def test_a_retry_re_attaches_to_the_run_an_ambiguous_trigger_created(
     assert f"re-attaching to earlier run {run.id}" in text
 
 
+def test_a_retry_ignores_another_dags_run_listed_by_a_server_that_drops_the_filter(
+    hatchet: Any, dag_runner: Any
+) -> None:
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+    from airflow_provider_hatchet.testing import Faults
+
+    hatchet.faults = Faults(drop_colon_filters=True)  # the run id holds a ":", so the lookup's filter is dropped
+    other = HatchetHook().run_workflow("demo-etl", {}, {"airflow_ti": "other|manual__2025-01-01T00:00:00+00:00|t|-1"})
+    hatchet.fail_next("trigger", 1, 503)
+    with make_dag("op_foreign") as dag:
+        operator(task_id="t", workflow_name="demo-etl", retries=1, retry_delay=timedelta(seconds=0))
+    dag_run = dag_runner(dag)
+
+    assert dag_run.state == "success" and ":" in dag_run.run_id
+    mine = xcom_value(dag_run, "t")
+    assert mine != other
+    assert hatchet.get_run(mine).additional_metadata["airflow_ti"] == f"op_foreign|{dag_run.run_id}|t|-1"
+    assert len(trigger_requests(hatchet)) == 3  # the other DAG's run, the 503, and the retry's own run
+
+
 def test_a_retry_triggers_again_after_a_failed_run(hatchet: Any, dag_runner: Any, logs: Any) -> None:
     hatchet.register_workflow("flaky", "fail")
     with make_dag("op_retrigger") as dag:

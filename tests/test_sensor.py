@@ -20,8 +20,9 @@ from airflow_provider_hatchet._compat import (
     AirflowSkipException,
     TaskDeferred,
 )
+from airflow_provider_hatchet._identity import TI_KEY
 from airflow_provider_hatchet.client import waiter
-from airflow_provider_hatchet.client.waiter import BATCH_KEY_METADATA, Verdict, WaitState
+from airflow_provider_hatchet.client.waiter import Verdict, WaitState
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor, normalize_run_ids
 from airflow_provider_hatchet.testing import HatchetSimulator, ManualClock, SimulatorServer, register_demo_workflows
@@ -172,7 +173,7 @@ class _RecordingTI:
 
 
 def test_deferrable_execute_pokes_once_then_defers_with_a_deadline(sim: HatchetSimulator) -> None:
-    ids = start("forever", 2, **{BATCH_KEY_METADATA: "d|r|t|-1"})
+    ids = start("forever", 2, **{TI_KEY: "d|r|t|-1"})
     ti = _RecordingTI()
     waiting = sensor(ids, deferrable=True, timeout=600, poke_interval=3)
     time.sleep(0.15)
@@ -270,7 +271,7 @@ def test_poke_mode_and_deferrable_make_the_same_requests_for_the_same_runs(
         ids = []
         for i, seconds in enumerate(durations):
             key = "dag|run|bulk|-1" if layout == "batch" or (layout == "mix" and i % 2 == 0) else f"dag|run|t|{i}"
-            ids.append(hook.run_workflow("job", {"i": i, "__sim__": {"duration": seconds}}, {BATCH_KEY_METADATA: key}))
+            ids.append(hook.run_workflow("job", {"i": i, "__sim__": {"duration": seconds}}, {TI_KEY: key}))
         hook.close()
         sim.clear_requests()
         rounds.clear()
@@ -349,7 +350,7 @@ def test_dag_batch_costs_one_list_per_round(
     sim: HatchetSimulator, dag_runner: Callable[..., Any], deferrable: bool
 ) -> None:
     dag = _dag(f"sensor_batch_{int(deferrable)}", ["etl"] * 8, single=False,
-               metadata={BATCH_KEY_METADATA: f"batch-{deferrable}"}, deferrable=deferrable)
+               metadata={TI_KEY: f"batch-{deferrable}"}, deferrable=deferrable)
     sim.clear_requests()
     dag_run = dag_runner(dag)
     assert task_state(dag_run, "wait") == "success"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_hatchet._identity import TI_KEY
 from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, RetryPolicy
-from airflow_provider_hatchet.client.waiter import BATCH_KEY_METADATA
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer
 from airflow_provider_hatchet.triggers import hatchet as triggers
@@ -129,7 +129,7 @@ async def test_forbidden_gives_an_error_event(sim: HatchetSimulator, airflow_con
 
 async def test_batch_key_polls_with_one_list_per_round(sim: HatchetSimulator) -> None:
     sim.register_workflow("slow", "succeed", duration=0.4)
-    ids = await trigger_runs(sim, "slow", 12, **{BATCH_KEY_METADATA: "dag|run|bulk|-1"})
+    ids = await trigger_runs(sim, "slow", 12, **{TI_KEY: "dag|run|bulk|-1"})
     sim.clear_requests()
     (event,) = await events_of(make(ids, batch_key="dag|run|bulk|-1"))
     assert event["status"] == "success"
@@ -209,7 +209,7 @@ async def test_a_past_first_poll_at_starts_at_once(sim: HatchetSimulator) -> Non
 
 
 async def test_detect_batch_false_reads_no_run_for_its_batch_key(sim: HatchetSimulator) -> None:
-    ids = await trigger_runs(sim, "etl", 6, **{BATCH_KEY_METADATA: "dag|run|bulk|-1"})
+    ids = await trigger_runs(sim, "etl", 6, **{TI_KEY: "dag|run|bulk|-1"})
     await asyncio.sleep(0.1)
     sim.clear_requests()
     (event,) = await events_of(make(ids, detect_batch=False))

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_provider_hatchet._identity import TI_KEY
 from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, HatchetClient, RetryPolicy, waiter
 from airflow_provider_hatchet.client.waiter import (
-    BATCH_KEY_METADATA,
     Outcome,
     RunWaitError,
     Verdict,
@@ -76,7 +76,7 @@ def routes(sim: HatchetSimulator) -> list[str]:
 
 async def test_single_run_success_returns_outputs_by_task(client: AsyncHatchetClient) -> None:
     (run_id,) = await trigger(client, "etl")
-    verdict = await wait(client, WaitState((run_id,)))
+    verdict = await wait(client, WaitState((run_id,), batch_field=TI_KEY))
     assert verdict.outcome is Outcome.SUCCESS
     assert verdict.statuses == {run_id: "COMPLETED"}
     assert verdict.outputs == [{"run": {"rows": 3}}]
@@ -88,7 +88,7 @@ async def test_outputs_follow_run_id_order_with_duplicates(client: AsyncHatchetC
     multi = await trigger(client, "multi")
     etl = await trigger(client, "etl")
     ids = (etl[0], multi[0], etl[0])
-    verdict = await wait(client, WaitState(ids))
+    verdict = await wait(client, WaitState(ids, batch_field=TI_KEY))
     assert verdict.outputs is not None
     assert verdict.outputs[0] == verdict.outputs[2] == {"run": {"rows": 3}}
     assert set(verdict.outputs[1]) == {"extract", "transform", "load"}
@@ -96,7 +96,7 @@ async def test_outputs_follow_run_id_order_with_duplicates(client: AsyncHatchetC
 
 async def test_failure_names_the_run_and_hatchets_error_per_task(client: AsyncHatchetClient) -> None:
     (run_id,) = await trigger(client, "broken")
-    verdict = await wait(client, WaitState((run_id,)))
+    verdict = await wait(client, WaitState((run_id,), batch_field=TI_KEY))
     assert verdict.outcome is Outcome.FAILED
     assert verdict.errors == {run_id: {"run": "ValueError: bad row 7"}}
     assert run_id in verdict.message
@@ -108,7 +108,7 @@ async def test_failure_names_the_run_and_hatchets_error_per_task(client: AsyncHa
 async def test_one_failure_ends_the_wait_while_others_still_run(client: AsyncHatchetClient) -> None:
     hanging = await trigger(client, "forever", 3)
     broken = await trigger(client, "broken")
-    verdict = await wait(client, WaitState((*hanging, *broken)))
+    verdict = await wait(client, WaitState((*hanging, *broken), batch_field=TI_KEY))
     assert verdict.outcome is Outcome.FAILED
     assert {verdict.statuses[i] for i in hanging} == {"RUNNING"}
     assert verdict.statuses[broken[0]] == "FAILED"
@@ -120,12 +120,12 @@ async def test_cancelled_run_fails_unless_tolerated(client: AsyncHatchetClient, 
     done = await trigger(client, "etl")
     hanging = await trigger(client, "forever")
     await client.cancel_runs(hanging)
-    verdict = await wait(client, WaitState((*done, *hanging)))
+    verdict = await wait(client, WaitState((*done, *hanging), batch_field=TI_KEY))
     assert verdict.outcome is Outcome.CANCELLED
     assert f"run {hanging[0]} CANCELLED" in verdict.message
     assert "1 cancelled of 2" in verdict.message
 
-    tolerant = await wait(client, WaitState((*done, *hanging), fail_on_cancelled=False))
+    tolerant = await wait(client, WaitState((*done, *hanging), fail_on_cancelled=False, batch_field=TI_KEY))
     assert tolerant.outcome is Outcome.SUCCESS
     assert tolerant.outputs is not None and tolerant.outputs[0] == {"run": {"rows": 3}}
     assert "1 cancelled (tolerated)" in tolerant.message
@@ -136,7 +136,7 @@ async def test_storm_of_transient_errors_keeps_the_runs_pending(
 ) -> None:
     (run_id,) = await trigger(client, "etl")
     sim.fail_next("status", 5, 503)
-    state = WaitState((run_id,))
+    state = WaitState((run_id,), batch_field=TI_KEY)
     first = await check_round(client, state)
     assert first.outcome is Outcome.PENDING
     assert state.last_error is not None and "503" in state.last_error
@@ -152,7 +152,7 @@ async def test_rate_limits_and_dropped_connections_are_transient(
     (run_id,) = await trigger(client, "etl")
     sim.fail_next("status", 2, 429)
     sim.fail_next("details", 2, drop=True)
-    verdict = await wait(client, WaitState((run_id,)))
+    verdict = await wait(client, WaitState((run_id,), batch_field=TI_KEY))
     assert verdict.outcome is Outcome.SUCCESS
     assert verdict.outputs == [{"run": {"rows": 3}}]
 
@@ -162,14 +162,14 @@ async def test_a_404_within_the_grace_window_is_waited_out(
 ) -> None:
     sim.visibility_delay = 0.3
     (run_id,) = await trigger(client, "etl")
-    verdict = await wait(client, WaitState((run_id,), not_found_grace=30))
+    verdict = await wait(client, WaitState((run_id,), not_found_grace=30, batch_field=TI_KEY))
     assert verdict.outcome is Outcome.SUCCESS
     assert 404 in [r.status for r in sim.requests if r.route == "status"]
 
 
 async def test_a_persistent_404_fails_with_a_clear_message(client: AsyncHatchetClient) -> None:
     ghost = str(uuid.uuid4())
-    state = WaitState((ghost,), not_found_grace=0.2)
+    state = WaitState((ghost,), not_found_grace=0.2, batch_field=TI_KEY)
     with pytest.raises(RunWaitError, match=rf"Hatchet run {ghost} was not found \(404\)"):
         await wait(client, state)
 
@@ -180,13 +180,13 @@ async def test_a_403_fails_with_a_clear_message(sim: HatchetSimulator, client: A
     foreign = ClientConfig.from_token(sim.token_for(other))
     async with AsyncHatchetClient(foreign, retry=FAST_RETRY) as outsider:
         with pytest.raises(RunWaitError, match=rf"refused access to run {run_id} \(403\)"):
-            await check_round(outsider, WaitState((run_id,)))
+            await check_round(outsider, WaitState((run_id,), batch_field=TI_KEY))
 
 
 async def test_unrelated_runs_cost_one_list_per_round(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
     quick = await trigger(client, "etl", 3)
     hanging = await trigger(client, "forever", 2)
-    state = WaitState((*quick, *hanging))
+    state = WaitState((*quick, *hanging), batch_field=TI_KEY)
     await asyncio.sleep(0.2)
     sim.clear_requests()
     await check_round(client, state)
@@ -209,8 +209,8 @@ async def test_a_round_costs_the_same_for_forty_unrelated_runs(
 ) -> None:
     sim.register_workflow("staggered", "succeed", duration=0.3)
     ids = [await client.trigger_run("staggered", {"i": i, "__sim__": {"duration": 1.0 + 0.02 * i}},
-                                    {BATCH_KEY_METADATA: f"dag|run|task|{i}"}) for i in range(40)]
-    state = WaitState(tuple(ids))
+                                    {TI_KEY: f"dag|run|task|{i}"}) for i in range(40)]
+    state = WaitState(tuple(ids), batch_field=TI_KEY)
     rounds: list[list[str]] = []
     pending: list[int] = []
     for _ in range(200):
@@ -246,7 +246,7 @@ async def test_a_crowded_window_makes_a_round_poll_the_unfinished_runs_one_by_on
     await trigger(client, "etl", 10)  # someone else's runs, finished in the waited runs' creation window
     last = await trigger(client, "forever", 2)
     hanging = [*first, *last]
-    state = WaitState(tuple(hanging))
+    state = WaitState(tuple(hanging), batch_field=TI_KEY)
     await asyncio.sleep(0.2)
     for _ in range(2):
         await check_round(client, state)
@@ -261,10 +261,10 @@ async def test_a_crowded_window_makes_a_round_poll_the_unfinished_runs_one_by_on
 async def test_a_batch_and_unrelated_runs_cost_two_lists_per_round(
     client: AsyncHatchetClient, sim: HatchetSimulator
 ) -> None:
-    batch = await trigger(client, "forever", 20, **{BATCH_KEY_METADATA: "dag|run|bulk|-1"})
+    batch = await trigger(client, "forever", 20, **{TI_KEY: "dag|run|bulk|-1"})
     loose = await trigger(client, "forever", 20)
     ids = [i for pair in zip(batch, loose, strict=True) for i in pair]
-    state = WaitState(tuple(ids))
+    state = WaitState(tuple(ids), batch_field=TI_KEY)
     await asyncio.sleep(0.1)
     rounds = []
     for _ in range(4):
@@ -278,7 +278,7 @@ async def test_a_batch_and_unrelated_runs_cost_two_lists_per_round(
 
 async def test_outputs_are_read_only_when_wanted(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
     ids = await trigger(client, "etl", 10)
-    state = WaitState(tuple(ids))
+    state = WaitState(tuple(ids), batch_field=TI_KEY)
     await asyncio.sleep(0.2)
     sim.clear_requests()
     verdict = await wait(client, state, fetch_outputs=False)
@@ -292,8 +292,8 @@ async def test_explicit_batch_key_costs_one_list_per_round_and_details_once(
     client: AsyncHatchetClient, sim: HatchetSimulator
 ) -> None:
     sim.register_workflow("staggered", "succeed", duration=0.3)
-    ids = await trigger(client, "staggered", 20, **{BATCH_KEY_METADATA: "dag|run|bulk|-1"})
-    state = WaitState(tuple(ids), batch_key="dag|run|bulk|-1")
+    ids = await trigger(client, "staggered", 20, **{TI_KEY: "dag|run|bulk|-1"})
+    state = WaitState(tuple(ids), batch_key="dag|run|bulk|-1", batch_field=TI_KEY)
     rounds: list[list[str]] = []
     for _ in range(200):
         sim.clear_requests()
@@ -309,14 +309,14 @@ async def test_explicit_batch_key_costs_one_list_per_round_and_details_once(
     assert sorted(rounds[-1]) == ["details", "list"]
     assert verdict.outputs == [(await client.get_run(i)).task_outputs() for i in ids]
     list_query = next(r for r in sim.requests if r.route == "list").query
-    assert list_query["additional_metadata"] == [f"{BATCH_KEY_METADATA}:dag|run|bulk|-1"]
+    assert list_query["additional_metadata"] == [f"{TI_KEY}:dag|run|bulk|-1"]
     assert list_query["include_payloads"] == ["true"]
 
 
 async def test_batch_key_is_detected_from_the_first_run(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
-    ids = await trigger(client, "forever", 10, **{BATCH_KEY_METADATA: "k1"})
-    unrelated = await trigger(client, "forever", 5, **{BATCH_KEY_METADATA: "k2"})
-    state = WaitState(tuple(ids))
+    ids = await trigger(client, "forever", 10, **{TI_KEY: "k1"})
+    unrelated = await trigger(client, "forever", 5, **{TI_KEY: "k2"})
+    state = WaitState(tuple(ids), batch_field=TI_KEY)
     sim.clear_requests()
     await check_round(client, state)
     assert routes(sim) == ["details", "list"]
@@ -332,8 +332,8 @@ async def test_an_unreadable_first_run_defers_the_batch_instead_of_polling_each_
     client: AsyncHatchetClient, sim: HatchetSimulator
 ) -> None:
     sim.visibility_delay = 0.3
-    ids = await trigger(client, "forever", 8, **{BATCH_KEY_METADATA: "fresh"})
-    state = WaitState(tuple(ids), not_found_grace=30)
+    ids = await trigger(client, "forever", 8, **{TI_KEY: "fresh"})
+    state = WaitState(tuple(ids), not_found_grace=30, batch_field=TI_KEY)
     sim.clear_requests()
     verdict = await check_round(client, state)
     assert verdict.outcome is Outcome.PENDING
@@ -351,8 +351,8 @@ async def test_a_batch_not_listed_yet_costs_one_list_until_it_is(
     client: AsyncHatchetClient, sim: HatchetSimulator
 ) -> None:
     sim.visibility_delay = 0.3
-    ids = await trigger(client, "forever", 6, **{BATCH_KEY_METADATA: "k0"})
-    state = WaitState(tuple(ids), batch_key="k0", not_found_grace=30)
+    ids = await trigger(client, "forever", 6, **{TI_KEY: "k0"})
+    state = WaitState(tuple(ids), batch_key="k0", not_found_grace=30, batch_field=TI_KEY)
     sim.clear_requests()
     await check_round(client, state)
     assert routes(sim) == ["list"]
@@ -363,12 +363,31 @@ async def test_a_batch_not_listed_yet_costs_one_list_until_it_is(
     assert set(state.statuses) == set(ids)
 
 
+async def test_another_batch_listed_by_a_server_that_drops_the_filter_does_not_count_as_this_one(
+    client: AsyncHatchetClient, sim: HatchetSimulator
+) -> None:
+    sim.faults = Faults(drop_colon_filters=True)  # Airflow run ids hold a ":", so the batch filter is dropped
+    sim.visibility_delay = 0.3
+    await trigger(client, "forever", 3, **{TI_KEY: "other|manual__2025-01-01T00:00:00+00:00|t|-1"})
+    await asyncio.sleep(0.35)
+    key = "mine|manual__2025-01-01T00:00:00+00:00|t|-1"
+    ids = await trigger(client, "forever", 6, **{TI_KEY: key})
+    state = WaitState(tuple(ids), batch_key=key, not_found_grace=30, batch_field=TI_KEY)
+    sim.clear_requests()
+    await check_round(client, state)
+    assert routes(sim) == ["list"]
+    assert state.batch_key == key  # not taken for a wrong key: the listed runs are another batch's
+    await asyncio.sleep(0.35)
+    await check_round(client, state)
+    assert set(state.statuses) == set(ids) and state.batch_key == key
+
+
 async def test_runs_outside_the_batch_are_polled_one_by_one_then_listed(
     client: AsyncHatchetClient, sim: HatchetSimulator
 ) -> None:
-    batch = await trigger(client, "forever", 4, **{BATCH_KEY_METADATA: "k"})
+    batch = await trigger(client, "forever", 4, **{TI_KEY: "k"})
     loose = await trigger(client, "forever", 2)
-    state = WaitState((*batch, *loose), batch_key="k")
+    state = WaitState((*batch, *loose), batch_key="k", batch_field=TI_KEY)
     sim.clear_requests()
     await check_round(client, state)
     assert sorted(routes(sim)) == ["list"]  # the others may just not be listed yet
@@ -389,18 +408,18 @@ async def test_runs_outside_the_batch_are_polled_one_by_one_then_listed(
 
 
 async def test_a_wrong_batch_key_falls_back_to_status_polls(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
-    await trigger(client, "forever", 2, **{BATCH_KEY_METADATA: "someone-else"})
+    await trigger(client, "forever", 2, **{TI_KEY: "someone-else"})
     mine = await trigger(client, "etl", 3)
-    state = WaitState(tuple(mine), batch_key="someone-else")
+    state = WaitState(tuple(mine), batch_key="someone-else", batch_field=TI_KEY)
     verdict = await wait(client, state)
     assert verdict.outcome is Outcome.SUCCESS
     assert state.batch_key is None
 
 
 async def test_transient_list_error_keeps_the_batch_pending(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
-    ids = await trigger(client, "etl", 3, **{BATCH_KEY_METADATA: "b"})
+    ids = await trigger(client, "etl", 3, **{TI_KEY: "b"})
     sim.fail_next("list", 2, 500)
-    state = WaitState(tuple(ids), batch_key="b")
+    state = WaitState(tuple(ids), batch_key="b", batch_field=TI_KEY)
     sim.clear_requests()
     first = await check_round(client, state)
     assert first.outcome is Outcome.PENDING
@@ -429,7 +448,7 @@ async def test_requests_in_flight_are_bounded(config: ClientConfig, sim: Hatchet
         await asyncio.sleep(0.2)
         sim.faults = Faults(latency=0.01, routes=("status", "details"))
         # A window list that cost more pages than there are runs: each run is asked about on its own.
-        state = WaitState(tuple(ids), detect_batch=False, window_pages=len(ids))
+        state = WaitState(tuple(ids), detect_batch=False, batch_field=TI_KEY, window_pages=len(ids))
         state.created.update({i: datetime.now(timezone.utc) for i in ids})
         verdict = await check_round(c, state, max_concurrency=4)
         sim.clear_faults()
@@ -440,7 +459,7 @@ async def test_requests_in_flight_are_bounded(config: ClientConfig, sim: Hatchet
 async def test_cancel_unfinished_cancels_only_pending_runs(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
     done = await trigger(client, "etl")
     hanging = await trigger(client, "forever", 2)
-    state = WaitState((*done, *hanging))
+    state = WaitState((*done, *hanging), batch_field=TI_KEY)
     await asyncio.sleep(0.2)
     await check_round(client, state)
     assert sorted(await cancel_unfinished(client, state)) == sorted(hanging)
@@ -451,7 +470,7 @@ async def test_cancel_unfinished_cancels_only_pending_runs(client: AsyncHatchetC
 
 def test_sync_round_runs_the_same_logic(config: ClientConfig, sim: HatchetSimulator) -> None:
     client_ids = asyncio.run(_trigger_with_fresh_client(config, "broken"))
-    state = WaitState(tuple(client_ids))
+    state = WaitState(tuple(client_ids), batch_field=TI_KEY)
     for _ in range(100):
         verdict = check_round_sync(config, state, retry=FAST_RETRY)
         if verdict.finished:
@@ -463,7 +482,7 @@ def test_sync_round_runs_the_same_logic(config: ClientConfig, sim: HatchetSimula
 async def test_sync_round_works_inside_a_running_loop(config: ClientConfig, client: AsyncHatchetClient) -> None:
     ids = await trigger(client, "etl")
     await asyncio.sleep(0.2)
-    verdict = check_round_sync(config, WaitState(tuple(ids)), retry=FAST_RETRY)
+    verdict = check_round_sync(config, WaitState(tuple(ids), batch_field=TI_KEY), retry=FAST_RETRY)
     assert verdict.outcome is Outcome.SUCCESS
 
 
@@ -526,7 +545,7 @@ async def test_no_finish_is_missed_when_runs_finish_during_a_list_scan(
             ids.append(await client.trigger_run("job", {"__sim__": {"duration": 0.5 + (i * 7 % 40) * 0.2}}))
             created[ids[-1]] = clock()
             clock.advance(0.05)
-        state = WaitState(tuple(ids), not_found_grace=600)
+        state = WaitState(tuple(ids), not_found_grace=600, batch_field=TI_KEY)
         owed: set[str] = set()
         rounds = duplicates = 0
         for rounds in range(1, 200):
@@ -569,7 +588,7 @@ def test_a_runner_keeps_one_client_across_rounds(
     ids += asyncio.run(_trigger_with_fresh_client(config, "forever"))
     clients = count_async_clients()
     runner = WaitRunner(config, retry=FAST_RETRY)
-    state = WaitState(tuple(ids))
+    state = WaitState(tuple(ids), batch_field=TI_KEY)
     try:
         for _ in range(3):
             assert runner.check(state).outcome is Outcome.PENDING

@@ -7,8 +7,12 @@ batch metadata (one filter finds the whole batch) and its own index, which is ho
   its run. Such items wait for the end of the pass; once the run would be visible, one paginated list query
   by the batch metadata tells which exist, and only the missing ones are sent again, for a few rounds.
 - A trigger that certainly created nothing (429, a request that never left) is retried with backoff.
-- Other errors (400, 403, ...) are final for the item. 403 and 404 (token or tenant) stop the batch, and so
-  do ``max_concurrency`` items in a row that exhausted their retries (the server is unreachable).
+- A configuration error (401, 403, 404: token or tenant; a redirect or a success that is not JSON: the server
+  URL) stops the batch at once: nothing more is sent and :meth:`BulkTrigger.run` raises that error.
+- ``stop_after`` failures in a row with no run created in between (ambiguous ones, or triggers that exhausted
+  their retries) stop sending: the server is down or not answering. What was sent is still looked up; the
+  rest is reported as not sent.
+- Other errors (400, ...) are final for the item.
 - ``resume=True`` first lists the batch's existing runs and keeps those in ``reuse_statuses``. If items are
   left without a run, it lists again once runs an earlier attempt created just before it stopped would be
   visible, and only then triggers what is still missing.
@@ -39,6 +43,7 @@ from airflow_provider_hatchet.client.bulk_result import (
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import (
     HatchetAPIError,
+    HatchetConfigError,
     HatchetError,
     HatchetRateLimitError,
     HatchetServerError,
@@ -58,7 +63,7 @@ __all__ = [
     "trigger_many",
 ]
 
-DEFAULT_INDEX_KEY = "airflow_batch_index"
+DEFAULT_INDEX_KEY = "batch_index"
 DEFAULT_REUSE_STATUSES: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED})
 DEFAULT_VISIBILITY_WINDOW = RUN_VISIBILITY_WINDOW
 LOOKUP_PAGE_SIZE = 500
@@ -67,7 +72,8 @@ ProgressCallback = Callable[[BulkProgress], None]
 RunCallback = Callable[[int, str], None]
 
 _AMBIGUOUS, _RETRY, _FINAL, _FATAL = range(4)
-_FATAL_STATUSES = frozenset({403, 404})
+# The same answer for every item: the token, the tenant or the server URL is wrong.
+_FATAL_STATUSES = frozenset({401, 403, 404})
 
 
 def _classify(exc: HatchetError) -> int:
@@ -77,6 +83,8 @@ def _classify(exc: HatchetError) -> int:
         return _RETRY
     if isinstance(exc, HatchetServerError):
         return _AMBIGUOUS
+    if isinstance(exc, HatchetConfigError):
+        return _FATAL
     if isinstance(exc, HatchetAPIError):
         return _FATAL if exc.status_code in _FATAL_STATUSES else _FINAL
     return _AMBIGUOUS
@@ -102,7 +110,7 @@ class BulkTrigger:
 
     :param client: the async client; ``max_concurrency`` should not exceed its connection pool.
     :param items: the runs to trigger; the position of each is its index.
-    :param batch_metadata: metadata stamped on every run that finds the whole batch (e.g. ``airflow_ti``).
+    :param batch_metadata: metadata stamped on every run that finds the whole batch (e.g. a task's identity).
     :param since: no run of the batch (including earlier attempts, for resume) was created before this.
     :param index_key: the metadata key holding each run's index.
     :param max_concurrency: the most trigger requests in flight.
@@ -112,6 +120,10 @@ class BulkTrigger:
     :param lookup_rounds: how many times items whose trigger failed ambiguously are sent again.
     :param retry: backoff for triggers that certainly created nothing (429, never sent): attempts per item
         and the exponential wait with jitter.
+    :param stop_after: failures in a row (ambiguous, or out of retries) with no run created in between after
+        which nothing more is sent; by default twice ``max_concurrency``. A server that drops out for a moment
+        fails every request in flight at once, up to ``max_concurrency`` of them; only a second full round of
+        failures in a row means it is down, and then at most ``stop_after + max_concurrency`` items were sent.
     :param on_progress: called with a :class:`BulkProgress` every ``progress_every`` items and per phase.
     :param progress_every: items between progress calls; by default 10% of the batch, at most 1000.
     :param on_run: called with ``(index, run_id)`` for every run of the batch, once it is known.
@@ -131,6 +143,7 @@ class BulkTrigger:
         visibility_window: float = DEFAULT_VISIBILITY_WINDOW,
         lookup_rounds: int = 3,
         retry: RetryPolicy = DEFAULT_RETRY,
+        stop_after: int | None = None,
         on_progress: ProgressCallback | None = None,
         progress_every: int | None = None,
         on_run: RunCallback | None = None,
@@ -139,8 +152,8 @@ class BulkTrigger:
             raise ValueError("batch_metadata must be a non-empty dict of strings: it is how the batch is found")
         if index_key in batch_metadata:
             raise ValueError(f"index_key {index_key!r} must not be one of the batch_metadata keys")
-        if max_concurrency < 1 or lookup_rounds < 0 or visibility_window < 0:
-            raise ValueError("max_concurrency must be >= 1, lookup_rounds and visibility_window >= 0")
+        if max_concurrency < 1 or lookup_rounds < 0 or visibility_window < 0 or (stop_after or 1) < 1:
+            raise ValueError("max_concurrency and stop_after must be >= 1, lookup_rounds and visibility_window >= 0")
         self._client = client
         self._items = items
         self._batch = dict(batch_metadata)
@@ -152,6 +165,7 @@ class BulkTrigger:
         self._window = visibility_window
         self._rounds = lookup_rounds
         self._retry = retry
+        self._stop_after = stop_after or 2 * max_concurrency
         self._on_progress = on_progress
         self._on_run = on_run
         total = len(items)
@@ -165,7 +179,8 @@ class BulkTrigger:
         self._last_ambiguous = 0.0
         self._stale: set[str] = set()
         self._abort: str | None = None
-        self._exhausted = 0
+        self._fatal: HatchetError | None = None
+        self._failures_in_a_row = 0
         self._created = self._failed = 0
         self._next_report = self._every
         self._requests = self._lookups = 0
@@ -175,7 +190,11 @@ class BulkTrigger:
         self._ran = False
 
     async def run(self) -> BulkResult:
-        """Trigger the batch and return its result; failed items are in the result, not raised."""
+        """Trigger the batch and return its result; failed items are in the result, not raised.
+
+        :raises HatchetError: a configuration error (see the module's notes); :meth:`result` still tells which
+            items have a run.
+        """
         if self._ran:
             raise RuntimeError("a BulkTrigger runs once")
         self._ran = True
@@ -192,11 +211,14 @@ class BulkTrigger:
             todo = [i for i in todo if self._ids[i] is None]
         self._phase = "trigger"
         await self._pool(todo)
-        self._report()
-        await self._resolve_ambiguous()
+        if self._fatal is None:
+            self._report()
+            await self._resolve_ambiguous()
         self._finished = time.monotonic()
         self._phase = "done"
         self._report()
+        if self._fatal is not None:
+            raise self._fatal
         return self.result()
 
     def result(self) -> BulkResult:
@@ -254,22 +276,27 @@ class BulkTrigger:
                     await asyncio.sleep(self._backoff(attempt))
                     attempt += 1
                     continue
+                if kind == _FATAL and self._fatal is None:
+                    self._fatal = exc
+                    self._abort = error
+                elif kind in (_AMBIGUOUS, _RETRY):
+                    self._failed_again(error)
                 if kind == _AMBIGUOUS:
                     self._errors[i] = self._intern(error)
                     self._ambiguous.append(i)
                     self._last_ambiguous = time.monotonic()
                     return
-                if kind == _RETRY:
-                    self._exhausted += 1
-                    if self._exhausted >= self._concurrency and self._abort is None:
-                        self._abort = f"{self._exhausted} triggers in a row failed after {attempt} attempts: {error}"
-                elif kind == _FATAL and self._abort is None:
-                    self._abort = error
                 self._fail(i, error)
                 return
-            self._exhausted = 0
+            self._failures_in_a_row = 0
             self._settle(i, run_id, CREATED)
             return
+
+    def _failed_again(self, error: str) -> None:
+        self._failures_in_a_row += 1
+        if self._failures_in_a_row >= self._stop_after and self._abort is None:
+            self._abort = (f"stopped after {self._failures_in_a_row} triggers in a row failed with no run created "
+                           f"(the last: {error})")
 
     def _backoff(self, attempt: int) -> float:
         policy = self._retry
@@ -318,6 +345,8 @@ class BulkTrigger:
                 raw = row.additional_metadata.get(self._index_key)
                 if not isinstance(raw, str) or not raw.isdigit() or row.id in self._stale:
                     continue
+                if not row.has_metadata(self._batch):
+                    continue
                 index = int(raw)
                 if index < total:
                     yield index, row
@@ -337,7 +366,7 @@ class BulkTrigger:
 
     async def _resolve_ambiguous(self) -> None:
         for round_no in range(self._rounds + 1):
-            if not self._ambiguous:
+            if not self._ambiguous or self._fatal is not None:
                 return
             self._phase = "lookup"
             await asyncio.sleep(max(0.0, self._last_ambiguous + self._window - time.monotonic()))

@@ -164,6 +164,14 @@ class RunSummary(_Model):
         )
         return RunDetails.model_construct(run=run, tasks=[task])
 
+    def has_metadata(self, pairs: Mapping[str, str]) -> bool:
+        """Whether the run carries every pair. Whoever acts on a row of a list filtered by metadata checks it:
+        Hatchet before v0.73.20 (#2336, September 2025) drops a filter whose value holds a ``:`` and lists every run.
+
+        :param pairs: metadata keys and values.
+        """
+        return all(self.additional_metadata.get(key) == value for key, value in pairs.items())
+
 
 class Pagination(_Model):
     """Paging information of a list response."""

@@ -2,8 +2,8 @@
 
 A round asks only about the runs not known to be finished, and costs about the same whatever their number:
 
-- Runs that share a batch key (the ``airflow_ti`` metadata the bulk operator stamps, given or read from the first
-  run) are answered by one paginated list query filtered by that key.
+- Runs that share a batch key (the value of the ``batch_field`` metadata, e.g. the one the bulk operator stamps,
+  given or read from the first run) are answered by one paginated list query filtered by that key.
 - Other runs ("loose" runs: ids gathered from several upstream tasks, a mapped operator's instances) are answered
   by one paginated list of the runs that *finished* in their creation window: statuses COMPLETED, FAILED and
   CANCELLED, ``since`` the oldest unfinished run's creation, ``until`` the newest's. Their creation times are
@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BATCH_KEY_METADATA = "airflow_ti"
 DEFAULT_NOT_FOUND_GRACE = 60.0
 DEFAULT_MAX_CONCURRENCY = 16
 LIST_PAGE_SIZE = 1000
@@ -106,8 +105,9 @@ class WaitState:
 
     :param run_ids: the runs, in the order outputs are returned (duplicates allowed).
     :param fail_on_cancelled: a CANCELLED run ends the wait as a failure; otherwise it counts as finished.
-    :param batch_key: the ``airflow_ti`` metadata value the runs share, if known.
+    :param batch_key: the value of the ``batch_field`` metadata the runs share, if known.
     :param detect_batch: read the batch key from the first run's details when ``batch_key`` is not given.
+    :param batch_field: the metadata key that holds the batch key; None turns batch lists off.
     :param started_at: when waiting began (epoch seconds); the 404 grace of runs never seen counts from here.
     :param not_found_grace: seconds a 404 is taken for a run that is not readable yet.
 
@@ -125,6 +125,7 @@ class WaitState:
     detect_batch: bool = True
     started_at: float = field(default_factory=time.time)
     not_found_grace: float = DEFAULT_NOT_FOUND_GRACE
+    batch_field: str | None = None
     statuses: dict[str, RunStatus] = field(default_factory=dict)
     errors: dict[str, dict[str, str]] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -143,6 +144,8 @@ class WaitState:
 
     def __post_init__(self) -> None:
         self.run_ids = tuple(self.run_ids)
+        if self.batch_field is None:
+            self.batch_key, self.detect_batch = None, False
         if self.batch_key is not None:
             self.batch_checked = True
 
@@ -221,7 +224,8 @@ def _refused(run_id: str, exc: HatchetAPIError) -> RunWaitError:
 @dataclass(frozen=True)
 class _Scan:
     """What one paged run list gave: the wanted runs it showed, every run waited on that it showed, the pages
-    read, the pages the server counts, the rows read, and whether it read to the end (or saw every wanted run)."""
+    read, the pages the server counts, the rows read that carry the filter's metadata, and whether it read to the
+    end (or saw every wanted run)."""
 
     found: set[str]
     ours: set[str]
@@ -287,14 +291,14 @@ class _Round:
         """Answer the batch's runs with the batch list; return the runs left to the loose runs' checks, or None
         on a transient failure (the round ends pending)."""
         state = self.state
-        assert state.batch_key is not None
+        assert state.batch_key is not None and state.batch_field is not None
         if state.batch_pages > len(batch):
             await self._statuses(batch)
             return []
         if state.batch_since is None:
             state.batch_since = self._moment(state.started_at) - BATCH_SINCE_MARGIN
         scan = await self._scan(f"batch {state.batch_key!r}", batch, since=state.batch_since,
-                                metadata={BATCH_KEY_METADATA: state.batch_key})
+                                metadata={state.batch_field: state.batch_key})
         if scan is None:
             return None
         state.batch_pages = scan.total_pages
@@ -389,10 +393,12 @@ class _Round:
             except HatchetAPIError as exc:
                 raise RunWaitError(f"Hatchet rejected the run list ({what}): {exc}") from exc
             pages += 1
-            rows += len(page.rows)
             if pages == 1:
                 total = page.pagination.num_pages or 1
             for row in page.rows:
+                if metadata and not row.has_metadata(metadata):
+                    continue
+                rows += 1
                 if row.id in self.ids:
                     self._seen(row)
                     ours.add(row.id)
@@ -470,7 +476,7 @@ class _Round:
             return
         state = self.state
         state.batch_checked = True
-        key = details.run.additional_metadata.get(BATCH_KEY_METADATA)
+        key = details.run.additional_metadata.get(state.batch_field) if state.batch_field else None
         if state.batch_key is None and isinstance(key, str) and key:
             state.batch_key = key
             created = details.run.inserted_at or details.run.created_at or self._moment(state.started_at)

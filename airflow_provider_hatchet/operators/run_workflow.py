@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow_provider_hatchet._compat import ResumableJobMixin
+from airflow_provider_hatchet._identity import TI_KEY, TRY_KEY, ti_key, with_identity
 from airflow_provider_hatchet.client import validation
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
@@ -19,7 +20,6 @@ from airflow_provider_hatchet.operators._base import (
     first_event,
     lookback_start,
 )
-from airflow_provider_hatchet.operators._identity import TI_KEY, TRY_KEY, ti_key, with_identity
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
@@ -209,5 +209,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         return look()
 
     def _latest_run(self, context: Context) -> RunSummary | None:
-        earlier = self.hook.client.iter_runs(since=lookback_start(), additional_metadata={TI_KEY: ti_key(context)})
-        return max(earlier, key=lambda run: run.created_at or _EPOCH, default=None)
+        mine = {TI_KEY: ti_key(context)}
+        earlier = self.hook.client.iter_runs(since=lookback_start(), additional_metadata=mine)
+        return max((run for run in earlier if run.has_metadata(mine)), key=lambda run: run.created_at or _EPOCH,
+                   default=None)

@@ -7,18 +7,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._compat import AirflowException
+from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY, identity_metadata
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
-from airflow_provider_hatchet.client.bulk import BulkItem, BulkProgress, BulkResult, trigger_many
+from airflow_provider_hatchet.client.bulk import BulkItem, BulkProgress, BulkResult, BulkTrigger
 from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
 from airflow_provider_hatchet.client.config import ClientConfig
-from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
+from airflow_provider_hatchet.client.errors import HatchetError, HatchetNotFoundError, HatchetRetryableError
 from airflow_provider_hatchet.operators._base import (
     OUTPUT_KEY,
     HatchetTriggerOperatorBase,
     first_event,
     lookback_start,
 )
-from airflow_provider_hatchet.operators._identity import BATCH_INDEX_KEY, TI_KEY, identity_metadata
 from airflow_provider_hatchet.operators._workflow_runs import parse_workflow_runs
 
 if TYPE_CHECKING:
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 CREATED_RUNS_KEY = "created_runs"
 BATCH_KEY_KEY = "hatchet_batch_key"
+# Failed items logged one by one; the task's error groups all of them.
+MAX_LOGGED_FAILURES = 100
 
 
 class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
@@ -39,6 +41,7 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
     The return value is the list of run ids, in the order of ``workflow_runs``. If some items fail for good, the
     task fails listing them, and XCom ``created_runs`` holds the ids created (None for the failed items); a
     retry of the task reuses the runs already created (unless failed or cancelled) and triggers only the rest.
+    The log shows progress every 10% of the batch (at most every 1,000 items) and each failed item, not each run.
 
     :param workflow_runs: the runs, as the TypeScript SDK's ``runWorkflows`` takes them: each
         ``{"workflow_name", "input", "options": {"additional_metadata"}}``, with ``workflowName``,
@@ -82,13 +85,21 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
         resume = self.reuse_existing_runs and context["ti"].try_number > 1
         self.log.info("Triggering %d Hatchet runs (batch %s, %d at a time%s).", len(items), batch_key,
                       self.max_concurrency, ", reusing earlier runs" if resume else "")
-        result = asyncio.run(self._trigger_all(self.hook.config, items, batch_key, resume))
+        result, stopped = asyncio.run(self._trigger_all(self.hook.config, items, batch_key, resume))
+        if stopped is not None:
+            context["ti"].xcom_push(key=CREATED_RUNS_KEY, value=result.run_ids)
+            self.log.error("The batch stopped at once: %s. %d of %d items have a run; their ids are in XCom %r.",
+                           stopped, len(result.created), len(items), CREATED_RUNS_KEY)
+            raise stopped
         self.log.info("%d runs: %d created, %d recovered after ambiguous failures, %d reused, %d failed, in %.1fs.",
                       len(items), len(result.created) - len(result.recovered) - len(result.reused),
                       len(result.recovered), len(result.reused), len(result.failed), result.elapsed)
         if result.failed:
+            self._log_failures(result)
             context["ti"].xcom_push(key=CREATED_RUNS_KEY, value=result.run_ids)
+            self.log.info("The run id of each item is in XCom %r (None where no run was created).", CREATED_RUNS_KEY)
             raise AirflowException(str(HatchetBulkTriggerError(result)))
+        self.log.info("The run ids, in item order, are the task's return value (XCom 'return_value').")
         self.run_ids = [run_id for run_id in result.run_ids if run_id is not None]
         if self.wait_for_completion:
             trigger = self.wait_trigger(self.run_ids, batch_key=batch_key)
@@ -113,18 +124,29 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
 
     async def _trigger_all(
         self, config: ClientConfig, items: list[BulkItem], batch_key: str, resume: bool
-    ) -> BulkResult:
-        def on_run(index: int, run_id: str) -> None:
-            self.log.info("Hatchet run %d: %s", index, self.hook.run_url(run_id))
+    ) -> tuple[BulkResult, HatchetError | None]:
+        """The batch's result, and the configuration error that stopped it, if one did."""
 
         def on_progress(progress: BulkProgress) -> None:
             self.log.info("Progress: %s", progress)
 
         async with AsyncHatchetClient(config, max_connections=self.max_concurrency) as client:
-            return await trigger_many(
+            engine = BulkTrigger(
                 client, items, batch_metadata={TI_KEY: batch_key}, since=lookback_start(), index_key=BATCH_INDEX_KEY,
-                max_concurrency=self.max_concurrency, resume=resume, on_run=on_run, on_progress=on_progress,
+                max_concurrency=self.max_concurrency, resume=resume, on_progress=on_progress,
             )
+            try:
+                return await engine.run(), None
+            except HatchetError as exc:
+                return engine.result(), exc
+
+    def _log_failures(self, result: BulkResult) -> None:
+        failed = sorted(result.failed)
+        for index in failed[:MAX_LOGGED_FAILURES]:
+            self.log.warning("Item %d failed: %s", index, result.failed[index])
+        if len(failed) > MAX_LOGGED_FAILURES:
+            self.log.warning("... and %d more failed items (all grouped in the task's error).",
+                             len(failed) - MAX_LOGGED_FAILURES)
 
     def _all_finished(self, batch_key: str) -> bool:
         try:

@@ -18,6 +18,7 @@ from airflow_provider_hatchet._compat import (
     PokeReturnValue,
     conf,
 )
+from airflow_provider_hatchet._identity import TI_KEY
 from airflow_provider_hatchet.client.waiter import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_NOT_FOUND_GRACE,
@@ -196,7 +197,7 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         if self._state is None or self._state.run_ids != tuple(run_ids):
             self._state = WaitState(
                 tuple(run_ids), fail_on_cancelled=self.fail_on_cancelled, batch_key=self.batch_key or None,
-                started_at=self._started_at or time.time(), not_found_grace=self.not_found_grace,
+                started_at=self._started_at or time.time(), not_found_grace=self.not_found_grace, batch_field=TI_KEY,
             )
         if self._runner is None:
             hook = HatchetHook(self.hatchet_conn_id)

@@ -215,7 +215,8 @@ class HatchetApi:
         tenant = self._tenant(parts[2], authorization)
         if isinstance(tenant, SimResponse):
             return tenant
-        return list_runs(self.state, tenant, query, self.state.clock())
+        return list_runs(self.state, tenant, query, self.state.clock(),
+                         drop_colon_filters=self.faults.faults.drop_colon_filters)
 
     def _cancel(self, parts: list[str], query: str, authorization: str | None, body: bytes,
                 decision: Decision | None) -> SimResponse:

@@ -27,6 +27,9 @@ class Faults:
     :param latency: seconds added to a request.
     :param latency_rate: probability that a request gets the added latency.
     :param routes: restrict all faults to these route kinds (see :data:`ROUTES`); ``None`` means all.
+    :param drop_colon_filters: the run list ignores a metadata filter whose value holds a ``:`` (and so lists
+        runs that do not carry it), as Hatchet before v0.73.20 (#2336, September 2025) does; not random, not
+        restricted by ``routes``.
     """
 
     error_rate: float = 0.0
@@ -37,6 +40,7 @@ class Faults:
     latency: float = 0.0
     latency_rate: float = 1.0
     routes: tuple[str, ...] | None = None
+    drop_colon_filters: bool = False
 
     def __post_init__(self) -> None:
         self.error_statuses = tuple(int(s) for s in self.error_statuses)

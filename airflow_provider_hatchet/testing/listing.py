@@ -90,7 +90,8 @@ def _int(query: Query, name: str, default: int) -> int:
     return default if raw is None else parse_int(name, raw)
 
 
-def list_runs(state: SimState, tenant: Tenant, query: str, now: float) -> SimResponse:
+def list_runs(state: SimState, tenant: Tenant, query: str, now: float, *,
+              drop_colon_filters: bool = False) -> SimResponse:
     """``GET .../workflow-runs``: runs (or tasks, with ``only_tasks``) newest first.
 
     A missing ``since`` is Go's zero time, which lists nothing; unknown statuses are ignored; one metadata pair
@@ -100,6 +101,7 @@ def list_runs(state: SimState, tenant: Tenant, query: str, now: float) -> SimRes
     :param tenant: the tenant.
     :param query: the raw query string.
     :param now: the simulator clock.
+    :param drop_colon_filters: ignore metadata pairs whose value holds a ``:`` (Hatchet before v0.73.20).
     """
     q = parse_qs(query, keep_blank_values=True)
     try:
@@ -123,6 +125,8 @@ def list_runs(state: SimState, tenant: Tenant, query: str, now: float) -> SimRes
         return json_response(200, {"pagination": run_pagination(0, offset, limit), "rows": []})
     statuses = frozenset(s for s in q.get("statuses", []) if s in STATUSES)
     pairs = metadata_filters(q.get("additional_metadata", []))
+    if drop_colon_filters:
+        pairs = {key: value for key, value in pairs.items() if ":" not in value}
     operator = _first(q, "additional_metadata_operator")
     found = state.query(tenant, RunQuery(
         since=state.from_wall(since),

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from airflow_provider_hatchet._compat import BaseTrigger, TriggerEvent
+from airflow_provider_hatchet._identity import TI_KEY
 from airflow_provider_hatchet.client.waiter import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_NOT_FOUND_GRACE,
@@ -107,6 +108,7 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         return WaitState(
             tuple(self.run_ids), fail_on_cancelled=self.fail_on_cancelled, batch_key=self.batch_key,
             detect_batch=self.detect_batch, started_at=self.started_at, not_found_grace=self.not_found_grace,
+            batch_field=TI_KEY,
         )
 
     def _event(self, status: str, message: str, state: WaitState | None = None) -> TriggerEvent:

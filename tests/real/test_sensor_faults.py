@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_hatchet._identity import TI_KEY
 from airflow_provider_hatchet.client import AsyncHatchetClient, waiter
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY
 from airflow_provider_hatchet.client.waiter import Outcome, Verdict, WaitState
@@ -213,7 +214,7 @@ def test_a_round_costs_one_list_when_some_runs_are_not_in_the_batch(backend: Bac
         assert time.monotonic() < deadline, "the five runs were not listed in 30 s"
         time.sleep(0.2)
 
-    state = WaitState(tuple(in_batch + outside), batch_key=batch_key)
+    state = WaitState(tuple(in_batch + outside), batch_key=batch_key, batch_field=TI_KEY)
 
     async def one_round(url: str) -> Verdict:
         async with AsyncHatchetClient(backend.config(server_url=url)) as proxied:

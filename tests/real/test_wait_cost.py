@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_hatchet._identity import TI_KEY
 from airflow_provider_hatchet.client import AsyncHatchetClient, RunPage, waiter
 from airflow_provider_hatchet.client.errors import HatchetError
 from airflow_provider_hatchet.client.waiter import Outcome, Verdict, WaitState
@@ -85,7 +86,7 @@ def test_no_finish_is_missed_while_runs_finish_and_start_during_list_scans(
     creator = threading.Thread(target=keep_creating, args=(backend, stop, noise), daemon=True)
     creator.start()
     log = ListLog()
-    state = WaitState(tuple(ids), not_found_grace=120)
+    state = WaitState(tuple(ids), not_found_grace=120, batch_field=TI_KEY)
 
     async def wait() -> tuple[Verdict, int]:
         owed: set[str] = set()
@@ -143,7 +144,7 @@ def test_a_round_costs_one_list_for_thirty_unrelated_runs(backend: Backend) -> N
     ids = [client.trigger_run("demo-etl", {"i": i, "__sim__": {"duration": 2.0 + 0.1 * i}},
                               {"airflow_ti": f"wait_cost|{backend.tag}|{i}", "test_tag": backend.tag})
            for i in range(30)]
-    state = WaitState(tuple(ids))
+    state = WaitState(tuple(ids), batch_field=TI_KEY)
     rounds: list[dict[str, int]] = []
     pending: list[int] = []
 

@@ -1,14 +1,19 @@
-"""The Airflow identity stamped on every run an operator triggers, so Hatchet can find a task's runs."""
+"""The Airflow identity stamped on every run an operator triggers, so Hatchet can find a task's runs.
+
+The operators stamp it; the trigger and the sensor read the batch key. The client knows none of these names:
+they are passed to it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_hatchet.client.bulk import DEFAULT_INDEX_KEY as BATCH_INDEX_KEY
-from airflow_provider_hatchet.client.waiter import BATCH_KEY_METADATA as TI_KEY
-
 __all__ = ["BATCH_INDEX_KEY", "TI_KEY", "TRY_KEY", "identity_metadata", "ti_key", "with_identity"]
 
+# The task instance, the same on every try: one filter on it finds every run the task instance triggered.
+TI_KEY = "airflow_ti"
+# A bulk item's position in ``workflow_runs``.
+BATCH_INDEX_KEY = "airflow_batch_index"
 TRY_KEY = "airflow_try_number"
 
 
