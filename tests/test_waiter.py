@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from airflow_provider_hatchet._identity import TI_KEY
-from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, HatchetClient, RetryPolicy, waiter
+from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, HatchetClient, RetryPolicy, paging
 from airflow_provider_hatchet.client.waiter import (
     Outcome,
     RunWaitError,
@@ -241,7 +241,7 @@ async def test_a_round_costs_the_same_for_forty_unrelated_runs(
 async def test_a_crowded_window_makes_a_round_poll_the_unfinished_runs_one_by_one(
     client: AsyncHatchetClient, sim: HatchetSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(waiter, "LIST_PAGE_SIZE", 2)
+    monkeypatch.setattr(paging, "RUN_PAGE_SIZE", 2)
     first = await trigger(client, "forever", 2)
     await trigger(client, "etl", 10)  # someone else's runs, finished in the waited runs' creation window
     last = await trigger(client, "forever", 2)
@@ -531,7 +531,7 @@ async def test_no_finish_is_missed_when_runs_finish_during_a_list_scan(
     """Every run that had finished (and was readable) when a round began is known finished after that round,
     though runs finish and new runs are created between the pages of each list. Only a round whose list failed,
     or stopped early because asking the rest one by one costs less, may leave it to the next round."""
-    monkeypatch.setattr(waiter, "LIST_PAGE_SIZE", 4)
+    monkeypatch.setattr(paging, "RUN_PAGE_SIZE", 4)
     clock = ManualClock()
     sim = HatchetSimulator(visibility_delay=lag, clock=clock)
     sim.register_workflow("job", "succeed", duration=1.0)
@@ -562,7 +562,7 @@ async def test_no_finish_is_missed_when_runs_finish_during_a_list_scan(
                 seen = [row for _, _, rows in scan for row in rows]
                 duplicates += len(seen) - len(set(seen))
             cut = any(page[1] != 200 for scan in scans for page in scan) or any(
-                len(scan[-1][2]) == waiter.LIST_PAGE_SIZE for scan in scans)
+                len(scan[-1][2]) == paging.RUN_PAGE_SIZE for scan in scans)
             if cut:
                 owed = finished - known
             else:

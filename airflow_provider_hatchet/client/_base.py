@@ -22,7 +22,6 @@ from airflow_provider_hatchet.client.errors import HatchetConfigError
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 
 DEFAULT_MAX_CONNECTIONS = 32
-WORKFLOW_PAGE_SIZE = 200
 URL_CACHE_SIZE = 4096
 
 

@@ -11,10 +11,11 @@ import httpx
 
 from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client._base import DEFAULT_MAX_CONNECTIONS as _MAX
-from airflow_provider_hatchet.client._base import WORKFLOW_PAGE_SIZE, ClientBase
+from airflow_provider_hatchet.client._base import ClientBase
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.lanes import LaneTransport
 from airflow_provider_hatchet.client.models import RunDetails, RunPage, RunStatus, RunSummary, Workflow, WorkflowPage
+from airflow_provider_hatchet.client.paging import RUN_PAGE_SIZE, WORKFLOW_PAGE_SIZE, has_more
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 
 T = TypeVar("T")
@@ -116,7 +117,9 @@ class AsyncHatchetClient(ClientBase):
         """
         return await self.send(endpoints.list_runs(self.config.tenant_id, since=since, **filters))
 
-    async def iter_runs(self, *, since: datetime, page_size: int = 500, **filters: Any) -> AsyncIterator[RunSummary]:
+    async def iter_runs(
+        self, *, since: datetime, page_size: int = RUN_PAGE_SIZE, **filters: Any
+    ) -> AsyncIterator[RunSummary]:
         """Yield every matching workflow run, page after page.
 
         :param since: the earliest creation time.
@@ -128,9 +131,9 @@ class AsyncHatchetClient(ClientBase):
             page = await self.list_runs(since=since, offset=offset, limit=page_size, **filters)
             for row in page.rows:
                 yield row
-            if len(page.rows) < page_size:
+            if not has_more(len(page.rows), page_size, page.pagination):
                 return
-            offset += page_size
+            offset += len(page.rows)
 
     async def cancel_runs(self, run_ids: Iterable[str]) -> list[str]:
         """Ask Hatchet to cancel runs. Cancellation completes a moment later; poll the status to see it.
@@ -160,6 +163,6 @@ class AsyncHatchetClient(ClientBase):
             for workflow in page.rows:
                 if workflow.name == workflow_name:
                     return workflow
-            if len(page.rows) < WORKFLOW_PAGE_SIZE:
+            if not has_more(len(page.rows), WORKFLOW_PAGE_SIZE, page.pagination):
                 return None
-            offset += WORKFLOW_PAGE_SIZE
+            offset += len(page.rows)

@@ -50,6 +50,7 @@ from airflow_provider_hatchet.client.errors import (
     HatchetTransportError,
 )
 from airflow_provider_hatchet.client.models import RunStatus, RunSummary
+from airflow_provider_hatchet.client.paging import RUN_PAGE_SIZE, has_more
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 
 __all__ = [
@@ -66,7 +67,6 @@ __all__ = [
 DEFAULT_INDEX_KEY = "batch_index"
 DEFAULT_REUSE_STATUSES: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED})
 DEFAULT_VISIBILITY_WINDOW = RUN_VISIBILITY_WINDOW
-LOOKUP_PAGE_SIZE = 500
 
 ProgressCallback = Callable[[BulkProgress], None]
 RunCallback = Callable[[int, str], None]
@@ -339,7 +339,7 @@ class BulkTrigger:
         while True:
             self._lookups += 1
             page = await self._client.list_runs(
-                since=self._since, additional_metadata=self._batch, offset=offset, limit=LOOKUP_PAGE_SIZE
+                since=self._since, additional_metadata=self._batch, offset=offset, limit=RUN_PAGE_SIZE
             )
             for row in page.rows:
                 raw = row.additional_metadata.get(self._index_key)
@@ -350,9 +350,9 @@ class BulkTrigger:
                 index = int(raw)
                 if index < total:
                     yield index, row
-            if len(page.rows) < LOOKUP_PAGE_SIZE:
+            if not has_more(len(page.rows), RUN_PAGE_SIZE, page.pagination):
                 return
-            offset += LOOKUP_PAGE_SIZE
+            offset += len(page.rows)
 
     async def _reuse_existing(self) -> None:
         async for i, row in self._batch_runs():

@@ -11,9 +11,10 @@ import httpx
 
 from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client._base import DEFAULT_MAX_CONNECTIONS as _MAX
-from airflow_provider_hatchet.client._base import WORKFLOW_PAGE_SIZE, ClientBase
+from airflow_provider_hatchet.client._base import ClientBase
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.models import RunDetails, RunPage, RunStatus, RunSummary, Workflow, WorkflowPage
+from airflow_provider_hatchet.client.paging import RUN_PAGE_SIZE, WORKFLOW_PAGE_SIZE, has_more
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 
 T = TypeVar("T")
@@ -115,7 +116,7 @@ class HatchetClient(ClientBase):
         """
         return self.send(endpoints.list_runs(self.config.tenant_id, since=since, **filters))
 
-    def iter_runs(self, *, since: datetime, page_size: int = 500, **filters: Any) -> Iterator[RunSummary]:
+    def iter_runs(self, *, since: datetime, page_size: int = RUN_PAGE_SIZE, **filters: Any) -> Iterator[RunSummary]:
         """Yield every matching workflow run, page after page.
 
         :param since: the earliest creation time.
@@ -126,9 +127,9 @@ class HatchetClient(ClientBase):
         while True:
             page = self.list_runs(since=since, offset=offset, limit=page_size, **filters)
             yield from page.rows
-            if len(page.rows) < page_size:
+            if not has_more(len(page.rows), page_size, page.pagination):
                 return
-            offset += page_size
+            offset += len(page.rows)
 
     def cancel_runs(self, run_ids: Iterable[str]) -> list[str]:
         """Ask Hatchet to cancel runs. Cancellation completes a moment later; poll the status to see it.
@@ -158,6 +159,6 @@ class HatchetClient(ClientBase):
             for workflow in page.rows:
                 if workflow.name == workflow_name:
                     return workflow
-            if len(page.rows) < WORKFLOW_PAGE_SIZE:
+            if not has_more(len(page.rows), WORKFLOW_PAGE_SIZE, page.pagination):
                 return None
-            offset += WORKFLOW_PAGE_SIZE
+            offset += len(page.rows)

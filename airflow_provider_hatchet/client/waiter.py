@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
+from airflow_provider_hatchet.client import paging
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.errors import (
@@ -63,7 +64,6 @@ T = TypeVar("T")
 
 DEFAULT_NOT_FOUND_GRACE = 60.0
 DEFAULT_MAX_CONCURRENCY = 16
-LIST_PAGE_SIZE = 1000
 # Runs of one batch may have been created over several tries of the bulk task; the list's ``since`` reaches
 # back this far before the first run seen. Runs the list misses are still polled one by one. The scan that
 # learns loose runs' creation times reaches back as far before the wait began.
@@ -385,7 +385,7 @@ class _Round:
             try:
                 page = await self.client.list_runs(
                     since=since, until=until, statuses=statuses, additional_metadata=metadata,
-                    offset=offset, limit=LIST_PAGE_SIZE, include_payloads=self.fetch_outputs,
+                    offset=offset, limit=paging.RUN_PAGE_SIZE, include_payloads=self.fetch_outputs,
                 )
             except HatchetRetryableError as exc:
                 self.transient.append(str(exc))
@@ -405,12 +405,7 @@ class _Round:
                     if row.id in targets:
                         found.add(row.id)
             offset += len(page.rows)
-            # Hatchet answers next_page = current_page + 1 even on the last page; num_pages counts the matches
-            # (up to the server's count limit, hence the full-page check).
-            more = bool(page.rows) and (
-                len(page.rows) >= LIST_PAGE_SIZE
-                or (page.pagination.num_pages or 0) > (page.pagination.current_page or 0)
-            )
+            more = paging.has_more(len(page.rows), paging.RUN_PAGE_SIZE, page.pagination)
             complete = not more or len(found) == len(targets)
             if complete or pages >= len(targets) - len(found):
                 break

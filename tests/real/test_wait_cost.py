@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_hatchet._identity import TI_KEY
-from airflow_provider_hatchet.client import AsyncHatchetClient, RunPage, waiter
+from airflow_provider_hatchet.client import AsyncHatchetClient, RunPage, paging, waiter
 from airflow_provider_hatchet.client.errors import HatchetError
 from airflow_provider_hatchet.client.waiter import Outcome, Verdict, WaitState
 from tests.real.conftest import Backend
@@ -76,7 +76,7 @@ def test_no_finish_is_missed_while_runs_finish_and_start_during_list_scans(
     backend: Backend, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
     record_property: Callable[[str, object], None],
 ) -> None:
-    monkeypatch.setattr(waiter, "LIST_PAGE_SIZE", PAGE_SIZE)
+    monkeypatch.setattr(paging, "RUN_PAGE_SIZE", PAGE_SIZE)
     if backend.sim is not None:
         backend.sim.visibility_delay = 0.3  # a lagging server: new runs are unreadable for a moment
     client = backend.client()
