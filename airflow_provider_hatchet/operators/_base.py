@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_hatchet._compat import AirflowException, BaseOperator, conf
 from airflow_provider_hatchet.client.errors import HatchetError
+from airflow_provider_hatchet.exceptions import RUN_ERROR_STATUSES, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 
@@ -103,6 +104,9 @@ class HatchetTriggerOperatorBase(BaseOperator):
     def finish_wait(self, context: Context, event: dict[str, Any] | None) -> list[Any]:
         """Check the trigger's event: return the outputs on success; cancel on timeout; raise on failure.
 
+        Runs that failed, were cancelled or timed out raise the matching subclass of
+        :class:`~airflow_provider_hatchet.exceptions.HatchetRunError`.
+
         :param context: the task context.
         :param event: the trigger's event payload.
         """
@@ -115,7 +119,9 @@ class HatchetTriggerOperatorBase(BaseOperator):
         if status == "timeout":
             pending = [i for i, s in event.get("statuses", {}).items() if s in ("QUEUED", "RUNNING")]
             self.cancel(pending or list(event["run_ids"]), "the wait timed out")
-            raise AirflowException(f"{event.get('message') or 'Timed out.'} The unfinished runs were cancelled.")
+            raise run_error(event, f"{event.get('message') or 'Timed out.'} The unfinished runs were cancelled.")
+        if status in RUN_ERROR_STATUSES:
+            raise run_error(event)
         raise AirflowException(event.get("message") or f"Hatchet run(s) ended with status {status}")
 
     def cancel(self, run_ids: list[str], why: str) -> None:

@@ -12,6 +12,7 @@ from airflow_provider_hatchet.client import validation
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
 from airflow_provider_hatchet.client.models import RunStatus, RunSummary
+from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.operators._base import (
     OUTPUT_KEY,
@@ -48,6 +49,10 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         running or completed, instead of triggering another; a failed or cancelled one is triggered again.
     :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
         ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
+
+    A run that ends FAILED or CANCELLED, or is still unfinished at the timeout, fails the task with
+    :class:`~airflow_provider_hatchet.exceptions.HatchetRunFailedError`, ``HatchetRunCancelledError`` or
+    ``HatchetRunTimeoutError``; bad arguments fail it with ``AirflowFailException``, which is not retried.
     """
 
     template_fields: Sequence[str] = ("workflow_name", "input", "additional_metadata")
@@ -75,13 +80,14 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
 
     def execute(self, context: Context) -> str:
         """Check the arguments, trigger the run (or re-attach on a retry), then wait if asked."""
-        self._checked = (
-            validation.check_workflow_name(self.workflow_name),
-            validation.check_input(self.input),
-            validation.check_metadata(self.additional_metadata),
-        )
-        # The mixin returns poll_until_complete's None when it re-attaches to a running run.
-        result = self.execute_resumable(context)
+        with failing_on_bad_arguments():
+            self._checked = (
+                validation.check_workflow_name(self.workflow_name),
+                validation.check_input(self.input),
+                validation.check_metadata(self.additional_metadata),
+            )
+            # The mixin returns poll_until_complete's None when it re-attaches to a running run.
+            result = self.execute_resumable(context)
         return str(result or self.run_id)
 
     # ResumableJobMixin: how a run is submitted, inspected and waited on. On Airflow 3.3+ the mixin records the

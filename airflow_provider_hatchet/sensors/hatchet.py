@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from airflow_provider_hatchet._compat import (
     AirflowException,
-    AirflowFailException,
+    AirflowSensorTimeout,
     AirflowSkipException,
     BaseSensorOperator,
     Context,
@@ -26,6 +26,7 @@ from airflow_provider_hatchet.client.waiter import (
     WaitRunner,
     WaitState,
 )
+from airflow_provider_hatchet.exceptions import HatchetRunError, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, RUN_URLS_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.triggers.hatchet import EVENT_STATUSES, HatchetWorkflowRunTrigger
@@ -76,6 +77,10 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
     one client from poke to poke; deferred, the trigger goes on from the sensor's first check, one
     ``poke_interval`` later, so both modes make the same rounds. Neither a timeout nor a kill cancels the runs
     (this sensor did not start them) unless ``cancel_on_kill`` is set.
+
+    A run that FAILED or was CANCELLED, or a timeout, fails the task with
+    :class:`~airflow_provider_hatchet.exceptions.HatchetRunFailedError`, ``HatchetRunCancelledError`` or
+    ``HatchetRunTimeoutError``, ordinary failures that ``retries`` and ``retry_policy`` apply to.
 
     :param run_id: a run id or a list of run ids (templated).
     :param hatchet_conn_id: the Hatchet connection.
@@ -133,6 +138,12 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
             if not self.deferrable:
                 return super().execute(context)
             verdict = self._check(run_ids)
+        except AirflowSensorTimeout as exc:
+            # Airflow's poke loop timed out: the same typed error as a deferred wait's timeout.
+            pending = self._state.pending() if self._state else run_ids
+            shown = ", ".join(pending[:10]) + (" ..." if len(pending) > 10 else "")
+            raise run_error({"status": "timeout", "run_ids": pending},
+                            f"{exc} Not finished (left running): {shown}") from None
         finally:
             self._close_runner()
         if verdict.finished:
@@ -183,8 +194,8 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
             raise AirflowException(f"Unexpected event from the Hatchet trigger: {event!r}")
         if event["status"] == "timeout":
-            self._fail(f"Sensor has timed out after {self.timeout} s (the runs were not cancelled). "
-                       f"{event.get('message', '')}")
+            self._fail(run_error(event, f"Sensor has timed out after {self.timeout} s (the runs were not cancelled). "
+                                        f"{event.get('message', '')}"))
         if event["status"] == "error":
             raise AirflowException(f"Waiting on Hatchet runs failed: {event.get('message', '')}")
         return self._result(event, single)
@@ -216,7 +227,7 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
     def _result(self, event: dict[str, Any], single: bool) -> Any:
         status = event["status"]
         if status in ("failed", "cancelled"):
-            self._fail(str(event.get("message", status)))
+            self._fail(run_error(event))
         if status != "success":
             raise AirflowException(f"Unexpected Hatchet wait status {status!r}: {event.get('message', '')}")
         self.log.info("%s", event.get("message", ""))
@@ -225,10 +236,10 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
             return None
         return outputs[0] if single else outputs
 
-    def _fail(self, message: str) -> NoReturn:
+    def _fail(self, error: HatchetRunError) -> NoReturn:
         if self.soft_fail or getattr(self, "never_fail", False):
-            raise AirflowSkipException(message)
-        raise AirflowFailException(message)
+            raise AirflowSkipException(str(error))
+        raise error
 
     def _push_urls(self, context: Context, run_ids: list[str], single: bool) -> None:
         hook = HatchetHook(self.hatchet_conn_id)
