@@ -19,7 +19,7 @@ from airflow_provider_hatchet._compat import (
     AirflowSkipException,
     TaskDeferred,
 )
-from airflow_provider_hatchet.client import waiter
+from airflow_provider_hatchet.client import HatchetValidationError, waiter
 from airflow_provider_hatchet.client.waiter import BATCH_KEY_METADATA, Verdict, WaitState
 from airflow_provider_hatchet.exceptions import (
     HatchetRunCancelledError,
@@ -80,15 +80,17 @@ def sensor(run_id: Any, **kwargs: Any) -> HatchetWorkflowRunSensor:
 
 
 def test_normalize_run_ids() -> None:
-    assert normalize_run_ids(" a ") == (["a"], True)
-    assert normalize_run_ids(["a", "b"]) == (["a", "b"], False)
-    assert normalize_run_ids('["a", "b"]') == (["a", "b"], False)
-    assert normalize_run_ids("['a']") == (["a"], False)
-    assert normalize_run_ids(("a",)) == (["a"], False)
-    with pytest.raises(ValueError, match="not run ids"):
-        normalize_run_ids(["a", ""])
-    with pytest.raises(ValueError, match="a run id or a list"):
+    assert normalize_run_ids(f" {R1} ") == ([R1], True)
+    assert normalize_run_ids([R1, R2]) == ([R1, R2], False)
+    assert normalize_run_ids(f'["{R1}", "{R2}"]') == ([R1, R2], False)
+    assert normalize_run_ids(f"['{R1}']") == ([R1], False)
+    assert normalize_run_ids((R1,)) == ([R1], False)
+    with pytest.raises(HatchetValidationError, match=r"run_id\[1\]: must be a Hatchet run id"):
+        normalize_run_ids([R1, ""])
+    with pytest.raises(HatchetValidationError, match="run_id: must be a run id or a list"):
         normalize_run_ids({"a": 1})
+    with pytest.raises(HatchetValidationError, match="run_id: is an empty list"):
+        normalize_run_ids([])
 
 
 def test_poke_returns_the_output_of_one_run(sim: HatchetSimulator) -> None:

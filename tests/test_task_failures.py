@@ -1,14 +1,16 @@
 """How tasks fail, on real Airflow (``dag.test()``) against the simulator: typed errors carrying the runs and
-Hatchet's messages, and no retry for bad arguments."""
+Hatchet's messages, no retry for bad arguments, and arguments checked when the DAG is defined."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS, AirflowFailException
+from airflow_provider_hatchet.client import HatchetValidationError
 from airflow_provider_hatchet.exceptions import (
     HatchetRunCancelledError,
     HatchetRunFailedError,
@@ -211,15 +213,19 @@ def test_a_retry_policy_rule_on_the_typed_errors_decides_the_retry(hatchet: Any,
         (lambda: HatchetRunWorkflowOperator(task_id="t", workflow_name="demo-etl", input="{{ params.text }}"),
          "input"),
         (lambda: HatchetRunWorkflowOperator(task_id="t", workflow_name="nope"), "workflow_name"),
+        (lambda: HatchetRunWorkflowOperator(task_id="t", workflow_name="demo-etl", priority="{{ params.five }}"),
+         "priority"),
         (lambda: HatchetRunWorkflowsOperator(task_id="t", workflow_runs=[{"workflow_name": "demo-etl", "input": 1}]),
          "workflow_runs[0].input"),
+        (lambda: HatchetWorkflowRunSensor(task_id="t", run_id="{{ params.text }}"), "run_id"),
+        (lambda: HatchetWorkflowRunSensor(task_id="t", run_id="{{ params.list }}"), "run_id"),
     ],
-    ids=["input", "unknown-workflow", "bulk-item"],
+    ids=["input", "unknown-workflow", "rendered-priority", "bulk-item", "rendered-run-id", "rendered-bad-list"],
 )
 def test_bad_arguments_fail_at_once_without_a_retry_naming_the_field(
     hatchet: Any, dag_runner: Any, failures: Failures, task: Any, field: str
 ) -> None:
-    with make_dag("bad_arguments", params={"text": "abc"},
+    with make_dag("bad_arguments", params={"text": "abc", "five": 5, "list": "[abc"},
                   default_args={"retries": 2, "retry_delay": timedelta(0), "on_failure_callback": failures}) as dag:
         task()
     dag_run = dag_runner(dag)
@@ -230,3 +236,78 @@ def test_bad_arguments_fail_at_once_without_a_retry_naming_the_field(
     assert isinstance(error, AirflowFailException)
     assert str(error).startswith(f"{field}: ")
     assert [r for r in hatchet.requests if r.route not in ("workflows",)] == []
+
+
+# Templated priority and connection
+
+
+def test_priority_and_the_connection_are_rendered(
+    hatchet: Any, hatchet_server: Any, airflow_conn: Any, dag_runner: Any
+) -> None:
+    airflow_conn("hatchet_other", conn_type="hatchet", host=hatchet_server.url, password=hatchet.token)
+    with make_dag("templated_priority_conn", params={"priority": 2, "conn": "hatchet_other"}) as dag:
+        single = HatchetRunWorkflowOperator(task_id="single", workflow_name="demo-etl",
+                                            priority="{{ params.priority }}", hatchet_conn_id="{{ params.conn }}")
+        bulk = HatchetRunWorkflowsOperator(task_id="bulk", workflow_runs=[{"workflow_name": "demo-etl"}],
+                                           hatchet_conn_id="{{ params.conn }}")
+        wait = HatchetWorkflowRunSensor(task_id="wait", run_id=single.output, hatchet_conn_id="{{ params.conn }}",
+                                        poke_interval=0.1)
+        single >> bulk >> wait
+    # Only the rendered connection exists.
+    airflow_conn("hatchet_default", conn_type="hatchet", host="http://127.0.0.1:9", password=hatchet.token)
+    dag_run = dag_runner(dag)
+
+    assert [task_state(dag_run, t) for t in ("single", "bulk", "wait")] == ["success"] * 3
+    priorities = {run.additional_metadata["airflow_task_id"]: run.body.get("priority") for run in hatchet.runs}
+    assert priorities == {"single": 2, "bulk": None}
+
+
+@pytest.mark.af2
+def test_a_templated_priority_is_checked_once_rendered_not_when_defined() -> None:
+    # A literal one fails when defined: test_operator.py::test_a_bad_priority_is_rejected_when_the_dag_is_defined
+    task = HatchetRunWorkflowOperator(task_id="t", workflow_name="demo-etl", priority="{{ params.p }}x")
+    assert task.priority == "{{ params.p }}x"
+    assert "priority" in task.template_fields and "hatchet_conn_id" in task.template_fields
+
+
+# Checked when the task is defined (on Airflow 2.10 too)
+
+
+@pytest.mark.af2
+@pytest.mark.parametrize(
+    ("make", "field", "value"),
+    [
+        (lambda v: HatchetRunWorkflowOperator(task_id="t", workflow_name="w", poll_interval=v), "poll_interval", 0),
+        (lambda v: HatchetRunWorkflowOperator(task_id="t", workflow_name="w", poll_interval=v), "poll_interval", -1),
+        (lambda v: HatchetRunWorkflowOperator(task_id="t", workflow_name="w", timeout=v), "timeout", 0),
+        (lambda v: HatchetRunWorkflowOperator(task_id="t", workflow_name="w", timeout=v), "timeout", -1.5),
+        (lambda v: HatchetRunWorkflowsOperator(task_id="t", workflow_runs=[], poll_interval=v), "poll_interval", 0),
+        (lambda v: HatchetRunWorkflowsOperator(task_id="t", workflow_runs=[], timeout=v), "timeout", -1),
+        # Airflow's own check rejects a sensor's negative values first.
+        (lambda v: HatchetWorkflowRunSensor(task_id="t", run_id=str(uuid.uuid4()), poke_interval=v),
+         "poke_interval", 0),
+        (lambda v: HatchetWorkflowRunSensor(task_id="t", run_id=str(uuid.uuid4()), timeout=v), "timeout", 0),
+    ],
+    ids=["single-poll-0", "single-poll-negative", "single-timeout-0", "single-timeout-negative", "bulk-poll-0",
+         "bulk-timeout-negative", "sensor-poke-0", "sensor-timeout-0"],
+)
+def test_intervals_and_timeouts_of_zero_or_less_fail_when_the_task_is_defined(
+    make: Any, field: str, value: float
+) -> None:
+    with pytest.raises(HatchetValidationError, match=f"{field}: must be more than 0 seconds") as err:
+        make(value)
+    assert err.value.field == field
+
+
+@pytest.mark.af2
+@pytest.mark.parametrize("run_id", ["[abc", "not-a-uuid", ["a"], "[]"])
+def test_a_literal_run_id_that_is_not_a_run_id_fails_when_the_sensor_is_defined(run_id: Any) -> None:
+    with pytest.raises(HatchetValidationError) as err:
+        HatchetWorkflowRunSensor(task_id="t", run_id=run_id)
+    assert err.value.field in ("run_id", "run_id[0]")
+
+
+@pytest.mark.af2
+def test_a_templated_run_id_is_left_to_be_checked_once_rendered() -> None:
+    HatchetWorkflowRunSensor(task_id="t", run_id="{{ ti.xcom_pull('x') }}")
+    HatchetWorkflowRunSensor(task_id="u", run_id=[str(uuid.uuid4()), "{{ ti.xcom_pull('x') }}"])

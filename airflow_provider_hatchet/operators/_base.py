@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_hatchet._arguments import check_seconds
 from airflow_provider_hatchet._compat import AirflowException, BaseOperator, conf
 from airflow_provider_hatchet.client.errors import HatchetError
 from airflow_provider_hatchet.exceptions import RUN_ERROR_STATUSES, run_error
@@ -52,12 +53,14 @@ def first_event(trigger: HatchetWorkflowRunTrigger) -> dict[str, Any]:
 class HatchetTriggerOperatorBase(BaseOperator):
     """Base of the operators that trigger Hatchet runs and may wait for them.
 
-    :param hatchet_conn_id: the Hatchet connection.
+    :param hatchet_conn_id: the Hatchet connection. (templated)
     :param namespace: overrides the connection's namespace; ``""`` disables it.
     :param wait_for_completion: wait until the runs finish; their outputs go to XCom ``output``.
     :param deferrable: wait in the triggerer instead of the worker.
-    :param poll_interval: seconds between status checks.
-    :param timeout: seconds to wait before cancelling the runs and failing the task; None waits forever.
+    :param poll_interval: seconds between status checks, more than 0.
+    :param timeout: seconds to wait, more than 0, before cancelling the runs and failing the task; None waits
+        forever.
+    :raises HatchetValidationError: when ``poll_interval`` or ``timeout`` is not more than 0.
     """
 
     ui_color = "#a78bfa"
@@ -78,8 +81,8 @@ class HatchetTriggerOperatorBase(BaseOperator):
         self.namespace = namespace
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.timeout = timeout
+        self.poll_interval = check_seconds(poll_interval, "poll_interval")
+        self.timeout = check_seconds(timeout, "timeout", optional=True)
 
     @cached_property
     def hook(self) -> HatchetHook:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from airflow_provider_hatchet._arguments import is_template, rendered_int
 from airflow_provider_hatchet._compat import ResumableJobMixin
 from airflow_provider_hatchet.client import validation
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
@@ -44,7 +45,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
     :param workflow_name: the workflow to run; the namespace is applied. (templated)
     :param input: the run input, a JSON object. (templated)
     :param additional_metadata: metadata shown and filterable in Hatchet; JSON scalars become strings. (templated)
-    :param priority: 1 (lowest) to 3.
+    :param priority: 1 (lowest) to 3; checked when the task is defined, or once rendered if templated. (templated)
     :param reuse_existing_run: on a retry, re-attach to this task instance's earlier run if it is queued,
         running or completed, instead of triggering another; a failed or cancelled one is triggered again.
     :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
@@ -55,7 +56,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
     ``HatchetRunTimeoutError``; bad arguments fail it with ``AirflowFailException``, which is not retried.
     """
 
-    template_fields: Sequence[str] = ("workflow_name", "input", "additional_metadata")
+    template_fields: Sequence[str] = ("workflow_name", "input", "additional_metadata", "priority", "hatchet_conn_id")
     template_fields_renderers: ClassVar[dict[str, str]] = {"input": "json", "additional_metadata": "json"}
     operator_extra_links = (HatchetRunLink(),)
     external_id_key = RUN_ID_KEY
@@ -74,7 +75,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         self.workflow_name = workflow_name
         self.input = input
         self.additional_metadata = additional_metadata
-        self.priority = validation.check_priority(priority)
+        self.priority = priority if is_template(priority) else validation.check_priority(priority)
         self.reuse_existing_run = reuse_existing_run
         self.run_id: str | None = None
 
@@ -86,6 +87,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
                 validation.check_input(self.input),
                 validation.check_metadata(self.additional_metadata),
             )
+            self.priority = validation.check_priority(rendered_int(self.priority))
             # The mixin returns poll_until_complete's None when it re-attaches to a running run.
             result = self.execute_resumable(context)
         return str(result or self.run_id)

@@ -54,7 +54,7 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
         ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
     """
 
-    template_fields: Sequence[str] = ("workflow_runs",)
+    template_fields: Sequence[str] = ("workflow_runs", "hatchet_conn_id")
     template_fields_renderers: ClassVar[dict[str, str]] = {"workflow_runs": "json"}
 
     def __init__(
