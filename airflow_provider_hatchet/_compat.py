@@ -22,6 +22,7 @@ __all__ = [
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",
+    "AirflowSensorTimeout",
     "AirflowSkipException",
     "BaseHook",
     "BaseOperator",
@@ -73,6 +74,7 @@ _LOCATIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "AirflowSkipException": (("airflow.sdk.exceptions",), "airflow.exceptions"),
     "AirflowNotFoundException": (("airflow.sdk.exceptions",), "airflow.exceptions"),
     "AirflowFailException": (("airflow.sdk.exceptions",), "airflow.exceptions"),
+    "AirflowSensorTimeout": (("airflow.sdk.exceptions",), "airflow.exceptions"),
     "TaskDeferred": (("airflow.sdk.exceptions",), "airflow.exceptions"),
     "mask_secret": (
         ("airflow.sdk.log", "airflow.sdk.execution_time.secrets_masker"),
@@ -157,6 +159,7 @@ if TYPE_CHECKING:
         AirflowException,
         AirflowFailException,
         AirflowNotFoundException,
+        AirflowSensorTimeout,
         AirflowSkipException,
         TaskDeferred,
     )

@@ -202,7 +202,11 @@ def test_path_segments_are_quoted() -> None:
 def test_a_sensor_given_a_run_id_that_is_not_a_uuid_fails_naming_run_id_before_sending(hatchet: Any) -> None:
     from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor
 
-    sensor = HatchetWorkflowRunSensor(task_id="wait", run_id="../../tenants/other/workflows", poke_interval=0.1)
+    with pytest.raises(HatchetValidationError) as err:
+        HatchetWorkflowRunSensor(task_id="wait", run_id="../../tenants/other/workflows", poke_interval=0.1)
+    assert err.value.field == "run_id"
+    sensor = HatchetWorkflowRunSensor(task_id="wait", run_id="{{ params.run }}", poke_interval=0.1)
+    sensor.run_id = "../../tenants/other/workflows"  # as rendered
     with pytest.raises(HatchetValidationError) as err:
         sensor.poke({})
     assert err.value.field == "run_id"

@@ -272,3 +272,13 @@ def test_a_workflow_name_too_long_for_a_url_is_a_field_error(hatchet: Any) -> No
             call("x" * 100_000)
         assert err.value.field == "workflow_name"
     assert hatchet.requests == []
+
+
+def test_run_workflow_refuses_an_unknown_workflow_and_creates_no_run(hatchet: Any) -> None:
+    hatchet.register_workflow("export-orders", "succeed")
+    with pytest.raises(HatchetValidationError, match=r"no workflow named 'export-order' .*close names: export-orders"
+                       ) as err:
+        HatchetHook().run_workflow("export-order", {"day": "2025-01-01"})
+    assert err.value.field == "workflow_name"
+    assert [r for r in hatchet.requests if r.route == "trigger"] == []
+    assert hatchet.runs == []

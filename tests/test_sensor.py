@@ -16,13 +16,17 @@ import pytest
 
 from airflow_provider_hatchet._compat import (
     AirflowException,
-    AirflowFailException,
     AirflowSkipException,
     TaskDeferred,
 )
 from airflow_provider_hatchet._identity import TI_KEY
-from airflow_provider_hatchet.client import waiter
+from airflow_provider_hatchet.client import HatchetValidationError, waiter
 from airflow_provider_hatchet.client.waiter import Verdict, WaitState
+from airflow_provider_hatchet.exceptions import (
+    HatchetRunCancelledError,
+    HatchetRunFailedError,
+    HatchetRunTimeoutError,
+)
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor, normalize_run_ids
 from airflow_provider_hatchet.testing import HatchetSimulator, ManualClock, SimulatorServer, register_demo_workflows
@@ -31,6 +35,7 @@ from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 from tests.airflow_helpers import task_state, xcom_value
 
 OUTPUT = {"rows": 3}
+R1, R2 = str(uuid.uuid4()), str(uuid.uuid4())
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +81,17 @@ def sensor(run_id: Any, **kwargs: Any) -> HatchetWorkflowRunSensor:
 
 
 def test_normalize_run_ids() -> None:
-    assert normalize_run_ids(" a ") == (["a"], True)
-    assert normalize_run_ids(["a", "b"]) == (["a", "b"], False)
-    assert normalize_run_ids('["a", "b"]') == (["a", "b"], False)
-    assert normalize_run_ids("['a']") == (["a"], False)
-    assert normalize_run_ids(("a",)) == (["a"], False)
-    with pytest.raises(ValueError, match="not run ids"):
-        normalize_run_ids(["a", ""])
-    with pytest.raises(ValueError, match="a run id or a list"):
+    assert normalize_run_ids(f" {R1} ") == ([R1], True)
+    assert normalize_run_ids([R1, R2]) == ([R1, R2], False)
+    assert normalize_run_ids(f'["{R1}", "{R2}"]') == ([R1, R2], False)
+    assert normalize_run_ids(f"['{R1}']") == ([R1], False)
+    assert normalize_run_ids((R1,)) == ([R1], False)
+    with pytest.raises(HatchetValidationError, match=r"run_id\[1\]: must be a Hatchet run id"):
+        normalize_run_ids([R1, ""])
+    with pytest.raises(HatchetValidationError, match="run_id: must be a run id or a list"):
         normalize_run_ids({"a": 1})
+    with pytest.raises(HatchetValidationError, match="run_id: is an empty list"):
+        normalize_run_ids([])
 
 
 def test_poke_returns_the_output_of_one_run(sim: HatchetSimulator) -> None:
@@ -102,11 +109,13 @@ def test_poke_returns_outputs_of_a_list_in_order(sim: HatchetSimulator) -> None:
 def test_failure_fails_at_once_naming_the_run_and_error(sim: HatchetSimulator) -> None:
     hanging = start("forever", 2)
     (broken,) = start("broken")
-    with pytest.raises(AirflowFailException) as raised:
+    with pytest.raises(HatchetRunFailedError) as raised:
         poke_until_done(sensor([*hanging, broken]))
     message = str(raised.value)
     assert broken in message and "run: ValueError: bad row 7" in message
     assert "2 other runs not finished" in message
+    assert raised.value.run_ids == [broken]
+    assert raised.value.errors == {broken: {"run": "ValueError: bad row 7"}}
     assert [sim.run_status(i) for i in hanging] == ["RUNNING", "RUNNING"]
 
 
@@ -121,8 +130,9 @@ def test_cancelled_fails_unless_tolerated(sim: HatchetSimulator) -> None:
     (done,) = start("etl")
     time.sleep(0.15)
     HatchetHook().cancel_runs([hanging])
-    with pytest.raises(AirflowFailException, match=rf"run {hanging} CANCELLED"):
+    with pytest.raises(HatchetRunCancelledError, match=rf"run {hanging} CANCELLED") as raised:
         poke_until_done(sensor([done, hanging]))
+    assert raised.value.run_ids == [hanging]
     outputs = poke_until_done(sensor([done, hanging], fail_on_cancelled=False))
     assert outputs[0] == {"run": OUTPUT}
 
@@ -144,18 +154,22 @@ def test_403_fails_with_a_clear_message(sim: HatchetSimulator, airflow_conn: Cal
 
 
 def test_execute_complete_turns_events_into_results() -> None:
-    one, many = sensor("r1"), sensor(["r1", "r2"])
-    ok = {"status": "success", "run_ids": ["r1"], "message": "", "statuses": {}, "errors": {},
+    one, many = sensor(R1), sensor([R1, R2])
+    ok = {"status": "success", "run_ids": [R1], "message": "", "statuses": {}, "errors": {},
           "outputs": [{"run": OUTPUT}]}
     assert one.execute_complete({}, ok) == {"run": OUTPUT}
-    assert many.execute_complete({}, {**ok, "run_ids": ["r1", "r2"], "outputs": [{}, {"x": {}}]}) == [{}, {"x": {}}]
-    failed = {**ok, "status": "failed", "message": "1 failed of 1 Hatchet run: boom"}
-    with pytest.raises(AirflowFailException, match="boom"):
+    assert many.execute_complete({}, {**ok, "run_ids": [R1, R2], "outputs": [{}, {"x": {}}]}) == [{}, {"x": {}}]
+    failed = {**ok, "status": "failed", "message": "1 failed of 1 Hatchet run: boom", "statuses": {R1: "FAILED"},
+              "errors": {R1: {"load": "boom"}}}
+    with pytest.raises(HatchetRunFailedError, match="boom") as raised:
         one.execute_complete({}, failed)
-    with pytest.raises(AirflowFailException, match=r"timed out .* not cancelled"):
-        one.execute_complete({}, {**ok, "status": "timeout", "message": "deadline"})
+    assert (raised.value.run_ids, raised.value.errors) == ([R1], {R1: {"load": "boom"}})
+    with pytest.raises(HatchetRunTimeoutError, match=r"timed out .* not cancelled") as timed_out:
+        many.execute_complete({}, {**ok, "run_ids": [R1, R2], "status": "timeout", "message": "deadline",
+                                   "statuses": {R1: "COMPLETED", R2: "RUNNING"}})
+    assert timed_out.value.run_ids == [R2]
     with pytest.raises(AirflowSkipException, match="timed out"):
-        sensor("r1", soft_fail=True).execute_complete({}, {**ok, "status": "timeout", "message": ""})
+        sensor(R1, soft_fail=True).execute_complete({}, {**ok, "status": "timeout", "message": ""})
     with pytest.raises(AirflowException, match="Waiting on Hatchet runs failed: 403"):
         one.execute_complete({}, {**ok, "status": "error", "message": "403"})
     with pytest.raises(AirflowException, match="Unexpected event"):

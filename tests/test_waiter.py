@@ -479,6 +479,24 @@ def test_sync_round_runs_the_same_logic(config: ClientConfig, sim: HatchetSimula
     assert "ValueError: bad row 7" in verdict.message
 
 
+def chained(exc: BaseException | None) -> list[BaseException]:
+    """An exception and everything it was raised from or during, as a traceback prints them."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def test_a_sync_round_error_is_not_chained_to_the_loop_probe(config: ClientConfig) -> None:
+    ghost = str(uuid.uuid4())
+    state = WaitState((ghost,), started_at=0.0, not_found_grace=0.0)
+    with pytest.raises(RunWaitError, match=f"{ghost} was not found") as raised:
+        for _ in range(5):
+            check_round_sync(config, state, retry=FAST_RETRY)
+    assert not any(isinstance(e, RuntimeError) for e in chained(raised.value))
+
+
 async def test_sync_round_works_inside_a_running_loop(config: ClientConfig, client: AsyncHatchetClient) -> None:
     ids = await trigger(client, "etl")
     await asyncio.sleep(0.2)

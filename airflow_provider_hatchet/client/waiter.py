@@ -625,6 +625,11 @@ def run_sync(factory: Callable[[], Awaitable[T]]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        in_loop = False
+    else:
+        in_loop = True
+    # Run outside the except block: an error of the coroutine must not come chained to "no running event loop".
+    if not in_loop:
         return asyncio.run(main())
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, main()).result()

@@ -235,14 +235,15 @@ class HatchetHook(BaseHook):
         :param additional_metadata: metadata shown and filterable in Hatchet; scalars become strings.
         :param priority: 1 (lowest) to 3, or None.
         :param namespace: overrides the hook's namespace for this call.
+        :raises HatchetValidationError: for a bad argument, or a workflow the tenant does not have (see
+            :meth:`resolve_workflow`); nothing is triggered then.
         """
-        name = self.full_workflow_name(validation.check_workflow_name(workflow_name), namespace)
-        return self.client.trigger_run(
-            name,
+        checked = (
             validation.check_input(input),
             validation.check_metadata(additional_metadata),
             validation.check_priority(priority),
         )
+        return self.client.trigger_run(self.resolve_workflow(workflow_name, namespace), *checked)
 
     def get_run(self, run_id: str) -> RunDetails:
         """Return a run with its status, output, error message and per-task results.

@@ -8,8 +8,10 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_hatchet._arguments import check_seconds
 from airflow_provider_hatchet._compat import AirflowException, BaseOperator, conf
 from airflow_provider_hatchet.client.errors import HatchetError
+from airflow_provider_hatchet.exceptions import RUN_ERROR_STATUSES, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 
@@ -51,12 +53,14 @@ def first_event(trigger: HatchetWorkflowRunTrigger) -> dict[str, Any]:
 class HatchetTriggerOperatorBase(BaseOperator):
     """Base of the operators that trigger Hatchet runs and may wait for them.
 
-    :param hatchet_conn_id: the Hatchet connection.
+    :param hatchet_conn_id: the Hatchet connection. (templated)
     :param namespace: overrides the connection's namespace; ``""`` disables it.
     :param wait_for_completion: wait until the runs finish; their outputs go to XCom ``output``.
     :param deferrable: wait in the triggerer instead of the worker.
-    :param poll_interval: seconds between status checks.
-    :param timeout: seconds to wait before cancelling the runs and failing the task; None waits forever.
+    :param poll_interval: seconds between status checks, more than 0.
+    :param timeout: seconds to wait, more than 0, before cancelling the runs and failing the task; None waits
+        forever.
+    :raises HatchetValidationError: when ``poll_interval`` or ``timeout`` is not more than 0.
     """
 
     ui_color = "#a78bfa"
@@ -77,8 +81,8 @@ class HatchetTriggerOperatorBase(BaseOperator):
         self.namespace = namespace
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.timeout = timeout
+        self.poll_interval = check_seconds(poll_interval, "poll_interval")
+        self.timeout = check_seconds(timeout, "timeout", optional=True)
 
     @cached_property
     def hook(self) -> HatchetHook:
@@ -103,6 +107,9 @@ class HatchetTriggerOperatorBase(BaseOperator):
     def finish_wait(self, context: Context, event: dict[str, Any] | None) -> list[Any]:
         """Check the trigger's event: return the outputs on success; cancel on timeout; raise on failure.
 
+        Runs that failed, were cancelled or timed out raise the matching subclass of
+        :class:`~airflow_provider_hatchet.exceptions.HatchetRunError`.
+
         :param context: the task context.
         :param event: the trigger's event payload.
         """
@@ -115,7 +122,9 @@ class HatchetTriggerOperatorBase(BaseOperator):
         if status == "timeout":
             pending = [i for i, s in event.get("statuses", {}).items() if s in ("QUEUED", "RUNNING")]
             self.cancel(pending or list(event["run_ids"]), "the wait timed out")
-            raise AirflowException(f"{event.get('message') or 'Timed out.'} The unfinished runs were cancelled.")
+            raise run_error(event, f"{event.get('message') or 'Timed out.'} The unfinished runs were cancelled.")
+        if status in RUN_ERROR_STATUSES:
+            raise run_error(event)
         raise AirflowException(event.get("message") or f"Hatchet run(s) ended with status {status}")
 
     def cancel(self, run_ids: list[str], why: str) -> None:

@@ -7,12 +7,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from airflow_provider_hatchet._arguments import is_template, rendered_int
 from airflow_provider_hatchet._compat import ResumableJobMixin
 from airflow_provider_hatchet._identity import TI_KEY, TRY_KEY, ti_key, with_identity
 from airflow_provider_hatchet.client import validation
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
 from airflow_provider_hatchet.client.models import RunStatus, RunSummary
+from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.operators._base import (
     OUTPUT_KEY,
@@ -43,14 +45,18 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
     :param workflow_name: the workflow to run; the namespace is applied. (templated)
     :param input: the run input, a JSON object. (templated)
     :param additional_metadata: metadata shown and filterable in Hatchet; JSON scalars become strings. (templated)
-    :param priority: 1 (lowest) to 3.
+    :param priority: 1 (lowest) to 3; checked when the task is defined, or once rendered if templated. (templated)
     :param reuse_existing_run: on a retry, re-attach to this task instance's earlier run if it is queued,
         running or completed, instead of triggering another; a failed or cancelled one is triggered again.
     :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
         ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
+
+    A run that ends FAILED or CANCELLED, or is still unfinished at the timeout, fails the task with
+    :class:`~airflow_provider_hatchet.exceptions.HatchetRunFailedError`, ``HatchetRunCancelledError`` or
+    ``HatchetRunTimeoutError``; bad arguments fail it with ``AirflowFailException``, which is not retried.
     """
 
-    template_fields: Sequence[str] = ("workflow_name", "input", "additional_metadata")
+    template_fields: Sequence[str] = ("workflow_name", "input", "additional_metadata", "priority", "hatchet_conn_id")
     template_fields_renderers: ClassVar[dict[str, str]] = {"input": "json", "additional_metadata": "json"}
     operator_extra_links = (HatchetRunLink(),)
     external_id_key = RUN_ID_KEY
@@ -69,19 +75,21 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         self.workflow_name = workflow_name
         self.input = input
         self.additional_metadata = additional_metadata
-        self.priority = validation.check_priority(priority)
+        self.priority = priority if is_template(priority) else validation.check_priority(priority)
         self.reuse_existing_run = reuse_existing_run
         self.run_id: str | None = None
 
     def execute(self, context: Context) -> str:
         """Check the arguments, trigger the run (or re-attach on a retry), then wait if asked."""
-        self._checked = (
-            validation.check_workflow_name(self.workflow_name),
-            validation.check_input(self.input),
-            validation.check_metadata(self.additional_metadata),
-        )
-        # The mixin returns poll_until_complete's None when it re-attaches to a running run.
-        result = self.execute_resumable(context)
+        with failing_on_bad_arguments():
+            self._checked = (
+                validation.check_workflow_name(self.workflow_name),
+                validation.check_input(self.input),
+                validation.check_metadata(self.additional_metadata),
+            )
+            self.priority = validation.check_priority(rendered_int(self.priority))
+            # The mixin returns poll_until_complete's None when it re-attaches to a running run.
+            result = self.execute_resumable(context)
         return str(result or self.run_id)
 
     # ResumableJobMixin: how a run is submitted, inspected and waited on. On Airflow 3.3+ the mixin records the

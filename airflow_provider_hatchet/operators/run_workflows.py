@@ -13,6 +13,7 @@ from airflow_provider_hatchet.client.bulk import BulkItem, BulkProgress, BulkRes
 from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.errors import HatchetError, HatchetNotFoundError, HatchetRetryableError
+from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.operators._base import (
     OUTPUT_KEY,
     HatchetTriggerOperatorBase,
@@ -42,6 +43,10 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
     task fails listing them, and XCom ``created_runs`` holds the ids created (None for the failed items); a
     retry of the task reuses the runs already created (unless failed or cancelled) and triggers only the rest.
     The log shows progress every 10% of the batch (at most every 1,000 items) and each failed item, not each run.
+    Waiting, a run that ends FAILED or CANCELLED, or the timeout, fails the task with
+    :class:`~airflow_provider_hatchet.exceptions.HatchetRunFailedError`, ``HatchetRunCancelledError`` or
+    ``HatchetRunTimeoutError``; a bad item or an unknown workflow fails it with ``AirflowFailException``, which is
+    not retried.
 
     :param workflow_runs: the runs, as the TypeScript SDK's ``runWorkflows`` takes them: each
         ``{"workflow_name", "input", "options": {"additional_metadata"}}``, with ``workflowName``,
@@ -52,7 +57,7 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
         ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
     """
 
-    template_fields: Sequence[str] = ("workflow_runs",)
+    template_fields: Sequence[str] = ("workflow_runs", "hatchet_conn_id")
     template_fields_renderers: ClassVar[dict[str, str]] = {"workflow_runs": "json"}
 
     def __init__(
@@ -73,8 +78,9 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
 
     def execute(self, context: Context) -> list[str]:
         """Check every item, trigger the batch, then wait if asked."""
-        specs = parse_workflow_runs(self.workflow_runs)
-        full_names = {name: self.hook.resolve_workflow(name) for name in {s.workflow_name for s in specs}}
+        with failing_on_bad_arguments():
+            specs = parse_workflow_runs(self.workflow_runs)
+            full_names = {name: self.hook.resolve_workflow(name) for name in {s.workflow_name for s in specs}}
         identity = identity_metadata(context)
         batch_key = identity.pop(TI_KEY)
         items = [

@@ -9,9 +9,10 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
+from airflow_provider_hatchet._arguments import check_seconds, is_template
 from airflow_provider_hatchet._compat import (
     AirflowException,
-    AirflowFailException,
+    AirflowSensorTimeout,
     AirflowSkipException,
     BaseSensorOperator,
     Context,
@@ -19,6 +20,8 @@ from airflow_provider_hatchet._compat import (
     conf,
 )
 from airflow_provider_hatchet._identity import TI_KEY
+from airflow_provider_hatchet.client import validation
+from airflow_provider_hatchet.client.errors import HatchetValidationError
 from airflow_provider_hatchet.client.waiter import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_NOT_FOUND_GRACE,
@@ -27,18 +30,21 @@ from airflow_provider_hatchet.client.waiter import (
     WaitRunner,
     WaitState,
 )
+from airflow_provider_hatchet.exceptions import HatchetRunError, failing_on_bad_arguments, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, RUN_URLS_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.triggers.hatchet import EVENT_STATUSES, HatchetWorkflowRunTrigger
 
 
-def normalize_run_ids(value: Any) -> tuple[list[str], bool]:
-    """Turn the rendered ``run_id`` into a list of ids, and say whether it named a single run.
+def normalize_run_ids(value: Any, *, rendered: bool = True) -> tuple[list[str], bool]:
+    """Turn the rendered ``run_id`` into a list of run ids (UUIDs), and say whether it named a single run.
 
-    A string holding a JSON or Python list (a list rendered by a non-native template) counts as that list.
+    A string holding a JSON or Python list counts as that list: a list rendered by a non-native template reads
+    ``['a', 'b']``, which only Python's literal syntax parses.
 
     :param value: a run id, or an iterable of run ids.
-    :raises ValueError: for anything else, or an empty id.
+    :param rendered: False when the task is being defined: the items still to be rendered are not checked.
+    :raises HatchetValidationError: naming ``run_id`` (or ``run_id[i]``), for anything else.
     """
     single = False
     if isinstance(value, str):
@@ -47,16 +53,23 @@ def normalize_run_ids(value: Any) -> tuple[list[str], bool]:
             try:
                 value = json.loads(text)
             except ValueError:
-                value = ast.literal_eval(text)
+                try:
+                    value = ast.literal_eval(text)
+                except (ValueError, SyntaxError, MemoryError, RecursionError):
+                    raise HatchetValidationError(
+                        "run_id", f"starts with '[' but is not a JSON or Python list: {text[:60]!r}"
+                    ) from None
         else:
             value, single = [text], True
     if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
-        raise ValueError(f"run_id must be a run id or a list of run ids, got {value!r}")
-    ids = list(value)
-    bad = [i for i in ids if not isinstance(i, str) or not i.strip()]
-    if bad:
-        raise ValueError(f"run_id holds values that are not run ids: {bad[:5]!r}")
-    return [i.strip() for i in ids], single
+        raise HatchetValidationError("run_id", f"must be a run id or a list of run ids, got {value!r}")
+    ids = [i.strip() if isinstance(i, str) else i for i in value]
+    if not ids:
+        raise HatchetValidationError("run_id", "is an empty list: there is no run to wait for")
+    for index, run_id in enumerate(ids):
+        if rendered or not is_template(run_id):
+            validation.check_run_id(run_id, "run_id" if single else f"run_id[{index}]")
+    return ids, single
 
 
 class HatchetWorkflowRunSensor(BaseSensorOperator):
@@ -78,8 +91,14 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
     ``poke_interval`` later, so both modes make the same rounds. Neither a timeout nor a kill cancels the runs
     (this sensor did not start them) unless ``cancel_on_kill`` is set.
 
-    :param run_id: a run id or a list of run ids (templated).
-    :param hatchet_conn_id: the Hatchet connection.
+    A run that FAILED or was CANCELLED, or a timeout, fails the task with
+    :class:`~airflow_provider_hatchet.exceptions.HatchetRunFailedError`, ``HatchetRunCancelledError`` or
+    ``HatchetRunTimeoutError``, ordinary failures that ``retries`` and ``retry_policy`` apply to; a ``run_id``
+    that is not a run id fails it with ``AirflowFailException``, which is not retried.
+
+    :param run_id: a run id or a list of run ids; checked when the task is defined, or once rendered if
+        templated. (templated)
+    :param hatchet_conn_id: the Hatchet connection. (templated)
     :param fail_on_cancelled: a CANCELLED run fails the sensor; otherwise it counts as finished.
     :param batch_key: the ``airflow_ti`` metadata value the runs share, if known (templated).
     :param fetch_outputs: fetch the outputs (they come with the run lists, read with payloads); otherwise return
@@ -110,6 +129,10 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_seconds(self.poke_interval, "poke_interval")
+        check_seconds(self.timeout, "timeout")
+        if not is_template(run_id):
+            normalize_run_ids(run_id, rendered=False)
         self.run_id = run_id
         self.hatchet_conn_id = hatchet_conn_id
         self.fail_on_cancelled = fail_on_cancelled
@@ -127,7 +150,8 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Push the run URLs, then wait by poking, or poke once and defer to the trigger."""
-        run_ids, single = normalize_run_ids(self.run_id)
+        with failing_on_bad_arguments():
+            run_ids, single = normalize_run_ids(self.run_id)
         self._state = None
         self._started_at = self._first_start(context)
         self._push_urls(context, run_ids, single)
@@ -135,6 +159,12 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
             if not self.deferrable:
                 return super().execute(context)
             verdict = self._check(run_ids)
+        except AirflowSensorTimeout as exc:
+            # Airflow's poke loop timed out: the same typed error as a deferred wait's timeout.
+            pending = self._state.pending() if self._state else run_ids
+            shown = ", ".join(pending[:10]) + (" ..." if len(pending) > 10 else "")
+            raise run_error({"status": "timeout", "run_ids": pending},
+                            f"{exc} Not finished (left running): {shown}") from None
         finally:
             self._close_runner()
         if verdict.finished:
@@ -185,8 +215,8 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
             raise AirflowException(f"Unexpected event from the Hatchet trigger: {event!r}")
         if event["status"] == "timeout":
-            self._fail(f"Sensor has timed out after {self.timeout} s (the runs were not cancelled). "
-                       f"{event.get('message', '')}")
+            self._fail(run_error(event, f"Sensor has timed out after {self.timeout} s (the runs were not cancelled). "
+                                        f"{event.get('message', '')}"))
         if event["status"] == "error":
             raise AirflowException(f"Waiting on Hatchet runs failed: {event.get('message', '')}")
         return self._result(event, single)
@@ -218,7 +248,7 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
     def _result(self, event: dict[str, Any], single: bool) -> Any:
         status = event["status"]
         if status in ("failed", "cancelled"):
-            self._fail(str(event.get("message", status)))
+            self._fail(run_error(event))
         if status != "success":
             raise AirflowException(f"Unexpected Hatchet wait status {status!r}: {event.get('message', '')}")
         self.log.info("%s", event.get("message", ""))
@@ -227,10 +257,10 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
             return None
         return outputs[0] if single else outputs
 
-    def _fail(self, message: str) -> NoReturn:
+    def _fail(self, error: HatchetRunError) -> NoReturn:
         if self.soft_fail or getattr(self, "never_fail", False):
-            raise AirflowSkipException(message)
-        raise AirflowFailException(message)
+            raise AirflowSkipException(str(error))
+        raise error
 
     def _push_urls(self, context: Context, run_ids: list[str], single: bool) -> None:
         hook = HatchetHook(self.hatchet_conn_id)

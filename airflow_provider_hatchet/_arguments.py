@@ -1,0 +1,43 @@
+"""Checks on operator and sensor arguments: when the task is defined, or once a templated one is rendered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_hatchet.client.errors import HatchetValidationError
+
+
+def is_template(value: object) -> bool:
+    """Whether a value is only known once the task runs: a Jinja string or an upstream output (``XComArg``).
+
+    :param value: the argument as given to the operator.
+    """
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    return hasattr(value, "resolve")
+
+
+def check_seconds(value: Any, field: str, *, optional: bool = False) -> Any:
+    """Return a number of seconds if it is more than 0 (or None, when ``optional``).
+
+    :param value: the candidate.
+    :param field: the field name used in the error.
+    :param optional: whether None is allowed.
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise HatchetValidationError(field, f"must be a number of seconds, got {value!r}")
+    if not value > 0:
+        raise HatchetValidationError(field, f"must be more than 0 seconds, got {value}")
+    return value
+
+
+def rendered_int(value: Any) -> Any:
+    """A rendered template's integer: Jinja renders ``{{ params.priority }}`` to the string ``"2"``.
+
+    :param value: the rendered value; anything but a string of digits is returned unchanged.
+    """
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value

@@ -1,0 +1,93 @@
+"""The errors a task raises when its Hatchet runs end badly, for ``except`` clauses and ``retry_policy`` rules.
+
+Each is an ``AirflowException``, so an ordinary failure that ``retries`` and a ``retry_policy`` apply to. Bad
+arguments, found before anything is sent, raise ``AirflowFailException`` instead: trying again cannot help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from airflow_provider_hatchet._compat import AirflowException, AirflowFailException
+from airflow_provider_hatchet.client.errors import HatchetValidationError
+
+__all__ = [
+    "HatchetRunCancelledError",
+    "HatchetRunError",
+    "HatchetRunFailedError",
+    "HatchetRunTimeoutError",
+    "failing_on_bad_arguments",
+    "run_error",
+]
+
+_TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+
+
+class HatchetRunError(AirflowException):
+    """Hatchet runs the task started or waited on did not complete.
+
+    :param message: the summary: the runs, their dashboard links and Hatchet's error messages.
+    :param run_ids: the runs concerned: those that failed or were cancelled, or those unfinished at the timeout.
+    :param errors: Hatchet's error messages of the failed runs, ``{run id: {task name: message}}``.
+    """
+
+    def __init__(
+        self, message: str, run_ids: Sequence[str] = (), errors: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.run_ids = list(run_ids)
+        self.errors = {run_id: dict(by_task) for run_id, by_task in (errors or {}).items()}
+
+
+class HatchetRunFailedError(HatchetRunError):
+    """A run ended FAILED (other runs of the wait may have been cancelled too)."""
+
+
+class HatchetRunCancelledError(HatchetRunError):
+    """A run ended CANCELLED, and none FAILED."""
+
+
+class HatchetRunTimeoutError(HatchetRunError):
+    """The wait timed out before every run finished; ``run_ids`` are the unfinished runs."""
+
+
+_BY_STATUS: dict[str, type[HatchetRunError]] = {
+    "failed": HatchetRunFailedError,
+    "cancelled": HatchetRunCancelledError,
+    "timeout": HatchetRunTimeoutError,
+}
+RUN_ERROR_STATUSES = frozenset(_BY_STATUS)
+
+
+def run_error(event: Mapping[str, Any], message: str | None = None) -> HatchetRunError:
+    """The error for a wait that ended ``failed``, ``cancelled`` or ``timeout`` (a trigger event's status).
+
+    :param event: the trigger event payload: ``status``, ``run_ids``, ``statuses``, ``errors``, ``message``.
+    :param message: the error message; the event's by default.
+    """
+    status = event["status"]
+    statuses: Mapping[str, str] = event.get("statuses") or {}
+    run_ids = list(dict.fromkeys(event.get("run_ids") or ()))
+    if status == "timeout":
+        concerned = [i for i in run_ids if statuses.get(i) not in _TERMINAL]
+    else:
+        concerned = [i for i in run_ids if statuses.get(i) in ("FAILED", "CANCELLED")]
+    return _BY_STATUS[status](
+        message or str(event.get("message") or f"Hatchet run(s) ended with status {status}"),
+        concerned or run_ids,
+        event.get("errors") or {},
+    )
+
+
+@contextmanager
+def failing_on_bad_arguments() -> Iterator[None]:
+    """Turn a check that failed before anything was sent into a failure Airflow does not retry.
+
+    The message still names the field and what is wrong with it.
+    """
+    try:
+        yield
+    except HatchetValidationError as exc:
+        raise AirflowFailException(str(exc)) from exc
