@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_hatchet._compat import BaseTrigger, TriggerEvent
 from airflow_provider_hatchet.client.waiter import (
@@ -17,6 +17,9 @@ from airflow_provider_hatchet.client.waiter import (
     check_round,
 )
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+
+if TYPE_CHECKING:
+    from airflow_provider_hatchet.client import AsyncHatchetClient
 
 EVENT_STATUSES = frozenset({"success", "failed", "cancelled", "timeout", "error"})
 
@@ -121,33 +124,35 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Check the unfinished runs every ``poll_interval`` seconds (from ``first_poll_at``) and yield one event."""
         state = self._state = self._new_state()
-        last_message = ""
         try:
-            client = await HatchetHook(self.hatchet_conn_id).aget_client()
-            if self.first_poll_at is not None:
-                until = self.first_poll_at
-                if self.execution_deadline is not None:
-                    until = min(until, self.execution_deadline)
-                if until > time.time():
-                    await asyncio.sleep(until - time.time())
-            while True:
-                verdict: Verdict = await check_round(
-                    client, state, fetch_outputs=self.fetch_outputs, max_concurrency=self.max_concurrency
-                )
-                if verdict.finished:
-                    yield TriggerEvent(verdict.event(self.run_ids))  # type: ignore[no-untyped-call]
-                    return
-                if verdict.message != last_message:
-                    last_message = verdict.message
-                    self.log.info("%s", verdict.message)
-                remaining = None if self.execution_deadline is None else self.execution_deadline - time.time()
-                if remaining is not None and remaining <= 0:
-                    yield self._event("timeout", self._timeout_message(state), state)
-                    return
-                await asyncio.sleep(self.poll_interval if remaining is None else min(self.poll_interval, remaining))
+            async with HatchetHook(self.hatchet_conn_id).alease_client() as client:
+                event = await self._wait(client, state)
         except Exception as exc:
             self.log.exception("Waiting on Hatchet runs failed")
-            yield self._event("error", f"{type(exc).__name__}: {exc}", state)
+            event = self._event("error", f"{type(exc).__name__}: {exc}", state)
+        yield event
+
+    async def _wait(self, client: AsyncHatchetClient, state: WaitState) -> TriggerEvent:
+        last_message = ""
+        if self.first_poll_at is not None:
+            until = self.first_poll_at
+            if self.execution_deadline is not None:
+                until = min(until, self.execution_deadline)
+            if until > time.time():
+                await asyncio.sleep(until - time.time())
+        while True:
+            verdict: Verdict = await check_round(
+                client, state, fetch_outputs=self.fetch_outputs, max_concurrency=self.max_concurrency
+            )
+            if verdict.finished:
+                return TriggerEvent(verdict.event(self.run_ids))  # type: ignore[no-untyped-call]
+            if verdict.message != last_message:
+                last_message = verdict.message
+                self.log.info("%s", verdict.message)
+            remaining = None if self.execution_deadline is None else self.execution_deadline - time.time()
+            if remaining is not None and remaining <= 0:
+                return self._event("timeout", self._timeout_message(state), state)
+            await asyncio.sleep(self.poll_interval if remaining is None else min(self.poll_interval, remaining))
 
     def _timeout_message(self, state: WaitState) -> str:
         pending = state.pending()
@@ -161,6 +166,6 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         if not self.cancel_on_kill:
             return
         state = self._state or self._new_state()
-        client = await HatchetHook(self.hatchet_conn_id).aget_client()
-        cancelled = await cancel_unfinished(client, state)
+        async with HatchetHook(self.hatchet_conn_id).alease_client() as client:
+            cancelled = await cancel_unfinished(client, state)
         self.log.info("Asked Hatchet to cancel %d run(s): %s", len(cancelled), ", ".join(cancelled))
