@@ -7,6 +7,8 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from airflow_provider_hatchet._compat import BaseTrigger, TriggerEvent
 from airflow_provider_hatchet.client.waiter import (
     DEFAULT_MAX_CONCURRENCY,
@@ -141,18 +143,24 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
             if until > time.time():
                 await asyncio.sleep(until - time.time())
         while True:
-            verdict: Verdict = await check_round(
-                client, state, fetch_outputs=self.fetch_outputs, max_concurrency=self.max_concurrency
-            )
-            if verdict.finished:
+            verdict: Verdict | None = None
+            # The deadline also cuts short a round in flight (a slow server, requests queued behind others).
+            with anyio.move_on_after(self._remaining()):
+                verdict = await check_round(
+                    client, state, fetch_outputs=self.fetch_outputs, max_concurrency=self.max_concurrency
+                )
+            if verdict is not None and verdict.finished:
                 return TriggerEvent(verdict.event(self.run_ids))  # type: ignore[no-untyped-call]
-            if verdict.message != last_message:
+            if verdict is not None and verdict.message != last_message:
                 last_message = verdict.message
                 self.log.info("%s", verdict.message)
-            remaining = None if self.execution_deadline is None else self.execution_deadline - time.time()
+            remaining = self._remaining()
             if remaining is not None and remaining <= 0:
                 return self._event("timeout", self._timeout_message(state), state)
             await asyncio.sleep(self.poll_interval if remaining is None else min(self.poll_interval, remaining))
+
+    def _remaining(self) -> float | None:
+        return None if self.execution_deadline is None else max(0.0, self.execution_deadline - time.time())
 
     def _timeout_message(self, state: WaitState) -> str:
         pending = state.pending()
