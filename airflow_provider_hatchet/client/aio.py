@@ -7,6 +7,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
+import anyio
 import httpx
 
 from airflow_provider_hatchet.client import endpoints
@@ -66,14 +67,18 @@ class AsyncHatchetClient(ClientBase):
     async def _send_once(self, call: endpoints.Call[T]) -> T:
         request = self.build_request(call)
         try:
-            response = await self._transport.handle_async_request(request)
-            response.request = request
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
+            # httpx's timeouts restart with every read: this bounds the whole request.
+            with anyio.fail_after(self.config.timeout):
+                response = await self._transport.handle_async_request(request)
+                response.request = request
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
         except httpx.TransportError as exc:
             raise endpoints.transport_error(exc) from exc
+        except TimeoutError as exc:
+            raise endpoints.total_timeout(call, self.config.timeout) from exc
         return endpoints.parse(call, response, self.config.token)
 
     async def trigger_run(

@@ -57,6 +57,7 @@ class Call(Generic[T]):
     :param params: query parameters, repeated keys allowed.
     :param json: the JSON body, if any.
     :param idempotent: whether the call may be retried safely.
+    :param template: the path with placeholders for ids, for messages (defaults to ``path``).
     """
 
     method: str
@@ -65,6 +66,12 @@ class Call(Generic[T]):
     params: tuple[tuple[str, str], ...] | None = None
     json: Any = None
     idempotent: bool = True
+    template: str = ""
+
+    @property
+    def endpoint(self) -> str:
+        """The method and path template, e.g. ``GET /api/v1/stable/workflow-runs/{id}/status``."""
+        return f"{self.method} {self.template or self.path}"
 
 
 def format_time(moment: datetime) -> str:
@@ -116,7 +123,7 @@ def trigger(tenant_id: str, body: Mapping[str, Any]) -> Call[str]:
     """
     return Call(
         "POST", f"/api/v1/stable/tenants/{segment(tenant_id)}{TRIGGER_PATH_SUFFIX}", _run_id, json=dict(body),
-        idempotent=False,
+        idempotent=False, template=f"/api/v1/stable/tenants/{{tenant}}{TRIGGER_PATH_SUFFIX}",
     )
 
 
@@ -152,7 +159,7 @@ def run_details(run_id: str) -> Call[RunDetails]:
     :param run_id: the run id.
     """
     path = f"/api/v1/stable/workflow-runs/{segment(check_run_id(run_id))}"
-    return Call("GET", path, RunDetails.model_validate)
+    return Call("GET", path, RunDetails.model_validate, template="/api/v1/stable/workflow-runs/{id}")
 
 
 def run_status(run_id: str) -> Call[RunStatus]:
@@ -160,7 +167,8 @@ def run_status(run_id: str) -> Call[RunStatus]:
 
     :param run_id: the run id.
     """
-    return Call("GET", f"/api/v1/stable/workflow-runs/{segment(check_run_id(run_id))}/status", RunStatus)
+    return Call("GET", f"/api/v1/stable/workflow-runs/{segment(check_run_id(run_id))}/status", RunStatus,
+                template="/api/v1/stable/workflow-runs/{id}/status")
 
 
 def list_runs(
@@ -205,7 +213,8 @@ def list_runs(
         params += [("additional_metadata", kv) for kv in metadata_filter(additional_metadata)]
         params.append(("additional_metadata_operator", "AND"))
     path = f"/api/v1/stable/tenants/{segment(tenant_id)}/workflow-runs"
-    return Call("GET", path, RunPage.model_validate, params=tuple(params))
+    return Call("GET", path, RunPage.model_validate, params=tuple(params),
+                template="/api/v1/stable/tenants/{tenant}/workflow-runs")
 
 
 def cancel(tenant_id: str, run_ids: Iterable[str]) -> Call[list[str]]:
@@ -218,7 +227,7 @@ def cancel(tenant_id: str, run_ids: Iterable[str]) -> Call[list[str]]:
     return Call(
         "POST", f"/api/v1/stable/tenants/{segment(tenant_id)}/tasks/cancel",
         lambda body: [str(i) for i in (body or {}).get("ids") or []],
-        json={"externalIds": list(run_ids)},
+        json={"externalIds": list(run_ids)}, template="/api/v1/stable/tenants/{tenant}/tasks/cancel",
     )
 
 
@@ -234,7 +243,8 @@ def list_workflows(tenant_id: str, name: str | None = None, *, offset: int = 0, 
     if name:
         params.append(("name", name))
     path = f"/api/v1/tenants/{segment(tenant_id)}/workflows"
-    return Call("GET", path, WorkflowPage.model_validate, params=tuple(params))
+    return Call("GET", path, WorkflowPage.model_validate, params=tuple(params),
+                template="/api/v1/tenants/{tenant}/workflows")
 
 
 def scrub(text: str, token: str = "") -> str:
@@ -312,6 +322,18 @@ def transport_error(exc: httpx.TransportError) -> HatchetTransportError:
         where = "request"
     return HatchetTransportError(
         f"{type(exc).__name__} on {where}: {exc}", maybe_sent=not isinstance(exc, _NOT_SENT)
+    )
+
+
+def total_timeout(call: Call[Any], seconds: float) -> HatchetTransportError:
+    """The error for a request that did not finish in its time in all, e.g. an answer that trickles in.
+
+    :param call: the call.
+    :param seconds: the time it was allowed (the connection's ``timeout``).
+    """
+    return HatchetTransportError(
+        f"{call.endpoint} did not finish within {seconds:g} s in all (the connection's timeout); the server "
+        "answered too slowly or stalled", maybe_sent=True,
     )
 
 

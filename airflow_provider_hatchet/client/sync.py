@@ -13,6 +13,7 @@ from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client._base import DEFAULT_MAX_CONNECTIONS as _MAX
 from airflow_provider_hatchet.client._base import ClientBase
 from airflow_provider_hatchet.client.config import ClientConfig
+from airflow_provider_hatchet.client.deadline import deadline_passed, request_deadline, with_deadlines
 from airflow_provider_hatchet.client.models import RunDetails, RunPage, RunStatus, RunSummary, Workflow, WorkflowPage
 from airflow_provider_hatchet.client.paging import RUN_PAGE_SIZE, WORKFLOW_PAGE_SIZE, has_more
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
@@ -39,7 +40,7 @@ class HatchetClient(ClientBase):
     ) -> None:
         super().__init__(config, retry)
         self._transport = transport or self.check_proxy_support(
-            lambda: httpx.HTTPTransport(**self.transport_options(max_connections))
+            lambda: with_deadlines(httpx.HTTPTransport(**self.transport_options(max_connections)))
         )
 
     def __enter__(self) -> HatchetClient:
@@ -64,15 +65,18 @@ class HatchetClient(ClientBase):
 
     def _send_once(self, call: endpoints.Call[T]) -> T:
         request = self.build_request(call)
-        try:
-            response = self._transport.handle_request(request)
-            response.request = request
+        with request_deadline(self.config.timeout):
             try:
-                response.read()
-            finally:
-                response.close()
-        except httpx.TransportError as exc:
-            raise endpoints.transport_error(exc) from exc
+                response = self._transport.handle_request(request)
+                response.request = request
+                try:
+                    response.read()
+                finally:
+                    response.close()
+            except httpx.TransportError as exc:
+                if deadline_passed():
+                    raise endpoints.total_timeout(call, self.config.timeout) from exc
+                raise endpoints.transport_error(exc) from exc
         return endpoints.parse(call, response, self.config.token)
 
     def trigger_run(

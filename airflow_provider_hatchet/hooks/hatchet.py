@@ -6,7 +6,8 @@ import asyncio
 import difflib
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -27,15 +28,15 @@ from airflow_provider_hatchet.hooks._connection import (
     config_from_environment,
     decode_extra,
 )
+from airflow_provider_hatchet.hooks._shared_clients import LoopClients
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetClient
     from airflow_provider_hatchet.client.models import RunDetails, RunStatus
 
-# One async client per event loop and connection: a triggerer running many triggers shares one connection
-# pool and one SSL context instead of building one per trigger.
-_LOOP_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str | None], AsyncHatchetClient]]
-_LOOP_CLIENTS = weakref.WeakKeyDictionary()
+# One async client per event loop and connection contents: a triggerer running many triggers shares one
+# connection pool and one SSL context instead of building one per trigger.
+_LOOP_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClients] = weakref.WeakKeyDictionary()
 
 # Workflow names confirmed to exist, per server and tenant, so that many tasks in one process (mapped tasks,
 # dag.test) look a name up once. Only names that exist are kept, and only for a while.
@@ -156,22 +157,40 @@ class HatchetHook(BaseHook):
         return HatchetClient(self.config, retry=self.retry)
 
     async def aget_client(self) -> AsyncHatchetClient:
-        """The asynchronous client for the running event loop, shared by every hook on the same connection."""
+        """The asynchronous client for the running event loop, shared by every hook whose connection reads the same.
+
+        The connection is read again on each call: once its contents change (a rotated token), new callers get a
+        new client, and the old one is closed when no :meth:`alease_client` block holds it. Code that keeps the
+        client across awaits should use :meth:`alease_client`.
+        """
+        clients, client = await self._shared_client()
+        await clients.close_unused()
+        return client
+
+    @asynccontextmanager
+    async def alease_client(self) -> AsyncIterator[AsyncHatchetClient]:
+        """:meth:`aget_client`, kept open until the block ends even if the connection changes meanwhile."""
+        clients, client = await self._shared_client()
+        async with clients.lease(client):
+            yield client
+
+    async def _shared_client(self) -> tuple[LoopClients, AsyncHatchetClient]:
+        clients = _LOOP_CLIENTS.setdefault(asyncio.get_running_loop(), LoopClients())
+        config = await self.aget_config()
+        # No await between this lookup and the cache fill: triggers starting together share one client.
+        return clients, clients.get((self.hatchet_conn_id, self.namespace), config, self._new_async_client)
+
+    def _new_async_client(self, config: ClientConfig) -> AsyncHatchetClient:
         from airflow_provider_hatchet.client import AsyncHatchetClient
 
-        loop = asyncio.get_running_loop()
-        clients = _LOOP_CLIENTS.setdefault(loop, {})
-        key = (self.hatchet_conn_id, self.namespace)
-        if key not in clients:
-            clients[key] = AsyncHatchetClient(await self.aget_config(), retry=self.retry)
-        return clients[key]
+        return AsyncHatchetClient(config, retry=self.retry)
 
     @staticmethod
     async def aclose_loop_clients() -> None:
         """Close the async clients shared in the running event loop, before the loop itself ends."""
-        clients = _LOOP_CLIENTS.pop(asyncio.get_running_loop(), {})
-        for client in clients.values():
-            await client.aclose()
+        clients = _LOOP_CLIENTS.pop(asyncio.get_running_loop(), None)
+        if clients is not None:
+            await clients.aclose()
 
     def close(self) -> None:
         """Close the synchronous client's connection pool, if it was opened."""
@@ -271,21 +290,24 @@ class HatchetHook(BaseHook):
 
         :param run_id: the run id.
         """
-        return await (await self.aget_client()).get_run(run_id)
+        async with self.alease_client() as client:
+            return await client.get_run(run_id)
 
     async def aget_run_status(self, run_id: str) -> RunStatus:
         """Async :meth:`get_run_status`.
 
         :param run_id: the run id.
         """
-        return await (await self.aget_client()).get_run_status(run_id)
+        async with self.alease_client() as client:
+            return await client.get_run_status(run_id)
 
     async def acancel_runs(self, run_ids: Iterable[str]) -> list[str]:
         """Async :meth:`cancel_runs`.
 
         :param run_ids: the run ids.
         """
-        return await (await self.aget_client()).cancel_runs(list(run_ids))
+        async with self.alease_client() as client:
+            return await client.cancel_runs(list(run_ids))
 
     def test_connection(self) -> tuple[bool, str]:
         """Make one cheap authenticated call, for the Test button in the connection form."""

@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from airflow_provider_hatchet._compat import BaseTrigger, TriggerEvent
-from airflow_provider_hatchet._identity import TI_KEY
+from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY
+from airflow_provider_hatchet.client.batch_runs import find_batch_runs, ids_digest
+from airflow_provider_hatchet.client.errors import HatchetRetryableError
 from airflow_provider_hatchet.client.waiter import (
+    BATCH_SINCE_MARGIN,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_NOT_FOUND_GRACE,
+    RunWaitError,
     Verdict,
     WaitState,
     cancel_unfinished,
@@ -19,7 +26,12 @@ from airflow_provider_hatchet.client.waiter import (
 )
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 
+if TYPE_CHECKING:
+    from airflow_provider_hatchet.client import AsyncHatchetClient
+
 EVENT_STATUSES = frozenset({"success", "failed", "cancelled", "timeout", "error"})
+# A batch of more runs than this is stored as its key, size and digest rather than its ids.
+INLINE_RUN_IDS = 100
 
 
 class HatchetWorkflowRunTrigger(BaseTrigger):
@@ -47,6 +59,12 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         deferring task has already looked).
     :param first_poll_at: wall-clock epoch seconds before which the first round does not start (the deferring
         task's own check was one round already); None starts at once.
+    :param run_count: with ``batch_key`` and ``run_ids_digest`` and no ``run_ids``: the batch's size; its runs
+        are read back from the run list. :meth:`serialize` writes a batch of more than ``INLINE_RUN_IDS`` runs
+        this way, so the stored arguments stay small whatever the batch's size.
+    :param run_ids_digest: :func:`~airflow_provider_hatchet.client.batch_runs.ids_digest` of the batch's ids.
+    :param runs_since: epoch seconds before which no run of the batch was created (default: a day before
+        ``started_at``).
     """
 
     def __init__(
@@ -64,10 +82,19 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         detect_batch: bool = True,
         first_poll_at: float | None = None,
+        run_count: int | None = None,
+        run_ids_digest: str | None = None,
+        runs_since: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if isinstance(run_ids, str) or not all(isinstance(i, str) and i for i in run_ids):
             raise ValueError(f"run_ids must be a list of non-empty strings, got {run_ids!r}")
+        if run_count is not None and (run_ids or not batch_key or not run_ids_digest or run_count < 1):
+            raise ValueError(
+                "run_count describes a batch by its key instead of its ids: give it with batch_key and "
+                f"run_ids_digest, and no run_ids (got run_count={run_count!r}, {len(run_ids)} run_ids, "
+                f"batch_key={batch_key!r}, run_ids_digest={run_ids_digest!r})"
+            )
         self.run_ids = list(run_ids)
         self.hatchet_conn_id = hatchet_conn_id
         self.poll_interval = float(poll_interval)
@@ -81,28 +108,40 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         self.max_concurrency = int(max_concurrency)
         self.detect_batch = bool(detect_batch)
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
+        self.run_count = None if run_count is None else int(run_count)
+        self.run_ids_digest = run_ids_digest
+        self.runs_since = None if runs_since is None else float(runs_since)
         self._state: WaitState | None = None
+        self._finding_since: float | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Return the class path and the JSON-safe keyword arguments (no secrets)."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "run_ids": list(self.run_ids),
-                "hatchet_conn_id": self.hatchet_conn_id,
-                "poll_interval": self.poll_interval,
-                "execution_deadline": self.execution_deadline,
-                "fail_on_cancelled": self.fail_on_cancelled,
-                "batch_key": self.batch_key,
-                "fetch_outputs": self.fetch_outputs,
-                "cancel_on_kill": self.cancel_on_kill,
-                "started_at": self.started_at,
-                "not_found_grace": self.not_found_grace,
-                "max_concurrency": self.max_concurrency,
-                "detect_batch": self.detect_batch,
-                "first_poll_at": self.first_poll_at,
-            },
-        )
+        """Return the class path and the JSON-safe keyword arguments (no secrets).
+
+        A batch of more than ``INLINE_RUN_IDS`` runs is written as its key, size and ids' digest.
+        """
+        kwargs: dict[str, Any] = {
+            "run_ids": list(self.run_ids),
+            "hatchet_conn_id": self.hatchet_conn_id,
+            "poll_interval": self.poll_interval,
+            "execution_deadline": self.execution_deadline,
+            "fail_on_cancelled": self.fail_on_cancelled,
+            "batch_key": self.batch_key,
+            "fetch_outputs": self.fetch_outputs,
+            "cancel_on_kill": self.cancel_on_kill,
+            "started_at": self.started_at,
+            "not_found_grace": self.not_found_grace,
+            "max_concurrency": self.max_concurrency,
+            "detect_batch": self.detect_batch,
+            "first_poll_at": self.first_poll_at,
+        }
+        if self.batch_key is not None and (self.run_count is not None or len(self.run_ids) > INLINE_RUN_IDS):
+            kwargs.update(
+                run_ids=[],
+                run_count=self.run_count or len(self.run_ids),
+                run_ids_digest=self.run_ids_digest or ids_digest(self.run_ids),
+                runs_since=self.runs_since,
+            )
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     def _new_state(self) -> WaitState:
         return WaitState(
@@ -122,36 +161,81 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Check the unfinished runs every ``poll_interval`` seconds (from ``first_poll_at``) and yield one event."""
-        state = self._state = self._new_state()
-        last_message = ""
+        self._state = self._new_state()
         try:
-            client = await HatchetHook(self.hatchet_conn_id).aget_client()
-            if self.first_poll_at is not None:
-                until = self.first_poll_at
-                if self.execution_deadline is not None:
-                    until = min(until, self.execution_deadline)
-                if until > time.time():
-                    await asyncio.sleep(until - time.time())
-            while True:
-                verdict: Verdict = await check_round(
-                    client, state, fetch_outputs=self.fetch_outputs, max_concurrency=self.max_concurrency
-                )
-                if verdict.finished:
-                    yield TriggerEvent(verdict.event(self.run_ids))  # type: ignore[no-untyped-call]
-                    return
-                if verdict.message != last_message:
-                    last_message = verdict.message
-                    self.log.info("%s", verdict.message)
-                remaining = None if self.execution_deadline is None else self.execution_deadline - time.time()
-                if remaining is not None and remaining <= 0:
-                    yield self._event("timeout", self._timeout_message(state), state)
-                    return
-                await asyncio.sleep(self.poll_interval if remaining is None else min(self.poll_interval, remaining))
+            async with HatchetHook(self.hatchet_conn_id).alease_client() as client:
+                event = await self._wait(client)
         except Exception as exc:
             self.log.exception("Waiting on Hatchet runs failed")
-            yield self._event("error", f"{type(exc).__name__}: {exc}", state)
+            event = self._event("error", f"{type(exc).__name__}: {exc}", self._state)
+        yield event
 
-    def _timeout_message(self, state: WaitState) -> str:
+    async def _wait(self, client: AsyncHatchetClient) -> TriggerEvent:
+        last_message = ""
+        if self.first_poll_at is not None:
+            until = self.first_poll_at
+            if self.execution_deadline is not None:
+                until = min(until, self.execution_deadline)
+            if until > time.time():
+                await asyncio.sleep(until - time.time())
+        while True:
+            verdict: Verdict | None = None
+            # The deadline also cuts short a round in flight (a slow server, requests queued behind others).
+            with anyio.move_on_after(self._remaining()):
+                if not self.run_ids:
+                    await self._find_batch(client)
+                if self.run_ids and self._state is not None:
+                    verdict = await check_round(
+                        client, self._state, fetch_outputs=self.fetch_outputs, max_concurrency=self.max_concurrency
+                    )
+            if verdict is not None and verdict.finished:
+                return TriggerEvent(verdict.event(self.run_ids))  # type: ignore[no-untyped-call]
+            if verdict is not None and verdict.message != last_message:
+                last_message = verdict.message
+                self.log.info("%s", verdict.message)
+            remaining = self._remaining()
+            if remaining is not None and remaining <= 0:
+                return self._event("timeout", self._timeout_message(), self._state)
+            await asyncio.sleep(self.poll_interval if remaining is None else min(self.poll_interval, remaining))
+
+    async def _find_batch(self, client: AsyncHatchetClient) -> None:
+        """Read the batch's run ids back from the run list; until the list shows them all, wait (read lag) for up
+        to ``not_found_grace`` seconds from the first look."""
+        assert self.batch_key is not None and self.run_count is not None
+        if self._finding_since is None:
+            self._finding_since = time.time()
+        try:
+            found = await find_batch_runs(client, (TI_KEY, self.batch_key), self.run_count,
+                                          since=self._batch_since(), index_key=BATCH_INDEX_KEY)
+        except HatchetRetryableError as exc:
+            self.log.info("Could not list the runs of batch %r yet: %s", self.batch_key, exc)
+            return
+        ids = [i for i in found if i is not None]
+        if len(ids) == self.run_count and ids_digest(ids) == self.run_ids_digest:
+            self.run_ids = ids
+            self._state = self._new_state()
+            return
+        if time.time() - self._finding_since > self.not_found_grace:
+            which = "" if len(ids) < self.run_count else ", but not the runs the task triggered"
+            raise RunWaitError(
+                f"The run list shows {len(ids)} of the {self.run_count} runs of batch {self.batch_key!r}{which} "
+                f"after {self.not_found_grace:g} s"
+            )
+
+    def _batch_since(self) -> datetime:
+        since = self.runs_since
+        if since is None:
+            since = self.started_at - BATCH_SINCE_MARGIN.total_seconds()
+        return datetime.fromtimestamp(since, timezone.utc)
+
+    def _remaining(self) -> float | None:
+        return None if self.execution_deadline is None else max(0.0, self.execution_deadline - time.time())
+
+    def _timeout_message(self) -> str:
+        if not self.run_ids:
+            return (f"The execution deadline passed before the run list showed the {self.run_count} runs of batch "
+                    f"{self.batch_key!r}")
+        state = self._state or self._new_state()
         pending = state.pending()
         return (
             f"The execution deadline passed with {len(pending)} of {len(state.unique_ids())} Hatchet runs not "
@@ -162,7 +246,9 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         """Cancel the runs not known to be finished (Airflow 3.3+, on mark failed/success or clear)."""
         if not self.cancel_on_kill:
             return
-        state = self._state or self._new_state()
-        client = await HatchetHook(self.hatchet_conn_id).aget_client()
-        cancelled = await cancel_unfinished(client, state)
+        async with HatchetHook(self.hatchet_conn_id).alease_client() as client:
+            if not self.run_ids:
+                await self._find_batch(client)
+            state = self._state if self._state is not None and self._state.run_ids else self._new_state()
+            cancelled = await cancel_unfinished(client, state)
         self.log.info("Asked Hatchet to cancel %d run(s): %s", len(cancelled), ", ".join(cancelled))
