@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_provider_hatchet._compat import AirflowException, BaseOperator, conf
 from airflow_provider_hatchet.client.errors import HatchetError
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
-from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
+from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger, wait_deadline
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
@@ -48,6 +47,14 @@ def first_event(trigger: HatchetWorkflowRunTrigger) -> dict[str, Any]:
     return asyncio.run(_first())
 
 
+def timed_out(message: str) -> NoReturn:
+    """Fail the task because its wait reached the deadline (the one place that says how).
+
+    :param message: what timed out, and what became of the runs.
+    """
+    raise AirflowException(message)
+
+
 class HatchetTriggerOperatorBase(BaseOperator):
     """Base of the operators that trigger Hatchet runs and may wait for them.
 
@@ -56,7 +63,8 @@ class HatchetTriggerOperatorBase(BaseOperator):
     :param wait_for_completion: wait until the runs finish; their outputs go to XCom ``output``.
     :param deferrable: wait in the triggerer instead of the worker.
     :param poll_interval: seconds between status checks.
-    :param timeout: seconds to wait before cancelling the runs and failing the task; None waits forever.
+    :param timeout: seconds from the try's start after which unfinished runs are cancelled and the task fails;
+        None waits forever. An earlier ``execution_timeout`` ends the wait the same way, also while deferred.
     """
 
     ui_color = "#a78bfa"
@@ -85,23 +93,24 @@ class HatchetTriggerOperatorBase(BaseOperator):
         """The Hatchet hook for this task."""
         return HatchetHook(self.hatchet_conn_id, namespace=self.namespace)
 
-    def wait_trigger(self, run_ids: list[str], **kwargs: Any) -> HatchetWorkflowRunTrigger:
-        """The trigger that waits on the runs, with this task's deadline.
+    def wait_trigger(self, context: Context, run_ids: list[str], **kwargs: Any) -> HatchetWorkflowRunTrigger:
+        """The trigger that waits on the runs and, at this try's deadline, cancels the unfinished ones.
 
+        :param context: the task context (the deadline counts from the try's start).
         :param run_ids: the runs.
         :param kwargs: more trigger arguments (e.g. ``batch_key``).
         """
-        deadline = None if self.timeout is None else time.time() + self.timeout
         return HatchetWorkflowRunTrigger(
             run_ids=run_ids,
             hatchet_conn_id=self.hatchet_conn_id,
             poll_interval=self.poll_interval,
-            execution_deadline=deadline,
+            execution_deadline=wait_deadline(context, self.timeout, self.execution_timeout),
+            cancel_on_timeout=True,
             **kwargs,
         )
 
     def finish_wait(self, context: Context, event: dict[str, Any] | None) -> list[Any]:
-        """Check the trigger's event: return the outputs on success; cancel on timeout; raise on failure.
+        """Check the trigger's event: return the outputs on success; raise on failure or timeout.
 
         :param context: the task context.
         :param event: the trigger's event payload.
@@ -113,9 +122,7 @@ class HatchetTriggerOperatorBase(BaseOperator):
             outputs: list[Any] = event.get("outputs") or [{} for _ in event["run_ids"]]
             return outputs
         if status == "timeout":
-            pending = [i for i, s in event.get("statuses", {}).items() if s in ("QUEUED", "RUNNING")]
-            self.cancel(pending or list(event["run_ids"]), "the wait timed out")
-            raise AirflowException(f"{event.get('message') or 'Timed out.'} The unfinished runs were cancelled.")
+            timed_out(event.get("message") or "The wait for the Hatchet runs timed out.")
         raise AirflowException(event.get("message") or f"Hatchet run(s) ended with status {status}")
 
     def cancel(self, run_ids: list[str], why: str) -> None:

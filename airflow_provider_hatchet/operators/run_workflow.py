@@ -129,7 +129,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         if self.run_id != run_id:
             self._announce(context, run_id)
         if self.wait_for_completion:
-            trigger = self.wait_trigger([run_id])
+            trigger = self.wait_trigger(context, [run_id])
             if self.deferrable and not self._finished(run_id):
                 self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
             self._push_output(context, first_event(trigger))
@@ -143,7 +143,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         if self.run_id != run_id:
             self._announce(context, run_id)
             if self.wait_for_completion:
-                self._push_output(context, first_event(self.wait_trigger([run_id])))
+                self._push_output(context, first_event(self.wait_trigger(context, [run_id])))
         return run_id
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_hatchet._compat import BaseTrigger, TriggerEvent
+from airflow_provider_hatchet.client.errors import HatchetError
 from airflow_provider_hatchet.client.waiter import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_NOT_FOUND_GRACE,
@@ -18,7 +20,32 @@ from airflow_provider_hatchet.client.waiter import (
 )
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 
+if TYPE_CHECKING:
+    from airflow_provider_hatchet.client.aio import AsyncHatchetClient
+
 EVENT_STATUSES = frozenset({"success", "failed", "cancelled", "timeout", "error"})
+# How long cancelling the runs may take once the trigger itself is being cancelled past the deadline.
+_CANCEL_BUDGET = 30.0
+
+
+def wait_deadline(context: Any, timeout: float | None, execution_timeout: timedelta | None) -> float | None:
+    """When a task's wait must end: the earlier of its ``timeout`` and ``execution_timeout``, from the try's start.
+
+    Both count from the try's ``start_date`` (which a deferred try keeps when it resumes), not from when the wait
+    began; a try with no start date yet counts from now.
+
+    :param context: the task context.
+    :param timeout: the task's own timeout in seconds, or None.
+    :param execution_timeout: BaseOperator's ``execution_timeout``, or None.
+    :return: wall-clock epoch seconds, or None when neither is set.
+    """
+    limits = [float(timeout)] if timeout is not None else []
+    if execution_timeout is not None:
+        limits.append(execution_timeout.total_seconds())
+    if not limits:
+        return None
+    started = getattr(context["ti"], "start_date", None)
+    return (time.time() if started is None else started.timestamp()) + min(limits)
 
 
 class HatchetWorkflowRunTrigger(BaseTrigger):
@@ -27,7 +54,9 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
     It yields exactly one event, a dict with ``status`` (``success``, ``failed``, ``cancelled``, ``timeout`` or
     ``error``), ``run_ids``, ``message``, ``statuses`` ({run id: status}), ``errors`` ({run id: {task:
     message}}) and, on success when ``fetch_outputs``, ``outputs`` (each run's outputs keyed by task name, in
-    ``run_ids`` order). On ``timeout`` the runs are left running.
+    ``run_ids`` order). On ``timeout`` the unfinished runs are cancelled if ``cancel_on_timeout``, else left
+    running; they are cancelled too when Airflow cancels the trigger after the deadline (Airflow 2 times a
+    deferred task out at its ``execution_timeout`` by itself, and may do so before the trigger's own event).
 
     :param run_ids: the runs to wait on.
     :param hatchet_conn_id: the Hatchet connection.
@@ -42,6 +71,7 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
     :param started_at: when waiting began (epoch seconds); the 404 grace of unseen runs counts from it.
     :param not_found_grace: seconds a 404 is taken for a run not readable yet.
     :param max_concurrency: the most requests in flight at once.
+    :param cancel_on_timeout: cancel the unfinished runs once ``execution_deadline`` has passed.
     :param detect_batch: read the batch key from the first run when ``batch_key`` is None (False when the
         deferring task has already looked).
     :param first_poll_at: wall-clock epoch seconds before which the first round does not start (the deferring
@@ -63,6 +93,7 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         detect_batch: bool = True,
         first_poll_at: float | None = None,
+        cancel_on_timeout: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if isinstance(run_ids, str) or not all(isinstance(i, str) and i for i in run_ids):
@@ -80,6 +111,7 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         self.max_concurrency = int(max_concurrency)
         self.detect_batch = bool(detect_batch)
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
+        self.cancel_on_timeout = bool(cancel_on_timeout)
         self._state: WaitState | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -100,6 +132,7 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
                 "max_concurrency": self.max_concurrency,
                 "detect_batch": self.detect_batch,
                 "first_poll_at": self.first_poll_at,
+                "cancel_on_timeout": self.cancel_on_timeout,
             },
         )
 
@@ -122,6 +155,7 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         """Check the unfinished runs every ``poll_interval`` seconds (from ``first_poll_at``) and yield one event."""
         state = self._state = self._new_state()
         last_message = ""
+        client: AsyncHatchetClient | None = None
         try:
             client = await HatchetHook(self.hatchet_conn_id).aget_client()
             if self.first_poll_at is not None:
@@ -142,18 +176,37 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
                     self.log.info("%s", verdict.message)
                 remaining = None if self.execution_deadline is None else self.execution_deadline - time.time()
                 if remaining is not None and remaining <= 0:
-                    yield self._event("timeout", self._timeout_message(state), state)
+                    message = self._timeout_message(state)
+                    await self._cancel_at_deadline(client, state)
+                    yield self._event("timeout", message, state)
                     return
                 await asyncio.sleep(self.poll_interval if remaining is None else min(self.poll_interval, remaining))
+        except asyncio.CancelledError:
+            if client is not None and self.execution_deadline is not None and time.time() >= self.execution_deadline:
+                await asyncio.wait_for(self._cancel_at_deadline(client, state), _CANCEL_BUDGET)
+            raise
         except Exception as exc:
             self.log.exception("Waiting on Hatchet runs failed")
             yield self._event("error", f"{type(exc).__name__}: {exc}", state)
 
+    async def _cancel_at_deadline(self, client: AsyncHatchetClient, state: WaitState) -> None:
+        """Cancel the unfinished runs, if asked to; best effort: a failure to cancel is logged, not raised."""
+        if not self.cancel_on_timeout:
+            return
+        try:
+            cancelled = await cancel_unfinished(client, state)
+        except HatchetError as exc:
+            self.log.warning("The deadline passed, but the unfinished Hatchet runs could not be cancelled: %s", exc)
+            return
+        self.log.info("The deadline passed: asked Hatchet to cancel %d run(s): %s", len(cancelled),
+                      ", ".join(cancelled))
+
     def _timeout_message(self, state: WaitState) -> str:
         pending = state.pending()
+        fate = "cancelled" if self.cancel_on_timeout else "left running"
         return (
             f"The execution deadline passed with {len(pending)} of {len(state.unique_ids())} Hatchet runs not "
-            f"finished (left running): {', '.join(pending[:10])}{' ...' if len(pending) > 10 else ''}"
+            f"finished ({fate}): {', '.join(pending[:10])}{' ...' if len(pending) > 10 else ''}"
         )
 
     async def on_kill(self) -> None:
