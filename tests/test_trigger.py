@@ -129,6 +129,19 @@ async def test_deadline_cancels_the_unfinished_runs_when_asked(sim: HatchetSimul
     assert sim.run_status(hanging[0]) == "CANCELLED"
 
 
+def test_a_deadline_cancels_once_when_the_loop_ends_after_the_first_event(sim: HatchetSimulator) -> None:
+    # Airflow 3.3's dag.test() takes the first event and closes the loop, cancelling the open generator.
+    hanging = asyncio.run(trigger_runs(sim, "forever"))
+    trigger = make(hanging, execution_deadline=time.time() + 0.3, cancel_on_timeout=True)
+
+    async def first_event() -> Any:
+        return await anext(trigger.run(), None)
+
+    event = asyncio.run(first_event())
+    assert event.payload["status"] == "timeout"
+    assert [r.route for r in sim.requests].count("cancel") == 1
+
+
 async def test_forbidden_gives_an_error_event(sim: HatchetSimulator, airflow_conn: Callable[..., str],
                                               server: SimulatorServer) -> None:
     ids = await trigger_runs(sim, "etl")

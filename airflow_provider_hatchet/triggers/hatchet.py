@@ -169,8 +169,8 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
                     client, state, fetch_outputs=self.fetch_outputs, max_concurrency=self.max_concurrency
                 )
                 if verdict.finished:
-                    yield TriggerEvent(verdict.event(self.run_ids))  # type: ignore[no-untyped-call]
-                    return
+                    event = TriggerEvent(verdict.event(self.run_ids))  # type: ignore[no-untyped-call]
+                    break
                 if verdict.message != last_message:
                     last_message = verdict.message
                     self.log.info("%s", verdict.message)
@@ -178,16 +178,18 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
                 if remaining is not None and remaining <= 0:
                     message = self._timeout_message(state)
                     await self._cancel_at_deadline(client, state)
-                    yield self._event("timeout", message, state)
-                    return
+                    event = self._event("timeout", message, state)
+                    break
                 await asyncio.sleep(self.poll_interval if remaining is None else min(self.poll_interval, remaining))
         except asyncio.CancelledError:
+            # Cancelled while still waiting (not after the event, which is yielded outside this block).
             if client is not None and self.execution_deadline is not None and time.time() >= self.execution_deadline:
                 await asyncio.wait_for(self._cancel_at_deadline(client, state), _CANCEL_BUDGET)
             raise
         except Exception as exc:
             self.log.exception("Waiting on Hatchet runs failed")
-            yield self._event("error", f"{type(exc).__name__}: {exc}", state)
+            event = self._event("error", f"{type(exc).__name__}: {exc}", state)
+        yield event
 
     async def _cancel_at_deadline(self, client: AsyncHatchetClient, state: WaitState) -> None:
         """Cancel the unfinished runs, if asked to; best effort: a failure to cancel is logged, not raised."""
