@@ -37,6 +37,8 @@ __all__ = [
     "XCom",
     "conf",
     "mask_secret",
+    "record_success",
+    "succeeded_since",
 ]
 
 
@@ -142,6 +144,59 @@ class _ResumableJobStandIn:
         external_id = self.submit_job(context)
         self.poll_until_complete(external_id, context)
         return self.get_job_result(external_id, context)
+
+
+def record_success(context: Any, key: str, value: str) -> None:
+    """Note what this try finished with, where :func:`succeeded_since` reads it on a later try.
+
+    Airflow 3.3+ keeps it in the task state store (shared by every try of the task instance). Airflow 2.10
+    needs nothing: its task instance history records each try's state. Airflow 3.0-3.2 has neither.
+
+    :param context: the task context.
+    :param key: the task state key.
+    :param value: what the try finished with (e.g. the run id).
+    """
+    store = context.get("task_state_store") if AIRFLOW_V_3_3_PLUS else None
+    if store is not None:
+        store.set(key, value)
+
+
+def succeeded_since(context: Any, try_number: int, key: str, value: str) -> bool:
+    """Tell whether a try of this task instance, from ``try_number`` on, succeeded and finished with ``value``.
+
+    Airflow 3.3+: the task state store holds ``value`` under ``key`` (:func:`record_success`). Airflow 2.10:
+    the ``task_instance_history`` table holds a successful try numbered ``try_number`` or later (a cleared try is
+    recorded there with its state). Airflow 3.0-3.2: workers can read neither, so the answer is False.
+
+    :param context: the task context.
+    :param try_number: the first try to consider.
+    :param key: the task state key :func:`record_success` wrote (Airflow 3.3+).
+    :param value: what that try must have finished with (Airflow 3.3+).
+    """
+    if AIRFLOW_V_3_3_PLUS:
+        store = context.get("task_state_store")
+        return store is not None and store.get(key) == value
+    if AIRFLOW_V_3_0_PLUS:
+        return False
+    from airflow.models.taskinstancehistory import TaskInstanceHistory as History
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
+
+    ti = context["ti"]
+    with create_session() as session:
+        found = session.scalar(
+            select(History.try_number).where(
+                History.dag_id == ti.dag_id,
+                History.run_id == ti.run_id,
+                History.task_id == ti.task_id,
+                History.map_index == ti.map_index,
+                History.try_number >= try_number,
+                History.try_number < ti.try_number,
+                History.state == TaskInstanceState.SUCCESS,
+            ).limit(1)
+        )
+    return found is not None
 
 
 if TYPE_CHECKING:

@@ -197,6 +197,21 @@ class AirflowAPI:
             json={"new_state": state},
         )
 
+    def clear_task(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        """Clear one task instance of a DAG run, whatever its state, as "Clear" in the UI does.
+
+        :param dag_id: the DAG id
+        :param run_id: the run id
+        :param task_id: the task id
+        :return: the API answer (the cleared task instances)
+        """
+        return self.request(
+            "POST",
+            f"/dags/{dag_id}/clearTaskInstances",
+            json={"dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "only_failed": False,
+                  "reset_dag_runs": True},
+        )
+
 
 def _ti_key(ti: dict[str, Any]) -> str:
     return str(ti["task_id"]) if ti["map_index"] < 0 else f"{ti['task_id']}[{ti['map_index']}]"

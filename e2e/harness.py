@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scenarios
 from airflow_api import AirflowAPI
-from scenarios import CancelCheck, DagCheck, ExpectedRun, SimRuns
+from scenarios import CancelCheck, DagCheck, ExpectedRun, RerunCheck, SimRuns
 from stack import Stack, tail
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,12 +135,13 @@ class Simulator:
         return str(self.call("GET", f"/runs/{run_id}")["status"])
 
 
-def identity(dag_id: str, dag_run_id: str, run: ExpectedRun) -> dict[str, str]:
-    """The Airflow identity metadata the operators must stamp on a run (first try).
+def identity(dag_id: str, dag_run_id: str, run: ExpectedRun, try_number: int = 1) -> dict[str, str]:
+    """The Airflow identity metadata the operators must stamp on a run.
 
     :param dag_id: DAG id
     :param dag_run_id: DAG run id
     :param run: the expected run
+    :param try_number: the try that triggers it
     :return: metadata
     """
     metadata = {
@@ -148,7 +149,7 @@ def identity(dag_id: str, dag_run_id: str, run: ExpectedRun) -> dict[str, str]:
         "airflow_run_id": dag_run_id,
         "airflow_task_id": run.task_id,
         "airflow_map_index": str(run.map_index),
-        "airflow_try_number": "1",
+        "airflow_try_number": str(try_number),
         "airflow_ti": f"{dag_id}|{dag_run_id}|{run.task_id}|{run.map_index}",
     }
     if run.batch_index is not None:
@@ -408,20 +409,57 @@ def cancel_flow(stack: Stack, api: AirflowAPI, sim: Simulator, check: CancelChec
             "seconds_to_cancel": round(time.monotonic() - marked, 1)}
 
 
-def dag_phase(stack: Stack, report: Report, checks: list[DagCheck], cancels: list[CancelCheck]) -> None:
+def rerun_flow(api: AirflowAPI, sim: Simulator, check: RerunCheck, run_id: str) -> dict[str, Any]:
+    """Clear the succeeded task through the REST API, wait for its second try, and check its second run.
+
+    :param api: REST client
+    :param sim: simulator admin client
+    :param check: what to check
+    :param run_id: the DAG run, finished
+    :return: what was seen
+    """
+    first_id = str(api.xcom(check.dag_id, run_id, check.task_id, "return_value"))
+    api.clear_task(check.dag_id, run_id, check.task_id)
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while not ((ti := api.task_instances(check.dag_id, run_id)[check.task_id])["try_number"] >= 2
+               and ti["state"] in ("success", "failed")):
+        assert time.monotonic() < deadline, f"{check.task_id} not rerun after {RUN_TIMEOUT:.0f}s: {ti}"
+        time.sleep(POLL)
+    assert ti["state"] == "success", f"the cleared {check.task_id} ended {ti['state']}"
+    runs = [r for r in sim.runs() if (r["body"].get("additionalMetadata") or {}).get("airflow_run_id") == run_id
+            and r["body"]["additionalMetadata"].get("airflow_dag_id") == check.dag_id]
+    runs.sort(key=lambda r: int(r["body"]["additionalMetadata"]["airflow_try_number"]))
+    assert [r["id"] for r in runs[:1]] == [first_id] and len(runs) == 2, (
+        f"expected the first try's run {first_id} and one more, the simulator received {[r['id'] for r in runs]}")
+    second = runs[1]
+    want = {"workflowName": check.run.workflow, "input": check.run.input,
+            "additionalMetadata": identity(check.dag_id, run_id, check.run, try_number=2)}
+    got = {k: second["body"].get(k) for k in want}
+    assert got == want, f"the second run was sent {got}, expected {want}"
+    assert second["status"] == "COMPLETED", f"the second run is {second['status']}"
+    xcoms = {key: api.xcom(check.dag_id, run_id, check.task_id, key)
+             for key in ("return_value", "hatchet_run_id", "output")}
+    expected = {"return_value": second["id"], "hatchet_run_id": second["id"], "output": SimRuns.output(second)}
+    assert xcoms == expected, f"XComs after the rerun {xcoms}, expected {expected}"
+    return {"first_run": first_id, "second_run": second["id"], "try_number": ti["try_number"]}
+
+
+def dag_phase(stack: Stack, report: Report, checks: list[DagCheck], cancels: list[CancelCheck],
+              reruns: list[RerunCheck]) -> None:
     """Trigger every DAG at once through the REST API, run the cancellation, then check each DAG run.
 
     :param stack: the running stack
     :param report: results
     :param checks: DAG checks
     :param cancels: cancellation checks
+    :param reruns: clear-and-rerun checks, run once their DAG run has finished
     """
     api = AirflowAPI(stack.api_url, stack.username, stack.password)
     sim = Simulator(stack.simulator)
     sim.call("POST", "/reset", json={"keep_workflows": True})
     sim.call("POST", "/workflows", json={"name": "demo-etl", "behaviour": "succeed", "duration": DEMO_ETL_SECONDS})
 
-    all_ids = [c.dag_id for c in checks] + [c.dag_id for c in cancels]
+    all_ids = [c.dag_id for c in checks] + [c.dag_id for c in cancels] + [c.dag_id for c in reruns]
     found, errors = api.wait_for_dags(all_ids, PARSE_TIMEOUT)
 
     def parsed() -> dict[str, Any]:
@@ -461,7 +499,16 @@ def dag_phase(stack: Stack, report: Report, checks: list[DagCheck], cancels: lis
         time.sleep(POLL)
     print(f"[e2e] {len(finished)} of {len(run_ids)} DAG runs finished", flush=True)
 
+    for rerun in reruns:
+        name = f"rerun {rerun.dag_id}/{rerun.task_id}: cleared after success, triggers a second run and XCom holds it"
+        if (finished.get(rerun.dag_id) or {}).get("state") == "success":
+            report.check(name, functools.partial(rerun_flow, api, sim, rerun, run_ids[rerun.dag_id]))
+        else:
+            report.skip(name, f"the DAG run did not succeed: {finished.get(rerun.dag_id)}")
+
     groups = group_runs(sim.runs())
+    for rerun in reruns:
+        groups.pop((rerun.dag_id, run_ids.get(rerun.dag_id, "")), None)
     for check in checks:
         dag_id = check.dag_id
         if dag_id not in run_ids:
@@ -558,7 +605,8 @@ def main(argv: list[str] | None = None) -> int:
                 ui_phase(stack, report, args)
         if not args.skip_dags:
             with report.phase("dags via scheduler (all at once) and cancellation"):
-                dag_phase(stack, report, list(scenarios.PROVIDER_DAG_CHECKS), list(scenarios.PROVIDER_CANCEL_CHECKS))
+                dag_phase(stack, report, list(scenarios.PROVIDER_DAG_CHECKS), list(scenarios.PROVIDER_CANCEL_CHECKS),
+                          list(scenarios.PROVIDER_RERUN_CHECKS))
     except BaseException as exc:
         report.checks.append({"name": "stack", "ok": False, "error": f"{type(exc).__name__}: {exc}"})
         print(f"[e2e] FAIL stack: {type(exc).__name__}: {exc}", flush=True)

@@ -180,6 +180,20 @@ class CancelCheck:
     run: ExpectedRun
 
 
+@dataclass(frozen=True)
+class RerunCheck:
+    """Clear a task that succeeded through the REST API; it must trigger a second run and hold it in XCom.
+
+    :param dag_id: DAG id (in ``e2e/dags``)
+    :param task_id: the task cleared
+    :param run: the run each of its two tries triggers
+    """
+
+    dag_id: str
+    task_id: str
+    run: ExpectedRun
+
+
 def _run_ids(task_id: str) -> Expect:
     return lambda sim: [str(run["id"]) for run in sim.batch(task_id)]
 
@@ -322,4 +336,8 @@ PROVIDER_CANCEL_CHECKS: tuple[CancelCheck, ...] = (
     CancelCheck(
         "e2e_hatchet_cancel", "wait_on_hang", ExpectedRun("wait_on_hang", "demo-hang", {"day": DS}, status="CANCELLED")
     ),
+)
+
+PROVIDER_RERUN_CHECKS: tuple[RerunCheck, ...] = (
+    RerunCheck("e2e_hatchet_rerun", "run_twice", ExpectedRun("run_twice", "demo-etl", {"day": DS})),
 )

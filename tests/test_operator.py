@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -186,12 +187,16 @@ def test_deferrable_defers_then_resumes_with_the_output(hatchet: Any, dag_runner
 def test_the_deferred_trigger_round_trips_and_holds_no_token(hatchet: Any) -> None:
     from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 
-    op = operator(task_id="t", workflow_name="demo-etl", wait_for_completion=True, deferrable=True, timeout=60)
-    trigger = op.wait_trigger(["run-1"])
+    op = operator(task_id="t", workflow_name="demo-etl", wait_for_completion=True, deferrable=True, timeout=60,
+                  execution_timeout=timedelta(seconds=90))
+    started = datetime.now(timezone.utc) - timedelta(seconds=20)
+    trigger = op.wait_trigger({"ti": SimpleNamespace(start_date=started)}, ["run-1"])
     path, kwargs = trigger.serialize()
     assert path == "airflow_provider_hatchet.triggers.hatchet.HatchetWorkflowRunTrigger"
     assert HatchetWorkflowRunTrigger(**kwargs).serialize() == (path, kwargs)
-    assert kwargs["execution_deadline"] == pytest.approx(time.time() + 60, abs=5)
+    # The earlier of timeout and execution_timeout, from the try's start.
+    assert kwargs["execution_deadline"] == started.timestamp() + 60
+    assert kwargs["cancel_on_timeout"] is True
     assert hatchet.token not in repr(kwargs)
 
 
@@ -208,7 +213,7 @@ def test_a_timeout_cancels_the_run_and_fails_the_task(
     [run] = hatchet.runs
     time.sleep(0.3)
     assert hatchet.run_status(run.id) == "CANCELLED"
-    assert "The unfinished runs were cancelled" in logs()
+    assert "Hatchet runs not finished (cancelled)" in logs()
 
 
 def test_on_kill_cancels_the_run(hatchet: Any, dag_runner: Any) -> None:

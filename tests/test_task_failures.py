@@ -115,7 +115,7 @@ def test_a_timeout_raises_hatchet_run_timeout_error(
     error = failures.seen["t"]
     assert isinstance(error, HatchetRunTimeoutError)
     assert error.run_ids == [run.id]
-    assert run.id in str(error) and "The unfinished runs were cancelled" in str(error)
+    assert run.id in str(error) and "not finished (cancelled)" in str(error)
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])

@@ -59,6 +59,7 @@ def test_serialize_round_trips_json_safe_without_the_token(sim: HatchetSimulator
         run_ids=["a", "b"], hatchet_conn_id=CONN_ID, poll_interval=7, execution_deadline=1.7e9,
         fail_on_cancelled=False, batch_key="d|r|t|-1", fetch_outputs=False, cancel_on_kill=False,
         started_at=1.6e9, not_found_grace=30, max_concurrency=8, detect_batch=False, first_poll_at=1.65e9,
+        cancel_on_timeout=True,
     )
     classpath, kwargs = trigger.serialize()
     text = json.dumps(kwargs)
@@ -68,6 +69,7 @@ def test_serialize_round_trips_json_safe_without_the_token(sim: HatchetSimulator
     assert rebuilt.serialize() == (classpath, kwargs)
     assert kwargs["run_ids"] == ["a", "b"] and kwargs["execution_deadline"] == 1.7e9
     assert kwargs["detect_batch"] is False and kwargs["first_poll_at"] == 1.65e9
+    assert kwargs["cancel_on_timeout"] is True
 
 
 def test_run_ids_must_be_a_list_of_ids() -> None:
@@ -116,6 +118,28 @@ async def test_deadline_gives_a_timeout_event_and_leaves_runs_running(sim: Hatch
     assert event["status"] == "timeout"
     assert "left running" in event["message"]
     assert sim.run_status(hanging[0]) == "RUNNING"
+
+
+async def test_deadline_cancels_the_unfinished_runs_when_asked(sim: HatchetSimulator) -> None:
+    hanging = await trigger_runs(sim, "forever")
+    (event,) = await events_of(make(hanging, execution_deadline=time.time() + 0.3, cancel_on_timeout=True))
+    assert event["status"] == "timeout"
+    assert "(cancelled)" in event["message"]
+    await asyncio.sleep(0.3)  # the simulator applies a cancel after its cancel_delay
+    assert sim.run_status(hanging[0]) == "CANCELLED"
+
+
+def test_a_deadline_cancels_once_when_the_loop_ends_after_the_first_event(sim: HatchetSimulator) -> None:
+    # Airflow 3.3's dag.test() takes the first event and closes the loop, cancelling the open generator.
+    hanging = asyncio.run(trigger_runs(sim, "forever"))
+    trigger = make(hanging, execution_deadline=time.time() + 0.3, cancel_on_timeout=True)
+
+    async def first_event() -> Any:
+        return await anext(trigger.run(), None)
+
+    event = asyncio.run(first_event())
+    assert event.payload["status"] == "timeout"
+    assert [r.route for r in sim.requests].count("cancel") == 1
 
 
 async def test_forbidden_gives_an_error_event(sim: HatchetSimulator, airflow_conn: Callable[..., str],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -13,7 +12,7 @@ from airflow_provider_hatchet._compat import AirflowException, BaseOperator, con
 from airflow_provider_hatchet.client.errors import HatchetError
 from airflow_provider_hatchet.exceptions import RUN_ERROR_STATUSES, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
-from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
+from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger, wait_deadline
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
@@ -58,8 +57,9 @@ class HatchetTriggerOperatorBase(BaseOperator):
     :param wait_for_completion: wait until the runs finish; their outputs go to XCom ``output``.
     :param deferrable: wait in the triggerer instead of the worker.
     :param poll_interval: seconds between status checks, more than 0.
-    :param timeout: seconds to wait, more than 0, before cancelling the runs and failing the task; None waits
-        forever.
+    :param timeout: seconds, more than 0, from the try's start after which unfinished runs are cancelled and the
+        task fails; None waits forever. An earlier ``execution_timeout`` ends the wait the same way, also while
+        deferred.
     :raises HatchetValidationError: when ``poll_interval`` or ``timeout`` is not more than 0.
     """
 
@@ -89,23 +89,24 @@ class HatchetTriggerOperatorBase(BaseOperator):
         """The Hatchet hook for this task."""
         return HatchetHook(self.hatchet_conn_id, namespace=self.namespace)
 
-    def wait_trigger(self, run_ids: list[str], **kwargs: Any) -> HatchetWorkflowRunTrigger:
-        """The trigger that waits on the runs, with this task's deadline.
+    def wait_trigger(self, context: Context, run_ids: list[str], **kwargs: Any) -> HatchetWorkflowRunTrigger:
+        """The trigger that waits on the runs and, at this try's deadline, cancels the unfinished ones.
 
+        :param context: the task context (the deadline counts from the try's start).
         :param run_ids: the runs.
         :param kwargs: more trigger arguments (e.g. ``batch_key``).
         """
-        deadline = None if self.timeout is None else time.time() + self.timeout
         return HatchetWorkflowRunTrigger(
             run_ids=run_ids,
             hatchet_conn_id=self.hatchet_conn_id,
             poll_interval=self.poll_interval,
-            execution_deadline=deadline,
+            execution_deadline=wait_deadline(context, self.timeout, self.execution_timeout),
+            cancel_on_timeout=True,
             **kwargs,
         )
 
     def finish_wait(self, context: Context, event: dict[str, Any] | None) -> list[Any]:
-        """Check the trigger's event: return the outputs on success; cancel on timeout; raise on failure.
+        """Check the trigger's event: return the outputs on success; raise on failure or timeout.
 
         Runs that failed, were cancelled or timed out raise the matching subclass of
         :class:`~airflow_provider_hatchet.exceptions.HatchetRunError`.
@@ -120,9 +121,8 @@ class HatchetTriggerOperatorBase(BaseOperator):
             outputs: list[Any] = event.get("outputs") or [{} for _ in event["run_ids"]]
             return outputs
         if status == "timeout":
-            pending = [i for i, s in event.get("statuses", {}).items() if s in ("QUEUED", "RUNNING")]
-            self.cancel(pending or list(event["run_ids"]), "the wait timed out")
-            raise run_error(event, f"{event.get('message') or 'Timed out.'} The unfinished runs were cancelled.")
+            # The trigger has already cancelled the unfinished runs (cancel_on_timeout).
+            raise run_error(event, event.get("message") or "The wait for the Hatchet runs timed out.")
         if status in RUN_ERROR_STATUSES:
             raise run_error(event)
         raise AirflowException(event.get("message") or f"Hatchet run(s) ended with status {status}")

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow_provider_hatchet._arguments import is_template, rendered_int
-from airflow_provider_hatchet._compat import ResumableJobMixin
+from airflow_provider_hatchet._compat import ResumableJobMixin, record_success, succeeded_since
 from airflow_provider_hatchet._identity import TI_KEY, TRY_KEY, ti_key, with_identity
 from airflow_provider_hatchet.client import validation
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
 
 RUN_ID_KEY = "hatchet_run_id"
+# Task state (Airflow 3.3+): the run the last successful try finished with, so a cleared task triggers anew.
+FINISHED_RUN_KEY = "hatchet_finished_run_id"
+# What get_job_status answers for such a run: neither active nor succeeded, so the mixin submits anew.
+_FINISHED_EARLIER = "FINISHED_BY_AN_EARLIER_TRY"
 _REUSABLE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED})
 _ACTIVE = frozenset({RunStatus.QUEUED.value, RunStatus.RUNNING.value})
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
@@ -47,7 +51,8 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
     :param additional_metadata: metadata shown and filterable in Hatchet; JSON scalars become strings. (templated)
     :param priority: 1 (lowest) to 3; checked when the task is defined, or once rendered if templated. (templated)
     :param reuse_existing_run: on a retry, re-attach to this task instance's earlier run if it is queued,
-        running or completed, instead of triggering another; a failed or cancelled one is triggered again.
+        running or completed, instead of triggering another; a failed or cancelled one is triggered again, and
+        so is one that an earlier try succeeded with (the task was cleared to run the workflow again).
     :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
         ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
 
@@ -90,7 +95,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
             self.priority = validation.check_priority(rendered_int(self.priority))
             # The mixin returns poll_until_complete's None when it re-attaches to a running run.
             result = self.execute_resumable(context)
-        return str(result or self.run_id)
+        return self._succeed(context, str(result or self.run_id))
 
     # ResumableJobMixin: how a run is submitted, inspected and waited on. On Airflow 3.3+ the mixin records the
     # run id in the task state store, so a retry after a worker crash re-attaches; below 3.3 it just submits.
@@ -112,6 +117,9 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         A run triggered moments before the earlier try stopped may not be readable yet, so a 404 is asked again
         once such a run would be visible.
         """
+
+        if self._finished_earlier(context, str(external_id), first_try=1):
+            return _FINISHED_EARLIER
 
         def status() -> str | None:
             try:
@@ -137,7 +145,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         if self.run_id != run_id:
             self._announce(context, run_id)
         if self.wait_for_completion:
-            trigger = self.wait_trigger([run_id])
+            trigger = self.wait_trigger(context, [run_id])
             if self.deferrable and not self._finished(run_id):
                 self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
             self._push_output(context, first_event(trigger))
@@ -151,13 +159,13 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         if self.run_id != run_id:
             self._announce(context, run_id)
             if self.wait_for_completion:
-                self._push_output(context, first_event(self.wait_trigger([run_id])))
+                self._push_output(context, first_event(self.wait_trigger(context, [run_id])))
         return run_id
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Resume after deferral: push the output, or fail with Hatchet's error."""
         self._push_output(context, event)
-        return str((event or {})["run_ids"][0])
+        return self._succeed(context, str((event or {})["run_ids"][0]))
 
     def on_kill(self) -> None:
         """Cancel the run, best effort, when the task is killed in the worker."""
@@ -198,6 +206,11 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         if latest is None:
             self.log.info("Try %s: no earlier Hatchet run of this task instance; triggering a new one.", try_number)
             return None
+        created_by = latest.additional_metadata.get(TRY_KEY)
+        if self._finished_earlier(context, latest.id, first_try=int(created_by) if created_by else 1):
+            self.log.info("Try %s: an earlier try succeeded with run %s (the task was cleared); triggering a new "
+                          "one.", try_number, latest.id)
+            return None
         if latest.status in _REUSABLE:
             self.log.info("Try %s: re-attaching to earlier run %s (%s).", try_number, latest.id, latest.status.value)
             return latest.id
@@ -205,6 +218,14 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
             "Try %s: the earlier run %s is %s; triggering a new one.", try_number, latest.id, latest.status.value
         )
         return None
+
+    def _finished_earlier(self, context: Context, run_id: str, first_try: int) -> bool:
+        """Whether a try since ``first_try`` (the one that created the run) succeeded with the run."""
+        return succeeded_since(context, first_try, FINISHED_RUN_KEY, run_id)
+
+    def _succeed(self, context: Context, run_id: str) -> str:
+        record_success(context, FINISHED_RUN_KEY, run_id)
+        return run_id
 
     def _look_twice(self, look: Callable[[], T], settled: Callable[[T], bool], unsettled_note: str) -> T:
         """Look; if the answer may be Hatchet's read lag, look again once a just-created run would be visible."""

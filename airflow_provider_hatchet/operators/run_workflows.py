@@ -108,7 +108,8 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
         self.log.info("The run ids, in item order, are the task's return value (XCom 'return_value').")
         self.run_ids = [run_id for run_id in result.run_ids if run_id is not None]
         if self.wait_for_completion:
-            trigger = self.wait_trigger(self.run_ids, batch_key=batch_key, runs_since=lookback_start().timestamp())
+            trigger = self.wait_trigger(context, self.run_ids, batch_key=batch_key,
+                                        runs_since=lookback_start().timestamp())
             if self.deferrable and not self._all_finished(batch_key):
                 self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
             self._push_outputs(context, first_event(trigger))

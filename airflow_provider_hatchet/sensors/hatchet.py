@@ -33,7 +33,7 @@ from airflow_provider_hatchet.client.waiter import (
 from airflow_provider_hatchet.exceptions import HatchetRunError, failing_on_bad_arguments, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, RUN_URLS_XCOM_KEY, HatchetRunLink
-from airflow_provider_hatchet.triggers.hatchet import EVENT_STATUSES, HatchetWorkflowRunTrigger
+from airflow_provider_hatchet.triggers.hatchet import EVENT_STATUSES, HatchetWorkflowRunTrigger, wait_deadline
 
 
 def normalize_run_ids(value: Any, *, rendered: bool = True) -> tuple[list[str], bool]:
@@ -88,8 +88,9 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
     by one list of the runs finished since the oldest unfinished one was created, unless polling them one by one
     costs less (see :mod:`airflow_provider_hatchet.client.waiter`). In poke mode the task keeps what it learnt and
     one client from poke to poke; deferred, the trigger goes on from the sensor's first check, one
-    ``poke_interval`` later, so both modes make the same rounds. Neither a timeout nor a kill cancels the runs
-    (this sensor did not start them) unless ``cancel_on_kill`` is set.
+    ``poke_interval`` later, so both modes make the same rounds. Deferred, the wait ends at the earlier of
+    ``timeout`` and ``execution_timeout``, counted from the try's start. Neither a timeout nor a kill cancels the
+    runs (this sensor did not start them) unless ``cancel_on_kill`` is set, which acts on kills only.
 
     A run that FAILED or was CANCELLED, or a timeout, fails the task with
     :class:`~airflow_provider_hatchet.exceptions.HatchetRunFailedError`, ``HatchetRunCancelledError`` or
@@ -176,7 +177,7 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
                 run_ids=run_ids,
                 hatchet_conn_id=self.hatchet_conn_id,
                 poll_interval=float(self.poke_interval),
-                execution_deadline=time.time() + float(self.timeout),
+                execution_deadline=wait_deadline(context, self.timeout, self.execution_timeout),
                 fail_on_cancelled=self.fail_on_cancelled,
                 batch_key=state.batch_key if state else self.batch_key,
                 fetch_outputs=self.fetch_outputs,
@@ -215,7 +216,8 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
             raise AirflowException(f"Unexpected event from the Hatchet trigger: {event!r}")
         if event["status"] == "timeout":
-            self._fail(run_error(event, f"Sensor has timed out after {self.timeout} s (the runs were not cancelled). "
+            self._fail(run_error(event, f"Sensor has timed out (timeout {self.timeout} s, execution_timeout "
+                                        f"{self.execution_timeout}; the runs were not cancelled). "
                                         f"{event.get('message', '')}"))
         if event["status"] == "error":
             raise AirflowException(f"Waiting on Hatchet runs failed: {event.get('message', '')}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -13,7 +13,7 @@ import anyio
 from airflow_provider_hatchet._compat import BaseTrigger, TriggerEvent
 from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY
 from airflow_provider_hatchet.client.batch_runs import find_batch_runs, ids_digest
-from airflow_provider_hatchet.client.errors import HatchetRetryableError
+from airflow_provider_hatchet.client.errors import HatchetError, HatchetRetryableError
 from airflow_provider_hatchet.client.waiter import (
     BATCH_SINCE_MARGIN,
     DEFAULT_MAX_CONCURRENCY,
@@ -32,6 +32,28 @@ if TYPE_CHECKING:
 EVENT_STATUSES = frozenset({"success", "failed", "cancelled", "timeout", "error"})
 # A batch of more runs than this is stored as its key, size and digest rather than its ids.
 INLINE_RUN_IDS = 100
+# How long cancelling the runs may take once the trigger itself is being cancelled past the deadline.
+_CANCEL_BUDGET = 30.0
+
+
+def wait_deadline(context: Any, timeout: float | None, execution_timeout: timedelta | None) -> float | None:
+    """When a task's wait must end: the earlier of its ``timeout`` and ``execution_timeout``, from the try's start.
+
+    Both count from the try's ``start_date`` (which a deferred try keeps when it resumes), not from when the wait
+    began; a try with no start date yet counts from now.
+
+    :param context: the task context.
+    :param timeout: the task's own timeout in seconds, or None.
+    :param execution_timeout: BaseOperator's ``execution_timeout``, or None.
+    :return: wall-clock epoch seconds, or None when neither is set.
+    """
+    limits = [float(timeout)] if timeout is not None else []
+    if execution_timeout is not None:
+        limits.append(execution_timeout.total_seconds())
+    if not limits:
+        return None
+    started = getattr(context["ti"], "start_date", None)
+    return (time.time() if started is None else started.timestamp()) + min(limits)
 
 
 class HatchetWorkflowRunTrigger(BaseTrigger):
@@ -40,7 +62,9 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
     It yields exactly one event, a dict with ``status`` (``success``, ``failed``, ``cancelled``, ``timeout`` or
     ``error``), ``run_ids``, ``message``, ``statuses`` ({run id: status}), ``errors`` ({run id: {task:
     message}}) and, on success when ``fetch_outputs``, ``outputs`` (each run's outputs keyed by task name, in
-    ``run_ids`` order). On ``timeout`` the runs are left running.
+    ``run_ids`` order). On ``timeout`` the unfinished runs are cancelled if ``cancel_on_timeout``, else left
+    running; they are cancelled too when Airflow cancels the trigger after the deadline (Airflow 2 times a
+    deferred task out at its ``execution_timeout`` by itself, and may do so before the trigger's own event).
 
     :param run_ids: the runs to wait on.
     :param hatchet_conn_id: the Hatchet connection.
@@ -55,6 +79,7 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
     :param started_at: when waiting began (epoch seconds); the 404 grace of unseen runs counts from it.
     :param not_found_grace: seconds a 404 is taken for a run not readable yet.
     :param max_concurrency: the most requests in flight at once.
+    :param cancel_on_timeout: cancel the unfinished runs once ``execution_deadline`` has passed.
     :param detect_batch: read the batch key from the first run when ``batch_key`` is None (False when the
         deferring task has already looked).
     :param first_poll_at: wall-clock epoch seconds before which the first round does not start (the deferring
@@ -85,6 +110,7 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         run_count: int | None = None,
         run_ids_digest: str | None = None,
         runs_since: float | None = None,
+        cancel_on_timeout: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if isinstance(run_ids, str) or not all(isinstance(i, str) and i for i in run_ids):
@@ -111,6 +137,7 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         self.run_count = None if run_count is None else int(run_count)
         self.run_ids_digest = run_ids_digest
         self.runs_since = None if runs_since is None else float(runs_since)
+        self.cancel_on_timeout = bool(cancel_on_timeout)
         self._state: WaitState | None = None
         self._finding_since: float | None = None
 
@@ -133,6 +160,7 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
             "max_concurrency": self.max_concurrency,
             "detect_batch": self.detect_batch,
             "first_poll_at": self.first_poll_at,
+            "cancel_on_timeout": self.cancel_on_timeout,
         }
         if self.batch_key is not None and (self.run_count is not None or len(self.run_ids) > INLINE_RUN_IDS):
             kwargs.update(
@@ -164,11 +192,29 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         self._state = self._new_state()
         try:
             async with HatchetHook(self.hatchet_conn_id).alease_client() as client:
-                event = await self._wait(client)
+                try:
+                    event = await self._wait(client)
+                except asyncio.CancelledError:
+                    # Cancelled while still waiting (not after the event, which is yielded outside this block).
+                    if self.execution_deadline is not None and time.time() >= self.execution_deadline:
+                        await asyncio.wait_for(self._cancel_at_deadline(client), _CANCEL_BUDGET)
+                    raise
         except Exception as exc:
             self.log.exception("Waiting on Hatchet runs failed")
             event = self._event("error", f"{type(exc).__name__}: {exc}", self._state)
         yield event
+
+    async def _cancel_at_deadline(self, client: AsyncHatchetClient) -> None:
+        """Cancel the unfinished runs, if asked to; best effort: a failure to cancel is logged, not raised."""
+        if not self.cancel_on_timeout or self._state is None or not self.run_ids:
+            return
+        try:
+            cancelled = await cancel_unfinished(client, self._state)
+        except HatchetError as exc:
+            self.log.warning("The deadline passed, but the unfinished Hatchet runs could not be cancelled: %s", exc)
+            return
+        self.log.info("The deadline passed: asked Hatchet to cancel %d run(s): %s", len(cancelled),
+                      ", ".join(cancelled))
 
     async def _wait(self, client: AsyncHatchetClient) -> TriggerEvent:
         last_message = ""
@@ -195,7 +241,9 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
                 self.log.info("%s", verdict.message)
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
-                return self._event("timeout", self._timeout_message(), self._state)
+                message = self._timeout_message()
+                await self._cancel_at_deadline(client)
+                return self._event("timeout", message, self._state)
             await asyncio.sleep(self.poll_interval if remaining is None else min(self.poll_interval, remaining))
 
     async def _find_batch(self, client: AsyncHatchetClient) -> None:
@@ -237,9 +285,10 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
                     f"{self.batch_key!r}")
         state = self._state or self._new_state()
         pending = state.pending()
+        fate = "cancelled" if self.cancel_on_timeout else "left running"
         return (
             f"The execution deadline passed with {len(pending)} of {len(state.unique_ids())} Hatchet runs not "
-            f"finished (left running): {', '.join(pending[:10])}{' ...' if len(pending) > 10 else ''}"
+            f"finished ({fate}): {', '.join(pending[:10])}{' ...' if len(pending) > 10 else ''}"
         )
 
     async def on_kill(self) -> None:

@@ -136,7 +136,7 @@ def test_a_timeout_cancels_the_run_in_hatchet(
     dag_run = dag_runner(dag)
 
     assert task_state(dag_run, "t") == "failed"
-    assert "The unfinished runs were cancelled" in logs()
+    assert "Hatchet runs not finished (cancelled)" in logs()
     client = backend.client()
     assert wait_terminal(client, xcom_value(dag_run, "t", "hatchet_run_id")) is RunStatus.CANCELLED
 
