@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BATCH_INDEX_KEY", "TI_KEY", "TRY_KEY", "identity_metadata", "ti_key", "with_identity"]
+__all__ = ["BATCH_INDEX_KEY", "TI_KEY", "TRY_KEY", "identity_metadata", "ti_key"]
 
 # The task instance, the same on every try: one filter on it finds every run the task instance triggered.
 TI_KEY = "airflow_ti"
@@ -43,11 +43,3 @@ def identity_metadata(context: Any) -> dict[str, str]:
         TI_KEY: ti_key(context),
     }
 
-
-def with_identity(user_metadata: dict[str, str], context: Any) -> dict[str, str]:
-    """The user's metadata with the identity added; the identity keys win over user keys of the same name.
-
-    :param user_metadata: the checked user metadata.
-    :param context: the task's context.
-    """
-    return {**user_metadata, **identity_metadata(context)}

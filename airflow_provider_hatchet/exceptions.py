@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 from airflow_provider_hatchet._compat import AirflowException, AirflowFailException
 from airflow_provider_hatchet.client.errors import HatchetValidationError
+from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 
 __all__ = [
     "HatchetRunCancelledError",
@@ -53,31 +53,29 @@ class HatchetRunTimeoutError(HatchetRunError):
     """The wait timed out before every run finished; ``run_ids`` are the unfinished runs."""
 
 
-_BY_STATUS: dict[str, type[HatchetRunError]] = {
-    "failed": HatchetRunFailedError,
-    "cancelled": HatchetRunCancelledError,
-    "timeout": HatchetRunTimeoutError,
+_BY_STATUS: dict[WaitStatus, type[HatchetRunError]] = {
+    WaitStatus.FAILED: HatchetRunFailedError,
+    WaitStatus.CANCELLED: HatchetRunCancelledError,
+    WaitStatus.TIMEOUT: HatchetRunTimeoutError,
 }
 RUN_ERROR_STATUSES = frozenset(_BY_STATUS)
 
 
-def run_error(event: Mapping[str, Any], message: str | None = None) -> HatchetRunError:
-    """The error for a wait that ended ``failed``, ``cancelled`` or ``timeout`` (a trigger event's status).
+def run_error(event: WaitEvent, message: str | None = None) -> HatchetRunError:
+    """The error for a wait that ended ``failed``, ``cancelled`` or ``timeout``.
 
-    :param event: the trigger event payload: ``status``, ``run_ids``, ``statuses``, ``errors``, ``message``.
+    :param event: how the wait ended.
     :param message: the error message; the event's by default.
     """
-    status = event["status"]
-    statuses: Mapping[str, str] = event.get("statuses") or {}
-    run_ids = list(dict.fromkeys(event.get("run_ids") or ()))
-    if status == "timeout":
-        concerned = [i for i in run_ids if statuses.get(i) not in _TERMINAL]
+    run_ids = list(dict.fromkeys(event.run_ids))
+    if event.status is WaitStatus.TIMEOUT:
+        concerned = [i for i in run_ids if event.statuses.get(i) not in _TERMINAL]
     else:
-        concerned = [i for i in run_ids if statuses.get(i) in ("FAILED", "CANCELLED")]
-    return _BY_STATUS[status](
-        message or str(event.get("message") or f"Hatchet run(s) ended with status {status}"),
+        concerned = [i for i in run_ids if event.statuses.get(i) in ("FAILED", "CANCELLED")]
+    return _BY_STATUS[event.status](
+        message or event.message or f"Hatchet run(s) ended with status {event.status.value}",
         concerned or run_ids,
-        event.get("errors") or {},
+        event.errors,
     )
 
 

@@ -1,4 +1,4 @@
-"""The client layer stays free of Airflow: no imports, and no Airflow metadata names (they are passed to it)."""
+"""Layering rules: the client stays free of Airflow, and only the hook builds clients."""
 
 from __future__ import annotations
 
@@ -20,3 +20,23 @@ def test_the_client_names_nothing_of_airflow() -> None:
         if AIRFLOW_WORD.search(line)
     ]
     assert found == []
+
+
+PACKAGE = CLIENT.parent
+# What only the hook may do: build clients, and hand out the sync one.
+HOOK_ONLY = re.compile(r"\bhook\.client\b|\b(Async)?HatchetClient\(")
+
+
+def test_only_the_hook_builds_clients_and_no_task_reaches_through_it() -> None:
+    found = [
+        f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}"
+        for layer in ("operators", "sensors", "triggers", "links")
+        for path in sorted((PACKAGE / layer).glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if HOOK_ONLY.search(line)
+    ]
+    assert found == []
+
+
+def test_the_waiter_is_handed_its_client() -> None:
+    assert not HOOK_ONLY.search((CLIENT / "waiter.py").read_text())

@@ -21,7 +21,7 @@ from airflow_provider_hatchet.client.waiter import (
     WaitState,
     cancel_unfinished,
     check_round,
-    check_round_sync,
+    run_sync,
 )
 from airflow_provider_hatchet.testing import Faults, HatchetSimulator, ManualClock, SimulatorServer
 
@@ -70,6 +70,16 @@ async def wait(client: AsyncHatchetClient, state: WaitState, rounds: int = 200, 
     raise AssertionError(f"still pending: {verdict.message}")
 
 
+def sync_round(config: ClientConfig, state: WaitState) -> Verdict:
+    """One round from synchronous code, through the package's sync-to-async bridge, on a client of its own."""
+
+    async def once() -> Verdict:
+        async with AsyncHatchetClient(config, retry=FAST_RETRY) as c:
+            return await check_round(c, state)
+
+    return run_sync(once)
+
+
 def routes(sim: HatchetSimulator) -> list[str]:
     return [r.route or "" for r in sim.requests]
 
@@ -80,7 +90,7 @@ async def test_single_run_success_returns_outputs_by_task(client: AsyncHatchetCl
     assert verdict.outcome is Outcome.SUCCESS
     assert verdict.statuses == {run_id: "COMPLETED"}
     assert verdict.outputs == [{"run": {"rows": 3}}]
-    assert verdict.event([run_id])["outputs"] == [{"run": {"rows": 3}}]
+    assert verdict.event([run_id]).to_payload()["outputs"] == [{"run": {"rows": 3}}]
     assert run_id in verdict.message
 
 
@@ -102,7 +112,7 @@ async def test_failure_names_the_run_and_hatchets_error_per_task(client: AsyncHa
     assert run_id in verdict.message
     assert "run: ValueError: bad row 7" in verdict.message
     assert f"/runs/{run_id}" in verdict.message
-    assert "outputs" not in verdict.event([run_id])
+    assert "outputs" not in verdict.event([run_id]).to_payload()
 
 
 async def test_one_failure_ends_the_wait_while_others_still_run(client: AsyncHatchetClient) -> None:
@@ -284,7 +294,7 @@ async def test_outputs_are_read_only_when_wanted(client: AsyncHatchetClient, sim
     verdict = await wait(client, state, fetch_outputs=False)
     assert verdict.outcome is Outcome.SUCCESS
     assert verdict.outputs is None
-    assert "outputs" not in verdict.event(ids)
+    assert "outputs" not in verdict.event(ids).to_payload()
     assert routes(sim).count("details") == 1  # the first run's, for its batch key
 
 
@@ -472,7 +482,7 @@ def test_sync_round_runs_the_same_logic(config: ClientConfig, sim: HatchetSimula
     client_ids = asyncio.run(_trigger_with_fresh_client(config, "broken"))
     state = WaitState(tuple(client_ids), batch_field=TI_KEY)
     for _ in range(100):
-        verdict = check_round_sync(config, state, retry=FAST_RETRY)
+        verdict = sync_round(config, state)
         if verdict.finished:
             break
     assert verdict.outcome is Outcome.FAILED
@@ -493,14 +503,14 @@ def test_a_sync_round_error_is_not_chained_to_the_loop_probe(config: ClientConfi
     state = WaitState((ghost,), started_at=0.0, not_found_grace=0.0)
     with pytest.raises(RunWaitError, match=f"{ghost} was not found") as raised:
         for _ in range(5):
-            check_round_sync(config, state, retry=FAST_RETRY)
+            sync_round(config, state)
     assert not any(isinstance(e, RuntimeError) for e in chained(raised.value))
 
 
 async def test_sync_round_works_inside_a_running_loop(config: ClientConfig, client: AsyncHatchetClient) -> None:
     ids = await trigger(client, "etl")
     await asyncio.sleep(0.2)
-    verdict = check_round_sync(config, WaitState(tuple(ids), batch_field=TI_KEY), retry=FAST_RETRY)
+    verdict = sync_round(config, WaitState(tuple(ids), batch_field=TI_KEY))
     assert verdict.outcome is Outcome.SUCCESS
 
 
@@ -605,7 +615,7 @@ def test_a_runner_keeps_one_client_across_rounds(
     ids = asyncio.run(_trigger_with_fresh_client(config, "forever"))
     ids += asyncio.run(_trigger_with_fresh_client(config, "forever"))
     clients = count_async_clients()
-    runner = WaitRunner(config, retry=FAST_RETRY)
+    runner = WaitRunner(lambda: AsyncHatchetClient(config, retry=FAST_RETRY))
     state = WaitState(tuple(ids), batch_field=TI_KEY)
     try:
         for _ in range(3):

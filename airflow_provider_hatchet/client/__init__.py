@@ -22,6 +22,7 @@ from airflow_provider_hatchet.client.errors import (
 from airflow_provider_hatchet.client.models import RunDetails, RunPage, RunStatus, RunSummary, TaskSummary, Workflow
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_hatchet.client.sync import HatchetClient
+from airflow_provider_hatchet.client.trigger_request import TriggerRequest
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -47,6 +48,7 @@ __all__ = [
     "RunStatus",
     "RunSummary",
     "TaskSummary",
+    "TriggerRequest",
     "Workflow",
     "apply_namespace",
     "normalize_namespace",

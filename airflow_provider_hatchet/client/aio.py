@@ -18,6 +18,7 @@ from airflow_provider_hatchet.client.lanes import LaneTransport
 from airflow_provider_hatchet.client.models import RunDetails, RunPage, RunStatus, RunSummary, Workflow, WorkflowPage
 from airflow_provider_hatchet.client.paging import RUN_PAGE_SIZE, WORKFLOW_PAGE_SIZE, has_more
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
+from airflow_provider_hatchet.client.trigger_request import TriggerRequest
 
 T = TypeVar("T")
 
@@ -81,6 +82,15 @@ class AsyncHatchetClient(ClientBase):
             raise endpoints.total_timeout(call, self.config.timeout) from exc
         return endpoints.parse(call, response, self.config.token)
 
+    async def trigger(self, request: TriggerRequest) -> str:
+        """Trigger one run (the workflow's full name, namespace applied) and return its id.
+
+        Sent once, never retried: a failed trigger may have created the run.
+
+        :param request: the run to trigger.
+        """
+        return await self.send(endpoints.trigger(self.config.tenant_id, request.body()))
+
     async def trigger_run(
         self,
         workflow_name: str,
@@ -88,17 +98,14 @@ class AsyncHatchetClient(ClientBase):
         additional_metadata: Mapping[str, str] | None = None,
         priority: int | None = None,
     ) -> str:
-        """Trigger one run of a workflow (full name, namespace already applied) and return its id.
-
-        Sent once, never retried: a failed trigger may have created the run.
+        """:meth:`trigger` with the request's fields as arguments.
 
         :param workflow_name: the full workflow name.
         :param input: the run input.
         :param additional_metadata: string metadata.
         :param priority: 1..3 or None.
         """
-        body = endpoints.trigger_body(workflow_name, input, additional_metadata, priority)
-        return await self.send(endpoints.trigger(self.config.tenant_id, body))
+        return await self.trigger(TriggerRequest(workflow_name, input, additional_metadata or {}, priority))
 
     async def get_run(self, run_id: str) -> RunDetails:
         """Return a run with its tasks, outputs and errors.

@@ -27,6 +27,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -267,7 +268,7 @@ class BulkTrigger:
         while True:
             self._requests += 1
             try:
-                run_id = await self._client.trigger_run(item.workflow_name, item.input, metadata, item.priority)
+                run_id = await self._client.trigger(replace(item, additional_metadata=metadata))
             except HatchetError as exc:
                 kind = _classify(exc)
                 error = _describe(exc)

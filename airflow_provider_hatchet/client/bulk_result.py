@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from airflow_provider_hatchet.client.errors import HatchetError
+from airflow_provider_hatchet.client.trigger_request import TriggerRequest
 
 # How an item got its run id, one byte per item in :attr:`BulkResult.origins`.
 NOT_TRIGGERED = 0
@@ -18,20 +18,9 @@ _SHOWN_GROUPS = 5
 _SHOWN_INDEXES = 10
 
 
-@dataclass(frozen=True, slots=True)
-class BulkItem:
-    """One run to trigger, already validated and namespaced by the caller.
-
-    :param workflow_name: the full workflow name.
-    :param input: the run input, a JSON object.
-    :param additional_metadata: the run's own string metadata; the batch metadata and index are added to it.
-    :param priority: 1..3 or None.
-    """
-
-    workflow_name: str
-    input: Mapping[str, Any]
-    additional_metadata: Mapping[str, str] = field(default_factory=dict)
-    priority: int | None = None
+# One run of a batch, already checked and namespaced by the caller; the batch metadata and index are added to its
+# metadata when it is sent.
+BulkItem = TriggerRequest
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,32 +127,6 @@ def trigger(tenant_id: str, body: Mapping[str, Any]) -> Call[str]:
     )
 
 
-def trigger_body(
-    workflow_name: str,
-    input: Mapping[str, Any],
-    additional_metadata: Mapping[str, str] | None = None,
-    priority: int | None = None,
-    *,
-    return_only_id: bool = True,
-) -> dict[str, Any]:
-    """Build a ``V1TriggerWorkflowRunRequest``.
-
-    :param workflow_name: the full (namespaced) workflow name.
-    :param input: the run input.
-    :param additional_metadata: string metadata.
-    :param priority: 1..3 or None.
-    :param return_only_id: skip the server's wait for the run to be readable.
-    """
-    body: dict[str, Any] = {"workflowName": workflow_name, "input": dict(input)}
-    if additional_metadata:
-        body["additionalMetadata"] = dict(additional_metadata)
-    if priority is not None:
-        body["priority"] = priority
-    if return_only_id:
-        body["return_only_id"] = True
-    return body
-
-
 def run_details(run_id: str) -> Call[RunDetails]:
     """``GET /api/v1/stable/workflow-runs/{id}``.
 

@@ -47,7 +47,6 @@ from typing import Any, TypeVar
 
 from airflow_provider_hatchet.client import paging
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
-from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.errors import (
     HatchetAPIError,
     HatchetAuthError,
@@ -56,7 +55,7 @@ from airflow_provider_hatchet.client.errors import (
     HatchetRetryableError,
 )
 from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
-from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
+from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ MAX_MESSAGE_LINES = 20
 
 
 class Outcome(str, enum.Enum):
-    """Where the wait stands after a round; the values are the trigger event statuses."""
+    """Where the wait stands after a round; a finished one's value is the :class:`WaitStatus` it ends with."""
 
     PENDING = "pending"
     SUCCESS = "success"
@@ -185,21 +184,13 @@ class Verdict:
         """Whether the wait is over."""
         return self.outcome.finished
 
-    def event(self, run_ids: Sequence[str]) -> dict[str, Any]:
-        """The JSON-safe trigger event payload.
+    def event(self, run_ids: Sequence[str]) -> WaitEvent:
+        """The wait's end as an event (only a finished verdict makes one).
 
         :param run_ids: the runs waited on.
         """
-        payload: dict[str, Any] = {
-            "status": self.outcome.value,
-            "run_ids": list(run_ids),
-            "message": self.message,
-            "statuses": self.statuses,
-            "errors": self.errors,
-        }
-        if self.outcome is Outcome.SUCCESS and self.outputs is not None:
-            payload["outputs"] = self.outputs
-        return payload
+        return WaitEvent(WaitStatus(self.outcome.value), list(run_ids), self.message, self.statuses, self.errors,
+                         self.outputs)
 
 
 async def _bounded(limit: int, items: Iterable[str], call: Callable[[str], Awaitable[T]]) -> list[tuple[str, T]]:
@@ -635,43 +626,17 @@ def run_sync(factory: Callable[[], Awaitable[T]]) -> T:
         return pool.submit(asyncio.run, main()).result()
 
 
-def check_round_sync(
-    config: ClientConfig,
-    state: WaitState,
-    *,
-    retry: RetryPolicy = DEFAULT_RETRY,
-    fetch_outputs: bool = True,
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-) -> Verdict:
-    """:func:`check_round` for synchronous callers (a sensor's ``poke``), on a client opened for the round.
-
-    :param config: the client settings.
-    :param state: the wait state; updated in place.
-    :param retry: how each request is retried.
-    :param fetch_outputs: fetch each run's outputs once all runs have finished.
-    :param max_concurrency: the most requests in flight at once.
-    """
-
-    async def once() -> Verdict:
-        async with AsyncHatchetClient(config, retry=retry, max_connections=max(1, max_concurrency)) as client:
-            return await check_round(client, state, fetch_outputs=fetch_outputs, max_concurrency=max_concurrency)
-
-    return run_sync(once)
-
-
 class WaitRunner:
     """Rounds for a synchronous caller that checks many times (a sensor's pokes): one event loop, in a thread of
     its own, and one client, kept from round to round until :meth:`close`.
 
-    :param config: the client settings.
-    :param retry: how each request is retried.
+    :param new_client: builds the client, in the runner's loop (the hook's ``async_client_factory``).
     :param max_concurrency: the most requests in flight at once.
     """
 
-    def __init__(self, config: ClientConfig, *, retry: RetryPolicy = DEFAULT_RETRY,
+    def __init__(self, new_client: Callable[[], AsyncHatchetClient], *,
                  max_concurrency: int = DEFAULT_MAX_CONCURRENCY) -> None:
-        self.config = config
-        self.retry = retry
+        self.new_client = new_client
         self.max_concurrency = max_concurrency
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -703,8 +668,7 @@ class WaitRunner:
 
         async def once() -> Verdict:
             if self._client is None:
-                self._client = AsyncHatchetClient(self.config, retry=self.retry,
-                                                  max_connections=max(1, self.max_concurrency))
+                self._client = self.new_client()
             return await check_round(self._client, state, fetch_outputs=fetch_outputs,
                                      max_concurrency=self.max_concurrency)
 

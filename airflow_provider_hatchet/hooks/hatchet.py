@@ -6,13 +6,14 @@ import asyncio
 import difflib
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_hatchet._compat import AirflowNotFoundException, BaseHook, mask_secret
-from airflow_provider_hatchet.client import validation
+from airflow_provider_hatchet.client import TriggerRequest, validation
 from airflow_provider_hatchet.client.config import ClientConfig, apply_namespace
 from airflow_provider_hatchet.client.errors import (
     HatchetAuthError,
@@ -32,7 +33,7 @@ from airflow_provider_hatchet.hooks._shared_clients import LoopClients
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetClient
-    from airflow_provider_hatchet.client.models import RunDetails, RunStatus
+    from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
 
 # One async client per event loop and connection contents: a triggerer running many triggers shares one
 # connection pool and one SSL context instead of building one per trigger.
@@ -180,10 +181,22 @@ class HatchetHook(BaseHook):
         # No await between this lookup and the cache fill: triggers starting together share one client.
         return clients, clients.get((self.hatchet_conn_id, self.namespace), config, self._new_async_client)
 
-    def _new_async_client(self, config: ClientConfig) -> AsyncHatchetClient:
+    def _new_async_client(self, config: ClientConfig, max_connections: int | None = None) -> AsyncHatchetClient:
         from airflow_provider_hatchet.client import AsyncHatchetClient
 
-        return AsyncHatchetClient(config, retry=self.retry)
+        if max_connections is None:
+            return AsyncHatchetClient(config, retry=self.retry)
+        return AsyncHatchetClient(config, retry=self.retry, max_connections=max(1, max_connections))
+
+    def async_client_factory(self, *, max_connections: int | None = None) -> Callable[[], AsyncHatchetClient]:
+        """Make async clients of their own, which the caller closes: for work that wants its own connection pool
+        (a batch's triggers, ``max_connections`` at once) or its own event loop (a poking sensor's thread). The
+        connection is read now; each client is built when the factory is called, in the loop that will use it.
+
+        :param max_connections: the client's pool size; the default pool otherwise.
+        """
+        config = self.config
+        return lambda: self._new_async_client(config, max_connections)
 
     @staticmethod
     async def aclose_loop_clients() -> None:
@@ -257,12 +270,26 @@ class HatchetHook(BaseHook):
         :raises HatchetValidationError: for a bad argument, or a workflow the tenant does not have (see
             :meth:`resolve_workflow`); nothing is triggered then.
         """
-        checked = (
-            validation.check_input(input),
-            validation.check_metadata(additional_metadata),
-            validation.check_priority(priority),
-        )
-        return self.client.trigger_run(self.resolve_workflow(workflow_name, namespace), *checked)
+        request = TriggerRequest.checked(workflow_name, input, additional_metadata, priority)
+        return self.trigger(request, namespace=namespace)
+
+    def trigger(self, request: TriggerRequest, *, namespace: str | None = None) -> str:
+        """Trigger one run of a checked request (see :meth:`TriggerRequest.checked`) and return its id, once the
+        tenant is known to have the workflow. Sent once, never retried: a failed trigger may have created the run.
+
+        :param request: the run; its workflow name without or with the namespace.
+        :param namespace: overrides the hook's namespace for this call.
+        :raises HatchetValidationError: for a workflow the tenant does not have; nothing is triggered then.
+        """
+        return self.client.trigger(request.named(self.resolve_workflow(request.workflow_name, namespace)))
+
+    def iter_runs(self, *, since: datetime, **filters: Any) -> Iterator[RunSummary]:
+        """Yield every run created since ``since`` that matches the filters of the run list, page after page.
+
+        :param since: the earliest creation time.
+        :param filters: the list's filters, e.g. ``additional_metadata={"key": "value"}`` or ``statuses=[...]``.
+        """
+        return self.client.iter_runs(since=since, **filters)
 
     def get_run(self, run_id: str) -> RunDetails:
         """Return a run with its status, output, error message and per-task results.

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_hatchet._arguments import check_seconds
-from airflow_provider_hatchet._compat import AirflowException, BaseOperator, conf
+from airflow_provider_hatchet._arguments import check_seconds, default_deferrable
+from airflow_provider_hatchet._compat import AirflowException, BaseOperator
 from airflow_provider_hatchet.client.errors import HatchetError
+from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
+from airflow_provider_hatchet.client.waiter import run_sync
 from airflow_provider_hatchet.exceptions import RUN_ERROR_STATUSES, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger, wait_deadline
@@ -20,11 +21,6 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 7 * 24 * 3600.0
 REUSE_LOOKBACK = timedelta(days=7)
 OUTPUT_KEY = "output"
-
-
-def default_deferrable() -> bool:
-    """``[operators] default_deferrable`` from the Airflow configuration."""
-    return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
 def lookback_start() -> datetime:
@@ -46,7 +42,7 @@ def first_event(trigger: HatchetWorkflowRunTrigger) -> dict[str, Any]:
             await HatchetHook.aclose_loop_clients()
         raise AirflowException("The Hatchet trigger ended without an event")
 
-    return asyncio.run(_first())
+    return run_sync(_first)
 
 
 class HatchetTriggerOperatorBase(BaseOperator):
@@ -114,18 +110,18 @@ class HatchetTriggerOperatorBase(BaseOperator):
         :param context: the task context.
         :param event: the trigger's event payload.
         """
-        if not event or "status" not in event or not event.get("run_ids"):
-            raise AirflowException(f"Unexpected event from the Hatchet trigger: {event!r}")
-        status = event["status"]
-        if status == "success":
-            outputs: list[Any] = event.get("outputs") or [{} for _ in event["run_ids"]]
-            return outputs
-        if status == "timeout":
+        try:
+            wait = WaitEvent.from_payload(event)
+        except ValueError as exc:
+            raise AirflowException(str(exc)) from None
+        if wait.status is WaitStatus.SUCCESS:
+            return wait.outputs or [{} for _ in wait.run_ids]
+        if wait.status is WaitStatus.TIMEOUT:
             # The trigger has already cancelled the unfinished runs (cancel_on_timeout).
-            raise run_error(event, event.get("message") or "The wait for the Hatchet runs timed out.")
-        if status in RUN_ERROR_STATUSES:
-            raise run_error(event)
-        raise AirflowException(event.get("message") or f"Hatchet run(s) ended with status {status}")
+            raise run_error(wait, wait.message or "The wait for the Hatchet runs timed out.")
+        if wait.status in RUN_ERROR_STATUSES:
+            raise run_error(wait)
+        raise AirflowException(f"Waiting on the Hatchet runs failed: {wait.message}")
 
     def cancel(self, run_ids: list[str], why: str) -> None:
         """Cancel runs, best effort: a failure to cancel is logged, not raised.

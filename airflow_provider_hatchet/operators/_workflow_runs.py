@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_hatchet.client import validation
+from airflow_provider_hatchet.client import TriggerRequest, validation
 from airflow_provider_hatchet.client.errors import HatchetValidationError
 
 _ITEM_KEYS = {"workflow_name", "workflowName", "input", "options", "priority"}
 _OPTION_KEYS = {"additional_metadata", "additionalMetadata", "priority"}
-
-
-@dataclass(frozen=True)
-class WorkflowRunSpec:
-    """One checked item of ``workflow_runs``.
-
-    :param workflow_name: the workflow name, before the namespace is applied.
-    :param input: the run input.
-    :param additional_metadata: the item's own metadata, as strings.
-    :param priority: 1..3 or None.
-    """
-
-    workflow_name: str
-    input: dict[str, Any]
-    additional_metadata: dict[str, str]
-    priority: int | None
 
 
 def _either(item: Mapping[str, Any], snake: str, camel: str, field: str) -> Any:
@@ -35,7 +18,7 @@ def _either(item: Mapping[str, Any], snake: str, camel: str, field: str) -> Any:
     return item.get(snake, item.get(camel))
 
 
-def parse_workflow_run(item: object, index: int) -> WorkflowRunSpec:
+def parse_workflow_run(item: object, index: int) -> TriggerRequest:
     """Check one item, ``{"workflow_name", "input", "options": {"additional_metadata"}, "priority"}``.
 
     The SDK's camelCase keys (``workflowName``, ``additionalMetadata``) are accepted too.
@@ -57,7 +40,7 @@ def parse_workflow_run(item: object, index: int) -> WorkflowRunSpec:
         raise HatchetValidationError(f"{field}.options", f"unknown keys {sorted(unknown)}")
     if "priority" in item and "priority" in options:
         raise HatchetValidationError(f"{field}.priority", "give it at the top level or in options, not both")
-    return WorkflowRunSpec(
+    return TriggerRequest(
         workflow_name=validation.check_workflow_name(
             _either(item, "workflow_name", "workflowName", field), f"{field}.workflow_name"
         ),
@@ -70,7 +53,7 @@ def parse_workflow_run(item: object, index: int) -> WorkflowRunSpec:
     )
 
 
-def parse_workflow_runs(value: object) -> list[WorkflowRunSpec]:
+def parse_workflow_runs(value: object) -> list[TriggerRequest]:
     """Check every item before anything is sent; the first bad one raises, naming its index and field.
 
     :param value: the rendered ``workflow_runs``.

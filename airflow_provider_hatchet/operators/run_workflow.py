@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow_provider_hatchet._arguments import is_template, rendered_int
 from airflow_provider_hatchet._compat import ResumableJobMixin, record_success, succeeded_since
-from airflow_provider_hatchet._identity import TI_KEY, TRY_KEY, ti_key, with_identity
-from airflow_provider_hatchet.client import validation
+from airflow_provider_hatchet._identity import TI_KEY, TRY_KEY, identity_metadata, ti_key
+from airflow_provider_hatchet.client import TriggerRequest, validation
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
 from airflow_provider_hatchet.client.models import RunStatus, RunSummary
+from airflow_provider_hatchet.client.wait_event import WaitEvent
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.operators._base import (
@@ -87,12 +88,10 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
     def execute(self, context: Context) -> str:
         """Check the arguments, trigger the run (or re-attach on a retry), then wait if asked."""
         with failing_on_bad_arguments():
-            self._checked = (
-                validation.check_workflow_name(self.workflow_name),
-                validation.check_input(self.input),
-                validation.check_metadata(self.additional_metadata),
+            self._request = TriggerRequest.checked(
+                self.workflow_name, self.input, self.additional_metadata, rendered_int(self.priority)
             )
-            self.priority = validation.check_priority(rendered_int(self.priority))
+            self.priority = self._request.priority
             # The mixin returns poll_until_complete's None when it re-attaches to a running run.
             result = self.execute_resumable(context)
         return self._succeed(context, str(result or self.run_id))
@@ -102,12 +101,12 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
 
     def submit_job(self, context: Context) -> str:
         """Trigger the run, unless a retry finds this task instance's earlier run still usable."""
-        name, input, metadata = self._checked
         run_id = self._reusable_run(context)
         if run_id is None:
-            full_name = self.hook.resolve_workflow(name)
-            run_id = self.hook.client.trigger_run(full_name, input, with_identity(metadata, context), self.priority)
-            self.log.info("Triggered Hatchet workflow %s: run %s", full_name, run_id)
+            request = self._request.with_metadata(identity_metadata(context))
+            run_id = self.hook.trigger(request)
+            self.log.info("Triggered Hatchet workflow %s: run %s", self.hook.full_workflow_name(request.workflow_name),
+                          run_id)
         self._announce(context, run_id)
         return run_id
 
@@ -165,7 +164,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Resume after deferral: push the output, or fail with Hatchet's error."""
         self._push_output(context, event)
-        return self._succeed(context, str((event or {})["run_ids"][0]))
+        return self._succeed(context, WaitEvent.from_payload(event).run_ids[0])
 
     def on_kill(self) -> None:
         """Cancel the run, best effort, when the task is killed in the worker."""
@@ -175,7 +174,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
     def _push_output(self, context: Context, event: dict[str, Any] | None) -> None:
         outputs = self.finish_wait(context, event)
         context["ti"].xcom_push(key=OUTPUT_KEY, value=outputs[0])
-        self.log.info("Hatchet run %s completed.", self.run_id or (event or {}).get("run_ids"))
+        self.log.info("Hatchet run %s completed.", self.run_id or WaitEvent.from_payload(event).run_ids[0])
 
     def _announce(self, context: Context, run_id: str) -> None:
         self.run_id = run_id
@@ -239,6 +238,6 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
 
     def _latest_run(self, context: Context) -> RunSummary | None:
         mine = {TI_KEY: ti_key(context)}
-        earlier = self.hook.client.iter_runs(since=lookback_start(), additional_metadata=mine)
+        earlier = self.hook.iter_runs(since=lookback_start(), additional_metadata=mine)
         return max((run for run in earlier if run.has_metadata(mine)), key=lambda run: run.created_at or _EPOCH,
                    default=None)

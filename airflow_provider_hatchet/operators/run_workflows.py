@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._compat import AirflowException
 from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY, identity_metadata
-from airflow_provider_hatchet.client.aio import AsyncHatchetClient
-from airflow_provider_hatchet.client.bulk import BulkItem, BulkProgress, BulkResult, BulkTrigger
+from airflow_provider_hatchet.client import TriggerRequest
+from airflow_provider_hatchet.client.bulk import BulkProgress, BulkResult, BulkTrigger
 from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
-from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.errors import HatchetError, HatchetNotFoundError, HatchetRetryableError
+from airflow_provider_hatchet.client.wait_event import WaitEvent
+from airflow_provider_hatchet.client.waiter import run_sync
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.operators._base import (
     OUTPUT_KEY,
@@ -83,15 +83,12 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
             full_names = {name: self.hook.resolve_workflow(name) for name in {s.workflow_name for s in specs}}
         identity = identity_metadata(context)
         batch_key = identity.pop(TI_KEY)
-        items = [
-            BulkItem(full_names[s.workflow_name], s.input, {**s.additional_metadata, **identity}, s.priority)
-            for s in specs
-        ]
+        items = [spec.named(full_names[spec.workflow_name]).with_metadata(identity) for spec in specs]
         context["ti"].xcom_push(key=BATCH_KEY_KEY, value=batch_key)
         resume = self.reuse_existing_runs and context["ti"].try_number > 1
         self.log.info("Triggering %d Hatchet runs (batch %s, %d at a time%s).", len(items), batch_key,
                       self.max_concurrency, ", reusing earlier runs" if resume else "")
-        result, stopped = asyncio.run(self._trigger_all(self.hook.config, items, batch_key, resume))
+        result, stopped = run_sync(lambda: self._trigger_all(items, batch_key, resume))
         if stopped is not None:
             context["ti"].xcom_push(key=CREATED_RUNS_KEY, value=result.run_ids)
             self.log.error("The batch stopped at once: %s. %d of %d items have a run; their ids are in XCom %r.",
@@ -118,7 +115,7 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after deferral: push the outputs, or fail naming the failed runs."""
         self._push_outputs(context, event)
-        return [str(run_id) for run_id in (event or {})["run_ids"]]
+        return WaitEvent.from_payload(event).run_ids
 
     def on_kill(self) -> None:
         """Cancel the batch's runs if the task is killed while waiting on them.
@@ -130,14 +127,14 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
             self.cancel(self.run_ids, "the task was killed")
 
     async def _trigger_all(
-        self, config: ClientConfig, items: list[BulkItem], batch_key: str, resume: bool
+        self, items: list[TriggerRequest], batch_key: str, resume: bool
     ) -> tuple[BulkResult, HatchetError | None]:
         """The batch's result, and the configuration error that stopped it, if one did."""
 
         def on_progress(progress: BulkProgress) -> None:
             self.log.info("Progress: %s", progress)
 
-        async with AsyncHatchetClient(config, max_connections=self.max_concurrency) as client:
+        async with self.hook.async_client_factory(max_connections=self.max_concurrency)() as client:
             engine = BulkTrigger(
                 client, items, batch_metadata={TI_KEY: batch_key}, since=lookback_start(), index_key=BATCH_INDEX_KEY,
                 max_concurrency=self.max_concurrency, resume=resume, on_progress=on_progress,
@@ -157,7 +154,7 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
 
     def _all_finished(self, batch_key: str) -> bool:
         try:
-            runs = self.hook.client.iter_runs(since=lookback_start(), additional_metadata={TI_KEY: batch_key})
+            runs = self.hook.iter_runs(since=lookback_start(), additional_metadata={TI_KEY: batch_key})
             finished = {run.id for run in runs if run.status.is_terminal}
         except (HatchetNotFoundError, HatchetRetryableError):
             return False
@@ -165,4 +162,4 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
 
     def _push_outputs(self, context: Context, event: dict[str, Any] | None) -> None:
         context["ti"].xcom_push(key=OUTPUT_KEY, value=self.finish_wait(context, event))
-        self.log.info("All %d Hatchet runs completed.", len((event or {}).get("run_ids", ())))
+        self.log.info("All %d Hatchet runs completed.", len(WaitEvent.from_payload(event).run_ids))

@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
-from airflow_provider_hatchet._arguments import check_seconds, is_template
+from airflow_provider_hatchet._arguments import check_seconds, default_deferrable, is_template
 from airflow_provider_hatchet._compat import (
     AirflowException,
     AirflowSensorTimeout,
@@ -17,11 +17,11 @@ from airflow_provider_hatchet._compat import (
     BaseSensorOperator,
     Context,
     PokeReturnValue,
-    conf,
 )
 from airflow_provider_hatchet._identity import TI_KEY
 from airflow_provider_hatchet.client import validation
 from airflow_provider_hatchet.client.errors import HatchetValidationError
+from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.client.waiter import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_NOT_FOUND_GRACE,
@@ -33,7 +33,7 @@ from airflow_provider_hatchet.client.waiter import (
 from airflow_provider_hatchet.exceptions import HatchetRunError, failing_on_bad_arguments, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, RUN_URLS_XCOM_KEY, HatchetRunLink
-from airflow_provider_hatchet.triggers.hatchet import EVENT_STATUSES, HatchetWorkflowRunTrigger, wait_deadline
+from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger, wait_deadline
 
 
 def normalize_run_ids(value: Any, *, rendered: bool = True) -> tuple[list[str], bool]:
@@ -123,7 +123,7 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         fail_on_cancelled: bool = True,
         batch_key: str | None = None,
         fetch_outputs: bool = True,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool = default_deferrable(),
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         cancel_on_kill: bool = False,
@@ -164,7 +164,7 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
             # Airflow's poke loop timed out: the same typed error as a deferred wait's timeout.
             pending = self._state.pending() if self._state else run_ids
             shown = ", ".join(pending[:10]) + (" ..." if len(pending) > 10 else "")
-            raise run_error({"status": "timeout", "run_ids": pending},
+            raise run_error(WaitEvent(WaitStatus.TIMEOUT, pending),
                             f"{exc} Not finished (left running): {shown}") from None
         finally:
             self._close_runner()
@@ -213,15 +213,16 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         :param event: the trigger event.
         """
         single = normalize_run_ids(self.run_id)[1]
-        if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
-            raise AirflowException(f"Unexpected event from the Hatchet trigger: {event!r}")
-        if event["status"] == "timeout":
-            self._fail(run_error(event, f"Sensor has timed out (timeout {self.timeout} s, execution_timeout "
-                                        f"{self.execution_timeout}; the runs were not cancelled). "
-                                        f"{event.get('message', '')}"))
-        if event["status"] == "error":
-            raise AirflowException(f"Waiting on Hatchet runs failed: {event.get('message', '')}")
-        return self._result(event, single)
+        try:
+            wait = WaitEvent.from_payload(event)
+        except ValueError as exc:
+            raise AirflowException(str(exc)) from None
+        if wait.status is WaitStatus.TIMEOUT:
+            self._fail(run_error(wait, f"Sensor has timed out (timeout {self.timeout} s, execution_timeout "
+                                       f"{self.execution_timeout}; the runs were not cancelled). {wait.message}"))
+        if wait.status is WaitStatus.ERROR:
+            raise AirflowException(f"Waiting on Hatchet runs failed: {wait.message}")
+        return self._result(wait, single)
 
     # Helpers
 
@@ -233,7 +234,8 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
             )
         if self._runner is None:
             hook = HatchetHook(self.hatchet_conn_id)
-            runner = WaitRunner(hook.config, retry=hook.retry, max_concurrency=self.max_concurrency)
+            runner = WaitRunner(hook.async_client_factory(max_connections=self.max_concurrency),
+                                max_concurrency=self.max_concurrency)
             # A caller that stops poking without finishing (a test, a killed task) still frees the thread.
             weakref.finalize(self, runner.close)
             self._runner = runner
@@ -247,17 +249,15 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         if runner is not None:
             runner.close()
 
-    def _result(self, event: dict[str, Any], single: bool) -> Any:
-        status = event["status"]
-        if status in ("failed", "cancelled"):
+    def _result(self, event: WaitEvent, single: bool) -> Any:
+        if event.status in (WaitStatus.FAILED, WaitStatus.CANCELLED):
             self._fail(run_error(event))
-        if status != "success":
-            raise AirflowException(f"Unexpected Hatchet wait status {status!r}: {event.get('message', '')}")
-        self.log.info("%s", event.get("message", ""))
-        outputs = event.get("outputs")
-        if outputs is None:
+        if event.status is not WaitStatus.SUCCESS:
+            raise AirflowException(f"Unexpected Hatchet wait status {event.status.value!r}: {event.message}")
+        self.log.info("%s", event.message)
+        if event.outputs is None:
             return None
-        return outputs[0] if single else outputs
+        return event.outputs[0] if single else event.outputs
 
     def _fail(self, error: HatchetRunError) -> NoReturn:
         if self.soft_fail or getattr(self, "never_fail", False):

@@ -14,6 +14,7 @@ from airflow_provider_hatchet._compat import BaseTrigger, TriggerEvent
 from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY
 from airflow_provider_hatchet.client.batch_runs import find_batch_runs, ids_digest
 from airflow_provider_hatchet.client.errors import HatchetError, HatchetRetryableError
+from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.client.waiter import (
     BATCH_SINCE_MARGIN,
     DEFAULT_MAX_CONCURRENCY,
@@ -29,7 +30,6 @@ from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 if TYPE_CHECKING:
     from airflow_provider_hatchet.client import AsyncHatchetClient
 
-EVENT_STATUSES = frozenset({"success", "failed", "cancelled", "timeout", "error"})
 # A batch of more runs than this is stored as its key, size and digest rather than its ids.
 INLINE_RUN_IDS = 100
 # How long cancelling the runs may take once the trigger itself is being cancelled past the deadline.
@@ -179,13 +179,9 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         )
 
     def _event(self, status: str, message: str, state: WaitState | None = None) -> TriggerEvent:
-        return TriggerEvent({  # type: ignore[no-untyped-call]
-            "status": status,
-            "run_ids": list(self.run_ids),
-            "message": message,
-            "statuses": state.status_strings() if state else {},
-            "errors": {i: dict(e) for i, e in state.errors.items()} if state else {},
-        })
+        event = WaitEvent(WaitStatus(status), list(self.run_ids), message, state.status_strings() if state else {},
+                          {i: dict(e) for i, e in state.errors.items()} if state else {})
+        return TriggerEvent(event.to_payload())  # type: ignore[no-untyped-call]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Check the unfinished runs every ``poll_interval`` seconds (from ``first_poll_at``) and yield one event."""
@@ -235,7 +231,7 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
                         client, self._state, fetch_outputs=self.fetch_outputs, max_concurrency=self.max_concurrency
                     )
             if verdict is not None and verdict.finished:
-                return TriggerEvent(verdict.event(self.run_ids))  # type: ignore[no-untyped-call]
+                return TriggerEvent(verdict.event(self.run_ids).to_payload())  # type: ignore[no-untyped-call]
             if verdict is not None and verdict.message != last_message:
                 last_message = verdict.message
                 self.log.info("%s", verdict.message)
