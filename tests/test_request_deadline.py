@@ -50,12 +50,17 @@ class DrippingServer:
             if self.drip == "body":
                 conn.sendall(HEAD)
                 answer = answer[len(HEAD):]
-            for byte in answer[:DRIPS]:
-                conn.sendall(bytes([byte]))
-                readable, _, _ = select.select([conn], [], [], 1.0)
-                if readable and not conn.recv(1):
-                    self.abandoned.append(True)
-                    return
+            try:
+                for byte in answer[:DRIPS]:
+                    conn.sendall(bytes([byte]))
+                    readable, _, _ = select.select([conn], [], [], 1.0)
+                    if readable and not conn.recv(1):
+                        self.abandoned.append(True)
+                        return
+            except (ConnectionResetError, BrokenPipeError):
+                # The client hung up with a reset rather than a close.
+                self.abandoned.append(True)
+                return
             self.abandoned.append(False)
 
     def close(self) -> None:
