@@ -21,6 +21,7 @@ from airflow_provider_hatchet.operators.hatchet import HatchetRunWorkflowOperato
 from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor
 from tests.airflow_helpers import task_state
 from tests.test_operator import cancel_when_running
+from tests.tracebacks import chained
 
 ERROR = "ValueError: bad row 7"
 
@@ -47,13 +48,6 @@ class Failures:
 def failures() -> Failures:
     return Failures()
 
-
-def chained(exc: BaseException | None) -> list[BaseException]:
-    seen: list[BaseException] = []
-    while exc is not None and exc not in seen:
-        seen.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return seen
 
 
 def try_number(dag_run: Any, task_id: str) -> int:

@@ -24,6 +24,7 @@ from airflow_provider_hatchet.client.waiter import (
     run_sync,
 )
 from airflow_provider_hatchet.testing import Faults, HatchetSimulator, ManualClock, SimulatorServer
+from tests.tracebacks import chained
 
 FAST_RETRY = RetryPolicy(attempts=2, initial=0.01, maximum=0.02, jitter=0.0)
 
@@ -488,14 +489,6 @@ def test_sync_round_runs_the_same_logic(config: ClientConfig, sim: HatchetSimula
     assert verdict.outcome is Outcome.FAILED
     assert "ValueError: bad row 7" in verdict.message
 
-
-def chained(exc: BaseException | None) -> list[BaseException]:
-    """An exception and everything it was raised from or during, as a traceback prints them."""
-    seen: list[BaseException] = []
-    while exc is not None and exc not in seen:
-        seen.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return seen
 
 
 def test_a_sync_round_error_is_not_chained_to_the_loop_probe(config: ClientConfig) -> None:
