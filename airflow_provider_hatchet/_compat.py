@@ -36,6 +36,7 @@ __all__ = [
     "TriggerEvent",
     "XCom",
     "conf",
+    "last_successful_try",
     "mask_secret",
     "record_success",
     "succeeded_since",
@@ -147,7 +148,7 @@ class _ResumableJobStandIn:
 
 
 def record_success(context: Any, key: str, value: str) -> None:
-    """Note what this try finished with, where :func:`succeeded_since` reads it on a later try.
+    """Note what this try finished with, where :func:`succeeded_since` or :func:`last_successful_try` reads it.
 
     Airflow 3.3+ keeps it in the task state store (shared by every try of the task instance). Airflow 2.10
     needs nothing: its task instance history records each try's state. Airflow 3.0-3.2 has neither.
@@ -178,26 +179,47 @@ def succeeded_since(context: Any, try_number: int, key: str, value: str) -> bool
         return store is not None and store.get(key) == value
     if AIRFLOW_V_3_0_PLUS:
         return False
+    return _latest_successful_try_in_history(context["ti"], try_number) is not None
+
+
+def last_successful_try(context: Any, key: str) -> int | None:
+    """The number of the latest earlier try of this task instance that succeeded, or None if none did.
+
+    Airflow 3.3+: the try number :func:`record_success` wrote under ``key`` in the task state store. Airflow
+    2.10: the ``task_instance_history`` table. Airflow 3.0-3.2: workers can read neither, so the answer is None.
+
+    :param context: the task context.
+    :param key: the task state key :func:`record_success` wrote the try number under (Airflow 3.3+).
+    """
+    if AIRFLOW_V_3_3_PLUS:
+        store = context.get("task_state_store")
+        value = store.get(key) if store is not None else None
+        return int(value) if value is not None else None
+    if AIRFLOW_V_3_0_PLUS:
+        return None
+    return _latest_successful_try_in_history(context["ti"], 1)
+
+
+def _latest_successful_try_in_history(ti: Any, first_try: int) -> int | None:
+    """Airflow 2.10: the latest try from ``first_try`` up to the current one (excluded) recorded as successful."""
     from airflow.models.taskinstancehistory import TaskInstanceHistory as History
     from airflow.utils.session import create_session
     from airflow.utils.state import TaskInstanceState
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
-    ti = context["ti"]
     with create_session() as session:
-        found = session.scalar(
-            select(History.try_number).where(
+        found: int | None = session.scalar(
+            select(func.max(History.try_number)).where(
                 History.dag_id == ti.dag_id,
                 History.run_id == ti.run_id,
                 History.task_id == ti.task_id,
                 History.map_index == ti.map_index,
-                History.try_number >= try_number,
+                History.try_number >= first_try,
                 History.try_number < ti.try_number,
                 History.state == TaskInstanceState.SUCCESS,
-            ).limit(1)
+            )
         )
-    return found is not None
-
+    return found
 
 if TYPE_CHECKING:
     from airflow.sdk import (

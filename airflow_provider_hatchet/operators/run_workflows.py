@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_hatchet._compat import AirflowException
+from airflow_provider_hatchet._compat import AirflowException, last_successful_try, record_success
 from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY, identity_metadata
 from airflow_provider_hatchet.client import TriggerRequest
 from airflow_provider_hatchet.client.bulk import BulkProgress, BulkResult, BulkTrigger
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 CREATED_RUNS_KEY = "created_runs"
 BATCH_KEY_KEY = "hatchet_batch_key"
+# Task state (Airflow 3.3+): the latest try that succeeded, so a cleared task triggers a new batch.
+SUCCEEDED_TRY_KEY = "hatchet_batch_succeeded_try"
 # Failed items logged one by one; the task's error groups all of them.
 MAX_LOGGED_FAILURES = 100
 
@@ -42,6 +44,8 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
     The return value is the list of run ids, in the order of ``workflow_runs``. If some items fail for good, the
     task fails listing them, and XCom ``created_runs`` holds the ids created (None for the failed items); a
     retry of the task reuses the runs already created (unless failed or cancelled) and triggers only the rest.
+    Once a try has succeeded, a later try (the task was cleared) triggers a new batch, keyed
+    ``<airflow_ti>|after<try>``; XCom ``hatchet_batch_key`` holds the key of the try's batch.
     The log shows progress every 10% of the batch (at most every 1,000 items) and each failed item, not each run.
     Waiting, a run that ends FAILED or CANCELLED, or the timeout, fails the task with
     :class:`~airflow_provider_hatchet.exceptions.HatchetRunFailedError`, ``HatchetRunCancelledError`` or
@@ -52,7 +56,8 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
         ``{"workflow_name", "input", "options": {"additional_metadata"}}``, with ``workflowName``,
         ``additionalMetadata`` and a ``priority`` accepted too. (templated)
     :param max_concurrency: trigger requests in flight at once.
-    :param reuse_existing_runs: on a retry, keep the batch's runs that are queued, running or completed.
+    :param reuse_existing_runs: on a retry after a failed try, keep the batch's runs that are queued, running or
+        completed.
     :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
         ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
     """
@@ -82,10 +87,9 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
             specs = parse_workflow_runs(self.workflow_runs)
             full_names = {name: self.hook.resolve_workflow(name) for name in {s.workflow_name for s in specs}}
         identity = identity_metadata(context)
-        batch_key = identity.pop(TI_KEY)
+        batch_key, resume = self._batch(context, identity.pop(TI_KEY))
         items = [spec.named(full_names[spec.workflow_name]).with_metadata(identity) for spec in specs]
         context["ti"].xcom_push(key=BATCH_KEY_KEY, value=batch_key)
-        resume = self.reuse_existing_runs and context["ti"].try_number > 1
         self.log.info("Triggering %d Hatchet runs (batch %s, %d at a time%s).", len(items), batch_key,
                       self.max_concurrency, ", reusing earlier runs" if resume else "")
         result, stopped = run_sync(lambda: self._trigger_all(items, batch_key, resume))
@@ -110,12 +114,12 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
             if self.deferrable and not self._all_finished(batch_key):
                 self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
             self._push_outputs(context, first_event(trigger))
-        return self.run_ids
+        return self._succeed(context, self.run_ids)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after deferral: push the outputs, or fail naming the failed runs."""
         self._push_outputs(context, event)
-        return WaitEvent.from_payload(event).run_ids
+        return self._succeed(context, WaitEvent.from_payload(event).run_ids)
 
     def on_kill(self) -> None:
         """Cancel the batch's runs if the task is killed while waiting on them.
@@ -143,6 +147,25 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
                 return await engine.run(), None
             except HatchetError as exc:
                 return engine.result(), exc
+
+    def _batch(self, context: Context, ti_key: str) -> tuple[str, bool]:
+        """This try's batch key, and whether to resume that batch.
+
+        The tries after the latest successful one (try N) form a generation with the key ``<ti_key>|after<N>``
+        (``ti_key`` before any success): a retry within a generation resumes its batch, and the first try after a
+        success (the task was cleared) starts a new one.
+        """
+        succeeded = last_successful_try(context, SUCCEEDED_TRY_KEY)
+        batch_key = ti_key if succeeded is None else f"{ti_key}|after{succeeded}"
+        try_number = context["ti"].try_number
+        if succeeded is not None and try_number == succeeded + 1:
+            self.log.info("Try %s: try %s succeeded (the task was cleared); triggering a new batch.", try_number,
+                          succeeded)
+        return batch_key, self.reuse_existing_runs and try_number > (succeeded or 0) + 1
+
+    def _succeed(self, context: Context, run_ids: list[str]) -> list[str]:
+        record_success(context, SUCCEEDED_TRY_KEY, str(context["ti"].try_number))
+        return run_ids
 
     def _log_failures(self, result: BulkResult) -> None:
         failed = sorted(result.failed)
