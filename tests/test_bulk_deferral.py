@@ -103,7 +103,7 @@ async def test_a_retried_item_resolves_to_its_newest_run(hatchet: Any) -> None:
 async def test_a_batch_whose_runs_are_not_the_tasks_gives_an_error(hatchet: Any) -> None:
     first_try = await trigger_batch(hatchet, list(range(150)))
     await trigger_batch(hatchet, [3])
-    trigger = HatchetWorkflowRunTrigger(first_try, batch_key=KEY, poll_interval=0.1, not_found_grace=0.5)
+    trigger = HatchetWorkflowRunTrigger(first_try, batch_key=KEY, poll_interval=0.1, not_found_grace=2.0)
     event = await only_event(rebuilt(trigger)[1])
     assert event["status"] == "error"
     assert f"150 of the 150 runs of batch {KEY!r}, but not the runs the task triggered" in event["message"]
