@@ -23,6 +23,7 @@ __all__ = [
     "AirflowFailException",
     "AirflowNotFoundException",
     "AirflowSkipException",
+    "BaseEventTrigger",
     "BaseHook",
     "BaseOperator",
     "BaseOperatorLink",
@@ -36,6 +37,7 @@ __all__ = [
     "XCom",
     "conf",
     "mask_secret",
+    "watcher_state_store",
 ]
 
 
@@ -142,6 +144,32 @@ class _ResumableJobStandIn:
         return self.get_job_result(external_id, context)
 
 
+def watcher_state_store(trigger: Any) -> Any | None:
+    """The store an event trigger keeps its watermark in: the watched asset's state store (Airflow 3.3+, one
+    watched asset), else None, and the watermark lives only as long as the trigger runs.
+
+    :param trigger: a running ``BaseEventTrigger``.
+    """
+    if not AIRFLOW_V_3_3_PLUS:
+        return None
+    return getattr(trigger, "asset_state_store", None)
+
+
+def _event_trigger_stand_in() -> type:
+    from airflow.triggers.base import BaseTrigger
+
+    class BaseEventTrigger(BaseTrigger):
+        """Stand-in below Airflow 3.0, which has no event-driven scheduling (``AssetWatcher``)."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            raise RuntimeError(
+                f"{type(self).__name__} needs Airflow 3.0 or later: event-driven scheduling (AssetWatcher) does "
+                f"not exist in Airflow {'.'.join(map(str, AIRFLOW_VERSION))}"
+            )
+
+    return BaseEventTrigger
+
+
 if TYPE_CHECKING:
     from airflow.sdk import (
         BaseHook,
@@ -162,12 +190,14 @@ if TYPE_CHECKING:
     )
     from airflow.sdk.execution_time.xcom import XCom
     from airflow.sdk.log import mask_secret
-    from airflow.triggers.base import BaseTrigger, TriggerEvent
+    from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 else:
 
     def __getattr__(name: str) -> Any:
         if name == "ResumableJobMixin":
             value = _resolve_resumable_job_mixin()
+        elif name == "BaseEventTrigger":
+            value = _resolve_event_trigger()
         elif name in _LOCATIONS:
             value = _resolve(name)
         else:
@@ -177,6 +207,13 @@ else:
 
     def __dir__() -> list[str]:
         return sorted({*globals(), *__all__})
+
+    def _resolve_event_trigger() -> type:
+        if AIRFLOW_V_3_0_PLUS:
+            from airflow.triggers.base import BaseEventTrigger
+
+            return BaseEventTrigger
+        return _event_trigger_stand_in()
 
     def _resolve_resumable_job_mixin() -> type:
         if AIRFLOW_V_3_3_PLUS:
