@@ -18,9 +18,12 @@ from airflow_provider_hatchet.client.waiter import (
     check_round,
 )
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+from airflow_provider_hatchet.triggers.scheduled import HatchetScheduledRunTrigger
 from airflow_provider_hatchet.triggers.watchers import HatchetEventTrigger, HatchetWorkflowRunEventTrigger
 
-__all__ = ["HatchetEventTrigger", "HatchetWorkflowRunEventTrigger", "HatchetWorkflowRunTrigger"]
+__all__ = [
+    "HatchetEventTrigger", "HatchetScheduledRunTrigger", "HatchetWorkflowRunEventTrigger", "HatchetWorkflowRunTrigger",
+]
 
 EVENT_STATUSES = frozenset({"success", "failed", "cancelled", "timeout", "error"})
 
