@@ -11,12 +11,13 @@ from __future__ import annotations
 import heapq
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from ._http import SimResponse, json_response, message
+from ._http import SimResponse, api_errors, json_response, message
 from .binding import BindError, bind_object, parse_int, parse_rfc3339, parse_time_param
 
 if TYPE_CHECKING:
@@ -30,6 +31,15 @@ CRON_STRUCT = "gen.CreateCronWorkflowTriggerRequest"
 DEFAULT_LIMIT = 50
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 SCHEDULE_NOT_FOUND = "scheduled workflow run not found"
+INTERNAL_ERROR = "Internal Server Error"
+GO_TIME_LAYOUT = "2006-01-02T15:04:05Z07:00"
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _priority_problem(priority: int) -> str:
+    condition = "max' [ 3 ]" if priority > 3 else "min' [ 1 ]"
+    return ("error 400: 1 error occurred:\n\t* validation failed on field "
+            f"'CreateScheduledWorkflowRunForWorkflowOpts.Priority': on condition '{condition}: got invalid type\n\n")
 
 
 def _ms(ts: float) -> str:
@@ -37,16 +47,29 @@ def _ms(ts: float) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
-def pagination(total: int, offset: int, limit: int) -> dict[str, int]:
-    """The ``PaginationResponse`` of the schedule, cron and event lists: ``next_page`` stays on the last page.
+def list_pagination(total: int, offset: int, limit: int) -> dict[str, int]:
+    """The schedule and cron lists' ``PaginationResponse``: the workflow list's.
 
     :param total: number of matching rows.
     :param offset: rows skipped.
     :param limit: page size.
     """
-    pages = math.ceil(total / limit)
+    from .listing import workflow_pagination  # here: listing imports the store, which imports this module
+
+    return workflow_pagination(total, offset, limit)
+
+
+def event_pagination(total: int, offset: int, limit: int, shown: int) -> dict[str, int]:
+    """The event list's ``PaginationResponse``: ``next_page`` moves on after a full page only.
+
+    :param total: number of matching rows.
+    :param offset: rows skipped.
+    :param limit: page size.
+    :param shown: rows on this page.
+    """
     current = offset // limit + 1
-    return {"current_page": current, "next_page": current if current >= pages else current + 1, "num_pages": pages}
+    return {"current_page": current, "next_page": current + 1 if shown == limit else current,
+            "num_pages": math.ceil(total / limit)}
 
 
 @dataclass
@@ -138,16 +161,14 @@ class Calendar:
 
 def _scheduled_json(item: Scheduled, state: SimState, tenant: Tenant) -> dict[str, Any]:
     spec = tenant.workflows.get(item.workflow)
-    row: dict[str, Any] = {
-        "additionalMetadata": item.body.get("additionalMetadata") or {}, "input": item.body.get("input") or {},
+    return {
+        "additionalMetadata": item.body.get("additionalMetadata"), "input": item.body.get("input") or {},
         "metadata": {"createdAt": _ms(item.created), "id": item.id, "updatedAt": _ms(item.created)},
-        "method": "API", "tenantId": tenant.id, "triggerAt": _ms(item.trigger_at),
+        "method": "API", "priority": item.body.get("priority") or 1, "tenantId": tenant.id,
+        "triggerAt": _ms(item.trigger_at),
         "workflowId": spec.id if spec else "", "workflowName": item.workflow, "workflowRunCreatedAt": GO_ZERO_TIME,
         "workflowRunName": "", "workflowVersionId": spec.version_id if spec else "",
     }
-    if item.body.get("priority") is not None:
-        row["priority"] = item.body["priority"]
-    return row
 
 
 def _cron_json(item: CronTrigger, tenant: Tenant) -> dict[str, Any]:
@@ -251,19 +272,26 @@ class CalendarApi:
         """
         try:
             payload = bind_object(body, SCHEDULE_FIELDS, SCHEDULE_STRUCT)
-            trigger_at = parse_rfc3339(str(payload.get("triggerAt") or ""))
         except BindError as exc:
             return message(400, str(exc))
+        raw_time = payload.get("triggerAt")
+        try:
+            trigger_at = parse_rfc3339(raw_time) if isinstance(raw_time, str) else None
         except ValueError:
-            return message(400, "invalid triggerAt")
+            return message(400, f'parsing time "{raw_time}" as "{GO_TIME_LAYOUT}": cannot parse "{raw_time}" as '
+                                '"2006"')
+        if workflow not in tenant.workflows:
+            return api_errors(400, "workflow not found")
         priority = payload.get("priority")
         if priority is not None and not 1 <= priority <= 3:
-            return message(400, f"priority must be between 1 and 3, got {priority}")
-        if workflow not in tenant.workflows:
-            return message(404, "workflow not found")
+            return api_errors(400, _priority_problem(priority))
+        if trigger_at is None:
+            return api_errors(400, 'ERROR: null value in column "triggerAt" of relation "WorkflowTriggerScheduledRef" '
+                                   "violates not-null constraint (SQLSTATE 23502)")
         state = self.state
         item = Scheduled(state.new_id(), tenant.id, workflow, trigger_at,
-                         {k: payload[k] for k in ("input", "additionalMetadata", "priority") if k in payload},
+                         {"input": payload.get("input") or {}, "additionalMetadata": payload.get("additionalMetadata"),
+                          "priority": priority or 1},
                          state.wall(state.clock()))
         self.calendar.scheduled[item.id] = item
         heapq.heappush(self.calendar.due, (trigger_at, item.id))
@@ -281,6 +309,8 @@ class CalendarApi:
         :param scheduled_id: the id from the path.
         :param body: the request body.
         """
+        if not _UUID.match(scheduled_id):
+            return message(400, "invalid scheduled workflow run id")
         item = self._find_scheduled(tenant, scheduled_id)
         if item is None:
             return message(404, SCHEDULE_NOT_FOUND)
@@ -309,10 +339,15 @@ class CalendarApi:
             return message(400, str(exc))
         pairs = _pairs(q.get("additionalMetadata", []))
         workflow_id = (q.get("workflowId") or [""])[0].lower()
+        if workflow_id and not _UUID.match(workflow_id):
+            problem = (f"invalid UUID length: {len(workflow_id)}" if len(workflow_id) not in (32, 36)
+                       else "invalid UUID format")
+            return message(400, f"Invalid format for parameter workflowId: error unmarshaling '{workflow_id}' text "
+                                f"as *uuid.UUID: {problem}")
         rows = [item for item in reversed(self.calendar.scheduled.values()) if item.tenant_id == tenant.id
                 and _carries(item.body.get("additionalMetadata") or {}, pairs)
                 and (not workflow_id or getattr(tenant.workflows.get(item.workflow), "id", "") == workflow_id)]
-        return json_response(200, {"pagination": pagination(len(rows), offset, limit),
+        return json_response(200, {"pagination": list_pagination(len(rows), offset, limit),
                                    "rows": [_scheduled_json(i, self.state, tenant)
                                             for i in rows[offset:offset + limit]]})
 
@@ -328,7 +363,11 @@ class CalendarApi:
         except BindError as exc:
             return message(400, str(exc))
         if workflow not in tenant.workflows:
-            return message(404, "workflow not found")
+            return api_errors(400, "workflow not found")
+        name, expression = str(payload.get("cronName") or ""), str(payload.get("cronExpression") or "")
+        if any(c.tenant_id == tenant.id and c.workflow == workflow and (c.name, c.expression) == (name, expression)
+               for c in self.calendar.crons.values()):
+            return api_errors(400, "cron trigger with that name-expression pair already exists")
         item = CronTrigger(self.state.new_id(), tenant.id, workflow, str(payload.get("cronName") or ""),
                            str(payload.get("cronExpression") or ""),
                            {k: payload[k] for k in ("input", "additionalMetadata", "priority") if k in payload},
@@ -346,7 +385,7 @@ class CalendarApi:
         """
         item = self.calendar.crons.get(cron_id.lower())
         if item is None or item.tenant_id != tenant.id:
-            return message(404, "not found")
+            return message(500, INTERNAL_ERROR)  # the handler does not map the missing row to a 404
         if method == "DELETE":
             del self.calendar.crons[item.id]
             return SimResponse(204, b"")
@@ -375,7 +414,7 @@ class CalendarApi:
         name = (q.get("cronName") or [""])[0]
         rows = [item for item in reversed(self.calendar.crons.values()) if item.tenant_id == tenant.id
                 and (not workflow or item.workflow == workflow) and (not name or item.name == name)]
-        return json_response(200, {"pagination": pagination(len(rows), offset, limit),
+        return json_response(200, {"pagination": list_pagination(len(rows), offset, limit),
                                    "rows": [_cron_json(i, tenant) for i in rows[offset:offset + limit]]})
 
     def list_events(self, tenant: Tenant, query: str) -> SimResponse:
@@ -385,6 +424,8 @@ class CalendarApi:
         :param query: the raw query string.
         """
         q = parse_qs(query, keep_blank_values=True)
+        if q.get("limit") == ["0"]:
+            return message(500, INTERNAL_ERROR)  # a zero page size divides by zero
         try:
             offset, limit = _paging(q)
             since = parse_time_param("since", q["since"][0]) if "since" in q else None
@@ -396,5 +437,6 @@ class CalendarApi:
         rows = [e for e in reversed(self.calendar.events) if e.tenant_id == tenant.id
                 and (not keys or e.key in keys) and (since is None or e.created >= since)
                 and (until is None or e.created <= until) and _carries(e.metadata, pairs)]
-        return json_response(200, {"pagination": pagination(len(rows), offset, limit),
-                                   "rows": [_event_json(e) for e in rows[offset:offset + limit]]})
+        page = rows[offset:offset + limit]
+        return json_response(200, {"pagination": event_pagination(len(rows), offset, limit, len(page)),
+                                   "rows": [_event_json(e) for e in page]})
