@@ -241,3 +241,49 @@ def test_watchers_of_one_workflow_share_one_poll(hatchet: Any, monkeypatch: pyte
     assert sorted(e["run_id"] for e in got_completed) == sorted(run_ids)
     assert [e["run_id"] for e in got_tagged] == run_ids[2:]
     assert len(pollers) == 1 and "statuses" not in pollers[0]
+
+
+def test_a_watcher_started_before_its_connection_exists_keeps_polling(
+    hatchet: Any, hatchet_server: Any, airflow_conn: Any, monkeypatch: pytest.MonkeyPatch, logs: Any
+) -> None:
+    monkeypatch.delenv("HATCHET_CLIENT_TOKEN", raising=False)
+    trigger = HatchetWorkflowRunEventTrigger("demo-etl", hatchet_conn_id="hatchet_later", **FAST)
+
+    logged: list[str] = []
+
+    async def scenario() -> tuple[str, dict[str, Any]]:
+        stream = trigger.run()
+        first = asyncio.ensure_future(stream.__anext__())
+        await until(lambda: "Polling Hatchet failed" in "".join(logged.append(logs()) or logged))
+        airflow_conn("hatchet_later", conn_type="hatchet", host=hatchet_server.url, password=hatchet.token)
+        polls = requests_of(hatchet)
+        await until(lambda: polls() >= 2)
+        (run_id,) = trigger_runs(1)
+        event = (await asyncio.wait_for(first, 20)).payload
+        await stream.aclose()
+        return run_id, event
+
+    run_id, event = asyncio.run(scenario())
+    assert event["run_id"] == run_id
+    assert "does not exist and HATCHET_CLIENT_TOKEN is not set" in "".join(logged)
+
+
+def test_the_example_dag_schedules_on_hatchet_assets_with_watchers(hatchet: Any) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    from tests.airflow_helpers import example_dag
+
+    path = Path(__file__).resolve().parent.parent / "dags_examples" / "example_hatchet_asset_watcher.py"
+    spec = importlib.util.spec_from_file_location("example_hatchet_asset_watcher", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for dag_id, asset in (("example_hatchet_asset_watcher", module.ETL_COMPLETED),
+                          ("example_hatchet_event_watcher", module.ORDER_CREATED)):
+        dag = example_dag(f"example_hatchet_asset_watcher::{dag_id}")
+        assert asset in dag.timetable.asset_condition.objects
+        (watcher,) = asset.watchers
+        classpath, kwargs = watcher.trigger.serialize()
+        assert classpath.startswith("airflow_provider_hatchet.triggers.watchers.")
+        assert hatchet.token not in json.dumps(kwargs)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +44,7 @@ DEFAULT_POLL_INTERVAL = 10.0
 DEFAULT_OVERLAP = 30.0
 DEFAULT_LOOKBACK = 24 * 3600.0
 STATE_KEY_PREFIX = "hatchet_watermark_"
+_LOG = logging.getLogger(__name__)
 
 
 class _HatchetWatcher(BaseEventTrigger):
@@ -115,15 +117,16 @@ class _HatchetWatcher(BaseEventTrigger):
 
         :param kwargs: one subscriber's keyword arguments (only the shared ones are used).
         """
-        snapshot = await cls._poller(kwargs)
+        poll = _Poll(cls, kwargs, _LOG)
         # The first poll reaches back as far as any watcher may need to catch up after a restart; each watcher
         # drops what it reported already or what finished before it started.
         watermark = Watermark(horizon=utcnow() - timedelta(seconds=float(kwargs["lookback"])))
         while True:
             since = watermark.since(utcnow(), float(kwargs["overlap"]), float(kwargs["lookback"]))
-            shot: Snapshot = await snapshot(since)
-            watermark.advance(shot.horizon)
-            yield shot
+            shot = await poll(since)
+            if shot is not None:
+                watermark.advance(shot.horizon)
+                yield shot
             await asyncio.sleep(float(kwargs["poll_interval"]))
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
@@ -139,12 +142,13 @@ class _HatchetWatcher(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll every ``poll_interval`` seconds and yield one event per new item."""
-        snapshot = await self._poller(self._kwargs())
+        poll = _Poll(type(self), self._kwargs(), self.log)
         watermark = await self._load()
         while True:
-            shot = await snapshot(watermark.since(utcnow(), self.overlap, self.lookback))
-            async for event in self._report(watermark, shot):
-                yield event
+            shot = await poll(watermark.since(utcnow(), self.overlap, self.lookback))
+            if shot is not None:
+                async for event in self._report(watermark, shot):
+                    yield event
             await asyncio.sleep(self.poll_interval)
 
     async def _report(self, watermark: Watermark, shot: Snapshot) -> AsyncIterator[TriggerEvent]:
@@ -184,6 +188,41 @@ class _HatchetWatcher(BaseEventTrigger):
         # several watched assets, already logged by _load.
         with contextlib.suppress(ValueError):
             await asyncio.shield(store.aset(self.state_key, text))
+
+
+class _Poll:
+    """One watcher's (or shared stream's) polls. A watcher runs for as long as its DAG exists, so a failed poll
+    (a connection not created yet, a server down, a bad token) is logged and tried again at the next interval;
+    the watermark stays where it was, so nothing is lost meanwhile.
+
+    :param watcher: the watcher class.
+    :param kwargs: the keyword arguments the poll depends on.
+    :param log: where failures are logged.
+    """
+
+    def __init__(self, watcher: type[_HatchetWatcher], kwargs: Mapping[str, Any], log: Any) -> None:
+        self.watcher = watcher
+        self.kwargs = kwargs
+        self.log = log
+        self.snapshot: Callable[[datetime], Any] | None = None
+        self.failing = ""
+
+    async def __call__(self, since: datetime) -> Snapshot | None:
+        try:
+            if self.snapshot is None:
+                self.snapshot = await self.watcher._poller(self.kwargs)
+            shot: Snapshot = await self.snapshot(since)
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+            if problem != self.failing:  # once per distinct failure, not at every poll
+                self.log.warning("Polling Hatchet failed; trying again at the next interval: %s", problem)
+            self.failing = problem
+            self.snapshot = None
+            return None
+        if self.failing:
+            self.log.info("Polling Hatchet works again.")
+            self.failing = ""
+        return shot
 
 
 def _statuses(values: Sequence[str] | str) -> list[str]:
