@@ -91,7 +91,7 @@ class Watermark:
     seen: dict[str, str] = field(default_factory=dict)
 
     def since(self, now: datetime, overlap: float, lookback: float) -> datetime:
-        """Where the next poll lists from.
+        """Where the next poll lists from; the first call also marks when watching began (``not_before``).
 
         :param now: the time now.
         :param overlap: seconds of read lag covered.
