@@ -24,6 +24,7 @@ __all__ = [
     "AirflowNotFoundException",
     "AirflowSensorTimeout",
     "AirflowSkipException",
+    "BaseEventTrigger",
     "BaseHook",
     "BaseOperator",
     "BaseOperatorLink",
@@ -40,6 +41,7 @@ __all__ = [
     "mask_secret",
     "record_success",
     "succeeded_since",
+    "watcher_state_store",
 ]
 
 
@@ -220,6 +222,31 @@ def _latest_successful_try_in_history(ti: Any, first_try: int) -> int | None:
             )
         )
     return found
+def watcher_state_store(trigger: Any) -> Any | None:
+    """The store an event trigger keeps its watermark in: the watched asset's state store (Airflow 3.3+, one
+    watched asset), else None, and the watermark lives only as long as the trigger runs.
+
+    :param trigger: a running ``BaseEventTrigger``.
+    """
+    if not AIRFLOW_V_3_3_PLUS:
+        return None
+    return getattr(trigger, "asset_state_store", None)
+
+
+def _event_trigger_stand_in() -> type:
+    from airflow.triggers.base import BaseTrigger
+
+    class BaseEventTrigger(BaseTrigger):
+        """Stand-in below Airflow 3.0, which has no event-driven scheduling (``AssetWatcher``)."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            raise RuntimeError(
+                f"{type(self).__name__} needs Airflow 3.0 or later: event-driven scheduling (AssetWatcher) does "
+                f"not exist in Airflow {'.'.join(map(str, AIRFLOW_VERSION))}"
+            )
+
+    return BaseEventTrigger
+
 
 if TYPE_CHECKING:
     from airflow.sdk import (
@@ -242,12 +269,14 @@ if TYPE_CHECKING:
     )
     from airflow.sdk.execution_time.xcom import XCom
     from airflow.sdk.log import mask_secret
-    from airflow.triggers.base import BaseTrigger, TriggerEvent
+    from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 else:
 
     def __getattr__(name: str) -> Any:
         if name == "ResumableJobMixin":
             value = _resolve_resumable_job_mixin()
+        elif name == "BaseEventTrigger":
+            value = _resolve_event_trigger()
         elif name in _LOCATIONS:
             value = _resolve(name)
         else:
@@ -257,6 +286,13 @@ else:
 
     def __dir__() -> list[str]:
         return sorted({*globals(), *__all__})
+
+    def _resolve_event_trigger() -> type:
+        if AIRFLOW_V_3_0_PLUS:
+            from airflow.triggers.base import BaseEventTrigger
+
+            return BaseEventTrigger
+        return _event_trigger_stand_in()
 
     def _resolve_resumable_job_mixin() -> type:
         if AIRFLOW_V_3_3_PLUS:

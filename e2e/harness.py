@@ -25,6 +25,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scenarios
+import watchers
 from airflow_api import AirflowAPI
 from scenarios import CancelCheck, DagCheck, ExpectedRun, RerunCheck, SimRuns
 from stack import Stack, tail
@@ -574,6 +575,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--simulator-module", default="airflow_provider_hatchet.testing")
     parser.add_argument("--skip-ui", action="store_true")
     parser.add_argument("--skip-dags", action="store_true")
+    parser.add_argument("--skip-watchers", action="store_true")
+    parser.add_argument("--hatchet", choices=("simulator", "real"), default="simulator",
+                        help="where the watcher phase starts runs and pushes events; 'real' (build/hatchet/env, "
+                             "make hatchet-up) skips the simulator-only UI and DAG phases")
     parser.add_argument("--expect-label", action="append", default=[], metavar="FIELD=LABEL",
                         help="override an expected form label (e.g. host='Server URL'); used to prove checks fail")
     parser.add_argument("--failure-pattern", default=r"(?i)(403|credential|token|unauthori[sz]ed|forbidden)",
@@ -600,13 +605,21 @@ def main(argv: list[str] | None = None) -> int:
             stack.migrate()
         with report.phase("airflow start (api-server, scheduler, dag-processor, triggerer healthy)"):
             stack.start_airflow()
-        if not args.skip_ui:
+        simulator_only = args.hatchet == "simulator"
+        if not args.skip_ui and simulator_only:
             with report.phase("ui: connection form"):
                 ui_phase(stack, report, args)
-        if not args.skip_dags:
+        if not args.skip_dags and simulator_only:
+            if args.skip_ui:  # the UI phase creates the connection; without it, the REST API does
+                sim = stack.simulator
+                watchers.ensure_connection(AirflowAPI(stack.api_url, stack.username, stack.password),
+                                           watchers.Hatchet(sim["url"], sim["token"], sim["tenant_id"], True))
             with report.phase("dags via scheduler (all at once) and cancellation"):
                 dag_phase(stack, report, list(scenarios.PROVIDER_DAG_CHECKS), list(scenarios.PROVIDER_CANCEL_CHECKS),
                           list(scenarios.PROVIDER_RERUN_CHECKS))
+        if not args.skip_watchers:
+            with report.phase(f"asset watchers on the triggerer ({args.hatchet})"):
+                watchers.watcher_phase(stack, report, args.hatchet)
     except BaseException as exc:
         report.checks.append({"name": "stack", "ok": False, "error": f"{type(exc).__name__}: {exc}"})
         print(f"[e2e] FAIL stack: {type(exc).__name__}: {exc}", flush=True)

@@ -11,13 +11,14 @@
 #   E2E_SKIP_INSTALL=1          install nothing
 #   E2E_TIMEOUT=SECONDS         hard limit for the harness (default 600)
 #   E2E_SIMULATOR_MODULE=MOD    module run as `python -m MOD --port 0 --info-file F`
+#   E2E_RUN_DIR=PATH            where logs and report.json go (default build/e2e/run)
 # Extra arguments go to harness.py (e.g. --skip-dags, --expect-label host=Other, --docs-screenshot PATH).
 # Artifacts (logs, screenshots, report.json) are left in build/e2e/run.
 set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-RUN="$ROOT/build/e2e/run"
+RUN="${E2E_RUN_DIR:-$ROOT/build/e2e/run}"
 VENV="${E2E_VENV:-$ROOT/.venv}"
 export UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1
 E2E_RUN_TAG="e2e-$(date +%s)-$$-$RANDOM"

@@ -268,6 +268,29 @@ class Stack:
 
         wait_until("scheduler, triggerer and dag-processor heartbeats", all_healthy, 180, self.check_alive)
 
+    def stop_process(self, name: str, timeout: float = 60) -> None:
+        """Stop one running process (its group) with SIGTERM and wait for it, as an operator restarting it would.
+
+        :param name: the process's name
+        :param timeout: seconds before SIGKILL
+        """
+        proc = next(p for p in reversed(self.procs) if p.name == name and p.popen.poll() is None)
+        _signal_group(proc.popen.pid, signal.SIGTERM)
+        try:
+            proc.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.popen.pid, signal.SIGKILL)
+            proc.popen.wait(timeout=5)
+        self.procs.remove(proc)  # stopped on purpose: no longer checked for being alive
+
+    def start_process(self, name: str) -> Proc:
+        """Start an Airflow component again (after :meth:`stop_process`); it logs to the same file.
+
+        :param name: the component, e.g. ``triggerer``
+        :return: the new process
+        """
+        return self.spawn(name, [self.airflow_bin, name])
+
     def stop(self) -> None:
         """Stop every process group: SIGTERM, wait, then SIGKILL what is left."""
         for proc in reversed(self.procs):

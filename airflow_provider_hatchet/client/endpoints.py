@@ -344,6 +344,8 @@ def parse(call: Call[T], response: httpx.Response, token: str = "") -> T:
             status, f"a redirect to {shown!r}, which the client does not follow; set the server URL (the "
             "connection's host) to the address the server redirects to", location=shown, **where,
         )
+    if status == 204:
+        return call.parse(None)  # delete and update answers without a body
     try:
         body = response.json()
     except ValueError:

@@ -133,6 +133,7 @@ class RunSummary(_Model):
     # When the server stored the run: the time the list's ``since`` and ``until`` filters compare with.
     inserted_at: datetime | None = Field(default=None, validation_alias=AliasPath("metadata", "createdAt"))
     error_message: str | None = Field(default=None, alias="errorMessage")
+    finished_at: OptionalTime = Field(default=None, alias="finishedAt")
     # Filled only when the list was read with ``include_payloads``: a DAG run's tasks are its ``children``; a
     # single-task run is its own task (``stepId``, ``taskId`` and ``output`` are that task's), with no name.
     step_id: str | None = Field(default=None, alias="stepId")

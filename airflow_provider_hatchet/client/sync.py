@@ -9,7 +9,7 @@ from typing import Any, TypeVar, cast
 
 import httpx
 
-from airflow_provider_hatchet.client import endpoints
+from airflow_provider_hatchet.client import endpoints, scheduling
 from airflow_provider_hatchet.client._base import DEFAULT_MAX_CONNECTIONS as _MAX
 from airflow_provider_hatchet.client._base import ClientBase
 from airflow_provider_hatchet.client.config import ClientConfig
@@ -17,6 +17,7 @@ from airflow_provider_hatchet.client.deadline import deadline_passed, request_de
 from airflow_provider_hatchet.client.models import RunDetails, RunPage, RunStatus, RunSummary, Workflow, WorkflowPage
 from airflow_provider_hatchet.client.paging import RUN_PAGE_SIZE, WORKFLOW_PAGE_SIZE, has_more
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
+from airflow_provider_hatchet.client.scheduling import Cron, CronPage, EventPage, ScheduledRun, ScheduledRunPage
 from airflow_provider_hatchet.client.trigger_request import TriggerRequest
 
 T = TypeVar("T")
@@ -173,3 +174,92 @@ class HatchetClient(ClientBase):
             if not has_more(len(page.rows), WORKFLOW_PAGE_SIZE, page.pagination):
                 return None
             offset += len(page.rows)
+
+    # Scheduled runs, crons and events
+
+    def schedule_run(self, workflow_name: str, trigger_at: datetime, input: Mapping[str, Any],
+                     additional_metadata: Mapping[str, str] | None = None,
+                     priority: int | None = None) -> ScheduledRun:
+        """Schedule one run of a workflow (full name) at ``trigger_at``; sent once, never retried.
+
+        :param workflow_name: the full workflow name.
+        :param trigger_at: when the run is to start.
+        :param input: the run input.
+        :param additional_metadata: string metadata, carried by the run.
+        :param priority: 1..3 or None.
+        """
+        return self.send(scheduling.schedule(self.config.tenant_id, workflow_name, trigger_at, input,
+                                             additional_metadata, priority))
+
+    def get_scheduled_run(self, scheduled_id: str) -> ScheduledRun:
+        """Return a scheduled run that has not fired; 404 (:class:`HatchetNotFoundError`) once it has.
+
+        :param scheduled_id: the scheduled run's id.
+        """
+        return self.send(scheduling.get_scheduled(self.config.tenant_id, scheduled_id))
+
+    def list_scheduled_runs(self, **filters: Any) -> ScheduledRunPage:
+        """Return one page of scheduled runs; see :func:`scheduling.list_scheduled` for the filters.
+
+        :param filters: the filters and paging.
+        """
+        return self.send(scheduling.list_scheduled(self.config.tenant_id, **filters))
+
+    def delete_scheduled_run(self, scheduled_id: str) -> None:
+        """Delete a scheduled run that has not fired.
+
+        :param scheduled_id: the scheduled run's id.
+        """
+        self.send(scheduling.delete_scheduled(self.config.tenant_id, scheduled_id))
+
+    def reschedule_run(self, scheduled_id: str, trigger_at: datetime) -> ScheduledRun:
+        """Move a scheduled run that has not fired to another time.
+
+        :param scheduled_id: the scheduled run's id.
+        :param trigger_at: the new time.
+        """
+        return self.send(scheduling.reschedule(self.config.tenant_id, scheduled_id, trigger_at))
+
+    def create_cron(self, workflow_name: str, cron_name: str, expression: str, input: Mapping[str, Any],
+                    additional_metadata: Mapping[str, str] | None = None, priority: int | None = None) -> Cron:
+        """Create a cron trigger of a workflow (full name); sent once, never retried.
+
+        :param workflow_name: the full workflow name.
+        :param cron_name: the cron's name.
+        :param expression: a five-field cron expression.
+        :param input: the input of each run.
+        :param additional_metadata: string metadata of each run.
+        :param priority: 1..3 or None.
+        """
+        return self.send(scheduling.create_cron(self.config.tenant_id, workflow_name, cron_name, expression,
+                                                input, additional_metadata, priority))
+
+    def list_crons(self, **filters: Any) -> CronPage:
+        """Return one page of crons; see :func:`scheduling.list_crons` for the filters.
+
+        :param filters: the filters and paging.
+        """
+        return self.send(scheduling.list_crons(self.config.tenant_id, **filters))
+
+    def set_cron_enabled(self, cron_id: str, enabled: bool) -> None:
+        """Enable or disable a cron.
+
+        :param cron_id: the cron's id.
+        :param enabled: whether it fires.
+        """
+        self.send(scheduling.set_cron_enabled(self.config.tenant_id, cron_id, enabled))
+
+    def delete_cron(self, cron_id: str) -> None:
+        """Delete a cron.
+
+        :param cron_id: the cron's id.
+        """
+        self.send(scheduling.delete_cron(self.config.tenant_id, cron_id))
+
+    def list_events(self, *, since: datetime, **filters: Any) -> EventPage:
+        """Return one page of events, newest first; see :func:`scheduling.list_events` for the filters.
+
+        :param since: the earliest time the server stored the event.
+        :param filters: the other filters and paging.
+        """
+        return self.send(scheduling.list_events(self.config.tenant_id, since=since, **filters))

@@ -34,6 +34,7 @@ from airflow_provider_hatchet.hooks._shared_clients import LoopClients
 if TYPE_CHECKING:
     from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetClient
     from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
+    from airflow_provider_hatchet.client.scheduling import Cron, CronPage, ScheduledRun, ScheduledRunPage
 
 # One async client per event loop and connection contents: a triggerer running many triggers shares one
 # connection pool and one SSL context instead of building one per trigger.
@@ -335,6 +336,146 @@ class HatchetHook(BaseHook):
         """
         async with self.alease_client() as client:
             return await client.cancel_runs(list(run_ids))
+
+    # Scheduled runs, crons and events
+
+    def schedule_workflow(
+        self,
+        workflow_name: str,
+        trigger_at: datetime | str,
+        input: Mapping[str, Any] | None = None,
+        additional_metadata: Mapping[str, Any] | None = None,
+        priority: int | None = None,
+        *,
+        namespace: str | None = None,
+    ) -> ScheduledRun:
+        """Schedule one run of a workflow at ``trigger_at``. Arguments are checked before anything is sent.
+
+        :param workflow_name: the workflow name; the namespace is applied.
+        :param trigger_at: a datetime (naive means UTC) or an ISO 8601 string.
+        :param input: the run input, a JSON object.
+        :param additional_metadata: metadata the run will carry; scalars become strings.
+        :param priority: 1 (lowest) to 3, or None.
+        :param namespace: overrides the hook's namespace for this call.
+        """
+        request = TriggerRequest.checked(workflow_name, input, additional_metadata, priority)
+        return self.schedule(request, trigger_at, namespace=namespace)
+
+    def schedule(self, request: TriggerRequest, trigger_at: datetime | str, *,
+                 namespace: str | None = None) -> ScheduledRun:
+        """Schedule one run of a checked request (see :meth:`TriggerRequest.checked`) at ``trigger_at``, once the
+        tenant is known to have the workflow. Sent once, never retried.
+
+        :param request: the run; its workflow name without or with the namespace.
+        :param trigger_at: a datetime (naive means UTC) or an ISO 8601 string.
+        :param namespace: overrides the hook's namespace for this call.
+        :raises HatchetValidationError: for a bad time or a workflow the tenant does not have.
+        """
+        from airflow_provider_hatchet.client.scheduling import check_time
+
+        when = check_time(trigger_at)
+        full = self.resolve_workflow(request.workflow_name, namespace)
+        return self.client.schedule_run(full, when, request.input, request.additional_metadata, request.priority)
+
+    def get_scheduled_run(self, scheduled_id: str) -> ScheduledRun:
+        """Return a scheduled run that has not fired yet; :class:`HatchetNotFoundError` once it has fired or
+        was deleted.
+
+        :param scheduled_id: the scheduled run's id.
+        """
+        return self.client.get_scheduled_run(scheduled_id)
+
+    def list_scheduled_runs(self, **filters: Any) -> ScheduledRunPage:
+        """Return one page of the scheduled runs that have not fired.
+
+        :param filters: ``workflow_id``, ``additional_metadata``, ``offset``, ``limit``.
+        """
+        return self.client.list_scheduled_runs(**filters)
+
+    def delete_scheduled_run(self, scheduled_id: str) -> bool:
+        """Delete a scheduled run; False when it had already fired or was gone.
+
+        :param scheduled_id: the scheduled run's id.
+        """
+        try:
+            self.client.delete_scheduled_run(scheduled_id)
+        except HatchetNotFoundError:
+            return False
+        return True
+
+    def reschedule_run(self, scheduled_id: str, trigger_at: datetime | str) -> ScheduledRun:
+        """Move a scheduled run that has not fired to another time.
+
+        :param scheduled_id: the scheduled run's id.
+        :param trigger_at: a datetime (naive means UTC) or an ISO 8601 string.
+        """
+        from airflow_provider_hatchet.client.scheduling import check_time
+
+        return self.client.reschedule_run(scheduled_id, check_time(trigger_at))
+
+    def create_cron(
+        self,
+        workflow_name: str,
+        cron_name: str,
+        expression: str,
+        input: Mapping[str, Any] | None = None,
+        additional_metadata: Mapping[str, Any] | None = None,
+        priority: int | None = None,
+        *,
+        namespace: str | None = None,
+    ) -> Cron:
+        """Create a cron trigger of a workflow.
+
+        :param workflow_name: the workflow name; the namespace is applied.
+        :param cron_name: the cron's name.
+        :param expression: a five-field cron expression, in UTC.
+        :param input: the input of each run.
+        :param additional_metadata: metadata of each run.
+        :param priority: 1 (lowest) to 3, or None.
+        :param namespace: overrides the hook's namespace for this call.
+        """
+        if not isinstance(cron_name, str) or not cron_name.strip():
+            raise HatchetValidationError("cron_name", f"must be a non-empty string, got {cron_name!r}")
+        if not isinstance(expression, str) or len(expression.split()) != 5:
+            raise HatchetValidationError("expression", f"must be a five-field cron expression, got {expression!r}")
+        name = self.full_workflow_name(validation.check_workflow_name(workflow_name), namespace)
+        return self.client.create_cron(
+            name, cron_name, expression, validation.check_input(input),
+            validation.check_metadata(additional_metadata), validation.check_priority(priority),
+        )
+
+    def list_crons(self, workflow_name: str | None = None, *, namespace: str | None = None,
+                   **filters: Any) -> CronPage:
+        """Return one page of crons, of one workflow if named.
+
+        :param workflow_name: the workflow name; the namespace is applied.
+        :param namespace: overrides the hook's namespace for this call.
+        :param filters: ``cron_name``, ``offset``, ``limit``.
+        """
+        if workflow_name is not None:
+            filters["workflow_name"] = self.full_workflow_name(workflow_name, namespace)
+        return self.client.list_crons(**filters)
+
+    def enable_cron(self, cron_id: str) -> None:
+        """Let a cron fire again.
+
+        :param cron_id: the cron's id.
+        """
+        self.client.set_cron_enabled(cron_id, True)
+
+    def disable_cron(self, cron_id: str) -> None:
+        """Stop a cron from firing, keeping it.
+
+        :param cron_id: the cron's id.
+        """
+        self.client.set_cron_enabled(cron_id, False)
+
+    def delete_cron(self, cron_id: str) -> None:
+        """Delete a cron.
+
+        :param cron_id: the cron's id.
+        """
+        self.client.delete_cron(cron_id)
 
     def test_connection(self) -> tuple[bool, str]:
         """Make one cheap authenticated call, for the Test button in the connection form."""

@@ -18,6 +18,7 @@ recorded in the request log.
 - ``GET  /requests[?limit=100]`` / ``DELETE /requests``
 - ``POST /tokens`` ``{tenant_id?, server_url?, expires_in?, revoked?}`` -> ``{token}``
 - ``POST /tenants`` ``{name?}`` -> ``{tenant_id, token}``
+- ``POST /events`` ``{key, payload?, additional_metadata?, tenant_id?}`` -> ``{id}`` (as an event pushed over gRPC)
 """
 
 from __future__ import annotations
@@ -128,7 +129,14 @@ def _add_tenant(sim: HatchetSimulator, query: dict[str, list[str]], body: Any) -
     return {"tenant_id": tenant_id, "token": sim.token_for(tenant_id)}
 
 
+def _push_event(sim: HatchetSimulator, query: dict[str, list[str]], body: Any) -> Any:
+    args = dict(body)
+    return {"id": sim.push_event(args.pop("key"), args.pop("payload", None), args.pop("additional_metadata", None),
+                                 tenant_id=args.pop("tenant_id", None))}
+
+
 ROUTES: dict[tuple[str, str], AdminHandler] = {
+    ("POST", "/events"): _push_event,
     ("GET", "/info"): _info,
     ("GET", "/workflows"): _list_workflows,
     ("POST", "/workflows"): _register_workflow,

@@ -18,6 +18,7 @@ from ._http import (
 )
 from .auth import TokenAuthority
 from .binding import CANCEL_FIELDS, CANCEL_STRUCT, TRIGGER_FIELDS, TRIGGER_STRUCT, BindError, bind_object, parse_uuid
+from .calendar import CalendarApi, calendar_route
 from .faults import Decision, FaultInjector
 from .listing import FilterError, filtered_runs, list_runs, list_workflows
 from .render import run_details, trigger_stub
@@ -55,6 +56,7 @@ class HatchetApi:
         self.auth = auth
         self.faults = faults
         self.settings = settings
+        self.calendar = CalendarApi(state, state.calendar)
 
     def route(self, method: str, parts: list[str]) -> tuple[str, Handler] | SimResponse:
         """Match ``/api/v1/...`` path segments to a route kind and handler.
@@ -86,10 +88,31 @@ class HatchetApi:
         elif n == 4 and parts[0] == "tenants" and parts[2] == "workflow-runs":
             table.append((False, "GET", "v0", self._v0_run))
         if not table:
+            calendar = self._calendar_route(method, parts)
+            if calendar is not None:
+                return calendar
             return message(404, "Not Found")
         _, expected, kind, handler = table[0]
         if method != expected:
             return message(405, "Method Not Allowed")
+        return kind, handler
+
+    def _calendar_route(self, method: str, parts: list[str]) -> tuple[str, Handler] | SimResponse | None:
+        """Route the scheduled-run, cron and event endpoints to :class:`~.calendar.CalendarApi`."""
+        found = calendar_route(parts)
+        if found is None:
+            return None
+        kind, allowed, tenant_at = found
+        if method not in allowed:
+            return message(405, "Method Not Allowed")
+
+        def handler(parts: list[str], query: str, authorization: str | None, body: bytes,
+                    decision: Decision | None) -> SimResponse:
+            tenant = self._tenant(parts[tenant_at], authorization)
+            if isinstance(tenant, SimResponse):
+                return tenant
+            return self.calendar.handle(tenant, method, parts, query, body)
+
         return kind, handler
 
     def _populate_tenant(self, tenant_param: str) -> Tenant | SimResponse:

@@ -278,6 +278,7 @@ class HatchetSimulator:
         """Every run, oldest first, with the exact body received and the status now."""
         with self._lock:
             now = self._state.clock()
+            self._state.calendar.fire_due(self._state, now)
             return [self._info(run, now) for run in self._state.order]
 
     def run_count(self, tenant_id: str | None = None) -> int:
@@ -286,6 +287,7 @@ class HatchetSimulator:
         :param tenant_id: the tenant.
         """
         with self._lock:
+            self._state.calendar.fire_due(self._state, self._state.clock())
             if tenant_id is None:
                 return len(self._state.order)
             return len(self._tenant(tenant_id).runs)
@@ -349,6 +351,26 @@ class HatchetSimulator:
                 for tenant in self._state.tenants.values():
                     tenant.workflows.clear()
 
+    def push_event(self, key: str, payload: dict[str, Any] | None = None,
+                   additional_metadata: dict[str, Any] | None = None, *, tenant_id: str | None = None) -> str:
+        """Store an event as Hatchet does when one is pushed over gRPC, and return its id.
+
+        :param key: the full event key (namespace included).
+        :param payload: the event payload.
+        :param additional_metadata: the event's metadata.
+        :param tenant_id: the tenant; default tenant when omitted.
+        """
+        with self._lock:
+            return self._state.calendar.push_event(self._state, self._tenant(tenant_id), key, payload or {},
+                                                   additional_metadata or {}).id
+
+    def scheduled_runs(self) -> list[dict[str, Any]]:
+        """The scheduled runs that have not fired: ``{id, workflow, trigger_at (UNIX), body}``."""
+        with self._lock:
+            self._state.calendar.fire_due(self._state, self._state.clock())
+            return [{"id": s.id, "workflow": s.workflow, "trigger_at": s.trigger_at, "body": s.body}
+                    for s in self._state.calendar.scheduled.values()]
+
     def now(self) -> float:
         """Return the simulator clock."""
         return self._state.clock()
@@ -379,6 +401,7 @@ class HatchetSimulator:
         parts = path.strip("/").split("/")
         if len(parts) < 3 or parts[0] != "api" or parts[1] != "v1":
             return None, message(404, "Not Found")
+        self._state.calendar.fire_due(self._state, self._state.clock())
         matched = self._api.route(method, parts[2:])
         if isinstance(matched, SimResponse):
             return None, matched

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .calendar import Calendar
 from .runs import Run
 from .workflows import OutputSpec, TaskArg, WorkflowSpec, build_tasks, tasks_for_run
 
@@ -83,6 +84,7 @@ class SimState:
         self.task_runs: dict[str, Run] = {}
         self.order: list[Run] = []
         self.phantom_ids: list[str] = []
+        self.calendar = Calendar()
         self.default_tenant = self.add_tenant("default")
         self.worker_id = self.new_id()
 
@@ -281,6 +283,7 @@ class SimState:
         self.task_runs.clear()
         self.order.clear()
         self.phantom_ids.clear()
+        self.calendar.clear()
         for tenant in self.tenants.values():
             tenant.runs.clear()
             tenant.meta_index.clear()

@@ -26,6 +26,12 @@ from airflow_provider_hatchet.client.waiter import (
     check_round,
 )
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+from airflow_provider_hatchet.triggers.scheduled import HatchetScheduledRunTrigger
+from airflow_provider_hatchet.triggers.watchers import HatchetEventTrigger, HatchetWorkflowRunEventTrigger
+
+__all__ = [
+    "HatchetEventTrigger", "HatchetScheduledRunTrigger", "HatchetWorkflowRunEventTrigger", "HatchetWorkflowRunTrigger",
+]
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet.client import AsyncHatchetClient

@@ -28,3 +28,5 @@ rm -f build/real/summary.txt
 "$MAKE" --no-print-directory hatchet-up
 echo "real-hatchet: server up in $(( $(date +%s) - t0 ))s"
 "$MAKE" --no-print-directory test-real
+# The AssetWatcher example on Airflow's real triggerer, against this server (the e2e run's watcher phase).
+E2E_RUN_DIR="$ROOT/build/e2e/real" E2E_SKIP_INSTALL=1 bash e2e/run.sh --hatchet real

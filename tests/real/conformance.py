@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+ROOT = Path(__file__).resolve().parents[2]
+WORKER_PYTHON = ROOT / ".venv-hatchet-worker" / "bin" / "python"
+PUSH_EVENT = ROOT / "e2e" / "hatchet" / "push_event.py"
 POLL_INTERVAL = 0.01
 WAIT_TIMEOUT = 60.0
 
@@ -247,6 +253,26 @@ class Session:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.target.name}: {len(rows)} of {count} runs listed and finished")
             time.sleep(0.1)
+
+    def push_event(self, key: str, payload: Mapping[str, Any], metadata: Mapping[str, str]) -> str:
+        """Push an event (unrecorded) and return its id: into the simulator through its admin API, to the real
+        server over gRPC with hatchet-sdk (``e2e/hatchet/push_event.py``), since its REST event-create is gone.
+
+        :param key: the event key.
+        :param payload: the event payload.
+        :param metadata: the event's metadata.
+        """
+        if self.target.name == "sim":
+            response = self.http.post("/_simulator/events", json={
+                "key": key, "payload": dict(payload), "additional_metadata": dict(metadata),
+                "tenant_id": self.target.tenant})
+            response.raise_for_status()
+            return str(response.json()["id"])
+        env = {**os.environ, "HATCHET_CLIENT_TOKEN": self.target.token}
+        done = subprocess.run(
+            [str(WORKER_PYTHON), str(PUSH_EVENT), key, json.dumps(payload), json.dumps(metadata)],
+            env=env, capture_output=True, text=True, timeout=60, check=True)
+        return done.stdout.strip().splitlines()[-1]
 
     def cleanup(self) -> None:
         """Cancel the hanging runs this session started (unrecorded), so they free the worker's slots."""

@@ -6,6 +6,7 @@ filter is narrowed by it (other people use the real server at the same time).
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -16,6 +17,10 @@ TRIGGER = "/api/v1/stable/tenants/{tenant}/workflow-runs/trigger"
 LIST = "/api/v1/stable/tenants/{tenant}/workflow-runs"
 CANCEL = "/api/v1/stable/tenants/{tenant}/tasks/cancel"
 WORKFLOWS = "/api/v1/tenants/{tenant}/workflows"
+SCHEDULE = "/api/v1/tenants/{tenant}/workflows/{workflow}/scheduled"
+SCHEDULED = "/api/v1/tenants/{tenant}/workflows/scheduled"
+CRONS_CREATE = "/api/v1/tenants/{tenant}/workflows/{workflow}/crons"
+CRONS = "/api/v1/tenants/{tenant}/workflows/crons"
 UNKNOWN_ID = "00000000-0000-4000-8000-00000000000a"
 UNKNOWN_TENANT = "00000000-0000-4000-8000-0000000000fe"
 
@@ -271,9 +276,122 @@ def idempotency(s: Session) -> None:
         s.call(step, "GET", run_path(run, "/status"))
 
 
+def _until(check: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def scheduled_runs(s: Session) -> None:
+    """Scheduled runs: create, read, list, reschedule, delete, what the server refuses, and one that fires (it
+    disappears, and its run carries its input and metadata)."""
+    later = _rfc3339(datetime.now(timezone.utc) + timedelta(hours=1))
+    body = {"input": {"n": 1}, "additionalMetadata": {"test_tag": s.tag, "k": "v"}, "triggerAt": later, "priority": 2}
+    created = s.call("create", "POST", SCHEDULE.format(tenant="{tenant}", workflow="demo-etl"), body=body)
+    sid = s.name(str(created.json()["metadata"]["id"]), "scheduled")
+    s.call("get", "GET", f"{SCHEDULED}/{sid}")
+    s.call("list-by-tag", "GET", SCHEDULED, params={"additionalMetadata": f"test_tag:{s.tag}"})
+    s.call("reschedule", "PATCH", f"{SCHEDULED}/{sid}",
+           body={"triggerAt": _rfc3339(datetime.now(timezone.utc) + timedelta(hours=2))})
+    s.call("delete", "DELETE", f"{SCHEDULED}/{sid}")
+    s.call("get-deleted", "GET", f"{SCHEDULED}/{sid}")
+    s.call("delete-again", "DELETE", f"{SCHEDULED}/{sid}")
+    s.call("list-after-delete", "GET", SCHEDULED, params={"additionalMetadata": f"test_tag:{s.tag}"})
+    demo = SCHEDULE.format(tenant="{tenant}", workflow="demo-etl")
+    for step, change in [("priority-5", {"priority": 5}), ("trigger-at-missing", {"triggerAt": None}),
+                         ("trigger-at-bad", {"triggerAt": "soon"}), ("metadata-missing", {"additionalMetadata": None})]:
+        refused = {k: v for k, v in {**body, **change}.items() if v is not None}
+        answer = s.call(step, "POST", demo, body=refused)
+        if answer.status_code == 200:
+            s.name(str(answer.json()["metadata"]["id"]), step)
+            s.call(None, "DELETE", f"{SCHEDULED}/{answer.json()['metadata']['id']}")
+    s.call("unknown-workflow", "POST", SCHEDULE.format(tenant="{tenant}", workflow=f"demo-missing-{s.tag}"),
+           body=body)
+    s.call("get-bad-id", "GET", f"{SCHEDULED}/xyz")
+    s.call("list-bad-workflow-id", "GET", SCHEDULED, params={"workflowId": "x"})
+    soon = {**body, "input": {"n": 2}, "triggerAt": _rfc3339(datetime.now(timezone.utc) + timedelta(seconds=1))}
+    fired = s.name(str(s.call("create-soon", "POST", demo, body=soon).json()["metadata"]["id"]), "fired")
+    _until(lambda: s.call(None, "GET", f"{SCHEDULED}/{fired}").status_code == 404)
+    s.call("get-fired", "GET", f"{SCHEDULED}/{fired}")
+    s.wait_listed(1)
+    (row,) = s.list_runs()
+    s.name(str(row["metadata"]["id"]), "fired-run")
+    s.call("fired-run", "GET", LIST, params={"since": s.since, "only_tasks": "false",
+                                             "additional_metadata": f"test_tag:{s.tag}", "include_payloads": "true"})
+
+
+def crons(s: Session) -> None:
+    """Crons: create, refuse a duplicate, list by name, disable, enable, delete, and what a gone one answers."""
+    name = f"c-{s.tag}"
+    body = {"input": {"n": 1}, "additionalMetadata": {"test_tag": s.tag}, "cronName": name,
+            "cronExpression": "0 0 1 1 *"}
+    create = CRONS_CREATE.format(tenant="{tenant}", workflow="demo-etl")
+    cid = s.name(str(s.call("create", "POST", create, body=body).json()["metadata"]["id"]), "cron")
+    s.call("duplicate", "POST", create, body=body)
+    s.call("list-by-name", "GET", CRONS, params={"cronName": name, "workflowName": "demo-etl"})
+    s.call("disable", "PATCH", f"{CRONS}/{cid}", body={"enabled": False})
+    s.call("get-disabled", "GET", f"{CRONS}/{cid}")
+    s.call("enable", "PATCH", f"{CRONS}/{cid}", body={"enabled": True})
+    s.call("patch-empty", "PATCH", f"{CRONS}/{cid}", body={})
+    s.call("list-enabled", "GET", CRONS, params={"cronName": name})
+    s.call("delete", "DELETE", f"{CRONS}/{cid}")
+    s.call("get-deleted", "GET", f"{CRONS}/{cid}")
+    s.call("delete-again", "DELETE", f"{CRONS}/{cid}")
+    s.call("unknown-workflow", "POST", CRONS_CREATE.format(tenant="{tenant}", workflow=f"demo-missing-{s.tag}"),
+           body=body)
+
+
+def events(s: Session) -> None:
+    """The events list: by key, metadata and time, paging, and bad parameters (events are pushed over gRPC)."""
+    key, other = f"conformance:{s.tag}", f"conformance-other:{s.tag}"
+    first = s.name(s.push_event(key, {"n": 1, "nested": {"a": [1, 2]}}, {"test_tag": s.tag, "k": "a"}), "event-1")
+    second = s.name(s.push_event(key, {"n": 2}, {"test_tag": s.tag, "k": "b"}), "event-2")
+    s.name(s.push_event(other, {"n": 3}, {"test_tag": s.tag}), "event-3")
+    path = "/api/v1/stable/tenants/{tenant}/events"
+
+    def listed() -> bool:
+        rows = s.call(None, "GET", path, params={"keys": [key, other], "since": s.since}).json()["rows"]
+        return {first, second} <= {row["metadata"]["id"] for row in rows} and len(rows) == 3
+
+    _until(listed)
+    for step, params in [
+        ("by-key", {"keys": key, "since": s.since}),
+        ("two-keys", {"keys": [key, other], "since": s.since}),
+        ("page-1", {"keys": [key, other], "since": s.since, "limit": 1}),
+        ("page-last", {"keys": [key, other], "since": s.since, "limit": 2, "offset": 2}),
+        ("metadata", {"keys": key, "since": s.since, "additionalMetadata": "k:b"}),
+        ("metadata-miss", {"keys": key, "since": s.since, "additionalMetadata": "k:zzz"}),
+        ("since-future", {"keys": key, "since": _rfc3339(datetime.now(timezone.utc) + timedelta(hours=1))}),
+        ("until-past", {"keys": key, "until": s.since}),
+        ("since-bad", {"keys": key, "since": "yesterday"}),
+        ("limit-zero", {"keys": key, "limit": 0}),
+    ]:
+        s.call(step, "GET", path, params=params)
+
+
+def list_by_creation_time(s: Session) -> None:
+    """The run list's ``since`` is the creation time: a run created before it and finished after it is not
+    listed (there is no filter on the finish time)."""
+    run = s.trigger(None, "demo-slow", {}, name="run")
+    s.watch(None, run, until=("RUNNING",))
+    after_creation = _rfc3339(datetime.now(timezone.utc) + timedelta(seconds=1))
+    s.watch(None, run)
+    s.wait_listed(1)
+    query = {"only_tasks": "false", "additional_metadata": f"test_tag:{s.tag}"}
+    s.call("since-after-creation", "GET", LIST, params={**query, "since": after_creation})
+    s.call("since-before-creation", "GET", LIST, params={**query, "since": s.since, "statuses": "COMPLETED"})
+
+
 SCENARIOS: dict[str, Scenario] = {
     scenario.__name__: scenario
     for scenario in (trigger_return_only_id, trigger_and_wait, trigger_rejected, trigger_unknown_workflow,
                      trigger_v0, unknown_runs, run_completed, run_failed, run_multi_task, run_cancelled,
-                     list_filters, cancel, workflows, auth, idempotency)
+                     list_filters, cancel, workflows, auth, idempotency, scheduled_runs, crons, events,
+                     list_by_creation_time)
 }

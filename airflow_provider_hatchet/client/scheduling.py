@@ -1,0 +1,252 @@
+"""Scheduled runs, crons and events: their models and one :class:`~.endpoints.Call` per endpoint.
+
+Scheduled runs and crons live under the v0 tenant routes (``/api/v1/tenants/{tenant}/workflows/...``), which
+v0.105.0 still serves; events are read from ``/api/v1/stable/tenants/{tenant}/events`` (they are pushed over gRPC
+only). A scheduled run disappears once it has fired: its GET answers 404 from then on, and the run it made carries
+its input and metadata but not its id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import AliasPath, Field
+
+from airflow_provider_hatchet.client.endpoints import Call, Params, format_time, metadata_filter, segment
+from airflow_provider_hatchet.client.errors import HatchetValidationError
+from airflow_provider_hatchet.client.models import OptionalTime, Pagination, _Model
+from airflow_provider_hatchet.client.validation import check_run_id
+
+
+class ScheduledRun(_Model):
+    """A scheduled workflow run (``ScheduledWorkflows``)."""
+
+    id: str = Field(validation_alias=AliasPath("metadata", "id"))
+    workflow_name: str = Field(default="", alias="workflowName")
+    workflow_id: str | None = Field(default=None, alias="workflowId")
+    trigger_at: datetime = Field(alias="triggerAt")
+    input: dict[str, Any] = Field(default_factory=dict)
+    additional_metadata: dict[str, Any] = Field(default_factory=dict, alias="additionalMetadata")
+    priority: int | None = None
+    workflow_run_id: str | None = Field(default=None, alias="workflowRunId")
+    workflow_run_created_at: OptionalTime = Field(default=None, alias="workflowRunCreatedAt")
+
+
+class ScheduledRunPage(_Model):
+    """One page of scheduled runs (``ScheduledWorkflowsList``)."""
+
+    rows: list[ScheduledRun] = Field(default_factory=list)
+    pagination: Pagination = Field(default_factory=Pagination)
+
+
+class Cron(_Model):
+    """A cron trigger of a workflow (``CronWorkflows``)."""
+
+    id: str = Field(validation_alias=AliasPath("metadata", "id"))
+    name: str = ""
+    cron: str
+    workflow_name: str = Field(default="", alias="workflowName")
+    enabled: bool
+    input: dict[str, Any] = Field(default_factory=dict)
+    additional_metadata: dict[str, Any] = Field(default_factory=dict, alias="additionalMetadata")
+    priority: int | None = None
+
+
+class CronPage(_Model):
+    """One page of crons (``CronWorkflowsList``)."""
+
+    rows: list[Cron] = Field(default_factory=list)
+    pagination: Pagination = Field(default_factory=Pagination)
+
+
+class HatchetEvent(_Model):
+    """An event pushed to Hatchet (``V1Event``)."""
+
+    id: str = Field(validation_alias=AliasPath("metadata", "id"))
+    key: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    additional_metadata: dict[str, Any] = Field(default_factory=dict, alias="additionalMetadata")
+    # When the server stored the event: the time the list's ``since`` and ``until`` compare with.
+    created_at: datetime = Field(validation_alias=AliasPath("metadata", "createdAt"))
+    seen_at: OptionalTime = Field(default=None, alias="seenAt")
+
+
+class EventPage(_Model):
+    """One page of events (``V1EventList``)."""
+
+    rows: list[HatchetEvent] = Field(default_factory=list)
+    pagination: Pagination = Field(default_factory=Pagination)
+
+
+def check_time(value: object, field: str = "trigger_at") -> datetime:
+    """Return an aware datetime from a datetime or an ISO 8601 string; a naive one is taken as UTC.
+
+    :param value: the candidate time.
+    :param field: the field name used in the error.
+    """
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise HatchetValidationError(field, f"must be an ISO 8601 date-time, got {value!r}") from None
+    if not isinstance(value, datetime):
+        raise HatchetValidationError(field, f"must be a datetime or an ISO 8601 string, got {type(value).__name__}")
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def _tenant(tenant_id: str) -> str:
+    return f"/api/v1/tenants/{segment(tenant_id)}/workflows"
+
+
+def _nothing(body: Any) -> None:
+    return None
+
+
+def schedule(tenant_id: str, workflow_name: str, trigger_at: datetime, input: Mapping[str, Any],
+             additional_metadata: Mapping[str, str] | None = None, priority: int | None = None) -> Call[ScheduledRun]:
+    """``POST /api/v1/tenants/{tenant}/workflows/{workflow}/scheduled``; sent once, never retried.
+
+    :param tenant_id: the tenant.
+    :param workflow_name: the full (namespaced) workflow name.
+    :param trigger_at: when the run is to start.
+    :param input: the run input.
+    :param additional_metadata: string metadata, carried by the run it makes.
+    :param priority: 1..3 or None.
+    """
+    body: dict[str, Any] = {"input": dict(input), "additionalMetadata": dict(additional_metadata or {}),
+                            "triggerAt": format_time(trigger_at)}
+    if priority is not None:
+        body["priority"] = priority
+    path = f"{_tenant(tenant_id)}/{segment(workflow_name)}/scheduled"
+    return Call("POST", path, ScheduledRun.model_validate, json=body, idempotent=False)
+
+
+def get_scheduled(tenant_id: str, scheduled_id: str) -> Call[ScheduledRun]:
+    """``GET .../workflows/scheduled/{id}``: 404 once the schedule has fired or was deleted.
+
+    :param tenant_id: the tenant.
+    :param scheduled_id: the scheduled run's id.
+    """
+    path = f"{_tenant(tenant_id)}/scheduled/{segment(check_run_id(scheduled_id, 'scheduled_id'))}"
+    return Call("GET", path, ScheduledRun.model_validate)
+
+
+def list_scheduled(tenant_id: str, *, workflow_id: str | None = None,
+                   additional_metadata: Mapping[str, str] | None = None, offset: int = 0,
+                   limit: int = 100) -> Call[ScheduledRunPage]:
+    """``GET .../workflows/scheduled``: the schedules that have not fired yet.
+
+    :param tenant_id: the tenant.
+    :param workflow_id: only this workflow's (its id, not its name).
+    :param additional_metadata: only schedules carrying these pairs.
+    :param offset: rows to skip.
+    :param limit: rows per page.
+    """
+    params: Params = [("offset", str(offset)), ("limit", str(limit))]
+    if workflow_id:
+        params.append(("workflowId", workflow_id))
+    params += [("additionalMetadata", kv) for kv in metadata_filter(additional_metadata or {})]
+    return Call("GET", f"{_tenant(tenant_id)}/scheduled", ScheduledRunPage.model_validate, params=tuple(params))
+
+
+def delete_scheduled(tenant_id: str, scheduled_id: str) -> Call[None]:
+    """``DELETE .../workflows/scheduled/{id}`` (204); 404 when it has fired or is gone already.
+
+    :param tenant_id: the tenant.
+    :param scheduled_id: the scheduled run's id.
+    """
+    path = f"{_tenant(tenant_id)}/scheduled/{segment(check_run_id(scheduled_id, 'scheduled_id'))}"
+    return Call("DELETE", path, _nothing)
+
+
+def reschedule(tenant_id: str, scheduled_id: str, trigger_at: datetime) -> Call[ScheduledRun]:
+    """``PATCH .../workflows/scheduled/{id}`` with a new ``triggerAt``.
+
+    :param tenant_id: the tenant.
+    :param scheduled_id: the scheduled run's id.
+    :param trigger_at: the new time.
+    """
+    path = f"{_tenant(tenant_id)}/scheduled/{segment(check_run_id(scheduled_id, 'scheduled_id'))}"
+    return Call("PATCH", path, ScheduledRun.model_validate, json={"triggerAt": format_time(trigger_at)})
+
+
+def create_cron(tenant_id: str, workflow_name: str, cron_name: str, expression: str, input: Mapping[str, Any],
+                additional_metadata: Mapping[str, str] | None = None, priority: int | None = None) -> Call[Cron]:
+    """``POST /api/v1/tenants/{tenant}/workflows/{workflow}/crons``; sent once, never retried.
+
+    :param tenant_id: the tenant.
+    :param workflow_name: the full (namespaced) workflow name.
+    :param cron_name: the cron's name, unique per workflow.
+    :param expression: a five-field cron expression (UTC).
+    :param input: the input of each run.
+    :param additional_metadata: string metadata of each run.
+    :param priority: 1..3 or None.
+    """
+    body: dict[str, Any] = {"input": dict(input), "additionalMetadata": dict(additional_metadata or {}),
+                            "cronName": cron_name, "cronExpression": expression}
+    if priority is not None:
+        body["priority"] = priority
+    return Call("POST", f"{_tenant(tenant_id)}/{segment(workflow_name)}/crons", Cron.model_validate, json=body,
+                idempotent=False)
+
+
+def list_crons(tenant_id: str, *, workflow_name: str | None = None, cron_name: str | None = None,
+               offset: int = 0, limit: int = 100) -> Call[CronPage]:
+    """``GET .../workflows/crons``.
+
+    :param tenant_id: the tenant.
+    :param workflow_name: only this workflow's (full name).
+    :param cron_name: only crons of this name.
+    :param offset: rows to skip.
+    :param limit: rows per page.
+    """
+    params: Params = [("offset", str(offset)), ("limit", str(limit))]
+    if workflow_name:
+        params.append(("workflowName", workflow_name))
+    if cron_name:
+        params.append(("cronName", cron_name))
+    return Call("GET", f"{_tenant(tenant_id)}/crons", CronPage.model_validate, params=tuple(params))
+
+
+def set_cron_enabled(tenant_id: str, cron_id: str, enabled: bool) -> Call[None]:
+    """``PATCH .../workflows/crons/{id}`` ``{enabled}`` (204).
+
+    :param tenant_id: the tenant.
+    :param cron_id: the cron's id.
+    :param enabled: whether it fires.
+    """
+    path = f"{_tenant(tenant_id)}/crons/{segment(check_run_id(cron_id, 'cron_id'))}"
+    return Call("PATCH", path, _nothing, json={"enabled": bool(enabled)})
+
+
+def delete_cron(tenant_id: str, cron_id: str) -> Call[None]:
+    """``DELETE .../workflows/crons/{id}`` (204).
+
+    :param tenant_id: the tenant.
+    :param cron_id: the cron's id.
+    """
+    return Call("DELETE", f"{_tenant(tenant_id)}/crons/{segment(check_run_id(cron_id, 'cron_id'))}", _nothing)
+
+
+def list_events(tenant_id: str, *, since: datetime, until: datetime | None = None, keys: Iterable[str] = (),
+                additional_metadata: Mapping[str, str] | None = None, offset: int = 0,
+                limit: int = 100) -> Call[EventPage]:
+    """``GET /api/v1/stable/tenants/{tenant}/events``: events newest first.
+
+    :param tenant_id: the tenant.
+    :param since: the earliest time the server stored the event.
+    :param until: the latest.
+    :param keys: only events with one of these keys (full, namespaced keys).
+    :param additional_metadata: only events carrying these pairs.
+    :param offset: rows to skip.
+    :param limit: rows per page.
+    """
+    params: Params = [("since", format_time(since)), ("offset", str(offset)), ("limit", str(limit))]
+    if until is not None:
+        params.append(("until", format_time(until)))
+    params += [("keys", key) for key in keys]
+    params += [("additionalMetadata", kv) for kv in metadata_filter(additional_metadata or {})]
+    path = f"/api/v1/stable/tenants/{segment(tenant_id)}/events"
+    return Call("GET", path, EventPage.model_validate, params=tuple(params))

@@ -1,0 +1,134 @@
+"""The trigger that waits, in the triggerer, until a Hatchet scheduled run has fired, and names the run it made.
+
+A scheduled run disappears once it fires (its GET answers 404), and the run it made does not carry its id, only
+its input and metadata; so the operator stamps a unique token into the metadata, and this trigger finds the run
+by it once the schedule's time has come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow_provider_hatchet._compat import BaseTrigger, TriggerEvent
+from airflow_provider_hatchet.client.aio import AsyncHatchetClient
+from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
+from airflow_provider_hatchet.client.errors import HatchetNotFoundError
+from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+
+SCHEDULE_TOKEN_KEY = "airflow_schedule_token"
+# How far before the schedule's time the run list reaches: the engine may fire a moment early by its own clock.
+FIRE_MARGIN = timedelta(minutes=1)
+
+
+async def find_fired_run(client: AsyncHatchetClient, token: str, trigger_at: datetime) -> str | None:
+    """The id of the run a schedule made, found by its token, or None.
+
+    :param client: the async client.
+    :param token: the schedule's ``airflow_schedule_token`` metadata.
+    :param trigger_at: the schedule's time.
+    """
+    pairs = {SCHEDULE_TOKEN_KEY: token}
+    page = await client.list_runs(since=trigger_at - FIRE_MARGIN, additional_metadata=pairs, limit=10)
+    found = [row for row in page.rows if row.has_metadata(pairs)]
+    return found[-1].id if found else None
+
+
+class HatchetScheduledRunTrigger(BaseTrigger):
+    """Wait until a scheduled run has fired; yield ``{"status": "fired", "run_id", "scheduled_id"}``.
+
+    Other events: ``deleted`` (the schedule is gone and no run carries its token), ``timeout`` (the deadline
+    passed first) and ``error``. On Airflow 3.3+ marking the deferred task failed or success, or clearing it,
+    deletes a schedule that has not fired.
+
+    :param scheduled_id: the scheduled run's id.
+    :param token: the unique ``airflow_schedule_token`` metadata the run will carry.
+    :param trigger_at: the schedule's time, ISO 8601.
+    :param hatchet_conn_id: the Hatchet connection.
+    :param poll_interval: seconds between checks once the time has come.
+    :param execution_deadline: wall-clock epoch seconds after which the trigger gives up with ``timeout``.
+    """
+
+    def __init__(
+        self,
+        scheduled_id: str,
+        token: str,
+        trigger_at: str,
+        hatchet_conn_id: str = HatchetHook.default_conn_name,
+        poll_interval: float = 5.0,
+        execution_deadline: float | None = None,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.scheduled_id = scheduled_id
+        self.token = token
+        self.trigger_at = trigger_at
+        self.hatchet_conn_id = hatchet_conn_id
+        self.poll_interval = float(poll_interval)
+        self.execution_deadline = None if execution_deadline is None else float(execution_deadline)
+        self._fired = False
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the class path and the JSON-safe keyword arguments (no secrets)."""
+        return f"{type(self).__module__}.{type(self).__qualname__}", {
+            "scheduled_id": self.scheduled_id, "token": self.token, "trigger_at": self.trigger_at,
+            "hatchet_conn_id": self.hatchet_conn_id, "poll_interval": self.poll_interval,
+            "execution_deadline": self.execution_deadline,
+        }
+
+    def _event(self, status: str, message: str, run_id: str | None = None) -> TriggerEvent:
+        return TriggerEvent({  # type: ignore[no-untyped-call]
+            "status": status, "scheduled_id": self.scheduled_id, "run_id": run_id, "message": message,
+        })
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Sleep until the schedule's time, then look for its run every ``poll_interval`` seconds."""
+        try:
+            client = await HatchetHook(self.hatchet_conn_id).aget_client()
+            trigger_at = datetime.fromisoformat(self.trigger_at)
+            wait = trigger_at.timestamp() - time.time()
+            if self.execution_deadline is not None:
+                wait = min(wait, self.execution_deadline - time.time())
+            if wait > 0:
+                await asyncio.sleep(wait)
+            gone_since: float | None = None
+            while True:
+                run_id = await find_fired_run(client, self.token, trigger_at)
+                if run_id is not None:
+                    self._fired = True
+                    yield self._event("fired", f"Scheduled run {self.scheduled_id} fired: run {run_id}", run_id)
+                    return
+                if gone_since is None and await self._gone(client):
+                    gone_since = time.monotonic()
+                if gone_since is not None and time.monotonic() - gone_since > RUN_VISIBILITY_WINDOW:
+                    yield self._event("deleted", f"Scheduled run {self.scheduled_id} was deleted before it fired "
+                                      "(no run carries its token)")
+                    return
+                if self.execution_deadline is not None and time.time() >= self.execution_deadline:
+                    yield self._event("timeout", f"Scheduled run {self.scheduled_id} had not fired by the deadline")
+                    return
+                await asyncio.sleep(self.poll_interval if gone_since is None else 1.0)
+        except Exception as exc:
+            self.log.exception("Waiting on a Hatchet scheduled run failed")
+            yield self._event("error", f"{type(exc).__name__}: {exc}")
+
+    async def _gone(self, client: AsyncHatchetClient) -> bool:
+        try:
+            await client.get_scheduled_run(self.scheduled_id)
+        except HatchetNotFoundError:
+            return True
+        return False
+
+    async def on_kill(self) -> None:
+        """Delete the schedule if it has not fired (Airflow 3.3+, on mark failed/success or clear)."""
+        if self._fired:
+            return
+        client = await HatchetHook(self.hatchet_conn_id).aget_client()
+        try:
+            await client.delete_scheduled_run(self.scheduled_id)
+            self.log.info("Deleted Hatchet scheduled run %s.", self.scheduled_id)
+        except HatchetNotFoundError:
+            self.log.info("Hatchet scheduled run %s had already fired or was gone.", self.scheduled_id)
+
