@@ -113,3 +113,15 @@ class HatchetMalformedResponseError(HatchetError):
         super().__init__(f"Hatchet's answer to {method} {path} is not what the API returns: {message}")
         self.method = method
         self.path = path
+
+
+class HatchetAlreadyExistsError(HatchetAPIError):
+    """409 (gRPC ALREADY_EXISTS): the run collides with another, e.g. on its workflow's idempotency key.
+
+    :param existing_run_id: the id of the run that holds the key, when the server names it.
+    """
+
+    def __init__(self, status_code: int, message: str, *, existing_run_id: str | None = None, method: str = "",
+                 path: str = "") -> None:
+        super().__init__(status_code, message, method=method, path=path)
+        self.existing_run_id = existing_run_id

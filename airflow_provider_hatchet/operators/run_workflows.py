@@ -13,6 +13,7 @@ from airflow_provider_hatchet.client.bulk import BulkItem, BulkProgress, BulkRes
 from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.errors import HatchetError, HatchetNotFoundError, HatchetRetryableError
+from airflow_provider_hatchet.client.grpc import TRANSPORTS
 from airflow_provider_hatchet.operators._base import (
     OUTPUT_KEY,
     HatchetTriggerOperatorBase,
@@ -24,6 +25,8 @@ from airflow_provider_hatchet.operators._workflow_runs import parse_workflow_run
 if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
 
+# gRPC requests in flight: each carries up to 1,000 runs.
+MAX_GRPC_CONCURRENCY = 4
 CREATED_RUNS_KEY = "created_runs"
 BATCH_KEY_KEY = "hatchet_batch_key"
 # Failed items logged one by one; the task's error groups all of them.
@@ -48,6 +51,10 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
         ``additionalMetadata`` and a ``priority`` accepted too. (templated)
     :param max_concurrency: trigger requests in flight at once.
     :param reuse_existing_runs: on a retry, keep the batch's runs that are queued, running or completed.
+    :param transport: ``auto`` (default) sends the batch over Hatchet's gRPC API, up to 1,000 runs per request,
+        when the server accepts a connection on it, else over REST with one log line saying why; ``grpc`` always
+        uses gRPC; ``rest`` one REST request per run. Over gRPC at most ``max_concurrency`` (capped at 4) requests
+        are in flight, and exactly-once holds per request.
     :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
         ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
     """
@@ -61,11 +68,15 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
         workflow_runs: list[dict[str, Any]] | str,
         max_concurrency: int = 32,
         reuse_existing_runs: bool = True,
+        transport: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+        self.transport = transport
         self.workflow_runs = workflow_runs
         self.max_concurrency = max_concurrency
         self.reuse_existing_runs = reuse_existing_runs
@@ -131,14 +142,26 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
             self.log.info("Progress: %s", progress)
 
         async with AsyncHatchetClient(config, max_connections=self.max_concurrency) as client:
+            sender = None
+            if self.transport != "rest":
+                from airflow_provider_hatchet.client.grpc.bulk import choose_sender
+
+                sender, how = await choose_sender(config, self.transport)
+                self.log.info("Sending the batch %s.", how)
+            concurrency = self.max_concurrency if sender is None else min(self.max_concurrency, MAX_GRPC_CONCURRENCY)
             engine = BulkTrigger(
                 client, items, batch_metadata={TI_KEY: batch_key}, since=lookback_start(), index_key=BATCH_INDEX_KEY,
-                max_concurrency=self.max_concurrency, resume=resume, on_progress=on_progress,
+                max_concurrency=concurrency, resume=resume, on_progress=on_progress, sender=sender,
             )
             try:
                 return await engine.run(), None
             except HatchetError as exc:
                 return engine.result(), exc
+            finally:
+                if self.transport != "rest":
+                    from airflow_provider_hatchet.client.grpc.channel import close_channels
+
+                    await close_channels()
 
     def _log_failures(self, result: BulkResult) -> None:
         failed = sorted(result.failed)
