@@ -2,7 +2,7 @@
 
 Field numbers are those of Hatchet's ``api-contracts``: ``v1/shared/trigger.proto`` (``TriggerWorkflowRequest``),
 ``workflows/workflows.proto`` (the bulk trigger), ``events/events.proto`` (push and bulk push) and
-``v1/workflows.proto`` (the idempotency collision detail), plus ``google.rpc.Status`` for error details. Only the
+``v1/workflows.proto`` (the idempotency collision details), plus ``google.rpc.Status`` for error details. Only the
 fields used are declared: the wire format skips the others. They are declared ``proto2`` optional, which encodes as
 proto3's explicit presence does, so a field left unset is not sent.
 
@@ -59,6 +59,10 @@ _MESSAGES: dict[str, list[tuple[str, int, int, bool, str]]] = {
         ("existing_run_external_id", 1, _STRING, False, ""),
         ("colliding_run_external_id", 2, _STRING, False, ""),
     ],
+    "BulkTriggerIdempotencyCollisionError": [
+        ("successful_workflow_run_external_ids", 1, _STRING, True, ""),
+        ("collisions", 2, _MESSAGE, True, "IdempotencyCollisionError"),
+    ],
     "Any": [("type_url", 1, _STRING, False, ""), ("value", 2, _BYTES, False, "")],
     "Status": [("code", 1, _INT32, False, ""), ("message", 2, _STRING, False, ""),
                ("details", 3, _MESSAGE, True, "Any")],
@@ -68,8 +72,10 @@ _MESSAGES: dict[str, list[tuple[str, int, int, bool, str]]] = {
 BULK_TRIGGER = "/WorkflowService/BulkTriggerWorkflow"
 PUSH_EVENT = "/EventsService/Push"
 BULK_PUSH = "/EventsService/BulkPush"
-# The type URL suffix of the detail an ALREADY_EXISTS answer carries on an idempotency key collision.
+# The type names of the details an ALREADY_EXISTS answer carries on an idempotency key collision.
 IDEMPOTENCY_COLLISION = "v1.IdempotencyCollisionError"
+BULK_IDEMPOTENCY_COLLISION = "v1.BulkTriggerIdempotencyCollisionError"
+TYPE_URL_PREFIX = "type.googleapis.com/"
 # The trailing metadata key holding a serialized google.rpc.Status.
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -107,4 +113,6 @@ BulkPushEventRequest: Any = _CLASSES["BulkPushEventRequest"]
 Event: Any = _CLASSES["Event"]
 Events: Any = _CLASSES["Events"]
 IdempotencyCollisionError: Any = _CLASSES["IdempotencyCollisionError"]
+BulkTriggerIdempotencyCollisionError: Any = _CLASSES["BulkTriggerIdempotencyCollisionError"]
 Status: Any = _CLASSES["Status"]
+Any_: Any = _CLASSES["Any"]

@@ -20,7 +20,6 @@ from airflow_provider_hatchet.client.errors import (
     HatchetAuthError,
     HatchetBadRequestError,
     HatchetConfigError,
-    HatchetNotFoundError,
     HatchetRateLimitError,
     HatchetTransportError,
 )
@@ -97,7 +96,6 @@ def test_bulk_trigger_creates_runs_as_the_rest_trigger_would_in_order(hatchet: A
 
 
 @pytest.mark.parametrize(("prepare", "request_args", "error", "text"), [
-    (lambda sim: None, ("no-such-workflow", {}, None, None), HatchetNotFoundError, "NOT_FOUND"),
     (lambda sim: None, ("demo-etl", {}, None, 7), HatchetBadRequestError, "priority must be between 1 and 3"),
     (lambda sim: sim.fail_next("bulk_trigger", status=429), ("demo-etl", {}, None, None), HatchetRateLimitError,
      "RESOURCE_EXHAUSTED"),

@@ -44,6 +44,7 @@ from airflow_provider_hatchet.client.bulk_result import (
 )
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import (
+    HatchetAlreadyExistsError,
     HatchetAPIError,
     HatchetConfigError,
     HatchetError,
@@ -82,6 +83,8 @@ _FATAL_STATUSES = frozenset({401, 403, 404})
 
 
 def _classify(exc: HatchetError) -> int:
+    if isinstance(exc, HatchetAlreadyExistsError):
+        return _AMBIGUOUS  # a bulk trigger creates the runs whose keys did not collide
     if isinstance(exc, HatchetTransportError):
         return _AMBIGUOUS if exc.maybe_sent else _RETRY
     if isinstance(exc, HatchetRateLimitError):

@@ -1,9 +1,13 @@
 """The simulator's gRPC calls: ``BulkTriggerWorkflow``, ``Push`` and ``BulkPush``, on the REST face's state.
 
-A bulk trigger creates all its runs or none. Each run's body is what the REST trigger would have received, so lists,
-details and the request log read it the same way. Faults use the routes ``bulk_trigger`` and ``events``: an
-injected status maps to its gRPC code (429 RESOURCE_EXHAUSTED, 503 UNAVAILABLE, other 5xx INTERNAL), ``after_create``
-fails after the runs exist, and ``drop`` cancels the stream.
+Each run's body is what the REST trigger would have received, so lists, details and the request log read it the
+same way. As on Hatchet v0.105.0: a run of an unknown workflow gets an id that never exists (as REST's
+``return_only_id`` does), an empty bulk trigger answers no ids, and a run whose idempotency key is taken fails the
+call with ALREADY_EXISTS naming the runs that hold the keys, while the call's other runs are created.
+
+Faults use the routes ``bulk_trigger`` and ``events``: an injected status maps to its gRPC code (429
+RESOURCE_EXHAUSTED, 503 UNAVAILABLE, other 5xx INTERNAL), ``after_create`` fails after the runs exist, and ``drop``
+cancels the stream.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from airflow_provider_hatchet import _protos
 from .auth import TokenAuthority
 from .faults import Decision, FaultInjector
 from .store import SimState, Tenant
+from .workflows import idempotency_value
 
 _CODES = {429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
           400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS"}
@@ -35,6 +40,7 @@ class GrpcAnswer:
     :param details: the error's text.
     :param delay: seconds to wait before answering.
     :param drop: cancel the stream instead of answering.
+    :param status_details: a serialized ``google.rpc.Status`` for the error's trailing metadata.
     """
 
     response: Any = None
@@ -42,6 +48,7 @@ class GrpcAnswer:
     details: str = ""
     delay: float = 0.0
     drop: bool = False
+    status_details: bytes | None = None
 
 
 def _error(code: str, details: str) -> GrpcAnswer:
@@ -120,15 +127,12 @@ class HatchetGrpcApi:
             body["additionalMetadata"] = metadata
         if request.HasField("priority"):
             if not 1 <= request.priority <= 3:
-                return _error("INVALID_ARGUMENT", f"priority must be between 1 and 3, got {request.priority}")
+                return _error("INVALID_ARGUMENT",
+                              f"Invalid request: priority must be between 1 and 3, got {request.priority}")
             body["priority"] = request.priority
-        if request.name not in tenant.workflows:
-            return _error("NOT_FOUND", f"workflow {request.name} not found")
         return body
 
     def _bulk_trigger(self, tenant: Tenant, requests: list[Any]) -> GrpcAnswer:
-        if not requests:
-            return _error("INVALID_ARGUMENT", "no workflows to trigger")
         bodies: list[dict[str, Any]] = []
         for request in requests:
             body = self.trigger_body(tenant, request)
@@ -139,9 +143,35 @@ class HatchetGrpcApi:
                 status, text = rejection
                 return _error(_CODES.get(status, "INTERNAL"), text or f"simulated {status}")
             bodies.append(body)
-        now = self.state.clock()
-        run_ids = [self.state.create_run(tenant, tenant.workflows[body["workflowName"]], body, now).id
-                   for body in bodies]
+        state = self.state
+        now = state.clock()
+        run_ids: list[str] = []
+        collisions: list[Any] = []
+        for body in bodies:
+            spec = tenant.workflows.get(body["workflowName"])
+            key: str | None = None
+            if spec is not None:
+                try:
+                    key = idempotency_value(spec.idempotency_key, body)
+                except ValueError:
+                    spec = None  # the engine skips the run, as if the workflow did not exist
+            if spec is None:
+                run_ids.append(state.new_id())
+                state.phantom_ids.append(run_ids[-1])
+            elif key is not None and not state.claim_idempotency_key(tenant, spec, key, now):
+                holder = next(r.id for r in reversed(tenant.runs) if r.workflow is spec and r.idempotency_key == key)
+                collisions.append(_protos.IdempotencyCollisionError(existing_run_external_id=holder,
+                                                                    colliding_run_external_id=state.new_id()))
+            else:
+                run_ids.append(state.create_run(tenant, spec, body, now, idempotency_key=key).id)
+        if collisions:
+            detail = _protos.BulkTriggerIdempotencyCollisionError(successful_workflow_run_external_ids=run_ids,
+                                                                  collisions=collisions)
+            status = _protos.Status(code=6, message="idempotency key collision", details=[_protos.Any_(
+                type_url=_protos.TYPE_URL_PREFIX + _protos.BULK_IDEMPOTENCY_COLLISION,
+                value=detail.SerializeToString())])
+            return GrpcAnswer(code="ALREADY_EXISTS", details="idempotency key collision",
+                              status_details=status.SerializeToString())
         return GrpcAnswer(_protos.BulkTriggerWorkflowResponse(workflow_run_ids=run_ids))
 
     def _push(self, tenant: Tenant, requests: list[Any], *, single: bool) -> GrpcAnswer:

@@ -83,6 +83,8 @@ class SimulatorGrpcServer:
                 context.cancel()
                 return None
             if answer.code != "OK":
+                if answer.status_details is not None:
+                    context.set_trailing_metadata([(_protos.STATUS_DETAILS_KEY, answer.status_details)])
                 context.abort(getattr(grpc.StatusCode, answer.code), answer.details)
             return answer.response
 

@@ -30,25 +30,30 @@ _STATUS = {
 }
 
 
-def existing_run_id(trailing_metadata: Any) -> str | None:
-    """The existing run's id from an ALREADY_EXISTS answer's ``google.rpc.Status`` details, if it names one.
+def existing_run_ids(trailing_metadata: Any) -> list[str]:
+    """The ids of the runs holding the colliding idempotency keys, from an ALREADY_EXISTS answer's
+    ``google.rpc.Status`` details (``IdempotencyCollisionError`` or, for a bulk trigger,
+    ``BulkTriggerIdempotencyCollisionError``); empty when it names none.
 
     :param trailing_metadata: the call's trailing metadata (pairs of key and value).
     """
     from airflow_provider_hatchet import _protos
 
+    found: list[str] = []
     for key, value in trailing_metadata or ():
         if key != _protos.STATUS_DETAILS_KEY or not isinstance(value, bytes):
             continue
         try:
-            status = _protos.Status.FromString(value)
-            for detail in status.details:
-                if detail.type_url.endswith(_protos.IDEMPOTENCY_COLLISION):
-                    found = _protos.IdempotencyCollisionError.FromString(detail.value).existing_run_external_id
-                    return str(found) or None
-        except Exception:  # a detail we cannot read leaves the id unknown; the call failed anyway
-            return None
-    return None
+            for detail in _protos.Status.FromString(value).details:
+                kind = detail.type_url.rsplit("/", 1)[-1]
+                if kind == _protos.IDEMPOTENCY_COLLISION:
+                    found.append(_protos.IdempotencyCollisionError.FromString(detail.value).existing_run_external_id)
+                elif kind == _protos.BULK_IDEMPOTENCY_COLLISION:
+                    bulk = _protos.BulkTriggerIdempotencyCollisionError.FromString(detail.value)
+                    found += [collision.existing_run_external_id for collision in bulk.collisions]
+        except Exception:  # a detail we cannot read leaves the ids unknown; the call failed anyway
+            return []
+    return [str(run_id) for run_id in found if run_id]
 
 
 def grpc_error(exc: Any, method: str, token: str = "") -> HatchetError:
@@ -59,7 +64,7 @@ def grpc_error(exc: Any, method: str, token: str = "") -> HatchetError:
     - UNAUTHENTICATED, PERMISSION_DENIED: :class:`HatchetAuthError`.
     - INVALID_ARGUMENT (and FAILED_PRECONDITION, OUT_OF_RANGE): :class:`HatchetBadRequestError`.
     - NOT_FOUND: :class:`HatchetNotFoundError`.
-    - ALREADY_EXISTS: :class:`HatchetAlreadyExistsError` with the existing run's id when the server gives it.
+    - ALREADY_EXISTS: :class:`HatchetAlreadyExistsError` with the existing runs' ids when the server gives them.
     - UNIMPLEMENTED: :class:`HatchetUnexpectedResponseError` (the address is not Hatchet's gRPC API).
     - anything else (INTERNAL, UNKNOWN, ...): :class:`HatchetServerError`, which may have created the run.
 
@@ -81,9 +86,9 @@ def grpc_error(exc: Any, method: str, token: str = "") -> HatchetError:
     if name == "NOT_FOUND":
         return HatchetNotFoundError(status, f"{name}: {details}", **where)
     if name == "ALREADY_EXISTS":
-        run_id = existing_run_id(exc.trailing_metadata())
-        text = f"{name}: {details}" + (f" (existing run {run_id})" if run_id else "")
-        return HatchetAlreadyExistsError(status, text, existing_run_id=run_id, **where)
+        run_ids = existing_run_ids(exc.trailing_metadata())
+        text = f"{name}: {details}" + (f" (existing runs {', '.join(run_ids)})" if run_ids else "")
+        return HatchetAlreadyExistsError(status, text, existing_run_ids=run_ids, **where)
     if name == "RESOURCE_EXHAUSTED":
         return HatchetRateLimitError(status, f"{name}: {details}", **where)
     if name == "UNIMPLEMENTED":

@@ -1,0 +1,123 @@
+"""Hatchet's gRPC API as the simulator and the real server answer it: bulk triggers, errors, the operator over gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from airflow_provider_hatchet.client import ClientConfig, HatchetClient
+from airflow_provider_hatchet.client.errors import (
+    HatchetAlreadyExistsError,
+    HatchetAuthError,
+    HatchetBadRequestError,
+    HatchetNotFoundError,
+)
+from airflow_provider_hatchet.client.grpc.channel import close_channels
+from airflow_provider_hatchet.client.grpc.client import AsyncGrpcClient, trigger_request
+from tests.airflow_helpers import task_state, xcom_value
+from tests.real.conftest import Backend
+from tests.real.test_operator_real import make_dag
+
+
+@pytest.fixture
+def grpc_address(backend: Backend) -> Iterator[str]:
+    """The backend's gRPC address: the real token's claim, or the simulator's gRPC face started for the test."""
+    if backend.is_real:
+        address = backend.config().grpc_address
+        assert address, "the real token has no grpc_broadcast_address claim"
+        yield address
+    else:
+        with backend.sim.grpc_server() as face:
+            yield face.address
+
+
+def bulk(config: ClientConfig, requests: list[Any]) -> list[str]:
+    async def call() -> list[str]:
+        try:
+            return await AsyncGrpcClient(config).bulk_trigger(requests)
+        finally:
+            await close_channels()
+
+    return asyncio.run(call())
+
+
+def batch_rows(client: HatchetClient, metadata: dict[str, str], expected: int, timeout: float = 60) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = list(client.iter_runs(since=datetime.now(timezone.utc) - timedelta(minutes=30), page_size=500,
+                                     additional_metadata=metadata))
+        if len(rows) >= expected or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.5)
+
+
+def test_a_bulk_trigger_creates_runs_the_rest_api_lists_in_order(backend: Backend, grpc_address: str) -> None:
+    config = backend.config(grpc_address=grpc_address, grpc_tls=False)
+    requests = [trigger_request("demo-etl", {"i": i}, {"test_tag": backend.tag, "i": str(i)}, 2 if i == 0 else None)
+                for i in range(5)]
+
+    run_ids = bulk(config, requests)
+
+    rows = {row.id: row for row in batch_rows(backend.client(), {"test_tag": backend.tag}, 5)}
+    assert len(rows) == 5
+    assert [rows[run_id].additional_metadata["i"] for run_id in run_ids] == [str(i) for i in range(5)]
+    assert bulk(config, []) == []
+
+
+def test_bad_requests_tokens_and_unknown_workflows(backend: Backend, grpc_address: str) -> None:
+    config = backend.config(grpc_address=grpc_address, grpc_tls=False)
+    with pytest.raises(HatchetBadRequestError, match="priority must be between 1 and 3, got 9"):
+        bulk(config, [trigger_request("demo-etl", {}, None, 9)])
+    bad = backend.config(token=backend.token[:-3] + "abc", grpc_address=grpc_address, grpc_tls=False)
+    with pytest.raises(HatchetAuthError, match="UNAUTHENTICATED: invalid auth token") as caught:
+        bulk(bad, [trigger_request("demo-etl", {}, None, None)])
+    assert caught.value.status_code == 401 and bad.token not in str(caught.value)
+
+    # An unknown workflow gets an id that never exists, as REST's return_only_id trigger does.
+    [phantom] = bulk(config, [trigger_request(f"no-such-{backend.tag}", {}, None, None)])
+    time.sleep(2.0)
+    with pytest.raises(HatchetNotFoundError):
+        backend.client().get_run_status(phantom)
+
+
+def test_an_idempotency_collision_names_the_holder_and_creates_the_other_runs(
+    backend: Backend, grpc_address: str
+) -> None:
+    config = backend.config(grpc_address=grpc_address, grpc_tls=False)
+    key = uuid.uuid4().hex
+    meta = {"test_tag": backend.tag}
+    [holder] = bulk(config, [trigger_request("demo-idempotent", {"key": key}, meta, None)])
+
+    with pytest.raises(HatchetAlreadyExistsError, match="idempotency key collision") as caught:
+        bulk(config, [trigger_request("demo-idempotent", {"key": key}, meta, None),
+                      trigger_request("demo-idempotent", {"key": uuid.uuid4().hex}, meta, None)])
+
+    assert caught.value.existing_run_ids == [holder]
+    assert len(batch_rows(backend.client(), meta, 2)) == 2
+
+
+def test_the_operator_sends_a_batch_over_grpc_each_run_once_in_order(
+    backend: Backend, grpc_address: str, airflow_conn: Any, dag_runner: Any
+) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetRunWorkflowsOperator
+
+    backend.connect(airflow_conn, grpc_address=grpc_address, grpc_tls="false")
+    with make_dag(f"real_grpc_bulk_{backend.tag}") as dag:
+        HatchetRunWorkflowsOperator(task_id="t", transport="grpc", workflow_runs=[
+            {"workflow_name": "demo-etl", "input": {"i": i},
+             "options": {"additional_metadata": {"test_tag": backend.tag}}} for i in range(1500)
+        ])
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    ids = xcom_value(dag_run, "t")
+    rows = batch_rows(backend.client(), {"test_tag": backend.tag}, 1500)
+    index_of = {row.id: int(row.additional_metadata["airflow_batch_index"]) for row in rows}
+    assert len(rows) == 1500
+    assert [index_of[run_id] for run_id in ids] == list(range(1500))
