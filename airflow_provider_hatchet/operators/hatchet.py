@@ -1,8 +1,9 @@
-"""Operators that trigger Hatchet workflow runs."""
+"""Operators that trigger Hatchet workflow runs and push events."""
 
 from __future__ import annotations
 
+from airflow_provider_hatchet.operators.push_event import HatchetPushEventOperator
 from airflow_provider_hatchet.operators.run_workflow import HatchetRunWorkflowOperator
 from airflow_provider_hatchet.operators.run_workflows import HatchetRunWorkflowsOperator
 
-__all__ = ["HatchetRunWorkflowOperator", "HatchetRunWorkflowsOperator"]
+__all__ = ["HatchetPushEventOperator", "HatchetRunWorkflowOperator", "HatchetRunWorkflowsOperator"]

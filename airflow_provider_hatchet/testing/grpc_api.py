@@ -28,6 +28,8 @@ _CODES = {429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE", 401: "UNAUTHENTICATED",
 # HTTP-like statuses for the request log: grpc-gateway's mapping.
 STATUSES = {"OK": 200, "INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404,
             "ALREADY_EXISTS": 409, "RESOURCE_EXHAUSTED": 429, "INTERNAL": 500, "UNAVAILABLE": 503, "CANCELLED": 0}
+# BulkPush takes at most this many events.
+MAX_BULK_EVENTS = 1000
 ROUTE_OF = {_protos.BULK_TRIGGER: "bulk_trigger", _protos.PUSH_EVENT: "events", _protos.BULK_PUSH: "events"}
 
 
@@ -175,4 +177,31 @@ class HatchetGrpcApi:
         return GrpcAnswer(_protos.BulkTriggerWorkflowResponse(workflow_run_ids=run_ids))
 
     def _push(self, tenant: Tenant, requests: list[Any], *, single: bool) -> GrpcAnswer:
-        return _error("UNIMPLEMENTED", "events are not simulated")
+        if len(requests) > MAX_BULK_EVENTS:
+            return _error("INVALID_ARGUMENT", f"too many events: {len(requests)} (at most {MAX_BULK_EVENTS})")
+        events: list[tuple[Any, dict[str, Any], dict[str, Any]]] = []
+        for request in requests:
+            payload = _json_object(request.payload, "payload")
+            if isinstance(payload, GrpcAnswer):
+                return payload
+            metadata = _json_object(request.additional_metadata if request.HasField("additional_metadata") else "",
+                                    "additional_metadata")
+            if isinstance(metadata, GrpcAnswer):
+                return metadata
+            events.append((request, payload, metadata))
+        now = self.state.clock()
+        answers = []
+        for request, payload, metadata in events:
+            event_id = self.state.new_id()
+            run_metadata = {**metadata, "hatchet__event_id": event_id, "hatchet__event_key": request.key}
+            for spec in list(tenant.workflows.values()):
+                if request.key in spec.on_events:
+                    body = {"workflowName": spec.name, "input": payload, "additionalMetadata": run_metadata}
+                    if request.HasField("priority"):
+                        body["priority"] = request.priority
+                    self.state.create_run(tenant, spec, body, now, triggering_event=event_id)
+            answers.append(_protos.Event(tenant_id=tenant.id, event_id=event_id, key=request.key,
+                                         payload=request.payload, event_timestamp=request.event_timestamp))
+            if request.HasField("additional_metadata"):
+                answers[-1].additional_metadata = request.additional_metadata
+        return GrpcAnswer(answers[0] if single else _protos.Events(events=answers))

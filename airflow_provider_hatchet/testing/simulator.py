@@ -191,6 +191,7 @@ class HatchetSimulator:
         tenant_id: str | None = None,
         idempotency_key: str | None = None,
         idempotency_ttl: float = 600.0,
+        on_events: Sequence[str] = (),
     ) -> WorkflowSpec:
         """Register a workflow (names are exact and case-sensitive; re-registering redefines it).
 
@@ -207,12 +208,14 @@ class HatchetSimulator:
         :param idempotency_key: as hatchet-sdk's ``key_expression``: ``input.<path>`` or
             ``additional_metadata.<key>``; a second trigger whose key (a string) is taken answers 500.
         :param idempotency_ttl: seconds a key stays taken.
+        :param on_events: event keys that trigger a run (pushed over gRPC), with the event's payload as input
+            and its metadata plus ``hatchet__event_id`` and ``hatchet__event_key``, as Hatchet does.
         """
         with self._lock:
             return self._state.register_workflow(
                 self._tenant(tenant_id), name, behaviour, duration=duration, queue_delay=queue_delay,
                 error_message=error_message, tasks=tasks, output=output, idempotency_key=idempotency_key,
-                idempotency_ttl=idempotency_ttl)
+                idempotency_ttl=idempotency_ttl, on_events=on_events)
 
     def workflows(self, tenant_id: str | None = None) -> list[WorkflowSpec]:
         """Return a tenant's workflows in registration order.

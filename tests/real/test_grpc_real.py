@@ -21,7 +21,7 @@ from airflow_provider_hatchet.client.errors import (
 from airflow_provider_hatchet.client.grpc.channel import close_channels
 from airflow_provider_hatchet.client.grpc.client import AsyncGrpcClient, trigger_request
 from tests.airflow_helpers import task_state, xcom_value
-from tests.real.conftest import Backend
+from tests.real.conftest import EVENT_KEY, Backend
 from tests.real.test_operator_real import make_dag
 
 
@@ -121,3 +121,31 @@ def test_the_operator_sends_a_batch_over_grpc_each_run_once_in_order(
     index_of = {row.id: int(row.additional_metadata["airflow_batch_index"]) for row in rows}
     assert len(rows) == 1500
     assert [index_of[run_id] for run_id in ids] == list(range(1500))
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_events_trigger_the_subscribed_workflow_and_the_task_waits_for_its_outputs(
+    backend: Backend, grpc_address: str, airflow_conn: Any, dag_runner: Any, deferrable: bool
+) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetPushEventOperator
+
+    backend.connect(airflow_conn, grpc_address=grpc_address, grpc_tls="false")
+    with make_dag(f"real_events_{backend.tag}") as dag:
+        HatchetPushEventOperator(task_id="t", wait_for_runs=True, deferrable=deferrable, poll_interval=0.2,
+                                 settle_seconds=3, events=[
+            {"key": EVENT_KEY, "payload": {"i": 0}, "additional_metadata": {"test_tag": backend.tag}},
+            {"key": f"nobody-{backend.tag}", "payload": {"i": 1}},
+            {"key": EVENT_KEY, "payload": {"i": 2}, "additional_metadata": {"test_tag": backend.tag}},
+        ])
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    event_ids = xcom_value(dag_run, "t")
+    assert len(event_ids) == 3
+    rows = {row.additional_metadata["hatchet__event_id"]: row
+            for row in batch_rows(backend.client(), {"test_tag": backend.tag}, 2)}
+    assert sorted(rows) == sorted([event_ids[0], event_ids[2]])
+    assert all(row.additional_metadata["hatchet__event_key"] == EVENT_KEY for row in rows.values())
+    assert xcom_value(dag_run, "t", "run_ids") == [rows[event_ids[0]].id, rows[event_ids[2]].id]
+    outputs = xcom_value(dag_run, "t", "output")
+    assert [output["run"]["echo"] for output in outputs] == [{"i": 0}, {"i": 2}]
