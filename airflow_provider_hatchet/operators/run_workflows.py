@@ -13,7 +13,7 @@ from airflow_provider_hatchet.client.bulk import BulkItem, BulkProgress, BulkRes
 from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.errors import HatchetError, HatchetNotFoundError, HatchetRetryableError
-from airflow_provider_hatchet.client.grpc import TRANSPORTS
+from airflow_provider_hatchet.client.grpc import MAX_CHUNK_RUNS, TRANSPORTS
 from airflow_provider_hatchet.operators._base import (
     OUTPUT_KEY,
     HatchetTriggerOperatorBase,
@@ -55,6 +55,8 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
         when the server accepts a connection on it, else over REST with one log line saying why; ``grpc`` always
         uses gRPC; ``rest`` one REST request per run. Over gRPC at most ``max_concurrency`` (capped at 4) requests
         are in flight, and exactly-once holds per request.
+    :param grpc_chunk_size: the most runs per gRPC request (1 to 1,000); smaller requests lose less to one
+        failure, at more requests per batch.
     :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
         ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
     """
@@ -69,6 +71,7 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
         max_concurrency: int = 32,
         reuse_existing_runs: bool = True,
         transport: str = "auto",
+        grpc_chunk_size: int = MAX_CHUNK_RUNS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -76,7 +79,10 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+        if not 1 <= grpc_chunk_size <= MAX_CHUNK_RUNS:
+            raise ValueError(f"grpc_chunk_size must be 1 to {MAX_CHUNK_RUNS}, got {grpc_chunk_size}")
         self.transport = transport
+        self.grpc_chunk_size = grpc_chunk_size
         self.workflow_runs = workflow_runs
         self.max_concurrency = max_concurrency
         self.reuse_existing_runs = reuse_existing_runs
@@ -146,7 +152,7 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
             if self.transport != "rest":
                 from airflow_provider_hatchet.client.grpc.bulk import choose_sender
 
-                sender, how = await choose_sender(config, self.transport)
+                sender, how = await choose_sender(config, self.transport, max_runs=self.grpc_chunk_size)
                 self.log.info("Sending the batch %s.", how)
             concurrency = self.max_concurrency if sender is None else min(self.max_concurrency, MAX_GRPC_CONCURRENCY)
             engine = BulkTrigger(

@@ -138,3 +138,15 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         )
     yield chosen
     chosen.close()
+
+
+@pytest.fixture
+def grpc_address(backend: Backend) -> Iterator[str]:
+    """The backend's gRPC address: the real token's claim, or the simulator's gRPC face started for the test."""
+    if backend.is_real:
+        address = backend.config().grpc_address
+        assert address, "the real token has no grpc_broadcast_address claim"
+        yield address
+    else:
+        with backend.sim.grpc_server() as face:
+            yield face.address

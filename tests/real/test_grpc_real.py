@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -23,18 +22,6 @@ from airflow_provider_hatchet.client.grpc.client import AsyncGrpcClient, trigger
 from tests.airflow_helpers import task_state, xcom_value
 from tests.real.conftest import EVENT_KEY, Backend
 from tests.real.test_operator_real import make_dag
-
-
-@pytest.fixture
-def grpc_address(backend: Backend) -> Iterator[str]:
-    """The backend's gRPC address: the real token's claim, or the simulator's gRPC face started for the test."""
-    if backend.is_real:
-        address = backend.config().grpc_address
-        assert address, "the real token has no grpc_broadcast_address claim"
-        yield address
-    else:
-        with backend.sim.grpc_server() as face:
-            yield face.address
 
 
 def bulk(config: ClientConfig, requests: list[Any]) -> list[str]:

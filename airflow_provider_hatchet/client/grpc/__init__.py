@@ -6,3 +6,5 @@ the client's errors), ``bulk.py`` (the bulk engine's sender). The messages are i
 """
 
 TRANSPORTS = ("auto", "grpc", "rest")
+# The most runs per BulkTriggerWorkflow request, as the SDKs send them.
+MAX_CHUNK_RUNS = 1000

@@ -7,11 +7,10 @@ from typing import Any
 
 from airflow_provider_hatchet.client.bulk_result import BulkItem
 from airflow_provider_hatchet.client.config import ClientConfig
-from airflow_provider_hatchet.client.grpc import TRANSPORTS
+from airflow_provider_hatchet.client.grpc import MAX_CHUNK_RUNS, TRANSPORTS
 from airflow_provider_hatchet.client.grpc.channel import MAX_MESSAGE_BYTES, grpc_target
 from airflow_provider_hatchet.client.grpc.client import AsyncGrpcClient, trigger_request
 
-MAX_CHUNK_RUNS = 1000
 # A quarter of the message limit left as headroom for the envelope and metadata.
 MAX_CHUNK_BYTES = MAX_MESSAGE_BYTES * 3 // 4
 # A repeated message field's tag and length prefix: at most 1 + 5 bytes per run.
@@ -62,8 +61,8 @@ class GrpcSender:
         return await self._client.bulk_trigger(requests)
 
 
-async def choose_sender(config: ClientConfig, transport: str,
-                        probe_timeout: float = PROBE_TIMEOUT) -> tuple[GrpcSender | None, str]:
+async def choose_sender(config: ClientConfig, transport: str, probe_timeout: float = PROBE_TIMEOUT, *,
+                        max_runs: int = MAX_CHUNK_RUNS) -> tuple[GrpcSender | None, str]:
     """Pick how a batch is sent: a :class:`GrpcSender`, or None for REST; and a line saying why.
 
     ``grpc`` always uses gRPC. ``auto`` uses it when there is a gRPC address and the server accepts a
@@ -72,6 +71,7 @@ async def choose_sender(config: ClientConfig, transport: str,
     :param config: the client settings.
     :param transport: ``auto``, ``grpc`` or ``rest``.
     :param probe_timeout: seconds ``auto`` waits for the connection.
+    :param max_runs: the most runs per request.
     :raises HatchetConfigError: for ``grpc`` with no gRPC address.
     """
     if transport not in TRANSPORTS:
@@ -85,4 +85,5 @@ async def choose_sender(config: ClientConfig, transport: str,
     if transport == "auto" and not await client.ready(probe_timeout):
         return None, (f"over REST, one request per run: Hatchet's gRPC API at {grpc_target(config)} did not accept "
                       f"a connection")
-    return GrpcSender(client), f"over gRPC at {grpc_target(config)}, up to {MAX_CHUNK_RUNS} runs per request"
+    how = f"over gRPC at {grpc_target(config)}, up to {max_runs} runs per request"
+    return GrpcSender(client, max_runs=max_runs), how
