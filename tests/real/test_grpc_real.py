@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_hatchet.client import ClientConfig, HatchetClient
+from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import (
     HatchetAlreadyExistsError,
     HatchetAuthError,
@@ -35,13 +36,19 @@ def bulk(config: ClientConfig, requests: list[Any]) -> list[str]:
 
 
 def batch_rows(client: HatchetClient, metadata: dict[str, str], expected: int, timeout: float = 60) -> list[Any]:
+    """The runs carrying ``metadata``, once ``expected`` distinct ones are listed and one visibility window later:
+    the list pages by offset, so while rows are still being inserted a page can repeat rows of the last."""
+    since = datetime.now(timezone.utc) - timedelta(minutes=30)
     deadline = time.monotonic() + timeout
-    while True:
-        rows = list(client.iter_runs(since=datetime.now(timezone.utc) - timedelta(minutes=30), page_size=500,
-                                     additional_metadata=metadata))
-        if len(rows) >= expected or time.monotonic() > deadline:
-            return rows
+
+    def distinct() -> list[Any]:
+        rows = client.iter_runs(since=since, page_size=500, additional_metadata=metadata)
+        return list({row.id: row for row in rows}.values())
+
+    while len(distinct()) < expected and time.monotonic() < deadline:
         time.sleep(0.5)
+    time.sleep(RUN_VISIBILITY_WINDOW)
+    return distinct()
 
 
 def test_a_bulk_trigger_creates_runs_the_rest_api_lists_in_order(backend: Backend, grpc_address: str) -> None:
