@@ -221,3 +221,29 @@ def test_the_resolved_grpcio_and_protobuf_satisfy_the_declared_ranges() -> None:
     declared = {r.name: r for r in map(Requirement, pyproject["project"]["dependencies"])}
     for name in ("grpcio", "protobuf"):
         assert declared[name].specifier.contains(version(name)), (name, version(name))
+
+
+def test_a_chunk_listed_later_than_the_window_is_not_sent_again(hatchet: Any, face: Any) -> None:
+    # A busy server lists new runs later than the engine's window: a first lookup that finds none of a chunk's
+    # runs does not prove they do not exist.
+    hatchet.visibility_delay = 0.7
+    hatchet.fail_next("bulk_trigger", status=503, after_create=True)
+    config = config_for(hatchet)
+    items = [BulkItem("demo-etl", {"i": i}) for i in range(20)]
+
+    async def run() -> Any:
+        async with AsyncHatchetClient(config) as client:
+            engine = BulkTrigger(client, items, batch_metadata={"batch": "late"}, index_key="index",
+                                 since=datetime.now(timezone.utc) - timedelta(minutes=1), max_concurrency=1,
+                                 visibility_window=0.5, sender=GrpcSender(AsyncGrpcClient(config), max_runs=10))
+            try:
+                return await engine.run()
+            finally:
+                await close_channels()
+
+    result = asyncio.run(run())
+
+    assert result.ok
+    assert len(hatchet.runs) == 20
+    assert sorted(result.recovered) == list(range(10))
+    assert result.run_ids == [run.id for run in hatchet.runs]

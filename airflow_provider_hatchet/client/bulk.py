@@ -11,6 +11,10 @@ index, which is how a run is found again:
 - A trigger that certainly created nothing (429, a request that never left) is retried with backoff.
 - A configuration error (401, 403, 404: token or tenant; a redirect or a success that is not JSON: the server
   URL) stops the batch at once: nothing more is sent and :meth:`BulkTrigger.run` raises that error.
+- Over gRPC a chunk is created whole or not at all, and its runs reach the list a while after they exist (longer
+  on a busy server). So the missing items of a chunk some of whose runs are listed are never sent again: they are
+  looked up again a window later. A chunk none of whose runs is listed is sent again only after a second lookup,
+  a window later, still finds none of them.
 - ``stop_after`` failures in a row with no run created in between (ambiguous ones, or triggers that exhausted
   their retries) stop sending: the server is down or not answering. What was sent is still looked up; the
   rest is reported as not sent.
@@ -237,6 +241,9 @@ class BulkTrigger:
         self._errors: dict[int, str] = {}
         self._messages: dict[str, str] = {}
         self._ambiguous: list[int] = []
+        # Chunks of more than one run whose trigger failed ambiguously, and the items a lookup found none of.
+        self._ambiguous_chunks: list[list[int]] = []
+        self._unseen: set[int] = set()
         self._wanted: set[int] = set()
         self._last_ambiguous = 0.0
         self._stale: set[str] = set()
@@ -357,6 +364,8 @@ class BulkTrigger:
                     for i in indexes:
                         self._errors[i] = error
                     self._ambiguous.extend(indexes)
+                    if len(indexes) > 1:
+                        self._ambiguous_chunks.append(indexes)
                     self._last_ambiguous = time.monotonic()
                     return
                 for i in indexes:
@@ -429,6 +438,25 @@ class BulkTrigger:
                 return
             offset += LOOKUP_PAGE_SIZE
 
+    def _held_back(self, chunks: list[list[int]], missing: set[int]) -> list[list[int]]:
+        """The chunks whose missing items must not be sent again yet, because they may exist.
+
+        A chunk is created whole or not at all, and the list shows its runs a while after they exist (longer on a
+        busy server). So when some of a chunk's runs are listed, the rest exist too and are only not listed yet;
+        and a chunk none of whose runs is listed is sent again only once a second lookup, a window later, still
+        finds none of them.
+        """
+        held: list[list[int]] = []
+        for chunk in chunks:
+            absent = [i for i in chunk if i in missing]
+            if not absent:
+                continue
+            if len(absent) < len(chunk) or not self._unseen.issuperset(absent):
+                held.append(chunk)
+                if len(absent) == len(chunk):
+                    self._unseen.update(absent)
+        return held
+
     async def _reuse_existing(self) -> None:
         async for i, row in self._batch_runs():
             if self._ids[i] is not None:
@@ -446,6 +474,7 @@ class BulkTrigger:
             self._phase = "lookup"
             await asyncio.sleep(max(0.0, self._last_ambiguous + self._window - time.monotonic()))
             self._wanted = wanted = set(self._ambiguous)
+            chunks, self._ambiguous_chunks = self._ambiguous_chunks, []
             self._ambiguous = []
             try:
                 async for i, row in self._batch_runs():
@@ -459,13 +488,21 @@ class BulkTrigger:
                 self._wanted = set()
                 return
             self._wanted = set()
+            held = self._held_back(chunks, wanted)
+            waiting = {i for chunk in held for i in chunk if i in wanted}
             if round_no == self._rounds:
+                for i in waiting:
+                    self._errors[i] += "; the run may exist (its request created runs that are not listed yet)"
                 self._failed += len(wanted)
                 return
-            if wanted:
+            self._ambiguous, self._ambiguous_chunks = sorted(waiting), held
+            if waiting:
+                self._last_ambiguous = time.monotonic()
+            if wanted - waiting:
                 self._phase = "retry"
                 self._report()
-                await self._pool(sorted(wanted))
+                self._unseen -= wanted - waiting
+                await self._pool(sorted(wanted - waiting))
 
 
 async def trigger_many(client: AsyncHatchetClient, items: Sequence[BulkItem], **options: Any) -> BulkResult:
