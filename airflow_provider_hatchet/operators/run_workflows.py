@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_hatchet._compat import AirflowException
 from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY, identity_metadata
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
-from airflow_provider_hatchet.client.bulk import BulkItem, BulkProgress, BulkResult, BulkTrigger
+from airflow_provider_hatchet.client.bulk import BulkItem, BulkProgress, BulkResult, BulkTrigger, TriggerSender
 from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.errors import HatchetError, HatchetNotFoundError, HatchetRetryableError
@@ -148,26 +148,34 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
             self.log.info("Progress: %s", progress)
 
         async with AsyncHatchetClient(config, max_connections=self.max_concurrency) as client:
-            sender = None
-            if self.transport != "rest":
-                from airflow_provider_hatchet.client.grpc.bulk import choose_sender
-
-                sender, how = await choose_sender(config, self.transport, max_runs=self.grpc_chunk_size)
-                self.log.info("Sending the batch %s.", how)
-            concurrency = self.max_concurrency if sender is None else min(self.max_concurrency, MAX_GRPC_CONCURRENCY)
-            engine = BulkTrigger(
-                client, items, batch_metadata={TI_KEY: batch_key}, since=lookback_start(), index_key=BATCH_INDEX_KEY,
-                max_concurrency=concurrency, resume=resume, on_progress=on_progress, sender=sender,
-            )
             try:
-                return await engine.run(), None
-            except HatchetError as exc:
-                return engine.result(), exc
+                sender = await self._sender(config)
+                concurrency = self.max_concurrency if sender is None else min(self.max_concurrency,
+                                                                              MAX_GRPC_CONCURRENCY)
+                engine = BulkTrigger(
+                    client, items, batch_metadata={TI_KEY: batch_key}, since=lookback_start(),
+                    index_key=BATCH_INDEX_KEY, max_concurrency=concurrency, resume=resume, on_progress=on_progress,
+                    sender=sender,
+                )
+                try:
+                    return await engine.run(), None
+                except HatchetError as exc:
+                    return engine.result(), exc
             finally:
                 if self.transport != "rest":
                     from airflow_provider_hatchet.client.grpc.channel import close_channels
 
                     await close_channels()
+
+    async def _sender(self, config: ClientConfig) -> TriggerSender | None:
+        """The gRPC sender, or None for REST, as ``transport`` and the server decide; logged in one line."""
+        if self.transport == "rest":
+            return None
+        from airflow_provider_hatchet.client.grpc.bulk import choose_sender
+
+        sender, how = await choose_sender(config, self.transport, max_runs=self.grpc_chunk_size)
+        self.log.info("Sending the batch %s.", how)
+        return sender
 
     def _log_failures(self, result: BulkResult) -> None:
         failed = sorted(result.failed)
