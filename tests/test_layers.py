@@ -15,7 +15,7 @@ AIRFLOW_WORD = re.compile(r"\bairflow_(?!provider_hatchet\b)\w+|^\s*(from|import
 def test_the_client_names_nothing_of_airflow() -> None:
     found = [
         f"{path.name}:{number}: {line.strip()}"
-        for path in sorted(CLIENT.glob("*.py"))
+        for path in sorted(CLIENT.rglob("*.py"))
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if AIRFLOW_WORD.search(line)
     ]

@@ -159,7 +159,12 @@ def test_command_line_serves_demo_workflows_and_writes_connection_info(tmp_path:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         info = json.loads(info_file.read_text())
-        assert info["airflow_conn"] == {"conn_type": "hatchet", "host": info["url"], "password": info["token"]}
+        assert info["airflow_conn"] == {"conn_type": "hatchet", "host": info["url"], "password": info["token"],
+                                        "extra": {"grpc_tls": "false"}}
+        # The gRPC face's address is in the token, where the client looks for it.
+        from airflow_provider_hatchet.client.config import decode_token_claims
+
+        assert decode_token_claims(info["token"])["grpc_broadcast_address"] == info["grpc_address"]
         assert json.loads(info["airflow_conn_json"]) == info["airflow_conn"]
         assert info["airflow_conn_uri"].startswith("hatchet://:")
 

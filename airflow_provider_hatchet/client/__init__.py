@@ -5,6 +5,7 @@ from __future__ import annotations
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.config import ClientConfig, apply_namespace, normalize_namespace
 from airflow_provider_hatchet.client.errors import (
+    HatchetAlreadyExistsError,
     HatchetAPIError,
     HatchetAuthError,
     HatchetBadRequestError,
@@ -29,6 +30,7 @@ __all__ = [
     "AsyncHatchetClient",
     "ClientConfig",
     "HatchetAPIError",
+    "HatchetAlreadyExistsError",
     "HatchetAuthError",
     "HatchetBadRequestError",
     "HatchetClient",

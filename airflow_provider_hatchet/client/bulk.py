@@ -1,7 +1,9 @@
 """The bulk trigger engine: many single trigger calls at bounded concurrency, each run created once.
 
-Hatchet's REST API has no bulk endpoint, so a batch is one trigger call per item. Every run carries the
-batch metadata (one filter finds the whole batch) and its own index, which is how a run is found again:
+Hatchet's REST API has no bulk endpoint, so over REST a batch is one trigger call per item; over gRPC (a
+:class:`TriggerSender` from ``client/grpc/``) it is one call per chunk of items, and what is said of a trigger
+below holds for a chunk. Every run carries the batch metadata (one filter finds the whole batch) and its own
+index, which is how a run is found again:
 
 - A trigger that fails ambiguously (5xx, or a connection lost after the request went out) may have created
   its run. Such items wait for the end of the pass; once the run would be visible, one paginated list query
@@ -9,6 +11,10 @@ batch metadata (one filter finds the whole batch) and its own index, which is ho
 - A trigger that certainly created nothing (429, a request that never left) is retried with backoff.
 - A configuration error (401, 403, 404: token or tenant; a redirect or a success that is not JSON: the server
   URL) stops the batch at once: nothing more is sent and :meth:`BulkTrigger.run` raises that error.
+- Over gRPC a chunk is created whole or not at all, and its runs reach the list a while after they exist (longer
+  on a busy server). So the missing items of a chunk some of whose runs are listed are never sent again: they are
+  looked up again a window later. A chunk none of whose runs is listed is sent again only after a second lookup,
+  a window later, still finds none of them.
 - ``stop_after`` failures in a row with no run created in between (ambiguous ones, or triggers that exhausted
   their retries) stop sending: the server is down or not answering. What was sent is still looked up; the
   rest is reported as not sent.
@@ -26,10 +32,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.bulk_result import (
@@ -43,9 +49,11 @@ from airflow_provider_hatchet.client.bulk_result import (
 )
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import (
+    HatchetAlreadyExistsError,
     HatchetAPIError,
     HatchetConfigError,
     HatchetError,
+    HatchetMalformedResponseError,
     HatchetRateLimitError,
     HatchetServerError,
     HatchetTransportError,
@@ -62,6 +70,8 @@ __all__ = [
     "BulkResult",
     "BulkTrigger",
     "HatchetBulkTriggerError",
+    "RestSender",
+    "TriggerSender",
     "trigger_many",
 ]
 
@@ -78,6 +88,8 @@ _FATAL_STATUSES = frozenset({401, 403, 404})
 
 
 def _classify(exc: HatchetError) -> int:
+    if isinstance(exc, HatchetAlreadyExistsError):
+        return _AMBIGUOUS  # a bulk trigger creates the runs whose keys did not collide
     if isinstance(exc, HatchetTransportError):
         return _AMBIGUOUS if exc.maybe_sent else _RETRY
     if isinstance(exc, HatchetRateLimitError):
@@ -95,6 +107,55 @@ def _describe(exc: HatchetError) -> str:
     if isinstance(exc, HatchetAPIError):
         return f"{exc.status_code} {exc.message}"
     return str(exc)
+
+
+class TriggerSender(Protocol):
+    """How a batch's triggers go out: one run per request over REST, or chunks of runs over gRPC.
+
+    A chunk is created whole or not at all, so the engine treats it as one trigger: its failure is classified
+    once and, when ambiguous, each of its items is looked up.
+    """
+
+    def chunks(self, requests: Iterator[tuple[int, BulkItem]]) -> Iterator[list[tuple[int, Any]]]:
+        """Group ``(index, item)`` pairs, each item's metadata already complete, into chunks of
+        ``(index, request)``; lazily, since the engine's workers pull from it.
+
+        :param requests: the items to send, in order.
+        """
+        ...
+
+    async def send(self, requests: list[Any]) -> list[str]:
+        """Trigger one chunk and return its run ids in order.
+
+        :param requests: the requests of one chunk, as :meth:`chunks` made them.
+        :raises HatchetError: mapped as the REST client maps its errors.
+        """
+        ...
+
+
+class RestSender:
+    """One REST trigger request per run.
+
+    :param client: the async client.
+    """
+
+    def __init__(self, client: AsyncHatchetClient) -> None:
+        self._client = client
+
+    def chunks(self, requests: Iterator[tuple[int, BulkItem]]) -> Iterator[list[tuple[int, Any]]]:
+        """One chunk per item.
+
+        :param requests: the items to send.
+        """
+        return ([pair] for pair in requests)
+
+    async def send(self, requests: list[Any]) -> list[str]:
+        """Trigger the one run of the chunk.
+
+        :param requests: a list holding one :class:`BulkItem`.
+        """
+        (item,) = requests
+        return [await self._client.trigger(item)]
 
 
 def default_progress_every(total: int) -> int:
@@ -128,6 +189,8 @@ class BulkTrigger:
     :param on_progress: called with a :class:`BulkProgress` every ``progress_every`` items and per phase.
     :param progress_every: items between progress calls; by default 10% of the batch, at most 1000.
     :param on_run: called with ``(index, run_id)`` for every run of the batch, once it is known.
+    :param sender: how triggers are sent; by default one REST request per run through ``client``, which is
+        also the client of the lookups. ``max_concurrency`` counts the sender's requests.
     """
 
     def __init__(
@@ -148,6 +211,7 @@ class BulkTrigger:
         on_progress: ProgressCallback | None = None,
         progress_every: int | None = None,
         on_run: RunCallback | None = None,
+        sender: TriggerSender | None = None,
     ) -> None:
         if not batch_metadata or not all(isinstance(v, str) and k for k, v in batch_metadata.items()):
             raise ValueError("batch_metadata must be a non-empty dict of strings: it is how the batch is found")
@@ -156,6 +220,7 @@ class BulkTrigger:
         if max_concurrency < 1 or lookup_rounds < 0 or visibility_window < 0 or (stop_after or 1) < 1:
             raise ValueError("max_concurrency and stop_after must be >= 1, lookup_rounds and visibility_window >= 0")
         self._client = client
+        self._sender: TriggerSender = sender or RestSender(client)
         self._items = items
         self._batch = dict(batch_metadata)
         self._since = since
@@ -176,6 +241,9 @@ class BulkTrigger:
         self._errors: dict[int, str] = {}
         self._messages: dict[str, str] = {}
         self._ambiguous: list[int] = []
+        # Chunks of more than one run whose trigger failed ambiguously, and the items a lookup found none of.
+        self._ambiguous_chunks: list[list[int]] = []
+        self._unseen: set[int] = set()
         self._wanted: set[int] = set()
         self._last_ambiguous = 0.0
         self._stale: set[str] = set()
@@ -243,14 +311,15 @@ class BulkTrigger:
     # Workers
 
     async def _pool(self, indexes: Iterable[int]) -> None:
-        shared = iter(indexes)
+        shared = self._sender.chunks((i, self._request(i)) for i in indexes)
 
         async def worker() -> None:
-            for i in shared:
+            for chunk in shared:
                 if self._abort is None:
-                    await self._trigger(i)
+                    await self._trigger(chunk)
                 else:
-                    self._fail(i, f"not sent: {self._abort}")
+                    for i, _ in chunk:
+                        self._fail(i, f"not sent: {self._abort}")
 
         workers = [asyncio.ensure_future(worker()) for _ in range(self._concurrency)]
         try:
@@ -261,19 +330,28 @@ class BulkTrigger:
             await asyncio.gather(*workers, return_exceptions=True)
             raise
 
-    async def _trigger(self, i: int) -> None:
+    def _request(self, i: int) -> BulkItem:
         item = self._items[i]
         metadata = {**item.additional_metadata, **self._batch, self._index_key: str(i)}
+        return replace(item, additional_metadata=metadata)
+
+    async def _trigger(self, chunk: list[tuple[int, Any]]) -> None:
+        indexes = [i for i, _ in chunk]
+        requests = [request for _, request in chunk]
         attempt = 1
         while True:
             self._requests += 1
             try:
-                run_id = await self._client.trigger(replace(item, additional_metadata=metadata))
+                run_ids = await self._sender.send(requests)
+                if len(run_ids) != len(indexes):
+                    raise HatchetMalformedResponseError(
+                        f"{len(run_ids)} run ids for {len(indexes)} runs", method="bulk", path="trigger")
             except HatchetError as exc:
                 kind = _classify(exc)
-                error = _describe(exc)
+                error = self._intern(_describe(exc))
                 if kind == _RETRY and attempt < self._retry.attempts and self._abort is None:
-                    self._errors[i] = self._intern(error)
+                    for i in indexes:
+                        self._errors[i] = error
                     await asyncio.sleep(self._backoff(attempt))
                     attempt += 1
                     continue
@@ -283,14 +361,19 @@ class BulkTrigger:
                 elif kind in (_AMBIGUOUS, _RETRY):
                     self._failed_again(error)
                 if kind == _AMBIGUOUS:
-                    self._errors[i] = self._intern(error)
-                    self._ambiguous.append(i)
+                    for i in indexes:
+                        self._errors[i] = error
+                    self._ambiguous.extend(indexes)
+                    if len(indexes) > 1:
+                        self._ambiguous_chunks.append(indexes)
                     self._last_ambiguous = time.monotonic()
                     return
-                self._fail(i, error)
+                for i in indexes:
+                    self._fail(i, error)
                 return
             self._failures_in_a_row = 0
-            self._settle(i, run_id, CREATED)
+            for i, run_id in zip(indexes, run_ids, strict=True):
+                self._settle(i, run_id, CREATED)
             return
 
     def _failed_again(self, error: str) -> None:
@@ -355,6 +438,25 @@ class BulkTrigger:
                 return
             offset += len(page.rows)
 
+    def _held_back(self, chunks: list[list[int]], missing: set[int]) -> list[list[int]]:
+        """The chunks whose missing items must not be sent again yet, because they may exist.
+
+        A chunk is created whole or not at all, and the list shows its runs a while after they exist (longer on a
+        busy server). So when some of a chunk's runs are listed, the rest exist too and are only not listed yet;
+        and a chunk none of whose runs is listed is sent again only once a second lookup, a window later, still
+        finds none of them.
+        """
+        held: list[list[int]] = []
+        for chunk in chunks:
+            absent = [i for i in chunk if i in missing]
+            if not absent:
+                continue
+            if len(absent) < len(chunk) or not self._unseen.issuperset(absent):
+                held.append(chunk)
+                if len(absent) == len(chunk):
+                    self._unseen.update(absent)
+        return held
+
     async def _reuse_existing(self) -> None:
         async for i, row in self._batch_runs():
             if self._ids[i] is not None:
@@ -372,6 +474,7 @@ class BulkTrigger:
             self._phase = "lookup"
             await asyncio.sleep(max(0.0, self._last_ambiguous + self._window - time.monotonic()))
             self._wanted = wanted = set(self._ambiguous)
+            chunks, self._ambiguous_chunks = self._ambiguous_chunks, []
             self._ambiguous = []
             try:
                 async for i, row in self._batch_runs():
@@ -385,13 +488,21 @@ class BulkTrigger:
                 self._wanted = set()
                 return
             self._wanted = set()
+            held = self._held_back(chunks, wanted)
+            waiting = {i for chunk in held for i in chunk if i in wanted}
             if round_no == self._rounds:
+                for i in waiting:
+                    self._errors[i] += "; the run may exist (its request created runs that are not listed yet)"
                 self._failed += len(wanted)
                 return
-            if wanted:
+            self._ambiguous, self._ambiguous_chunks = sorted(waiting), held
+            if waiting:
+                self._last_ambiguous = time.monotonic()
+            if wanted - waiting:
                 self._phase = "retry"
                 self._report()
-                await self._pool(sorted(wanted))
+                self._unseen -= wanted - waiting
+                await self._pool(sorted(wanted - waiting))
 
 
 async def trigger_many(client: AsyncHatchetClient, items: Sequence[BulkItem], **options: Any) -> BulkResult:

@@ -92,6 +92,9 @@ class ClientConfig:
     :param verify: TLS verification: True, False, or a CA bundle path.
     :param timeout: seconds allowed for each request.
     :param proxy: the proxy URL for the server; None to follow ``HTTP(S)_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``.
+    :param grpc_address: the ``host:port`` of Hatchet's gRPC API; None when neither the token nor the
+        connection gives one.
+    :param grpc_tls: whether gRPC uses TLS (with ``verify`` as its CA bundle, if a path).
     """
 
     token: str = field(repr=False)
@@ -101,6 +104,8 @@ class ClientConfig:
     verify: bool | str = True
     timeout: float = DEFAULT_TIMEOUT
     proxy: str | None = field(default=None, repr=False)
+    grpc_address: str | None = None
+    grpc_tls: bool = True
 
     def __post_init__(self) -> None:
         check_token_characters(self.token)
@@ -116,6 +121,8 @@ class ClientConfig:
         verify: bool | str = True,
         timeout: float | None = None,
         proxy: str | None = None,
+        grpc_address: str | None = None,
+        grpc_tls: bool = True,
     ) -> ClientConfig:
         """Build a config, taking the tenant from the ``sub`` claim and the URL from ``server_url`` unless given.
 
@@ -126,6 +133,8 @@ class ClientConfig:
         :param verify: TLS verification: True, False, or a CA bundle path.
         :param timeout: seconds allowed for each request.
         :param proxy: the proxy URL; None to follow the environment's proxy variables.
+        :param grpc_address: overrides the token's ``grpc_broadcast_address`` claim.
+        :param grpc_tls: whether gRPC uses TLS.
         :raises HatchetConfigError: if the token is malformed or a needed claim is missing.
         """
         if not token:
@@ -150,6 +159,8 @@ class ClientConfig:
             verify=verify,
             timeout=DEFAULT_TIMEOUT if timeout is None else float(timeout),
             proxy=proxy or None,
+            grpc_address=str(grpc_address or claims.get("grpc_broadcast_address") or "") or None,
+            grpc_tls=grpc_tls,
         )
 
     def run_url(self, run_id: str) -> str:

@@ -156,6 +156,7 @@ def list_runs(
     offset: int = 0,
     limit: int = 100,
     include_payloads: bool = False,
+    triggering_event_external_id: str | None = None,
 ) -> Call[RunPage]:
     """``GET /api/v1/stable/tenants/{tenant}/workflow-runs``: workflow runs (not tasks), newest first.
 
@@ -171,6 +172,7 @@ def list_runs(
     :param offset: rows to skip.
     :param limit: rows per page.
     :param include_payloads: include inputs and outputs (the server defaults to false).
+    :param triggering_event_external_id: only runs this event (pushed over gRPC) triggered.
     """
     params: Params = [
         ("since", format_time(since)),
@@ -183,6 +185,8 @@ def list_runs(
         params.append(("until", format_time(until)))
     params += [("statuses", RunStatus(s).value) for s in statuses]
     params += [("workflow_ids", w) for w in workflow_ids]
+    if triggering_event_external_id:
+        params.append(("triggering_event_external_id", triggering_event_external_id))
     if additional_metadata:
         params += [("additional_metadata", kv) for kv in metadata_filter(additional_metadata)]
         params.append(("additional_metadata_operator", "AND"))

@@ -113,3 +113,22 @@ class HatchetMalformedResponseError(HatchetError):
         super().__init__(f"Hatchet's answer to {method} {path} is not what the API returns: {message}")
         self.method = method
         self.path = path
+
+
+class HatchetAlreadyExistsError(HatchetAPIError):
+    """409 (gRPC ALREADY_EXISTS): a run collides with another on its workflow's idempotency key.
+
+    A bulk trigger still creates its other runs (Hatchet v0.105.0).
+
+    :param existing_run_ids: the ids of the runs that hold the keys, as far as the server names them.
+    """
+
+    def __init__(self, status_code: int, message: str, *, existing_run_ids: list[str] | None = None,
+                 method: str = "", path: str = "") -> None:
+        super().__init__(status_code, message, method=method, path=path)
+        self.existing_run_ids = list(existing_run_ids or [])
+
+    @property
+    def existing_run_id(self) -> str | None:
+        """The first existing run's id, if named."""
+        return self.existing_run_ids[0] if self.existing_run_ids else None

@@ -17,6 +17,8 @@ ENV_TOKEN = "HATCHET_CLIENT_TOKEN"
 ENV_SERVER_URL = "HATCHET_CLIENT_SERVER_URL"
 ENV_TENANT_ID = "HATCHET_CLIENT_TENANT_ID"
 ENV_NAMESPACE = "HATCHET_CLIENT_NAMESPACE"
+ENV_HOST_PORT = "HATCHET_CLIENT_HOST_PORT"
+ENV_TLS_STRATEGY = "HATCHET_CLIENT_TLS_STRATEGY"
 
 
 def extra_value(extra: Mapping[str, Any], name: str) -> Any:
@@ -98,6 +100,39 @@ def parse_proxy(value: Any) -> str | None:
     return text
 
 
+def parse_grpc_tls(value: Any) -> bool:
+    """Read the ``grpc_tls`` extra: TLS on by default; ``false`` for a local server without it.
+
+    :param value: the extra's value.
+    :raises HatchetConfigError: naming the extra, if it is not a boolean.
+    """
+    if value is None or isinstance(value, bool):
+        return value is not False
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on", ""):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise HatchetConfigError(f"The connection extra 'grpc_tls' must be true or false, got {value!r}")
+
+
+def parse_grpc_address(value: Any) -> str | None:
+    """Read the ``grpc_address`` extra: ``host:port`` of Hatchet's gRPC API, or None for the token's claim.
+
+    :param value: the extra's value.
+    :raises HatchetConfigError: naming the extra, if it is not ``host:port``.
+    """
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    host, _, port = text.rpartition(":")
+    if not host or "://" in text or "/" in text or not port.isdigit() or not 0 < int(port) < 65536:
+        raise HatchetConfigError(
+            f"The connection extra 'grpc_address' must be host:port, such as hatchet.internal:7070, got {text!r}"
+        )
+    return text
+
+
 def server_url_from_connection(host: str | None, schema: str | None, port: int | None) -> str | None:
     """Build the server URL from the connection's host (a URL or a bare host name), schema and port.
 
@@ -127,7 +162,8 @@ def config_from_connection(
     :param host: the server URL, optional (default: the token's ``server_url`` claim).
     :param schema: the URL scheme when ``host`` has none.
     :param port: the port when ``host`` has none.
-    :param extra: the decoded extra: ``namespace``, ``tenant_id``, ``verify``, ``timeout``, ``proxy``.
+    :param extra: the decoded extra: ``namespace``, ``tenant_id``, ``verify``, ``timeout``, ``proxy``,
+        ``grpc_address``, ``grpc_tls``.
     :param namespace: overrides the connection's namespace when not None.
     """
     timeout_value = parse_timeout(extra_value(extra, "timeout"))
@@ -139,6 +175,8 @@ def config_from_connection(
         verify=parse_verify(extra_value(extra, "verify")),
         timeout=timeout_value,
         proxy=parse_proxy(extra_value(extra, "proxy")),
+        grpc_address=parse_grpc_address(extra_value(extra, "grpc_address")),
+        grpc_tls=parse_grpc_tls(extra_value(extra, "grpc_tls")),
     )
 
 
@@ -155,6 +193,8 @@ def config_from_environment(namespace: str | None) -> ClientConfig | None:
         server_url=os.environ.get(ENV_SERVER_URL) or None,
         tenant_id=os.environ.get(ENV_TENANT_ID) or None,
         namespace=os.environ.get(ENV_NAMESPACE) if namespace is None else namespace,
+        grpc_address=os.environ.get(ENV_HOST_PORT) or None,
+        grpc_tls=os.environ.get(ENV_TLS_STRATEGY, "tls").strip().lower() != "none",
     )
 
 

@@ -33,6 +33,7 @@ from airflow_provider_hatchet.hooks._shared_clients import LoopClients
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetClient
+    from airflow_provider_hatchet.client.bulk import TriggerSender
     from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
     from airflow_provider_hatchet.client.scheduling import Cron, CronPage, ScheduledRun, ScheduledRunPage
 
@@ -198,6 +199,45 @@ class HatchetHook(BaseHook):
         """
         config = self.config
         return lambda: self._new_async_client(config, max_connections)
+
+    async def abulk_sender(self, transport: str, *, max_runs: int) -> tuple[TriggerSender | None, str]:
+        """How a batch's triggers go out over gRPC (``auto`` or ``grpc``), and a few words saying how; for ``auto``
+        None (REST) when the server takes no gRPC connection. The channel is closed by ``close_channels``.
+
+        :param transport: ``auto`` or ``grpc``.
+        :param max_runs: the most runs per gRPC request.
+        """
+        from airflow_provider_hatchet.client.grpc.bulk import choose_sender
+
+        return await choose_sender(self.config, transport, max_runs=max_runs)
+
+    async def apush_events(self, events: list[dict[str, Any]], extra_metadata: Mapping[str, str]) -> list[str]:
+        """Push checked events over gRPC (keys namespaced, ``extra_metadata`` added to each) and return their ids.
+
+        :param events: events as ``check_events`` returns them (key, payload, metadata, priority, scope).
+        :param extra_metadata: metadata added to every event.
+        """
+        from airflow_provider_hatchet.client.grpc.channel import close_channels
+        from airflow_provider_hatchet.client.grpc.client import AsyncGrpcClient, EventSpec
+
+        config = self.config
+        specs = [EventSpec(apply_namespace(e["key"], config.namespace), e["payload"],
+                           {**e["additional_metadata"], **extra_metadata}, e["priority"], e["scope"]) for e in events]
+        try:
+            return await AsyncGrpcClient(config).push_events(specs)
+        finally:
+            await close_channels()
+
+    def find_triggered_runs(self, event_ids: list[str], *, since: datetime, settle: float) -> dict[str, list[str]]:
+        """The runs each event triggered, oldest first, read until each event has one or ``settle`` s passed.
+
+        :param event_ids: the events.
+        :param since: no run was created before this.
+        :param settle: seconds to wait for an event's first run.
+        """
+        from airflow_provider_hatchet.client.events import find_triggered_runs
+
+        return find_triggered_runs(self.client, event_ids, since=since, settle=settle)
 
     @staticmethod
     async def aclose_loop_clients() -> None:

@@ -1,9 +1,15 @@
-"""Operators that trigger Hatchet workflow runs."""
+"""Operators that trigger Hatchet workflow runs and push events."""
 
 from __future__ import annotations
 
+from airflow_provider_hatchet.operators.push_event import HatchetPushEventOperator
 from airflow_provider_hatchet.operators.run_workflow import HatchetRunWorkflowOperator
 from airflow_provider_hatchet.operators.run_workflows import HatchetRunWorkflowsOperator
 from airflow_provider_hatchet.operators.schedule_workflow import HatchetScheduleWorkflowOperator
 
-__all__ = ["HatchetRunWorkflowOperator", "HatchetRunWorkflowsOperator", "HatchetScheduleWorkflowOperator"]
+__all__ = [
+    "HatchetPushEventOperator",
+    "HatchetRunWorkflowOperator",
+    "HatchetRunWorkflowsOperator",
+    "HatchetScheduleWorkflowOperator",
+]

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_hatchet._compat import AirflowException, last_successful_try, record_success
 from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY, identity_metadata
 from airflow_provider_hatchet.client import TriggerRequest
-from airflow_provider_hatchet.client.bulk import BulkProgress, BulkResult, BulkTrigger
+from airflow_provider_hatchet.client.bulk import BulkProgress, BulkResult, BulkTrigger, TriggerSender
 from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
 from airflow_provider_hatchet.client.errors import HatchetError, HatchetNotFoundError, HatchetRetryableError
+from airflow_provider_hatchet.client.grpc import MAX_CHUNK_RUNS, TRANSPORTS
 from airflow_provider_hatchet.client.wait_event import WaitEvent
 from airflow_provider_hatchet.client.waiter import run_sync
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
@@ -25,6 +26,8 @@ from airflow_provider_hatchet.operators._workflow_runs import parse_workflow_run
 if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
 
+# gRPC requests in flight: each carries up to 1,000 runs.
+MAX_GRPC_CONCURRENCY = 4
 CREATED_RUNS_KEY = "created_runs"
 BATCH_KEY_KEY = "hatchet_batch_key"
 # Task state (Airflow 3.3+): the latest try that succeeded, so a cleared task triggers a new batch.
@@ -58,6 +61,12 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
     :param max_concurrency: trigger requests in flight at once.
     :param reuse_existing_runs: on a retry after a failed try, keep the batch's runs that are queued, running or
         completed.
+    :param transport: ``auto`` (default) sends the batch over Hatchet's gRPC API, up to 1,000 runs per request,
+        when the server accepts a connection on it, else over REST with one log line saying why; ``grpc`` always
+        uses gRPC; ``rest`` one REST request per run. Over gRPC at most ``max_concurrency`` (capped at 4) requests
+        are in flight, and exactly-once holds per request.
+    :param grpc_chunk_size: the most runs per gRPC request (1 to 1,000); smaller requests lose less to one
+        failure, at more requests per batch.
     :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
         ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
     """
@@ -71,11 +80,19 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
         workflow_runs: list[dict[str, Any]] | str,
         max_concurrency: int = 32,
         reuse_existing_runs: bool = True,
+        transport: str = "auto",
+        grpc_chunk_size: int = MAX_CHUNK_RUNS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+        if not 1 <= grpc_chunk_size <= MAX_CHUNK_RUNS:
+            raise ValueError(f"grpc_chunk_size must be 1 to {MAX_CHUNK_RUNS}, got {grpc_chunk_size}")
+        self.transport = transport
+        self.grpc_chunk_size = grpc_chunk_size
         self.workflow_runs = workflow_runs
         self.max_concurrency = max_concurrency
         self.reuse_existing_runs = reuse_existing_runs
@@ -139,14 +156,32 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
             self.log.info("Progress: %s", progress)
 
         async with self.hook.async_client_factory(max_connections=self.max_concurrency)() as client:
-            engine = BulkTrigger(
-                client, items, batch_metadata={TI_KEY: batch_key}, since=lookback_start(), index_key=BATCH_INDEX_KEY,
-                max_concurrency=self.max_concurrency, resume=resume, on_progress=on_progress,
-            )
             try:
-                return await engine.run(), None
-            except HatchetError as exc:
-                return engine.result(), exc
+                sender = await self._sender()
+                concurrency = self.max_concurrency if sender is None else min(self.max_concurrency,
+                                                                              MAX_GRPC_CONCURRENCY)
+                engine = BulkTrigger(
+                    client, items, batch_metadata={TI_KEY: batch_key}, since=lookback_start(),
+                    index_key=BATCH_INDEX_KEY, max_concurrency=concurrency, resume=resume, on_progress=on_progress,
+                    sender=sender,
+                )
+                try:
+                    return await engine.run(), None
+                except HatchetError as exc:
+                    return engine.result(), exc
+            finally:
+                if self.transport != "rest":
+                    from airflow_provider_hatchet.client.grpc.channel import close_channels
+
+                    await close_channels()
+
+    async def _sender(self) -> TriggerSender | None:
+        """The gRPC sender, or None for REST, as ``transport`` and the server decide; logged in one line."""
+        if self.transport == "rest":
+            return None
+        sender, how = await self.hook.abulk_sender(self.transport, max_runs=self.grpc_chunk_size)
+        self.log.info("Sending the batch %s.", how)
+        return sender
 
     def _batch(self, context: Context, ti_key: str) -> tuple[str, bool]:
         """This try's batch key, and whether to resume that batch.

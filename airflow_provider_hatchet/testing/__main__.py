@@ -43,6 +43,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--request-log", type=int, default=1000, help="requests kept for /_simulator/requests")
     p.add_argument("--no-demo-workflows", action="store_true")
+    p.add_argument("--grpc-port", type=int, default=0,
+                   help="port of the gRPC face (bulk triggers, events; 0 picks a free one); tokens carry it")
+    p.add_argument("--no-grpc", action="store_true", help="serve no gRPC face")
     p.add_argument("--info-file", type=Path, help="write url, tenant_id, token and connection as JSON here")
     p.add_argument("--log-level", default="warning")
     return p.parse_args(argv)
@@ -53,7 +56,11 @@ def connection_info(sim: HatchetSimulator) -> dict[str, Any]:
 
     :param sim: the simulator (with its real ``server_url``).
     """
-    conn = {"conn_type": "hatchet", "host": sim.server_url, "password": sim.token}
+    conn: dict[str, Any] = {"conn_type": "hatchet", "host": sim.server_url, "password": sim.token}
+    uri_extra = ""
+    if sim.grpc_address:
+        conn["extra"] = {"grpc_tls": "false"}  # the token carries the gRPC face's address; it has no TLS
+        uri_extra = "?grpc_tls=false"
     return {
         "url": sim.server_url,
         "admin_url": f"{sim.server_url}/_simulator",
@@ -61,7 +68,8 @@ def connection_info(sim: HatchetSimulator) -> dict[str, Any]:
         "token": sim.token,
         "airflow_conn": conn,
         "airflow_conn_json": json.dumps(conn),
-        "airflow_conn_uri": f"hatchet://:{quote(sim.token, safe='')}@{quote(sim.server_url, safe='')}",
+        "airflow_conn_uri": f"hatchet://:{quote(sim.token, safe='')}@{quote(sim.server_url, safe='')}{uri_extra}",
+        "grpc_address": sim.grpc_address,
         "pid": os.getpid(),
     }
 
@@ -95,11 +103,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sock = bind_socket(args.host, args.port)
     sim.server_url = url_of(sock)
     server = make_uvicorn_server(sim.asgi_app(), args.log_level)
+    face = None if args.no_grpc else sim.grpc_server(args.host, args.grpc_port).start()
     if args.info_file:
         write_info(args.info_file, connection_info(sim))
     print(f"Hatchet simulator on {sim.server_url} (tenant {sim.tenant_id}); admin API at "
-          f"{sim.server_url}/_simulator/", flush=True)
-    server.run(sockets=[sock])
+          f"{sim.server_url}/_simulator/" + (f"; gRPC on {face.address}" if face else ""), flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if face is not None:
+            face.stop()
     return 0
 
 

@@ -42,6 +42,7 @@ class TokenAuthority:
         self._token_ids: dict[str, bool] = {}
         self._verified: dict[str, dict[str, Any]] = {}
         self.server_url = ""
+        self.grpc_address: str | None = None
 
     def mint(
         self,
@@ -70,7 +71,7 @@ class TokenAuthority:
             "exp": now + int(expires_in),
             "token_id": token_id,
             "server_url": url,
-            "grpc_broadcast_address": grpc_address(url),
+            "grpc_broadcast_address": self.grpc_address or grpc_address(url),
         }
         self._token_ids[token_id] = revoked
         return _jwt.encode(claims, self._secret)

@@ -8,7 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-ROUTES: tuple[str, ...] = ("trigger", "status", "details", "list", "cancel", "workflows")
+ROUTES: tuple[str, ...] = ("trigger", "status", "details", "list", "cancel", "workflows", "bulk_trigger", "events")
+# Routes that create runs (or events), where a failure may come after them.
+CREATING: tuple[str, ...] = ("trigger", "bulk_trigger", "events")
 
 BodyPredicate = Callable[[dict[str, Any]], bool]
 RejectSpec = BodyPredicate | Mapping[str, Any]
@@ -20,10 +22,11 @@ class Faults:
 
     :param error_rate: probability of a 5xx answer (status drawn from ``error_statuses``).
     :param error_statuses: the 5xx codes to pick from.
-    :param error_after_create: on trigger, probability that an injected 5xx comes after the run was created.
+    :param error_after_create: on trigger (REST or gRPC) and events, probability that an injected 5xx comes after
+        the run was created.
     :param rate_limit_rate: probability of a 429 with body ``null``.
-    :param drop_after_create_rate: on trigger, probability that the run is created and the connection
-        then breaks.
+    :param drop_after_create_rate: on trigger (REST or gRPC) and events, probability that the run is created and
+        the connection (the gRPC stream) then breaks.
     :param latency: seconds added to a request.
     :param latency_rate: probability that a request gets the added latency.
     :param routes: restrict all faults to these route kinds (see :data:`ROUTES`); ``None`` means all.
@@ -193,8 +196,8 @@ class FaultInjector:
         if f.rate_limit_rate > 0 and rng.random() < f.rate_limit_rate:
             return Decision(delay, 429)
         if f.error_rate > 0 and rng.random() < f.error_rate:
-            after = route == "trigger" and f.error_after_create > 0 and rng.random() < f.error_after_create
+            after = route in CREATING and f.error_after_create > 0 and rng.random() < f.error_after_create
             return Decision(delay, rng.choice(f.error_statuses), after_create=after)
-        if route == "trigger" and f.drop_after_create_rate > 0 and rng.random() < f.drop_after_create_rate:
+        if route in CREATING and f.drop_after_create_rate > 0 and rng.random() < f.drop_after_create_rate:
             return Decision(delay, after_create=True, drop=True)
         return Decision(delay) if delay else None

@@ -70,6 +70,7 @@ class Run:
         "task_ids",
         "tasks",
         "tenant_id",
+        "triggering_event",
         "worker_id",
         "workflow",
     )
@@ -106,6 +107,7 @@ class Run:
         self.created_ms = created_ms
         self.worker_id = worker_id
         self.idempotency_key = idempotency_key
+        self.triggering_event: str | None = None
         # Set once a trigger waited until it could read the run back: reads see it from then on.
         self.read_back = False
         self.cancel_at: float | None = None

@@ -13,6 +13,7 @@ from .admin import handle_admin
 from .api import HatchetApi, injected_response
 from .auth import DEFAULT_EXPIRES_IN, TokenAuthority, normalize_url
 from .faults import ROUTES, Decision, FaultInjector, Faults, RejectSpec
+from .grpc_api import ROUTE_OF, STATUSES, GrpcAnswer, HatchetGrpcApi
 from .records import RequestRecord, RunInfo
 from .runs import Run
 from .store import Clock, SimState, Tenant
@@ -20,6 +21,7 @@ from .workflows import OutputSpec, TaskArg, WorkflowSpec
 
 if TYPE_CHECKING:
     from .asgi import ASGIApp
+    from .grpc_server import SimulatorGrpcServer
     from .transport import SimulatorTransport
 
 ADMIN_PREFIX = "/_simulator"
@@ -65,6 +67,7 @@ class HatchetSimulator:
         self._auth = TokenAuthority(lambda: self._state.wall(self._state.clock()), secret)
         self._faults = FaultInjector(seed)
         self._api = HatchetApi(self._state, self._auth, self._faults, self)
+        self._grpc = HatchetGrpcApi(self._state, self._auth, self._faults)
         self._requests: deque[RequestRecord] | None = None
         self.request_log_limit = request_log_limit
         self._tokens: dict[tuple[str, str], str] = {}
@@ -79,6 +82,18 @@ class HatchetSimulator:
     def server_url(self, value: str) -> None:
         with self._lock:
             self._auth.server_url = normalize_url(value)
+
+    @property
+    def grpc_address(self) -> str | None:
+        """The ``host:port`` of the gRPC face, which tokens carry as ``grpc_broadcast_address``; None before one
+        is served (tokens then name port 7070 next to :attr:`server_url`)."""
+        return self._auth.grpc_address
+
+    @grpc_address.setter
+    def grpc_address(self, value: str | None) -> None:
+        with self._lock:
+            self._auth.grpc_address = value
+            self._tokens.clear()
 
     @property
     def visibility_delay(self) -> float:
@@ -176,6 +191,7 @@ class HatchetSimulator:
         tenant_id: str | None = None,
         idempotency_key: str | None = None,
         idempotency_ttl: float = 600.0,
+        on_events: Sequence[str] = (),
     ) -> WorkflowSpec:
         """Register a workflow (names are exact and case-sensitive; re-registering redefines it).
 
@@ -192,12 +208,14 @@ class HatchetSimulator:
         :param idempotency_key: as hatchet-sdk's ``key_expression``: ``input.<path>`` or
             ``additional_metadata.<key>``; a second trigger whose key (a string) is taken answers 500.
         :param idempotency_ttl: seconds a key stays taken.
+        :param on_events: event keys that trigger a run (pushed over gRPC), with the event's payload as input
+            and its metadata plus ``hatchet__event_id`` and ``hatchet__event_key``, as Hatchet does.
         """
         with self._lock:
             return self._state.register_workflow(
                 self._tenant(tenant_id), name, behaviour, duration=duration, queue_delay=queue_delay,
                 error_message=error_message, tasks=tasks, output=output, idempotency_key=idempotency_key,
-                idempotency_ttl=idempotency_ttl)
+                idempotency_ttl=idempotency_ttl, on_events=on_events)
 
     def workflows(self, tenant_id: str | None = None) -> list[WorkflowSpec]:
         """Return a tenant's workflows in registration order.
@@ -395,6 +413,31 @@ class HatchetSimulator:
                 self._requests.append(RequestRecord(method, path, query, body, response.status, route,
                                                     response.drop))
             return response
+
+    def handle_grpc(self, method: str, authorization: str | None, request: Any, raw: bytes = b"") -> GrpcAnswer:
+        """Answer one gRPC call; the gRPC face calls this and then applies ``delay`` and ``drop``.
+
+        :param method: the full method path, e.g. ``/WorkflowService/BulkTriggerWorkflow``.
+        :param authorization: the ``authorization`` metadata value.
+        :param request: the decoded request message.
+        :param raw: the encoded request, for the request log.
+        """
+        with self._lock:
+            answer = self._grpc.handle(method, authorization, request)
+            if self._requests is not None:
+                self._requests.append(RequestRecord("GRPC", method, "", raw, STATUSES.get(answer.code, 500),
+                                                    ROUTE_OF.get(method), answer.drop))
+            return answer
+
+    def grpc_server(self, host: str = "127.0.0.1", port: int = 0) -> SimulatorGrpcServer:
+        """Return the gRPC face of this simulator (not started); ``with`` it to serve on loopback.
+
+        :param host: the interface.
+        :param port: the port (0 picks a free one).
+        """
+        from .grpc_server import SimulatorGrpcServer
+
+        return SimulatorGrpcServer(self, host=host, port=port)
 
     def _handle_api(self, method: str, path: str, query: str, authorization: str | None,
                     body: bytes) -> tuple[str | None, SimResponse]:

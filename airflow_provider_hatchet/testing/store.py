@@ -51,6 +51,7 @@ class RunQuery:
     :param metadata: ``(key, value)`` pairs to match against string metadata values.
     :param match_all: require every pair (AND) instead of any (OR).
     :param workflow_ids: keep runs of these workflows, or all when empty.
+    :param triggering_event: keep runs this event triggered.
     """
 
     since: float
@@ -59,6 +60,7 @@ class RunQuery:
     metadata: Sequence[tuple[str, str]] = ()
     match_all: bool = False
     workflow_ids: frozenset[str] = frozenset()
+    triggering_event: str | None = None
 
 
 class SimState:
@@ -147,6 +149,7 @@ class SimState:
         output: OutputSpec,
         idempotency_key: str | None = None,
         idempotency_ttl: float = 600.0,
+        on_events: Sequence[str] = (),
     ) -> WorkflowSpec:
         """Register (or redefine, keeping its id) a workflow in a tenant.
 
@@ -160,6 +163,7 @@ class SimState:
         :param output: output override for the last task.
         :param idempotency_key: the key expression (``input.<path>`` or ``additional_metadata.<key>``).
         :param idempotency_ttl: seconds a key stays taken.
+        :param on_events: the event keys it subscribes to.
         """
         specs = build_tasks(name, behaviour, duration=duration, error_message=error_message, tasks=tasks)
         old = tenant.workflows.get(name)
@@ -176,6 +180,7 @@ class SimState:
             step_ids=tuple(self.new_id() for _ in specs),
             idempotency_key=idempotency_key,
             idempotency_ttl=idempotency_ttl,
+            on_events=tuple(on_events),
         )
         tenant.workflows[name] = spec
         return spec
@@ -195,7 +200,7 @@ class SimState:
         return True
 
     def create_run(self, tenant: Tenant, spec: WorkflowSpec, body: dict[str, Any], now: float,
-                   idempotency_key: str | None = None) -> Run:
+                   idempotency_key: str | None = None, triggering_event: str | None = None) -> Run:
         """Create a run and index it.
 
         :param tenant: the tenant.
@@ -203,6 +208,7 @@ class SimState:
         :param body: the trigger request body, kept as received.
         :param now: the simulator clock.
         :param idempotency_key: the run's idempotency key, if its workflow gives it one.
+        :param triggering_event: the id of the event that triggered the run, if one did.
         """
         self._seq += 1
         run_id = self.new_id()
@@ -212,6 +218,7 @@ class SimState:
         run = Run(run_id=run_id, seq=self._seq, workflow=spec, tasks=tasks, task_ids=task_ids, body=body,
                   created=now, created_iso=self.iso(now), created_ms=int(self.wall(now) * 1000),
                   worker_id=self.worker_id, idempotency_key=idempotency_key)
+        run.triggering_event = triggering_event
         self.runs[run_id] = run
         if len(tasks) > 1:
             for task_id in task_ids:
@@ -267,10 +274,11 @@ class SimState:
         hi = bisect.bisect_right(ordered, latest, key=_created)
         settled = max(lo, min(hi, bisect.bisect_right(ordered, now - self.visibility_delay, key=_created)))
         window = ordered[lo:settled] + [run for run in ordered[settled:hi] if run.read_back]
-        if checks or q.workflow_ids or q.statuses:
+        if checks or q.workflow_ids or q.statuses or q.triggering_event:
             window = [
                 run for run in window
                 if all(run.additional_metadata.get(k) == v for k, v in checks)
+                and (not q.triggering_event or run.triggering_event == q.triggering_event)
                 and (not q.workflow_ids or run.workflow.id in q.workflow_ids)
                 and (not q.statuses or run.status(now) in q.statuses)
             ]

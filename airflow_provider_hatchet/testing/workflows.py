@@ -53,6 +53,7 @@ class WorkflowSpec:
     :param idempotency_key: where a run's idempotency key comes from, as hatchet-sdk's ``key_expression``
         (``input.<path>`` or ``additional_metadata.<key>``); ``None`` for none.
     :param idempotency_ttl: seconds a key stays taken.
+    :param on_events: the event keys that trigger a run, with the event's payload as input.
     """
 
     id: str
@@ -68,6 +69,7 @@ class WorkflowSpec:
     description: str = field(default="")
     idempotency_key: str | None = None
     idempotency_ttl: float = 600.0
+    on_events: tuple[str, ...] = ()
 
     def action_id(self, task: str) -> str:
         """Return the task's action id, ``<lowercased workflow>:<task>`` as the Python SDK registers it.

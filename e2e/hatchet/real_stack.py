@@ -43,7 +43,7 @@ DEFAULT_TENANT = "707d0855-80ab-4e1f-a156-f1c4546cbf52"
 FOREIGN_TENANT = "5b1c3a7e-0f4d-4c2a-9e8b-7d6f5a4b3c21"
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 # The workflows worker.py registers; the stack is ready when all of them are listed.
-WORKFLOW_NAMES = ("demo-etl", "demo-fail", "demo-hang", "demo-multi", "demo-slow", "demo-idempotent")
+WORKFLOW_NAMES = ("demo-etl", "demo-fail", "demo-hang", "demo-multi", "demo-slow", "demo-idempotent", "demo-event")
 NAMESPACE_PREFIX = "airflowtest_"
 
 

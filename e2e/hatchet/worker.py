@@ -19,6 +19,8 @@ OVERRIDE_KEY = "__sim__"
 # Names the stack registers a second time with this prefix, for the namespace tests.
 NAMESPACE_PREFIX = "airflowtest_"
 LONG = timedelta(hours=1)
+# The event key demo-event subscribes to (the prefixed copy subscribes to the prefixed key).
+EVENT_KEY = "airflow:demo-event"
 
 hatchet = Hatchet()
 
@@ -100,6 +102,8 @@ def workflows(prefix: str = "") -> list[Any]:
         single_task(f"{prefix}demo-slow", "succeed", 5.0),
         single_task(f"{prefix}demo-idempotent", "succeed", 0.5, idempotency=TTLBasedIdempotencyConfig(
             key_expression="input.key", ttl=timedelta(minutes=10))),
+        # Triggered by events: an event with this key runs it, with the payload as its input.
+        single_task(f"{prefix}demo-event", "succeed", 0.2, on_events=[f"{prefix}{EVENT_KEY}"]),
     ]
 
 

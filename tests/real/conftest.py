@@ -19,7 +19,9 @@ import pytest
 from airflow_provider_hatchet.client import ClientConfig, HatchetClient
 
 # The names e2e/hatchet/worker.py registers, plain and with this prefix (for the namespace tests).
-WORKFLOWS = ("demo-etl", "demo-fail", "demo-hang", "demo-multi", "demo-slow", "demo-idempotent")
+WORKFLOWS = ("demo-etl", "demo-fail", "demo-hang", "demo-multi", "demo-slow", "demo-idempotent", "demo-event")
+# The event key demo-event subscribes to (prefixed for the prefixed copy), as in e2e/hatchet/worker.py.
+EVENT_KEY = "airflow:demo-event"
 NAMESPACE_PREFIX = "airflowtest_"
 REAL_VARIABLES = ("HATCHET_CLIENT_TOKEN", "HATCHET_CLIENT_SERVER_URL")
 
@@ -99,6 +101,7 @@ def register_worker_workflows(sim: Any) -> None:
         sim.register_workflow(f"{prefix}demo-slow", "succeed", duration=5.0)
         sim.register_workflow(f"{prefix}demo-idempotent", "succeed", duration=0.5, idempotency_key="input.key",
                               idempotency_ttl=600)
+        sim.register_workflow(f"{prefix}demo-event", "succeed", duration=0.2, on_events=[f"{prefix}{EVENT_KEY}"])
 
 
 def real_settings() -> dict[str, str]:
@@ -135,3 +138,15 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         )
     yield chosen
     chosen.close()
+
+
+@pytest.fixture
+def grpc_address(backend: Backend) -> Iterator[str]:
+    """The backend's gRPC address: the real token's claim, or the simulator's gRPC face started for the test."""
+    if backend.is_real:
+        address = backend.config().grpc_address
+        assert address, "the real token has no grpc_broadcast_address claim"
+        yield address
+    else:
+        with backend.sim.grpc_server() as face:
+            yield face.address

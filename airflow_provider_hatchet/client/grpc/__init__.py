@@ -1,0 +1,10 @@
+"""Hatchet's gRPC API: bulk triggers and events, with no Airflow and no ``protoc``.
+
+``grpc`` is imported only when a channel is opened, so importing the provider never loads it. Modules:
+``channel.py`` (one channel per server and event loop), ``client.py`` (the calls), ``errors.py`` (status codes to
+the client's errors), ``bulk.py`` (the bulk engine's sender). The messages are in ``airflow_provider_hatchet._protos``.
+"""
+
+TRANSPORTS = ("auto", "grpc", "rest")
+# The most runs per BulkTriggerWorkflow request, as the SDKs send them.
+MAX_CHUNK_RUNS = 1000

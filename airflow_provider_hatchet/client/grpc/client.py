@@ -1,0 +1,161 @@
+"""The async gRPC client: bulk triggers and events, the calls Hatchet's REST API does not offer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from airflow_provider_hatchet import _protos
+from airflow_provider_hatchet.client.config import ClientConfig
+from airflow_provider_hatchet.client.errors import HatchetMalformedResponseError
+from airflow_provider_hatchet.client.grpc.channel import shared_channel
+from airflow_provider_hatchet.client.grpc.errors import grpc_error
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """One event to push, already validated.
+
+    :param key: the event key workflows subscribe to.
+    :param payload: the payload, a JSON object (the triggered runs' input).
+    :param additional_metadata: string metadata, copied onto the runs the event triggers.
+    :param priority: 1..3 or None.
+    :param scope: the scope filters are matched against, or None.
+    :param timestamp: when the event happened; None for now.
+    """
+
+    key: str
+    payload: Mapping[str, Any]
+    additional_metadata: Mapping[str, str] | None = None
+    priority: int | None = None
+    scope: str | None = None
+    timestamp: datetime | None = None
+
+
+def trigger_request(workflow_name: str, input: Mapping[str, Any], additional_metadata: Mapping[str, str] | None,
+                    priority: int | None) -> Any:
+    """A ``TriggerWorkflowRequest``: input and metadata as JSON text, as the REST trigger's body holds them.
+
+    :param workflow_name: the full workflow name.
+    :param input: the run input.
+    :param additional_metadata: string metadata, or None.
+    :param priority: 1..3 or None.
+    """
+    request = _protos.TriggerWorkflowRequest(name=workflow_name, input=json.dumps(input, separators=(",", ":")))
+    if additional_metadata:
+        request.additional_metadata = json.dumps(additional_metadata, separators=(",", ":"))
+    if priority is not None:
+        request.priority = priority
+    return request
+
+
+def event_request(event: EventSpec) -> Any:
+    """A ``PushEventRequest``; the timestamp is now unless the event has one.
+
+    :param event: the event.
+    """
+    moment = event.timestamp or datetime.now().astimezone()
+    seconds = moment.timestamp()
+    request = _protos.PushEventRequest(
+        key=event.key, payload=json.dumps(event.payload, separators=(",", ":")),
+        event_timestamp=_protos.Timestamp(seconds=int(seconds), nanos=int((seconds % 1) * 1e9)),
+    )
+    if event.additional_metadata:
+        request.additional_metadata = json.dumps(event.additional_metadata, separators=(",", ":"))
+    if event.priority is not None:
+        request.priority = event.priority
+    if event.scope is not None:
+        request.scope = event.scope
+    return request
+
+
+class AsyncGrpcClient:
+    """Calls Hatchet's gRPC API over the running loop's shared channel (see ``channel.py``).
+
+    Every call carries the bearer token in its ``authorization`` metadata, as hatchet-sdk sends it, and the
+    config's timeout as its deadline. Nothing is retried here: the bulk engine decides what may be sent again.
+
+    :param config: the client settings; ``grpc_address`` must be set.
+    """
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self._metadata = (("authorization", f"Bearer {config.token}"),)
+        self._channel = shared_channel(config)
+        self._stubs: dict[str, Any] = {}
+
+    async def ready(self, timeout: float) -> bool:
+        """Whether the server accepts a connection (TLS included): False at the first failed attempt, or when
+        ``timeout`` seconds pass without an answer.
+
+        :param timeout: seconds to wait.
+        """
+        import grpc
+
+        state = self._channel.get_state(try_to_connect=True)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while state != grpc.ChannelConnectivity.READY:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN) \
+                    or remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._channel.wait_for_state_change(state), remaining)
+            except asyncio.TimeoutError:
+                return False
+            state = self._channel.get_state(try_to_connect=True)
+        return True
+
+    async def _call(self, method: str, request: Any, response_type: Any) -> Any:
+        import grpc
+
+        stub = self._stubs.get(method)
+        if stub is None:
+            stub = self._stubs[method] = self._channel.unary_unary(
+                method, request_serializer=_serialize, response_deserializer=response_type.FromString)
+        try:
+            return await stub(request, metadata=self._metadata, timeout=self.config.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise grpc_error(exc, method, self.config.token) from None
+
+    async def bulk_trigger(self, requests: Sequence[Any]) -> list[str]:
+        """Trigger the runs of ``TriggerWorkflowRequest`` messages in one call; their ids in order.
+
+        :param requests: the messages (see :func:`trigger_request`).
+        :raises HatchetError: mapped from the gRPC status (see ``errors.py``).
+        """
+        response = await self._call(_protos.BULK_TRIGGER,
+                                    _protos.BulkTriggerWorkflowRequest(workflows=list(requests)),
+                                    _protos.BulkTriggerWorkflowResponse)
+        run_ids = [str(run_id) for run_id in response.workflow_run_ids]
+        if len(run_ids) != len(requests):
+            raise HatchetMalformedResponseError(f"{len(run_ids)} run ids for {len(requests)} runs", method="gRPC",
+                                                path=_protos.BULK_TRIGGER)
+        return run_ids
+
+    async def push_events(self, events: Sequence[EventSpec]) -> list[str]:
+        """Push events (one with ``Push``, more with ``BulkPush``) and return their ids in order.
+
+        :param events: the events.
+        :raises HatchetError: mapped from the gRPC status.
+        """
+        requests = [event_request(event) for event in events]
+        if len(requests) == 1:
+            answer = await self._call(_protos.PUSH_EVENT, requests[0], _protos.Event)
+            event_ids = [str(answer.event_id)]
+        else:
+            answer = await self._call(_protos.BULK_PUSH, _protos.BulkPushEventRequest(events=requests),
+                                      _protos.Events)
+            event_ids = [str(event.event_id) for event in answer.events]
+        if len(event_ids) != len(requests) or not all(event_ids):
+            raise HatchetMalformedResponseError(f"{len(event_ids)} event ids for {len(requests)} events",
+                                                method="gRPC", path=_protos.BULK_PUSH)
+        return event_ids
+
+
+def _serialize(message: Any) -> bytes:
+    return bytes(message.SerializeToString())

@@ -1,0 +1,249 @@
+"""The gRPC client against the simulator's gRPC face on loopback: messages, errors, channels, the bulk sender."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from airflow_provider_hatchet import _protos
+from airflow_provider_hatchet.client import AsyncHatchetClient
+from airflow_provider_hatchet.client.bulk import BulkItem, BulkTrigger
+from airflow_provider_hatchet.client.config import ClientConfig
+from airflow_provider_hatchet.client.errors import (
+    HatchetAuthError,
+    HatchetBadRequestError,
+    HatchetConfigError,
+    HatchetRateLimitError,
+    HatchetTransportError,
+)
+from airflow_provider_hatchet.client.grpc.bulk import GrpcSender, choose_sender
+from airflow_provider_hatchet.client.grpc.channel import close_channels, shared_channel
+from airflow_provider_hatchet.client.grpc.client import AsyncGrpcClient, trigger_request
+from airflow_provider_hatchet.hooks._connection import config_from_connection
+from airflow_provider_hatchet.testing import Faults
+
+pytestmark = pytest.mark.af2
+
+
+@pytest.fixture
+def face(hatchet: Any) -> Iterator[Any]:
+    """The session simulator's gRPC face, for one test."""
+    with hatchet.grpc_server() as grpc_face:
+        yield grpc_face
+
+
+def config_for(sim: Any, **options: Any) -> ClientConfig:
+    options.setdefault("grpc_tls", False)
+    return ClientConfig.from_token(sim.token, **options)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def bulk(config: ClientConfig, requests: list[Any]) -> list[str]:
+    try:
+        return await AsyncGrpcClient(config).bulk_trigger(requests)
+    finally:
+        await close_channels()
+
+
+def test_messages_carry_hatchets_field_numbers() -> None:
+    request = _protos.TriggerWorkflowRequest(name="a", input="{}", additional_metadata="{}", priority=2)
+    # name=1, input=2, additional_metadata=7, priority=9 (v1/shared/trigger.proto)
+    assert request.SerializeToString() == b"\x0a\x01a\x12\x02{}\x3a\x02{}\x48\x02"
+    bulk_request = _protos.BulkTriggerWorkflowRequest(workflows=[_protos.TriggerWorkflowRequest(name="b")])
+    assert bulk_request.SerializeToString() == b"\x0a\x03\x0a\x01b"
+    event = _protos.PushEventRequest(key="k", payload="{}", additional_metadata="m", priority=1, scope="s")
+    # key=1, payload=2, additional_metadata=4, priority=5, scope=6 (events/events.proto)
+    assert event.SerializeToString() == b"\x0a\x01k\x12\x02{}\x22\x01m\x28\x01\x32\x01s"
+    # An unset optional field is not sent, as with proto3's explicit presence.
+    assert _protos.TriggerWorkflowRequest(name="a").SerializeToString() == b"\x0a\x01a"
+
+
+def test_the_address_comes_from_the_token_and_the_extra_overrides_it(hatchet: Any) -> None:
+    assert ClientConfig.from_token(hatchet.token).grpc_address == "127.0.0.1:7070"
+    config = config_from_connection(hatchet.token, None, None, None,
+                                    {"grpc_address": "h.internal:443", "grpc_tls": "false"}, None)
+    assert (config.grpc_address, config.grpc_tls) == ("h.internal:443", False)
+    assert config_from_connection(hatchet.token, None, None, None, {}, None).grpc_tls is True
+    with pytest.raises(HatchetConfigError, match="'grpc_address' must be host:port"):
+        config_from_connection(hatchet.token, None, None, None, {"grpc_address": "https://h"}, None)
+    with pytest.raises(HatchetConfigError, match="'grpc_tls' must be true or false"):
+        config_from_connection(hatchet.token, None, None, None, {"grpc_tls": "maybe"}, None)
+
+
+def test_bulk_trigger_creates_runs_as_the_rest_trigger_would_in_order(hatchet: Any, face: Any) -> None:
+    requests = [trigger_request("demo-etl", {"i": i}, {"k": str(i)}, 3 if i == 1 else None) for i in range(5)]
+
+    run_ids = asyncio.run(bulk(config_for(hatchet), requests))
+
+    runs = {run.id: run for run in hatchet.runs}
+    assert [runs[run_id].input for run_id in run_ids] == [{"i": i} for i in range(5)]
+    assert [runs[run_id].additional_metadata for run_id in run_ids] == [{"k": str(i)} for i in range(5)]
+    assert [runs[run_id].priority for run_id in run_ids] == [None, 3, None, None, None]
+    calls = [r for r in hatchet.requests if r.route == "bulk_trigger"]
+    assert len(calls) == 1 and calls[0].path == "/WorkflowService/BulkTriggerWorkflow"
+
+
+@pytest.mark.parametrize(("prepare", "request_args", "error", "text"), [
+    (lambda sim: None, ("demo-etl", {}, None, 7), HatchetBadRequestError, "priority must be between 1 and 3"),
+    (lambda sim: sim.fail_next("bulk_trigger", status=429), ("demo-etl", {}, None, None), HatchetRateLimitError,
+     "RESOURCE_EXHAUSTED"),
+    (lambda sim: sim.fail_next("bulk_trigger", status=503, after_create=True), ("demo-etl", {}, None, None),
+     HatchetTransportError, "UNAVAILABLE"),
+    (lambda sim: sim.fail_next("bulk_trigger", drop=True, after_create=True), ("demo-etl", {}, None, None),
+     HatchetTransportError, "CANCELLED"),
+    (lambda sim: sim.fail_next("bulk_trigger", status=500), ("demo-etl", {}, None, None), Exception, "INTERNAL"),
+])
+def test_status_codes_map_into_the_error_tree(hatchet: Any, face: Any, prepare: Any, request_args: Any,
+                                              error: type[Exception], text: str) -> None:
+    prepare(hatchet)
+    config = config_for(hatchet)
+    with pytest.raises(error, match=text) as caught:
+        asyncio.run(bulk(config, [trigger_request(*request_args)]))
+    assert config.token not in str(caught.value)
+    if isinstance(caught.value, HatchetTransportError):
+        assert caught.value.maybe_sent
+
+
+def test_a_bad_token_is_an_auth_error_that_does_not_show_it(hatchet: Any, face: Any) -> None:
+    token = hatchet.mint_token(expires_in=-10)
+    config = ClientConfig.from_token(token, grpc_tls=False)
+    with pytest.raises(HatchetAuthError, match="UNAUTHENTICATED") as caught:
+        asyncio.run(bulk(config, [trigger_request("demo-etl", {}, None, None)]))
+    assert caught.value.status_code == 401 and token not in str(caught.value)
+
+
+def test_one_channel_per_server_and_loop_closed_with_the_loop(hatchet: Any, face: Any) -> None:
+    config = config_for(hatchet)
+
+    async def channels() -> tuple[Any, Any, Any]:
+        first, second = shared_channel(config), AsyncGrpcClient(config)._channel
+        await AsyncGrpcClient(config).bulk_trigger([trigger_request("demo-etl", {}, None, None)])
+        await close_channels()
+        return first, second, shared_channel(config)
+
+    first, second, after_close = asyncio.run(channels())
+    other_loop = asyncio.run(channels())[0]
+    assert first is second
+    assert after_close is not first and other_loop is not first
+
+
+def test_auto_probes_and_falls_back_when_the_port_is_closed(hatchet: Any, face: Any) -> None:
+    async def choose(config: ClientConfig, transport: str) -> tuple[Any, str]:
+        try:
+            return await choose_sender(config, transport)
+        finally:
+            await close_channels()
+
+    open_sender, how = asyncio.run(choose(config_for(hatchet), "auto"))
+    assert isinstance(open_sender, GrpcSender) and "over gRPC" in how
+    closed = config_for(hatchet, grpc_address=f"127.0.0.1:{closed_port()}")
+    sender, how = asyncio.run(choose(closed, "auto"))
+    assert sender is None and "did not accept a connection" in how
+    assert asyncio.run(choose(closed, "rest"))[0] is None
+    no_address = ClientConfig(token=hatchet.token, server_url=hatchet.server_url, tenant_id=hatchet.tenant_id)
+    assert asyncio.run(choose(no_address, "auto"))[0] is None
+    with pytest.raises(HatchetConfigError, match="grpc_address"):
+        asyncio.run(choose(no_address, "grpc"))
+
+
+def test_chunks_hold_at_most_1000_runs_and_stay_under_the_byte_budget(hatchet: Any) -> None:
+    sender = GrpcSender(AsyncGrpcClient.__new__(AsyncGrpcClient), max_bytes=10_000)
+    small = [(i, BulkItem("w", {"i": i})) for i in range(2500)]
+    assert [len(c) for c in GrpcSender(AsyncGrpcClient.__new__(AsyncGrpcClient)).chunks(iter(small))] == [
+        1000, 1000, 500]
+    big = [(i, BulkItem("w", {"blob": "x" * 3000})) for i in range(7)]
+    chunks = list(sender.chunks(iter(big)))
+    assert [len(c) for c in chunks] == [3, 3, 1]
+    assert [i for chunk in chunks for i, _ in chunk] == list(range(7))
+    assert all(sum(m.ByteSize() for _, m in chunk) < 10_000 for chunk in chunks)
+
+
+def test_the_engine_over_grpc_creates_each_run_once_through_faults(hatchet: Any, face: Any) -> None:
+    hatchet.faults = Faults(error_rate=0.3, error_after_create=0.5, drop_after_create_rate=0.2,
+                            routes=("bulk_trigger",))
+    config = config_for(hatchet)
+    items = [BulkItem("demo-etl", {"i": i}) for i in range(600)]
+
+    async def run() -> Any:
+        async with AsyncHatchetClient(config) as client:
+            engine = BulkTrigger(client, items, batch_metadata={"batch": "b1"}, index_key="index",
+                                 since=datetime.now(timezone.utc) - timedelta(minutes=1), max_concurrency=3,
+                                 visibility_window=0.3, lookup_rounds=6,
+                                 sender=GrpcSender(AsyncGrpcClient(config), max_runs=40))
+            try:
+                return await engine.run()
+            finally:
+                await close_channels()
+
+    result = asyncio.run(run())
+    hatchet.clear_faults()
+
+    assert result.ok, result.failed
+    runs = {}
+    for run in hatchet.runs:
+        index = int(run.additional_metadata["index"])
+        assert index not in runs, f"two runs for item {index}"
+        runs[index] = run
+    assert len(runs) == 600
+    assert result.run_ids == [runs[i].id for i in range(600)]
+    assert result.recovered, "the faults made no chunk ambiguous"
+    assert result.requests < 600 // 40 * 3
+
+
+def test_importing_the_operators_does_not_import_grpc() -> None:
+    code = ("import sys, airflow_provider_hatchet.operators.hatchet, airflow_provider_hatchet.triggers.hatchet; "
+            "print(sorted(m for m in sys.modules if m == 'grpc' or m.startswith('google.protobuf')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "'grpc'" not in out
+
+
+def test_the_resolved_grpcio_and_protobuf_satisfy_the_declared_ranges() -> None:
+    # What `uv pip install --dry-run -e .` shows: installing the package changes neither (see the README).
+    from importlib.metadata import version
+    from pathlib import Path
+
+    import tomllib
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    declared = {r.name: r for r in map(Requirement, pyproject["project"]["dependencies"])}
+    for name in ("grpcio", "protobuf"):
+        assert declared[name].specifier.contains(version(name)), (name, version(name))
+
+
+def test_a_chunk_listed_later_than_the_window_is_not_sent_again(hatchet: Any, face: Any) -> None:
+    # A busy server lists new runs later than the engine's window: a first lookup that finds none of a chunk's
+    # runs does not prove they do not exist.
+    hatchet.visibility_delay = 0.7
+    hatchet.fail_next("bulk_trigger", status=503, after_create=True)
+    config = config_for(hatchet)
+    items = [BulkItem("demo-etl", {"i": i}) for i in range(20)]
+
+    async def run() -> Any:
+        async with AsyncHatchetClient(config) as client:
+            engine = BulkTrigger(client, items, batch_metadata={"batch": "late"}, index_key="index",
+                                 since=datetime.now(timezone.utc) - timedelta(minutes=1), max_concurrency=1,
+                                 visibility_window=0.5, sender=GrpcSender(AsyncGrpcClient(config), max_runs=10))
+            try:
+                return await engine.run()
+            finally:
+                await close_channels()
+
+    result = asyncio.run(run())
+
+    assert result.ok
+    assert len(hatchet.runs) == 20
+    assert sorted(result.recovered) == list(range(10))
+    assert result.run_ids == [run.id for run in hatchet.runs]
