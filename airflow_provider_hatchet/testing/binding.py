@@ -216,3 +216,16 @@ def parse_time_param(name: str, raw: str) -> float:
             problem = f"parsing time {json.dumps(raw)}: day out of range"
     raise BindError(f"Invalid format for parameter {name}: error parsing '{raw}' as RFC3339 or 2006-01-02 time: "
                     f"{problem}")
+
+
+def metadata_filters(values: list[str]) -> dict[str, str]:
+    """Turn ``k:v`` filters into the server's map: split on the first colon, no colon ignored, last key wins.
+
+    :param values: the raw filters.
+    """
+    pairs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition(":")
+        if sep:
+            pairs[key] = value
+    return pairs

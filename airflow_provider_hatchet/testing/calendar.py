@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from ._http import SimResponse, api_errors, json_response, message
-from .binding import BindError, bind_object, parse_int, parse_rfc3339, parse_time_param
+from .binding import BindError, bind_object, metadata_filters, parse_int, parse_rfc3339, parse_time_param
 
 if TYPE_CHECKING:
     from .store import SimState, Tenant
@@ -199,14 +199,6 @@ def _paging(q: dict[str, list[str]]) -> tuple[int, int]:
     return max(offset, 0), (limit if limit > 0 else DEFAULT_LIMIT)
 
 
-def _pairs(values: list[str]) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition(":")
-        if sep:
-            pairs[key] = value
-    return pairs
-
 
 def _carries(metadata: dict[str, Any], pairs: dict[str, str]) -> bool:
     return all(metadata.get(k) == v for k, v in pairs.items())
@@ -337,7 +329,7 @@ class CalendarApi:
             offset, limit = _paging(q)
         except BindError as exc:
             return message(400, str(exc))
-        pairs = _pairs(q.get("additionalMetadata", []))
+        pairs = metadata_filters(q.get("additionalMetadata", []))
         workflow_id = (q.get("workflowId") or [""])[0].lower()
         if workflow_id and not _UUID.match(workflow_id):
             problem = (f"invalid UUID length: {len(workflow_id)}" if len(workflow_id) not in (32, 36)
@@ -433,7 +425,7 @@ class CalendarApi:
         except BindError as exc:
             return message(400, str(exc))
         keys = set(q.get("keys", []))
-        pairs = _pairs(q.get("additionalMetadata", []))
+        pairs = metadata_filters(q.get("additionalMetadata", []))
         rows = [e for e in reversed(self.calendar.events) if e.tenant_id == tenant.id
                 and (not keys or e.key in keys) and (since is None or e.created >= since)
                 and (until is None or e.created <= until) and _carries(e.metadata, pairs)]

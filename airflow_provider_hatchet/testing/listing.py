@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ._http import SimResponse, json_response, message
-from .binding import BindError, parse_bool, parse_int, parse_rfc3339, parse_time_param
+from .binding import BindError, metadata_filters, parse_bool, parse_int, parse_rfc3339, parse_time_param
 from .render import list_run, list_task
 from .runs import STATUSES, Run
 from .store import RunQuery, SimState, Tenant
@@ -65,19 +65,6 @@ def workflow_pagination(total: int, offset: int, limit: int) -> dict[str, int]:
     current = 1 + math.ceil(offset / limit)
     return {"current_page": current, "next_page": current if current == pages else current + 1,
             "num_pages": pages}
-
-
-def metadata_filters(values: list[str]) -> dict[str, str]:
-    """Turn ``k:v`` filters into the server's map: split on the first colon, no colon ignored, last key wins.
-
-    :param values: the raw filters.
-    """
-    pairs: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition(":")
-        if sep:
-            pairs[key] = value
-    return pairs
 
 
 def _first(query: Query, name: str) -> str | None:
