@@ -10,11 +10,12 @@ the ids read back are exactly the batch's.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
-from airflow_provider_hatchet.client.paging import RUN_PAGE_SIZE
+from airflow_provider_hatchet.client.models import RunSummary
+from airflow_provider_hatchet.client.paging import RUN_PAGE_SIZE, has_more
 
 
 def ids_digest(run_ids: Sequence[str]) -> str:
@@ -23,6 +24,34 @@ def ids_digest(run_ids: Sequence[str]) -> str:
     :param run_ids: the run ids.
     """
     return hashlib.sha256("\n".join(run_ids).encode()).hexdigest()
+
+
+async def batch_rows(
+    client: AsyncHatchetClient, batch: Mapping[str, str], count: int, *, since: datetime, index_key: str,
+    on_page: Callable[[], None] | None = None,
+) -> AsyncIterator[tuple[int, RunSummary]]:
+    """Yield ``(index, run)`` for each listed run of a batch, newest first: rows that carry the batch's metadata
+    (the server's filter is not trusted) and an item index below ``count``.
+
+    :param client: the async client.
+    :param batch: the metadata pairs that mark the batch's runs.
+    :param count: how many items the batch has.
+    :param since: no run of the batch was created before this.
+    :param index_key: the metadata key holding each run's item index.
+    :param on_page: called before each page is requested (to count the requests).
+    """
+    offset = 0
+    while True:
+        if on_page is not None:
+            on_page()
+        page = await client.list_runs(since=since, additional_metadata=batch, offset=offset, limit=RUN_PAGE_SIZE)
+        for row in page.rows:
+            raw = row.additional_metadata.get(index_key)
+            if isinstance(raw, str) and raw.isdigit() and int(raw) < count and row.has_metadata(batch):
+                yield int(raw), row
+        if not has_more(len(page.rows), RUN_PAGE_SIZE, page.pagination):
+            return
+        offset += len(page.rows)
 
 
 async def find_batch_runs(
@@ -41,10 +70,7 @@ async def find_batch_runs(
     """
     found: list[str | None] = [None] * count
     key, value = batch
-    async for row in client.iter_runs(since=since, page_size=RUN_PAGE_SIZE, additional_metadata={key: value}):
-        raw = row.additional_metadata.get(index_key)
-        if not row.has_metadata({key: value}) or not isinstance(raw, str):
-            continue
-        if raw.isdigit() and int(raw) < count and found[int(raw)] is None:
-            found[int(raw)] = row.id
+    async for index, row in batch_rows(client, {key: value}, count, since=since, index_key=index_key):
+        if found[index] is None:
+            found[index] = row.id
     return found

@@ -38,6 +38,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
+from airflow_provider_hatchet.client.batch_runs import batch_rows
 from airflow_provider_hatchet.client.bulk_result import (
     CREATED,
     RECOVERED,
@@ -59,7 +60,6 @@ from airflow_provider_hatchet.client.errors import (
     HatchetTransportError,
 )
 from airflow_provider_hatchet.client.models import RunStatus, RunSummary
-from airflow_provider_hatchet.client.paging import RUN_PAGE_SIZE, has_more
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 
 __all__ = [
@@ -418,25 +418,13 @@ class BulkTrigger:
 
     async def _batch_runs(self) -> AsyncIterator[tuple[int, RunSummary]]:
         """Yield ``(index, run)`` for every run of the batch, skipping runs known to be stale."""
-        total = len(self._items)
-        offset = 0
-        while True:
-            self._lookups += 1
-            page = await self._client.list_runs(
-                since=self._since, additional_metadata=self._batch, offset=offset, limit=RUN_PAGE_SIZE
-            )
-            for row in page.rows:
-                raw = row.additional_metadata.get(self._index_key)
-                if not isinstance(raw, str) or not raw.isdigit() or row.id in self._stale:
-                    continue
-                if not row.has_metadata(self._batch):
-                    continue
-                index = int(raw)
-                if index < total:
-                    yield index, row
-            if not has_more(len(page.rows), RUN_PAGE_SIZE, page.pagination):
-                return
-            offset += len(page.rows)
+        async for index, row in batch_rows(self._client, self._batch, len(self._items), since=self._since,
+                                           index_key=self._index_key, on_page=self._count_lookup):
+            if row.id not in self._stale:
+                yield index, row
+
+    def _count_lookup(self) -> None:
+        self._lookups += 1
 
     def _held_back(self, chunks: list[list[int]], missing: set[int]) -> list[list[int]]:
         """The chunks whose missing items must not be sent again yet, because they may exist.
