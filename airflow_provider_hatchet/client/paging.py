@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from airflow_provider_hatchet.client.models import Pagination
 
-# Rows per request of the run list (the waiter's scans, lookups by metadata) and of the workflow list.
+# Rows per request of the run list (the waiter's scans, lookups by metadata), of the workflow list, and of the
+# AssetWatcher polls' run and event lists.
 RUN_PAGE_SIZE = 1000
 WORKFLOW_PAGE_SIZE = 200
+WATCH_PAGE_SIZE = 500
 
 
 def has_more(rows: int, limit: int, pagination: Pagination) -> bool:

@@ -22,12 +22,12 @@ from typing import Any
 
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.models import RunStatus, RunSummary
+from airflow_provider_hatchet.client.paging import WATCH_PAGE_SIZE, has_more
 from airflow_provider_hatchet.client.scheduling import HatchetEvent
 
 # The largest run output or event payload (bytes of JSON) a trigger event carries; a larger one is left out
 # and flagged, since each trigger event is stored in Airflow's metadata database.
 MAX_PAYLOAD_BYTES = 16 * 1024
-PAGE_SIZE = 500
 UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING)
 TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 
@@ -248,12 +248,12 @@ async def run_snapshot(
     """
     now = utcnow()
     horizon = now - timedelta(seconds=overlap)
-    async for row in client.iter_runs(since=since, page_size=PAGE_SIZE, statuses=UNFINISHED,
+    async for row in client.iter_runs(since=since, page_size=WATCH_PAGE_SIZE, statuses=UNFINISHED,
                                       workflow_ids=[workflow_id]):
         horizon = min(horizon, _aware(row.inserted_at or row.created_at or horizon))
     items = []
     pairs = dict(additional_metadata or {})
-    async for row in client.iter_runs(since=since, page_size=PAGE_SIZE, statuses=statuses,
+    async for row in client.iter_runs(since=since, page_size=WATCH_PAGE_SIZE, statuses=statuses,
                                       workflow_ids=[workflow_id], additional_metadata=pairs or None,
                                       include_payloads=include_output):
         if row.status.is_terminal and row.has_metadata(pairs):
@@ -283,11 +283,11 @@ async def event_snapshot(
     offset = 0
     while True:
         page = await client.list_events(since=since, keys=list(keys), additional_metadata=additional_metadata,
-                                        offset=offset, limit=PAGE_SIZE)
+                                        offset=offset, limit=WATCH_PAGE_SIZE)
         for event in page.rows:
             items[event.id] = event_item(event)
-        if len(page.rows) < PAGE_SIZE:
+        if not has_more(len(page.rows), WATCH_PAGE_SIZE, page.pagination):
             break
-        offset += PAGE_SIZE
+        offset += len(page.rows)
     horizon = max(now - timedelta(seconds=overlap), since)
     return Snapshot(sorted(items.values(), key=lambda i: (i.at, i.id)), horizon)
