@@ -101,8 +101,8 @@ class HatchetTriggerOperatorBase(BaseOperator):
             **kwargs,
         )
 
-    def finish_wait(self, context: Context, event: dict[str, Any] | None) -> list[Any]:
-        """Check the trigger's event: return the outputs on success; raise on failure or timeout.
+    def finish_wait(self, context: Context, event: dict[str, Any] | None) -> tuple[list[Any], list[str]]:
+        """Check the trigger's event: return the outputs and the run ids on success; raise on failure or timeout.
 
         Runs that failed, were cancelled or timed out raise the matching subclass of
         :class:`~airflow_provider_hatchet.exceptions.HatchetRunError`.
@@ -115,7 +115,7 @@ class HatchetTriggerOperatorBase(BaseOperator):
         except ValueError as exc:
             raise AirflowException(str(exc)) from None
         if wait.status is WaitStatus.SUCCESS:
-            return wait.outputs or [{} for _ in wait.run_ids]
+            return wait.outputs or [{} for _ in wait.run_ids], wait.run_ids
         if wait.status is WaitStatus.TIMEOUT:
             # The trigger has already cancelled the unfinished runs (cancel_on_timeout).
             raise run_error(wait, wait.message or "The wait for the Hatchet runs timed out.")

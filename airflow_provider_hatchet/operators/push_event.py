@@ -103,12 +103,12 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
         trigger = self.wait_trigger(context, run_ids, batch_key=batch_key)
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
-        context["ti"].xcom_push(key=OUTPUT_KEY, value=self.finish_wait(context, first_event(trigger)))
+        context["ti"].xcom_push(key=OUTPUT_KEY, value=self.finish_wait(context, first_event(trigger))[0])
         return event_ids
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after deferral: push the outputs, or fail naming the failed runs."""
-        context["ti"].xcom_push(key=OUTPUT_KEY, value=self.finish_wait(context, event))
+        context["ti"].xcom_push(key=OUTPUT_KEY, value=self.finish_wait(context, event)[0])
         return list(context["ti"].xcom_pull(task_ids=self.task_id, key=EVENT_IDS_KEY) or [])
 
     def _event_list(self) -> list[Any]:

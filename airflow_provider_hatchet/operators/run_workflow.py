@@ -14,7 +14,6 @@ from airflow_provider_hatchet.client import TriggerRequest, validation
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
 from airflow_provider_hatchet.client.models import RunStatus, RunSummary
-from airflow_provider_hatchet.client.wait_event import WaitEvent
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.operators._base import (
@@ -163,18 +162,19 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Resume after deferral: push the output, or fail with Hatchet's error."""
-        self._push_output(context, event)
-        return self._succeed(context, WaitEvent.from_payload(event).run_ids[0])
+        return self._succeed(context, self._push_output(context, event))
 
     def on_kill(self) -> None:
         """Cancel the run, best effort, when the task is killed in the worker."""
         if self.run_id:
             self.cancel([self.run_id], "the task was killed")
 
-    def _push_output(self, context: Context, event: dict[str, Any] | None) -> None:
-        outputs = self.finish_wait(context, event)
+    def _push_output(self, context: Context, event: dict[str, Any] | None) -> str:
+        """Push the run's output from the trigger's event and return the run id."""
+        outputs, run_ids = self.finish_wait(context, event)
         context["ti"].xcom_push(key=OUTPUT_KEY, value=outputs[0])
-        self.log.info("Hatchet run %s completed.", self.run_id or WaitEvent.from_payload(event).run_ids[0])
+        self.log.info("Hatchet run %s completed.", self.run_id or run_ids[0])
+        return run_ids[0]
 
     def _announce(self, context: Context, run_id: str) -> None:
         self.run_id = run_id

@@ -12,7 +12,6 @@ from airflow_provider_hatchet.client.bulk import BulkProgress, BulkResult, BulkT
 from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
 from airflow_provider_hatchet.client.errors import HatchetError, HatchetNotFoundError, HatchetRetryableError
 from airflow_provider_hatchet.client.grpc import MAX_CHUNK_RUNS, TRANSPORTS
-from airflow_provider_hatchet.client.wait_event import WaitEvent
 from airflow_provider_hatchet.client.waiter import run_sync
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.operators._base import (
@@ -135,8 +134,7 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after deferral: push the outputs, or fail naming the failed runs."""
-        self._push_outputs(context, event)
-        return self._succeed(context, WaitEvent.from_payload(event).run_ids)
+        return self._succeed(context, self._push_outputs(context, event))
 
     def on_kill(self) -> None:
         """Cancel the batch's runs if the task is killed while waiting on them.
@@ -218,6 +216,9 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
             return False
         return finished.issuperset(self.run_ids)
 
-    def _push_outputs(self, context: Context, event: dict[str, Any] | None) -> None:
-        context["ti"].xcom_push(key=OUTPUT_KEY, value=self.finish_wait(context, event))
-        self.log.info("All %d Hatchet runs completed.", len(WaitEvent.from_payload(event).run_ids))
+    def _push_outputs(self, context: Context, event: dict[str, Any] | None) -> list[str]:
+        """Push the runs' outputs from the trigger's event and return the run ids."""
+        outputs, run_ids = self.finish_wait(context, event)
+        context["ti"].xcom_push(key=OUTPUT_KEY, value=outputs)
+        self.log.info("All %d Hatchet runs completed.", len(run_ids))
+        return run_ids

@@ -109,7 +109,7 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Resume once the run has finished: push its output, or fail with Hatchet's error."""
-        outputs = self.finish_wait(context, event)
+        outputs, _ = self.finish_wait(context, event)
         context["ti"].xcom_push(key=OUTPUT_KEY, value=outputs[0])
         return str(self.scheduled_id or context["ti"].xcom_pull(task_ids=self.task_id, key=SCHEDULED_ID_KEY))
 
