@@ -57,12 +57,30 @@ def _error(code: str, details: str) -> GrpcAnswer:
     return GrpcAnswer(code=code, details=details)
 
 
-def _json_object(text: str, field: str) -> dict[str, Any] | GrpcAnswer:
+def _json_value(text: str, field: str) -> Any:
+    """A JSON field's value (``{}`` when empty), or the error the engine gives; ``field`` is the name its
+    message uses (``payload`` for a trigger's input too)."""
     try:
-        value = json.loads(text) if text else {}
+        return json.loads(text) if text else {}
     except ValueError:
-        return _error("INVALID_ARGUMENT", f"{field} is not valid JSON")
-    return value if isinstance(value, dict) else _error("INVALID_ARGUMENT", f"{field} is not a JSON object")
+        return _error("INVALID_ARGUMENT", f"Invalid request: invalid json in field `{field}`")
+
+
+def _json_object(text: str, field: str) -> dict[str, Any] | GrpcAnswer:
+    value = _json_value(text, field)
+    if isinstance(value, (GrpcAnswer, dict)):
+        return value
+    return _error("INVALID_ARGUMENT", f"Invalid request: {field} is not a JSON object")
+
+
+def _priority_error(priority: int) -> GrpcAnswer | None:
+    if 1 <= priority <= 3:
+        return None
+    return _error("INVALID_ARGUMENT", f"priority must be between 1 and 3, got {priority}")
+
+
+def _timestamp(seconds: float) -> Any:
+    return _protos.Timestamp(seconds=int(seconds), nanos=int(seconds % 1 * 1e9))
 
 
 class HatchetGrpcApi:
@@ -118,19 +136,21 @@ class HatchetGrpcApi:
         :param request: the message.
         """
         body: dict[str, Any] = {"workflowName": request.name}
-        run_input = _json_object(request.input, "input")
+        # The engine takes any JSON value as the input, and names the field ``payload`` when it is not JSON.
+        run_input = _json_value(request.input, "payload")
         if isinstance(run_input, GrpcAnswer):
             return run_input
         body["input"] = run_input
         if request.HasField("additional_metadata"):
-            metadata = _json_object(request.additional_metadata, "additional_metadata")
+            metadata = _json_object(request.additional_metadata, "additionalMetadata")
             if isinstance(metadata, GrpcAnswer):
                 return metadata
             body["additionalMetadata"] = metadata
         if request.HasField("priority"):
-            if not 1 <= request.priority <= 3:
-                return _error("INVALID_ARGUMENT",
-                              f"Invalid request: priority must be between 1 and 3, got {request.priority}")
+            wrong = _priority_error(request.priority)
+            if wrong is not None:
+                wrong.details = f"Invalid request: {wrong.details}"
+                return wrong
             body["priority"] = request.priority
         return body
 
@@ -179,15 +199,20 @@ class HatchetGrpcApi:
     def _push(self, tenant: Tenant, requests: list[Any], *, single: bool) -> GrpcAnswer:
         if len(requests) > MAX_BULK_EVENTS:
             return _error("INVALID_ARGUMENT", f"too many events: {len(requests)} (at most {MAX_BULK_EVENTS})")
+        if not requests:
+            return _error("INVALID_ARGUMENT", "No events to ingest")
         events: list[tuple[Any, dict[str, Any], dict[str, Any]]] = []
         for request in requests:
             payload = _json_object(request.payload, "payload")
             if isinstance(payload, GrpcAnswer):
                 return payload
             metadata = _json_object(request.additional_metadata if request.HasField("additional_metadata") else "",
-                                    "additional_metadata")
+                                    "additionalMetadata")
             if isinstance(metadata, GrpcAnswer):
                 return metadata
+            wrong = _priority_error(request.priority) if request.HasField("priority") else None
+            if wrong is not None:
+                return wrong
             events.append((request, payload, metadata))
         now = self.state.clock()
         answers = []
@@ -200,8 +225,11 @@ class HatchetGrpcApi:
                     if request.HasField("priority"):
                         body["priority"] = request.priority
                     self.state.create_run(tenant, spec, body, now, triggering_event=event_id)
-            answers.append(_protos.Event(tenant_id=tenant.id, event_id=event_id, key=request.key,
-                                         payload=request.payload, event_timestamp=request.event_timestamp))
-            if request.HasField("additional_metadata"):
-                answers[-1].additional_metadata = request.additional_metadata
+            # The engine answers in proto3, which sends no empty field; the time is the server's when not given.
+            answer = _protos.Event(tenant_id=tenant.id, event_id=event_id, event_timestamp=(
+                request.event_timestamp if request.HasField("event_timestamp") else _timestamp(self.state.wall(now))))
+            for name in ("key", "payload", "additional_metadata"):
+                if getattr(request, name):
+                    setattr(answer, name, getattr(request, name))
+            answers.append(answer)
         return GrpcAnswer(answers[0] if single else _protos.Events(events=answers))

@@ -58,12 +58,14 @@ class Target:
     :param url: the REST API's base URL.
     :param token: a token of the default tenant.
     :param foreign_token: a token of another tenant on the same server.
+    :param grpc_address: its gRPC API's ``host:port`` (plaintext), for the scenarios that use gRPC.
     """
 
     name: str
     url: str
     token: str
     foreign_token: str
+    grpc_address: str = ""
 
     @property
     def tenant(self) -> str:
@@ -81,12 +83,12 @@ class Exchange:
     """One recorded answer.
 
     :param step: the step name, unique within its scenario.
-    :param status: the HTTP status, or ``None`` for a status watch.
+    :param status: the HTTP status, ``grpc:<CODE>`` for a gRPC call, or ``None`` for a status watch.
     :param body: the decoded JSON body (``{"<text>": ...}`` when not JSON); for a watch, the states seen.
     """
 
     step: str
-    status: int | None
+    status: int | str | None
     body: Any
 
 
@@ -105,6 +107,7 @@ class Session:
     names: dict[str, str] = field(default_factory=dict)
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     _hanging: list[str] = field(default_factory=list)
+    _channel: Any = None
 
     def __post_init__(self) -> None:
         self.names.update({self.target.tenant: "<tenant>", self.target.foreign_tenant: "<foreign-tenant>",
@@ -158,11 +161,41 @@ class Session:
             self.record(step, response.status_code, _decode(response))
         return response
 
-    def record(self, step: str, status: int | None, body: Any) -> None:
+    def grpc(self, step: str | None, method: str, request: Any, reply: Any, *, auth: str = "default") -> Any:
+        """Send one unary gRPC call to the target's gRPC address and record its answer under ``step``: the status
+        as ``grpc:<CODE>``; the reply with the contracts' field names, or the error's text and its decoded
+        ``google.rpc.Status`` details. Return the reply (``None`` on an error).
+
+        :param step: the step name (``None``: do not record).
+        :param method: the full method path, e.g. ``/WorkflowService/BulkTriggerWorkflow``.
+        :param request: the request message (from ``airflow_provider_hatchet._protos``).
+        :param reply: the reply's message class.
+        :param auth: the caller, as for :meth:`headers`.
+        """
+        import grpc
+        from google.protobuf.json_format import MessageToDict
+
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(self.target.grpc_address)
+        call = self._channel.unary_unary(method, request_serializer=type(request).SerializeToString,
+                                         response_deserializer=reply.FromString)
+        metadata = [(key.lower(), value) for key, value in self.headers(auth).items()]
+        try:
+            answer = call(request, metadata=metadata, timeout=30)
+        except grpc.RpcError as exc:
+            if step is not None:
+                self.record(step, f"grpc:{exc.code().name}",
+                            {"details": exc.details(), "status_details": _status_details(exc.trailing_metadata())})
+            return None
+        if step is not None:
+            self.record(step, "grpc:OK", _without_times(MessageToDict(answer, preserving_proto_field_name=True)))
+        return answer
+
+    def record(self, step: str, status: int | str | None, body: Any) -> None:
         """Record an answer.
 
         :param step: the step name; must be new in this session.
-        :param status: the HTTP status, or ``None``.
+        :param status: the HTTP status, ``grpc:<CODE>``, or ``None``.
         :param body: the answer.
         """
         if any(e.step == step for e in self.exchanges):
@@ -279,6 +312,40 @@ class Session:
         if self._hanging:
             self.call(None, "POST", "/api/v1/stable/tenants/{tenant}/tasks/cancel",
                       body={"externalIds": self._hanging})
+        if self._channel is not None:
+            self._channel.close()
+
+
+def _without_times(value: Any) -> Any:
+    """A reply with each ``google.protobuf.Timestamp`` (``{"seconds": ..., "nanos": ...}``) as ``<timestamp>``."""
+    if isinstance(value, dict):
+        if value and set(value) <= {"seconds", "nanos"}:
+            return "<timestamp>"
+        return {key: _without_times(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_times(item) for item in value]
+    return value
+
+
+def _status_details(trailing_metadata: Any) -> list[dict[str, Any]]:
+    """The ``google.rpc.Status`` details of a failed call, each decoded when it is one of Hatchet's collision
+    messages (``{"type": ..., "value": {...}}``), else just its type."""
+    from google.protobuf.json_format import MessageToDict
+
+    from airflow_provider_hatchet import _protos
+
+    readers = {_protos.IDEMPOTENCY_COLLISION: _protos.IdempotencyCollisionError,
+               _protos.BULK_IDEMPOTENCY_COLLISION: _protos.BulkTriggerIdempotencyCollisionError}
+    found: list[dict[str, Any]] = []
+    for key, value in trailing_metadata or ():
+        if key != _protos.STATUS_DETAILS_KEY:
+            continue
+        for detail in _protos.Status.FromString(value).details:
+            kind = detail.type_url.rsplit("/", 1)[-1]
+            reader = readers.get(kind)
+            decoded = MessageToDict(reader.FromString(detail.value), preserving_proto_field_name=True) if reader else {}
+            found.append({"type": kind, "value": decoded})
+    return found
 
 
 def _decode(response: httpx.Response) -> Any:

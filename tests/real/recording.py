@@ -26,12 +26,12 @@ class Step:
     """One normalised answer.
 
     :param name: the step name.
-    :param status: the HTTP status, or ``None`` for a status watch.
+    :param status: the HTTP status, ``grpc:<CODE>`` for a gRPC call, or ``None`` for a status watch.
     :param body: the normalised body; for a watch, ``{"transitions": [...]}``.
     """
 
     name: str
-    status: int | None
+    status: int | str | None
     body: Any
 
 

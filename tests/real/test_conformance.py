@@ -23,10 +23,12 @@ import pytest
 from tests.real.conformance import Session, Target, run
 from tests.real.conftest import register_worker_workflows
 from tests.real.deviations import Deviation, Tally, load, triage
+from tests.real.grpc_scenarios import GRPC_SCENARIOS
 from tests.real.normalise import Difference, diff, normalise
 from tests.real.recording import Step, compare, load_real_answers, record, settled, store_real_answers
-from tests.real.scenarios import SCENARIOS
+from tests.real.scenarios import SCENARIOS as REST_SCENARIOS
 
+SCENARIOS = {**REST_SCENARIOS, **GRPC_SCENARIOS}
 RECORD = os.environ.get("CONFORMANCE_RECORD") == "1"
 RERECORD = "if the server changed, store its answers anew: CONFORMANCE_RECORD=1 make test-real"
 
@@ -72,11 +74,12 @@ def live_answers() -> dict[str, list[Step]]:
 
 
 @pytest.fixture
-def sim_target(hatchet: Any, hatchet_server: Any) -> Target:
-    """The simulator, reset, with the worker's workflows and a second tenant."""
+def sim_target(hatchet: Any, hatchet_server: Any) -> Iterator[Target]:
+    """The simulator, reset, with the worker's workflows, a second tenant and its gRPC face."""
     register_worker_workflows(hatchet)
     foreign = hatchet.token_for(hatchet.add_tenant("foreign"))
-    return Target("sim", hatchet_server.url, hatchet.token, foreign)
+    with hatchet.grpc_server() as face:
+        yield Target("sim", hatchet_server.url, hatchet.token, foreign, face.address)
 
 
 @pytest.fixture
@@ -84,7 +87,7 @@ def real_target(real_hatchet_settings: dict[str, str]) -> Target:
     """The real server of ``build/hatchet/env``."""
     settings = real_hatchet_settings
     return Target("real", settings["HATCHET_CLIENT_SERVER_URL"], settings["HATCHET_CLIENT_TOKEN"],
-                  settings["HATCHET_FOREIGN_TOKEN"])
+                  settings["HATCHET_FOREIGN_TOKEN"], settings["HATCHET_CLIENT_HOST_PORT"])
 
 
 def _both(name: str, sim: Target, real: Target) -> tuple[Session, Session]:

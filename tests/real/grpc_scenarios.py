@@ -1,0 +1,106 @@
+"""Conformance scenarios for Hatchet's gRPC API: the bulk trigger, event push and bulk push.
+
+Each sends raw messages (``airflow_provider_hatchet._protos``) through :meth:`Session.grpc`, so the simulator's
+gRPC face and the real engine are compared on status codes, error texts and details, and replies, as the REST
+scenarios compare HTTP answers.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from airflow_provider_hatchet import _protos
+from tests.real.conformance import Scenario, Session
+from tests.real.conftest import EVENT_KEY
+from tests.real.scenarios import LIST, _until
+
+
+def _request(s: Session, workflow: str, run_input: Any, priority: int | None = None, **metadata: str) -> Any:
+    return _protos.TriggerWorkflowRequest(
+        name=workflow, input=json.dumps(run_input), priority=priority,
+        additional_metadata=json.dumps({"test_tag": s.tag, **metadata}))
+
+
+def _bulk(s: Session, step: str, requests: list[Any], *, auth: str = "default") -> list[str]:
+    reply = s.grpc(step, _protos.BULK_TRIGGER, _protos.BulkTriggerWorkflowRequest(workflows=requests),
+                   _protos.BulkTriggerWorkflowResponse, auth=auth)
+    return [] if reply is None else list(reply.workflow_run_ids)
+
+
+def grpc_bulk_trigger(s: Session) -> None:
+    """BulkTriggerWorkflow: ids in request order, each run listed with its metadata and finished; an empty batch;
+    bad priority, input and metadata; unknown workflows; bad tokens; more than 1,000 runs in one call."""
+    ids = _bulk(s, "three", [_request(s, "demo-etl", {"i": i}, None, i=str(i)) for i in range(3)])
+    for number, run_id in enumerate(ids):
+        s.name(run_id, f"run-{number}")
+    # The first run's states; the others run alongside it, so a poller sees more or fewer of theirs.
+    for number, run_id in enumerate(ids):
+        s.watch("watch" if number == 0 else None, run_id)
+    s.wait_listed(3)
+    s.call("listed", "GET", LIST, params={"since": s.since, "only_tasks": "false",
+                                          "additional_metadata": f"test_tag:{s.tag}", "limit": 10})
+    _bulk(s, "empty", [])
+    _bulk(s, "priority-high", [_request(s, "demo-etl", {}, 9)])
+    _bulk(s, "priority-zero", [_request(s, "demo-etl", {}, 0)])
+    _bulk(s, "input-not-json", [_protos.TriggerWorkflowRequest(name="demo-etl", input="{not json")])
+    _bulk(s, "input-not-object", [_protos.TriggerWorkflowRequest(name="demo-etl", input="[1, 2]")])
+    _bulk(s, "metadata-not-json", [_protos.TriggerWorkflowRequest(name="demo-etl", input="{}",
+                                                                  additional_metadata="{nope")])
+    _bulk(s, "no-name", [_protos.TriggerWorkflowRequest(input="{}")])
+    phantom = _bulk(s, "unknown-workflow", [_request(s, f"demo-missing-{s.tag}", {})])
+    for run_id in phantom:
+        s.name(run_id, "phantom")
+    for auth in ("forged", "garbage", "none"):
+        _bulk(s, f"auth-{auth}", [_request(s, "demo-etl", {})], auth=auth)
+    _bulk(s, "over-1000", [_request(s, f"demo-missing-{s.tag}", {}) for _ in range(1001)])
+
+
+def grpc_idempotency(s: Session) -> None:
+    """An idempotency key collision in a bulk trigger: ALREADY_EXISTS whose details name the holder."""
+    key = uuid.uuid4().hex
+    [holder] = _bulk(s, "holder", [_request(s, "demo-idempotent", {"key": key})])
+    s.name(holder, "holder")
+    _bulk(s, "collision", [_request(s, "demo-idempotent", {"key": key}),
+                           _request(s, "demo-idempotent", {"key": uuid.uuid4().hex})])
+    _bulk(s, "collision-alone", [_request(s, "demo-idempotent", {"key": key})])
+
+
+def _event(s: Session, key: str, payload: Any, **fields: Any) -> Any:
+    return _protos.PushEventRequest(key=key, payload=json.dumps(payload),
+                                    additional_metadata=json.dumps({"test_tag": s.tag}), **fields)
+
+
+def grpc_events(s: Session) -> None:
+    """Push and BulkPush: the events echoed back, an event running its subscribed workflow, bad payloads and
+    metadata, an empty bulk push and bad tokens."""
+    event = s.grpc("push", _protos.PUSH_EVENT, _event(s, EVENT_KEY, {"n": 1}), _protos.Event)
+    if event is not None:
+        s.name(event.event_id, "event")
+        runs: list[dict[str, Any]] = []
+
+        def triggered() -> bool:
+            runs[:] = s.list_runs(triggering_event_external_id=event.event_id)
+            return bool(runs)
+
+        _until(triggered)
+        s.watch("triggered-run", s.name(runs[0]["metadata"]["id"], "triggered-run"))
+    pushed = s.grpc("bulk-push", _protos.BULK_PUSH, _protos.BulkPushEventRequest(events=[
+        _event(s, f"conformance:{s.tag}", {"n": 2}, priority=2, scope="tenant-a"),
+        _event(s, f"conformance:{s.tag}", {"n": 3})]), _protos.Events)
+    for number, one in enumerate(pushed.events if pushed is not None else []):
+        s.name(one.event_id, f"bulk-event-{number}")
+    s.grpc("bulk-push-empty", _protos.BULK_PUSH, _protos.BulkPushEventRequest(events=[]), _protos.Events)
+    s.grpc("payload-not-json", _protos.PUSH_EVENT,
+           _protos.PushEventRequest(key=f"conformance:{s.tag}", payload="{nope"), _protos.Event)
+    s.grpc("metadata-not-json", _protos.PUSH_EVENT, _protos.PushEventRequest(
+        key=f"conformance:{s.tag}", payload="{}", additional_metadata="{nope"), _protos.Event)
+    s.grpc("priority-high", _protos.PUSH_EVENT, _event(s, f"conformance:{s.tag}", {}, priority=9), _protos.Event)
+    s.grpc("no-key", _protos.PUSH_EVENT, _protos.PushEventRequest(payload="{}"), _protos.Event)
+    s.grpc("auth-forged", _protos.PUSH_EVENT, _event(s, f"conformance:{s.tag}", {}), _protos.Event, auth="forged")
+
+
+GRPC_SCENARIOS: dict[str, Scenario] = {
+    scenario.__name__: scenario for scenario in (grpc_bulk_trigger, grpc_idempotency, grpc_events)
+}
