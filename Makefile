@@ -31,7 +31,7 @@ export UV_COMPILE_BYTECODE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help env env-af2 env-worker lint typecheck pytest pytest-af2 e2e test demo bench clean \
-	hatchet-up hatchet-down test-real real-hatchet
+	hatchet-up hatchet-down test-real real-hatchet grpc-pins
 
 help:
 	@echo "make env         .venv: Airflow $(AIRFLOW_VERSION) + this package editable [testing,dev]"
@@ -44,7 +44,8 @@ help:
 	@echo "make hatchet-up  a real Hatchet $(HATCHET_VERSION) on 127.0.0.1 (Postgres, engine, API, worker)"
 	@echo "make hatchet-down stop it"
 	@echo "make test-real   the real_hatchet tests against the running server (build/hatchet/env)"
-	@echo "make test        env + lint + typecheck + pytest + pytest-af2 + e2e + real-hatchet"
+	@echo "make grpc-pins   installing this package leaves Airflow's grpcio and protobuf as they were"
+	@echo "make test        env + lint + typecheck + pytest + pytest-af2 + grpc-pins + e2e + real-hatchet"
 	@echo "make demo        env + scripts/demo.sh"
 	@echo "make bench       import-time benchmark"
 	@echo "make clean       remove environments, tools and caches"
@@ -116,7 +117,11 @@ test-real: env
 real-hatchet: env
 	@MAKE="$(MAKE)" bash e2e/hatchet/run_real.sh
 
-test: env lint typecheck pytest pytest-af2 e2e real-hatchet
+# Fresh venvs of both Airflow lines, before and after installing this package (about 1 min with uv's cache).
+grpc-pins: env
+	$(VENV)/bin/python scripts/grpc_pins.py $(AIRFLOW2_VERSION) $(AIRFLOW_VERSION)
+
+test: env lint typecheck pytest pytest-af2 grpc-pins e2e real-hatchet
 
 demo: env
 	bash scripts/demo.sh
