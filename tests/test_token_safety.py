@@ -82,3 +82,38 @@ def test_a_malformed_token_is_not_echoed(airflow_conn: Any, dag_runner: Any, log
     output = logs()
     assert "HatchetConfigError" in output
     assert password not in output
+
+
+def test_the_grpc_paths_show_no_token_even_at_debug_level(
+    hatchet: Any, hatchet_server: Any, airflow_conn: Any, airflow_home: Path, dag_runner: Any, logs: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetPushEventOperator, HatchetRunWorkflowsOperator
+
+    caplog.set_level("DEBUG")
+    token = hatchet.token
+    header, payload, signature = token.split(".")
+    refused = ".".join([header, payload, signature[::-1]])  # well-formed, but the server refuses it
+    with hatchet.grpc_server() as face:
+        extra = {"grpc_address": face.address, "grpc_tls": "false"}
+        airflow_conn("hatchet_default", conn_type="hatchet", host=hatchet_server.url, password=token, extra=extra)
+        airflow_conn("hatchet_refused", conn_type="hatchet", host=hatchet_server.url, password=refused, extra=extra)
+        with make_dag("token_hunt_grpc") as dag:
+            HatchetRunWorkflowsOperator(task_id="bulk", transport="grpc", grpc_chunk_size=2,
+                                        workflow_runs=[{"workflow_name": "demo-etl"}] * 5,
+                                        wait_for_completion=True, poll_interval=0.1)
+            HatchetPushEventOperator(task_id="push", key="airflow:demo-event", payload={"x": 1},
+                                     wait_for_runs=True, poll_interval=0.1)
+            HatchetPushEventOperator(task_id="refused", key="airflow:demo-event", payload={"x": 1},
+                                     hatchet_conn_id="hatchet_refused")
+        dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "bulk") == "success" and task_state(dag_run, "push") == "success"
+    assert task_state(dag_run, "refused") == "failed"
+    output = logs()
+    assert "UNAUTHENTICATED" in output
+    assert any(record.levelname == "DEBUG" for record in caplog.records)
+    haystack = "\n".join([output, task_logs(airflow_home), stored_values("token_hunt_grpc")])
+    for secret in (token, refused):
+        for part in (secret, secret.split(".")[2]):
+            assert part not in haystack
