@@ -97,11 +97,12 @@ def completed_task_event(events: list[dict[str, Any]], task_id: str) -> dict[str
     return event
 
 
+@pytest.mark.parametrize("deferrable", [False, True], ids=["in-worker", "deferred"])
 def test_the_task_event_names_the_run_its_url_and_the_inlets_and_outlets(
-    hatchet: Any, hatchet_server: Any, dag_runner: Any, openlineage_events: Any
+    hatchet: Any, hatchet_server: Any, dag_runner: Any, openlineage_events: Any, deferrable: bool
 ) -> None:
-    with make_dag("ol_single") as dag:
-        single(task_id="t", workflow_name="demo-etl", wait_for_completion=True,
+    with make_dag(f"ol_single_{int(deferrable)}") as dag:
+        single(task_id="t", workflow_name="demo-etl", wait_for_completion=True, deferrable=deferrable,
                inlets=files("/data/orders.csv"), outlets=files("/data/report.csv", "/data/summary.csv"))
     dag_run = dag_runner(dag)
 
@@ -260,3 +261,8 @@ def test_a_bulk_retry_resumes_its_batch_with_the_stamps_on(
     # Each run names the try that created it as its OpenLineage parent.
     parents = [by_index[i].additional_metadata["openlineage_parent_run_id"] for i in range(3)]
     assert parents[0] == parents[2] != parents[1]
+
+
+def test_a_non_boolean_inject_lineage_parent_is_rejected_when_the_dag_is_defined() -> None:
+    with pytest.raises(ValueError, match="inject_lineage_parent must be True or False, got 'yes'"):
+        single(task_id="t", workflow_name="demo-etl", inject_lineage_parent="yes")

@@ -112,6 +112,8 @@ class LineageMixin:
 
     def __init__(self, *, inject_lineage_parent: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if not isinstance(inject_lineage_parent, bool):
+            raise ValueError(f"inject_lineage_parent must be True or False, got {inject_lineage_parent!r}")
         self.inject_lineage_parent = inject_lineage_parent
 
     def lineage_run_ids(self) -> list[str]:
