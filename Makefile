@@ -34,7 +34,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 	hatchet-up hatchet-down test-real real-hatchet grpc-pins
 
 help:
-	@echo "make env         .venv: Airflow $(AIRFLOW_VERSION) + this package editable [testing,dev]"
+	@echo "make env         .venv: Airflow $(AIRFLOW_VERSION) + this package editable [testing,dev,lineage]"
 	@echo "make env-af2     .venv-af2: Airflow $(AIRFLOW2_VERSION) + this package editable [testing,dev]"
 	@echo "make lint        ruff check"
 	@echo "make typecheck   mypy --strict on the package"
@@ -65,7 +65,7 @@ $(UV):
 $(STAMP): pyproject.toml | $(UV)
 	@start=$$(date +%s); \
 	[ -x $(VENV)/bin/python ] || $(UV) venv -q --python $(PY_VERSION) $(VENV); \
-	$(UV) pip install -q --python $(VENV)/bin/python "apache-airflow==$(AIRFLOW_VERSION)" -e ".[testing,dev]"; \
+	$(UV) pip install -q --python $(VENV)/bin/python "apache-airflow==$(AIRFLOW_VERSION)" -e ".[testing,dev,lineage]"; \
 	echo "$(VENV) ready (Airflow $(AIRFLOW_VERSION)) in $$(( $$(date +%s) - start ))s"
 	@touch $@
 

@@ -41,6 +41,7 @@ __all__ = [
     "mask_secret",
     "record_success",
     "succeeded_since",
+    "task_traceparent",
     "watcher_state_store",
 ]
 
@@ -222,6 +223,35 @@ def _latest_successful_try_in_history(ti: Any, first_try: int) -> int | None:
             )
         )
     return found
+def task_traceparent(context: Any) -> str | None:
+    """The W3C ``traceparent`` of the task's span when Airflow's tracing is on (``[traces] otel_on``), else None.
+
+    Airflow 3: the span the task runner runs the task in (the current OpenTelemetry span), else the task
+    instance's trace carrier. Airflow 2.10: the task instance's span, whose ids Airflow derives from the DAG run
+    and the task instance (``airflow.traces.utils``), as the scheduler does when it records the span.
+
+    :param context: the task context.
+    """
+    settings = _resolve("conf")
+    if not settings.getboolean("traces", "otel_on", fallback=False):
+        return None
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    if carrier.get("traceparent"):
+        return carrier["traceparent"]
+    ti = context["ti"]
+    if AIRFLOW_V_3_0_PLUS:
+        found = (getattr(ti, "context_carrier", None) or {}).get("traceparent")
+        return str(found) if found else None
+    from airflow.traces import NO_TRACE_ID
+    from airflow.traces.utils import gen_span_id, gen_trace_id
+
+    trace_id = gen_trace_id(context["dag_run"])
+    return None if trace_id == NO_TRACE_ID else f"00-{trace_id}-{gen_span_id(ti)}-01"
+
+
 def watcher_state_store(trigger: Any) -> Any | None:
     """The store an event trigger keeps its watermark in: the watched asset's state store (Airflow 3.3+, one
     watched asset), else None, and the watermark lives only as long as the trigger runs.

@@ -22,6 +22,7 @@ from airflow_provider_hatchet.operators._base import (
     first_event,
     lookback_start,
 )
+from airflow_provider_hatchet.operators._lineage import LineageMixin
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
@@ -38,7 +39,7 @@ _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 T = TypeVar("T")
 
 
-class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
+class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTriggerOperatorBase):
     """Trigger one run of a Hatchet workflow; optionally wait for it, in the worker or deferred.
 
     The run carries the Airflow identity in its additional metadata (``airflow_dag_id``, ``airflow_run_id``,
@@ -54,7 +55,8 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         running or completed, instead of triggering another; a failed or cancelled one is triggered again, and
         so is one that an earlier try succeeded with (the task was cleared to run the workflow again).
     :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
-        ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
+        ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`), ``inject_lineage_parent``
+        (see :class:`~airflow_provider_hatchet.operators._lineage.LineageMixin`) and BaseOperator's arguments.
 
     A run that ends FAILED or CANCELLED, or is still unfinished at the timeout, fails the task with
     :class:`~airflow_provider_hatchet.exceptions.HatchetRunFailedError`, ``HatchetRunCancelledError`` or
@@ -102,7 +104,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         """Trigger the run, unless a retry finds this task instance's earlier run still usable."""
         run_id = self._reusable_run(context)
         if run_id is None:
-            request = self._request.with_metadata(identity_metadata(context))
+            request = self._request.with_metadata(identity_metadata(context) | self.lineage_metadata(context))
             run_id = self.hook.trigger(request)
             self.log.info("Triggered Hatchet workflow %s: run %s", self.hook.full_workflow_name(request.workflow_name),
                           run_id)
@@ -223,8 +225,13 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
         return succeeded_since(context, first_try, FINISHED_RUN_KEY, run_id)
 
     def _succeed(self, context: Context, run_id: str) -> str:
+        self.run_id = run_id
         record_success(context, FINISHED_RUN_KEY, run_id)
         return run_id
+
+    def lineage_run_ids(self) -> list[str]:
+        """The run this task triggered or re-attached to, for the OpenLineage facets."""
+        return [self.run_id] if self.run_id else []
 
     def _look_twice(self, look: Callable[[], T], settled: Callable[[T], bool], unsettled_note: str) -> T:
         """Look; if the answer may be Hatchet's read lag, look again once a just-created run would be visible."""

@@ -20,6 +20,7 @@ from airflow_provider_hatchet.operators._base import (
     first_event,
     lookback_start,
 )
+from airflow_provider_hatchet.operators._lineage import LineageMixin
 from airflow_provider_hatchet.operators._workflow_runs import parse_workflow_runs
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ SUCCEEDED_TRY_KEY = "hatchet_batch_succeeded_try"
 MAX_LOGGED_FAILURES = 100
 
 
-class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
+class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
     """Trigger many Hatchet workflow runs in one task, concurrently, each exactly once; optionally wait for all.
 
     Hatchet's REST API has no bulk endpoint, so each run is one trigger call, at most ``max_concurrency`` in
@@ -67,7 +68,8 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
     :param grpc_chunk_size: the most runs per gRPC request (1 to 1,000); smaller requests lose less to one
         failure, at more requests per batch.
     :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
-        ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
+        ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`), ``inject_lineage_parent``
+        (see :class:`~airflow_provider_hatchet.operators._lineage.LineageMixin`) and BaseOperator's arguments.
     """
 
     template_fields: Sequence[str] = ("workflow_runs", "hatchet_conn_id")
@@ -102,7 +104,7 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
         with failing_on_bad_arguments():
             specs = parse_workflow_runs(self.workflow_runs)
             full_names = {name: self.hook.resolve_workflow(name) for name in {s.workflow_name for s in specs}}
-        identity = identity_metadata(context)
+        identity = identity_metadata(context) | self.lineage_metadata(context)
         batch_key, resume = self._batch(context, identity.pop(TI_KEY))
         items = [spec.named(full_names[spec.workflow_name]).with_metadata(identity) for spec in specs]
         context["ti"].xcom_push(key=BATCH_KEY_KEY, value=batch_key)
@@ -197,8 +199,13 @@ class HatchetRunWorkflowsOperator(HatchetTriggerOperatorBase):
         return batch_key, self.reuse_existing_runs and try_number > (succeeded or 0) + 1
 
     def _succeed(self, context: Context, run_ids: list[str]) -> list[str]:
+        self.run_ids = run_ids
         record_success(context, SUCCEEDED_TRY_KEY, str(context["ti"].try_number))
         return run_ids
+
+    def lineage_run_ids(self) -> list[str]:
+        """The batch's runs, in item order, for the OpenLineage facets."""
+        return self.run_ids
 
     def _log_failures(self, result: BulkResult) -> None:
         failed = sorted(result.failed)
