@@ -250,7 +250,7 @@ class HatchetApi:
         claims = self.auth.verify(authorization)
         if claims is None or claims.get("sub") != run.tenant_id:
             return forbidden()
-        return list_task_logs(run, index, query, now, state.iso, state.wall)
+        return list_task_logs(run, index, query, now, state.iso)
 
     def _list(self, parts: list[str], query: str, authorization: str | None, body: bytes,
               decision: Decision | None) -> SimResponse:

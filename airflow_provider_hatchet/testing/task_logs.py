@@ -78,8 +78,7 @@ def _first(query: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
-def list_task_logs(run: Run, i: int, query: str, now: float, iso: Callable[[float], str],
-                   wall: Callable[[float], float]) -> SimResponse:
+def list_task_logs(run: Run, i: int, query: str, now: float, iso: Callable[[float], str]) -> SimResponse:
     """Answer the log endpoint for task ``i`` of a run.
 
     :param run: the run.
@@ -87,7 +86,6 @@ def list_task_logs(run: Run, i: int, query: str, now: float, iso: Callable[[floa
     :param query: the raw query string.
     :param now: the simulator clock.
     :param iso: converts clock times to RFC 3339.
-    :param wall: converts clock times to epoch seconds (what ``since`` and ``until`` compare with).
     """
     q = parse_qs(query, keep_blank_values=True)
     try:
@@ -103,8 +101,10 @@ def list_task_logs(run: Run, i: int, query: str, now: float, iso: Callable[[floa
     if not 1 <= limit <= MAX_LIMIT or direction not in ("ASC", "DESC"):
         return message(500, "Internal Server Error")
     levels = set(q.get("levels", [])) or set(LEVELS)
+    # Compared at the microseconds the answer shows, as the database stores them.
     lines = [(t, text) for t, text in logged_by(run, i, now)
-             if (since is None or round(wall(t), 6) > since) and (until is None or round(wall(t), 6) < until)
+             if (since is None or parse_time_param("since", iso(t)) > since)
+             and (until is None or parse_time_param("until", iso(t)) < until)
              and (attempt is None or attempt == 1) and "INFO" in levels]
     if direction == "DESC":
         lines.reverse()
