@@ -118,6 +118,24 @@ def multi_task(name: str, duration: float) -> Any:
     return workflow
 
 
+def retried_task(name: str) -> Any:
+    """Declare a one-task workflow ``name`` whose task ``run`` fails on each of its two attempts (one retry): the
+    real server's attempt numbering, measured in ``tests/real/test_task_logs_real.py``. The simulator has no
+    retries and no such workflow.
+
+    :param name: the workflow name.
+    """
+    workflow = hatchet.workflow(name=name)
+
+    @workflow.task(name="run", retries=1, execution_timeout=LONG, schedule_timeout=LONG)
+    async def run(input: EmptyModel, ctx: Context) -> dict[str, Any]:
+        ctx.log(f"retry count {ctx.retry_count}")
+        return await _behave(ctx, name, "run", 0, dict(ctx.workflow_input), behaviour="fail", duration=0.2,
+                             last=True)
+
+    return workflow
+
+
 def workflows(prefix: str = "") -> list[Any]:
     """Declare the demo workflows, with names starting with ``prefix``.
 
@@ -133,6 +151,7 @@ def workflows(prefix: str = "") -> list[Any]:
             key_expression="input.key", ttl=timedelta(minutes=10))),
         # Triggered by events: an event with this key runs it, with the payload as its input.
         single_task(f"{prefix}demo-event", "succeed", 0.2, on_events=[f"{prefix}{EVENT_KEY}"]),
+        retried_task(f"{prefix}demo-retry"),
     ]
 
 
