@@ -266,7 +266,11 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
             runner.close()
 
     def _forward_logs(self, wait: WaitEvent) -> None:
-        forward_logs(HatchetHook(self.hatchet_conn_id), self.log, wait, self.log_forwarding)
+        hook = HatchetHook(self.hatchet_conn_id)
+        try:
+            forward_logs(hook, self.log, wait, self.log_forwarding)
+        finally:
+            hook.close()
 
     def _result(self, event: WaitEvent, single: bool) -> Any:
         self._forward_logs(event)

@@ -16,7 +16,7 @@ from tests.real.conftest import Backend
 from tests.real.test_operator_real import make_dag
 from tests.test_log_forwarding import in_order
 
-WAYS = ["operator-in-worker", "operator-deferred", "sensor"]
+WAYS = ["operator-in-worker", "operator-deferred", "sensor-poking", "sensor-deferred"]
 
 
 def waiting_task(way: str, backend: Backend, run_input: dict[str, Any], **forwarding: Any) -> Any:
@@ -24,11 +24,11 @@ def waiting_task(way: str, backend: Backend, run_input: dict[str, Any], **forwar
     from airflow_provider_hatchet.operators.hatchet import HatchetRunWorkflowOperator
     from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor
 
-    if way == "sensor":
+    if way.startswith("sensor"):
         start = HatchetRunWorkflowOperator(task_id="start", workflow_name="demo-fail", input=run_input,
                                            additional_metadata={"test_tag": backend.tag}, forward_logs="never")
         return start >> HatchetWorkflowRunSensor(task_id="t", run_id=start.output, poke_interval=0.2,
-                                                  **forwarding)
+                                                  deferrable=way == "sensor-deferred", **forwarding)
     return HatchetRunWorkflowOperator(
         task_id="t", workflow_name="demo-fail", input=run_input, additional_metadata={"test_tag": backend.tag},
         wait_for_completion=True, poll_interval=0.2, deferrable=way == "operator-deferred", **forwarding,
@@ -36,7 +36,7 @@ def waiting_task(way: str, backend: Backend, run_input: dict[str, Any], **forwar
 
 
 def run_id_of(dag_run: Any, way: str) -> str:
-    return str(xcom_value(dag_run, "start" if way == "sensor" else "t", "hatchet_run_id"))
+    return str(xcom_value(dag_run, "start" if way.startswith("sensor") else "t", "hatchet_run_id"))
 
 
 @pytest.mark.parametrize("way", WAYS)
