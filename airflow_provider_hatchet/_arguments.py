@@ -47,3 +47,28 @@ def rendered_int(value: Any) -> Any:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
     return value
+
+
+FORWARD_LOGS_MODES = ("on_failure", "always", "never")
+MAX_LINE_CAP = 10_000
+
+
+def check_forward_logs(value: Any) -> str:
+    """Return ``forward_logs`` if it is ``on_failure``, ``always`` or ``never``.
+
+    :param value: the candidate.
+    """
+    if value not in FORWARD_LOGS_MODES:
+        raise HatchetValidationError("forward_logs", f"must be one of {', '.join(FORWARD_LOGS_MODES)}, got {value!r}")
+    return str(value)
+
+
+def check_line_cap(value: Any, field: str) -> int:
+    """Return a number of log lines if it is a whole number from 1 to 10,000 (what one log read returns at most).
+
+    :param value: the candidate.
+    :param field: the field name used in the error.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LINE_CAP:
+        raise HatchetValidationError(field, f"must be a whole number of lines from 1 to {MAX_LINE_CAP}, got {value!r}")
+    return value

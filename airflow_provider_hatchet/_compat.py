@@ -40,6 +40,7 @@ __all__ = [
     "last_successful_try",
     "mask_secret",
     "record_success",
+    "redact",
     "succeeded_since",
     "task_traceparent",
     "watcher_state_store",
@@ -86,6 +87,7 @@ _LOCATIONS: dict[str, tuple[tuple[str, ...], str]] = {
         ("airflow.sdk.log", "airflow.sdk.execution_time.secrets_masker"),
         "airflow.utils.log.secrets_masker",
     ),
+    "redact": (("airflow.sdk.log",), "airflow.utils.log.secrets_masker"),
     "BaseTrigger": ((), "airflow.triggers.base"),
     "TriggerEvent": ((), "airflow.triggers.base"),
 }
@@ -288,6 +290,7 @@ if TYPE_CHECKING:
         PokeReturnValue,
         ResumableJobMixin,
     )
+    from airflow.sdk._shared.secrets_masker.secrets_masker import redact
     from airflow.sdk.configuration import conf
     from airflow.sdk.exceptions import (
         AirflowException,

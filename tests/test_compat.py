@@ -33,6 +33,7 @@ AIRFLOW_3_LOCATIONS = {
     "AirflowSensorTimeout": "airflow.sdk.exceptions",
     "TaskDeferred": "airflow.sdk.exceptions",
     "mask_secret": "airflow.sdk.log",
+    "redact": "airflow.sdk.log",
     "BaseTrigger": "airflow.triggers.base",
     "TriggerEvent": "airflow.triggers.base",
 }
@@ -52,6 +53,7 @@ AIRFLOW_2_LOCATIONS = {
     "AirflowSensorTimeout": "airflow.exceptions",
     "TaskDeferred": "airflow.exceptions",
     "mask_secret": "airflow.utils.log.secrets_masker",
+    "redact": "airflow.utils.log.secrets_masker",
     "BaseTrigger": "airflow.triggers.base",
     "TriggerEvent": "airflow.triggers.base",
 }
@@ -125,6 +127,7 @@ def test_mask_secret_redacts_the_value_in_logged_text() -> None:
     _compat.mask_secret("hatchet-compat-token-4f2a")
 
     assert "hatchet-compat-token-4f2a" not in str(redact("Authorization: Bearer hatchet-compat-token-4f2a"))
+    assert "hatchet-compat-token-4f2a" not in str(_compat.redact("token hatchet-compat-token-4f2a"))
 
 
 class _Job(_compat._ResumableJobStandIn, _compat.BaseOperator):

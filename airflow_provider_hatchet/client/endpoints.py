@@ -27,8 +27,8 @@ from airflow_provider_hatchet.client.errors import (
     HatchetTransportError,
     HatchetUnexpectedResponseError,
 )
-from airflow_provider_hatchet.client.models import RunDetails, RunPage, RunStatus, WorkflowPage
-from airflow_provider_hatchet.client.validation import check_run_id
+from airflow_provider_hatchet.client.models import LogPage, RunDetails, RunPage, RunStatus, WorkflowPage
+from airflow_provider_hatchet.client.validation import check_log_limit, check_run_id
 
 T = TypeVar("T")
 
@@ -193,6 +193,37 @@ def list_runs(
     path = f"/api/v1/stable/tenants/{segment(tenant_id)}/workflow-runs"
     return Call("GET", path, RunPage.model_validate, params=tuple(params),
                 template="/api/v1/stable/tenants/{tenant}/workflow-runs")
+
+
+def task_logs(
+    task_id: str,
+    *,
+    limit: int = 1000,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    attempt: int | None = None,
+    newest_first: bool = False,
+) -> Call[LogPage]:
+    """``GET /api/v1/stable/tasks/{task}/logs``: the lines a task logged, oldest first unless ``newest_first``.
+
+    :param task_id: the task's external id (``taskExternalId``), not the run's.
+    :param limit: the most lines, 1 to 10,000 (the server answers 500 outside that range).
+    :param since: only lines created after this time (exclusive).
+    :param until: only lines created before this time (exclusive).
+    :param attempt: only the lines of this attempt, counted from 1.
+    :param newest_first: newest lines first.
+    """
+    params: Params = [("limit", str(check_log_limit(limit)))]
+    if since is not None:
+        params.append(("since", format_time(since)))
+    if until is not None:
+        params.append(("until", format_time(until)))
+    if attempt is not None:
+        params.append(("attempt", str(attempt)))
+    params.append(("order_by_direction", "DESC" if newest_first else "ASC"))
+    path = f"/api/v1/stable/tasks/{segment(check_run_id(task_id, 'task_id'))}/logs"
+    return Call("GET", path, LogPage.model_validate, params=tuple(params),
+                template="/api/v1/stable/tasks/{task}/logs")
 
 
 def cancel(tenant_id: str, run_ids: Iterable[str]) -> Call[list[str]]:

@@ -58,6 +58,8 @@ class TaskSummary(_Model):
     status: RunStatus
     output: dict[str, Any] = Field(default_factory=dict)
     error_message: str | None = Field(default=None, alias="errorMessage")
+    # The latest attempt, counted from 1 (``retryCount`` + 1): what the log endpoint's ``attempt`` filters on.
+    attempt: int | None = None
 
     @property
     def named(self) -> bool:
@@ -201,3 +203,18 @@ class WorkflowPage(_Model):
 
     rows: list[Workflow] = Field(default_factory=list)
     pagination: Pagination = Field(default_factory=Pagination)
+
+
+class LogLine(_Model):
+    """One line a task logged (``V1LogLine``)."""
+
+    message: str
+    created_at: datetime = Field(alias="createdAt")
+    level: str | None = None
+    attempt: int | None = None
+
+
+class LogPage(_Model):
+    """The log endpoint's answer (``V1LogLineList``); its pagination always reads 0, so it is not kept."""
+
+    rows: list[LogLine] = Field(default_factory=list)

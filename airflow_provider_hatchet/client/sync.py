@@ -14,7 +14,15 @@ from airflow_provider_hatchet.client._base import DEFAULT_MAX_CONNECTIONS as _MA
 from airflow_provider_hatchet.client._base import ClientBase
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.deadline import deadline_passed, request_deadline, with_deadlines
-from airflow_provider_hatchet.client.models import RunDetails, RunPage, RunStatus, RunSummary, Workflow, WorkflowPage
+from airflow_provider_hatchet.client.models import (
+    LogLine,
+    RunDetails,
+    RunPage,
+    RunStatus,
+    RunSummary,
+    Workflow,
+    WorkflowPage,
+)
 from airflow_provider_hatchet.client.paging import RUN_PAGE_SIZE, WORKFLOW_PAGE_SIZE, has_more
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_hatchet.client.scheduling import Cron, CronPage, EventPage, ScheduledRun, ScheduledRunPage
@@ -112,6 +120,14 @@ class HatchetClient(ClientBase):
         :param run_id: the run id.
         """
         return self.send(endpoints.run_details(run_id))
+
+    def get_task_logs(self, task_id: str, **filters: Any) -> list[LogLine]:
+        """Return the lines a task logged; see :func:`endpoints.task_logs` for the filters.
+
+        :param task_id: the task's external id.
+        :param filters: ``limit``, ``since``, ``until``, ``attempt``, ``newest_first``.
+        """
+        return self.send(endpoints.task_logs(task_id, **filters)).rows
 
     def get_run_status(self, run_id: str) -> RunStatus:
         """Return a run's status: the cheapest call.

@@ -29,6 +29,21 @@ def check_run_id(value: object, field: str = "run_id") -> str:
     return value
 
 
+# The most lines the log endpoint returns in one read; it answers 500 for more, or for less than 1.
+MAX_LOG_LIMIT = 10_000
+
+
+def check_log_limit(value: object, field: str = "limit") -> int:
+    """Return a number of log lines to read if it is 1 to :data:`MAX_LOG_LIMIT`.
+
+    :param value: the candidate.
+    :param field: the field name used in the error.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LOG_LIMIT:
+        raise HatchetValidationError(field, f"must be a whole number from 1 to {MAX_LOG_LIMIT}, got {value!r}")
+    return value
+
+
 def check_workflow_name(name: object, field: str = "workflow_name") -> str:
     """Return the workflow name if it is a non-empty string.
 

@@ -34,7 +34,7 @@ from airflow_provider_hatchet.hooks._shared_clients import LoopClients
 if TYPE_CHECKING:
     from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetClient
     from airflow_provider_hatchet.client.bulk import TriggerSender
-    from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
+    from airflow_provider_hatchet.client.models import LogLine, RunDetails, RunStatus, RunSummary
     from airflow_provider_hatchet.client.scheduling import Cron, CronPage, ScheduledRun, ScheduledRunPage
 
 # One async client per event loop and connection contents: a triggerer running many triggers shares one
@@ -339,6 +339,14 @@ class HatchetHook(BaseHook):
         """
         return self.client.get_run(run_id)
 
+    def get_task_logs(self, task_id: str, **filters: Any) -> list[LogLine]:
+        """Return the lines a task logged, oldest first.
+
+        :param task_id: the task's external id (from :meth:`get_run`'s tasks).
+        :param filters: ``limit``, ``since``, ``until``, ``attempt``, ``newest_first``.
+        """
+        return self.client.get_task_logs(task_id, **filters)
+
     def get_run_status(self, run_id: str) -> RunStatus:
         """Return a run's status.
 
@@ -360,6 +368,15 @@ class HatchetHook(BaseHook):
         """
         async with self.alease_client() as client:
             return await client.get_run(run_id)
+
+    async def aget_task_logs(self, task_id: str, **filters: Any) -> list[LogLine]:
+        """Return the lines a task logged, oldest first, from the event loop's shared client.
+
+        :param task_id: the task's external id.
+        :param filters: ``limit``, ``since``, ``until``, ``attempt``, ``newest_first``.
+        """
+        async with self.alease_client() as client:
+            return await client.get_task_logs(task_id, **filters)
 
     async def aget_run_status(self, run_id: str) -> RunStatus:
         """Async :meth:`get_run_status`.

@@ -13,6 +13,12 @@ from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.client.waiter import run_sync
 from airflow_provider_hatchet.exceptions import RUN_ERROR_STATUSES, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+from airflow_provider_hatchet.operators._log_forwarding import (
+    DEFAULT_LINES,
+    DEFAULT_LINES_PER_TASK,
+    LogForwarding,
+    forward_logs,
+)
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger, wait_deadline
 
 if TYPE_CHECKING:
@@ -56,7 +62,12 @@ class HatchetTriggerOperatorBase(BaseOperator):
     :param timeout: seconds, more than 0, from the try's start after which unfinished runs are cancelled and the
         task fails; None waits forever. An earlier ``execution_timeout`` ends the wait the same way, also while
         deferred.
-    :raises HatchetValidationError: when ``poll_interval`` or ``timeout`` is not more than 0.
+    :param forward_logs: write Hatchet's task logs into the task log once the wait ends: ``on_failure`` (the
+        tasks that did not complete, when the wait did not succeed), ``always`` or ``never``.
+    :param forward_logs_max_lines_per_task: the most lines written per Hatchet task (its last ones), 1 to 10,000.
+    :param forward_logs_max_lines: the most lines this task writes in all, 1 to 10,000.
+    :raises HatchetValidationError: when ``poll_interval`` or ``timeout`` is not more than 0, or a
+        ``forward_logs`` argument is not one of the values above.
     """
 
     ui_color = "#a78bfa"
@@ -70,9 +81,14 @@ class HatchetTriggerOperatorBase(BaseOperator):
         deferrable: bool = default_deferrable(),
         poll_interval: float = 5.0,
         timeout: float | None = DEFAULT_TIMEOUT,
+        forward_logs: str = "on_failure",
+        forward_logs_max_lines_per_task: int = DEFAULT_LINES_PER_TASK,
+        forward_logs_max_lines: int = DEFAULT_LINES,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.log_forwarding = LogForwarding.checked(forward_logs, forward_logs_max_lines_per_task,
+                                                    forward_logs_max_lines)
         self.hatchet_conn_id = hatchet_conn_id
         self.namespace = namespace
         self.wait_for_completion = wait_for_completion
@@ -114,6 +130,7 @@ class HatchetTriggerOperatorBase(BaseOperator):
             wait = WaitEvent.from_payload(event)
         except ValueError as exc:
             raise AirflowException(str(exc)) from None
+        forward_logs(self.hook, self.log, wait, self.log_forwarding)
         if wait.status is WaitStatus.SUCCESS:
             return wait.outputs or [{} for _ in wait.run_ids], wait.run_ids
         if wait.status is WaitStatus.TIMEOUT:

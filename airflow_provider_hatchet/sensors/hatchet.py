@@ -33,6 +33,12 @@ from airflow_provider_hatchet.client.waiter import (
 from airflow_provider_hatchet.exceptions import HatchetRunError, failing_on_bad_arguments, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, RUN_URLS_XCOM_KEY, HatchetRunLink
+from airflow_provider_hatchet.operators._log_forwarding import (
+    DEFAULT_LINES,
+    DEFAULT_LINES_PER_TASK,
+    LogForwarding,
+    forward_logs,
+)
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger, wait_deadline
 
 
@@ -109,6 +115,10 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
     :param max_concurrency: the most requests in flight at once.
     :param cancel_on_kill: in deferrable mode on Airflow 3.3+, cancel the unfinished runs when a person marks the
         deferred task failed or success, or clears it.
+    :param forward_logs: write Hatchet's task logs into the task log once the wait ends: ``on_failure`` (the
+        tasks that did not complete, when the wait did not succeed), ``always`` or ``never``.
+    :param forward_logs_max_lines_per_task: the most lines written per Hatchet task (its last ones), 1 to 10,000.
+    :param forward_logs_max_lines: the most lines this task writes in all, 1 to 10,000.
     """
 
     template_fields: Sequence[str] = ("run_id", "batch_key", "hatchet_conn_id")
@@ -127,9 +137,14 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         cancel_on_kill: bool = False,
+        forward_logs: str = "on_failure",
+        forward_logs_max_lines_per_task: int = DEFAULT_LINES_PER_TASK,
+        forward_logs_max_lines: int = DEFAULT_LINES,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.log_forwarding = LogForwarding.checked(forward_logs, forward_logs_max_lines_per_task,
+                                                    forward_logs_max_lines)
         check_seconds(self.poke_interval, "poke_interval")
         check_seconds(self.timeout, "timeout")
         if not is_template(run_id):
@@ -218,6 +233,7 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         except ValueError as exc:
             raise AirflowException(str(exc)) from None
         if wait.status is WaitStatus.TIMEOUT:
+            self._forward_logs(wait)
             self._fail(run_error(wait, f"Sensor has timed out (timeout {self.timeout} s, execution_timeout "
                                        f"{self.execution_timeout}; the runs were not cancelled). {wait.message}"))
         if wait.status is WaitStatus.ERROR:
@@ -249,7 +265,15 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         if runner is not None:
             runner.close()
 
+    def _forward_logs(self, wait: WaitEvent) -> None:
+        hook = HatchetHook(self.hatchet_conn_id)
+        try:
+            forward_logs(hook, self.log, wait, self.log_forwarding)
+        finally:
+            hook.close()
+
     def _result(self, event: WaitEvent, single: bool) -> Any:
+        self._forward_logs(event)
         if event.status in (WaitStatus.FAILED, WaitStatus.CANCELLED):
             self._fail(run_error(event))
         if event.status is not WaitStatus.SUCCESS:

@@ -24,6 +24,7 @@ from .listing import FilterError, filtered_runs, list_runs, list_workflows
 from .render import run_details, trigger_stub
 from .runs import TERMINAL, Run
 from .store import SimState, Tenant
+from .task_logs import list_task_logs
 from .workflows import idempotency_value
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -77,6 +78,8 @@ class HatchetApi:
                 table.append((True, "GET", "details", self._details))
             elif parts[1] == "workflow-runs" and n == 4 and parts[3] == "status":
                 table.append((True, "GET", "status", self._status))
+            elif parts[1] == "tasks" and n == 4 and parts[3] == "logs":
+                table.append((True, "GET", "logs", self._task_logs))
         elif n == 3 and parts[0] == "tenants" and parts[2] == "workflows":
             table.append((True, "GET", "workflows", self._workflows))
         elif n == 3 and parts[0] == "workflows" and parts[2] == "trigger":
@@ -232,6 +235,22 @@ class HatchetApi:
         if isinstance(run, SimResponse):
             return run
         return SimResponse(200, b'"' + run.status(now).encode() + b'"')
+
+    def _task_logs(self, parts: list[str], query: str, authorization: str | None, body: bytes,
+                   decision: Decision | None) -> SimResponse:
+        if not is_uuid(parts[2]):
+            return message(400, "invalid task id")
+        state, now, task_id = self.state, self.state.clock(), parts[2].lower()
+        run = state.lookup(task_id, now) or state.task_runs.get(task_id)
+        if run is None or not state.visible(run, now) or task_id not in run.task_ids:
+            return not_found()
+        index = run.task_ids.index(task_id)
+        if not run.task_exists(index, now):
+            return not_found()
+        claims = self.auth.verify(authorization)
+        if claims is None or claims.get("sub") != run.tenant_id:
+            return forbidden()
+        return list_task_logs(run, index, query, now, state.iso)
 
     def _list(self, parts: list[str], query: str, authorization: str | None, body: bytes,
               decision: Decision | None) -> SimResponse:

@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-ROUTES: tuple[str, ...] = ("trigger", "status", "details", "list", "cancel", "workflows", "bulk_trigger", "events")
+ROUTES: tuple[str, ...] = ("trigger", "status", "details", "list", "cancel", "workflows", "bulk_trigger", "events",
+                           "logs")
 # Routes that create runs (or events), where a failure may come after them.
 CREATING: tuple[str, ...] = ("trigger", "bulk_trigger", "events")
 

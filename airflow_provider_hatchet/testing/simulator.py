@@ -254,7 +254,7 @@ class HatchetSimulator:
     ) -> None:
         """Make the next ``count`` requests of a route kind fail.
 
-        :param route: ``trigger``, ``status``, ``details``, ``list``, ``cancel`` or ``workflows``.
+        :param route: ``trigger``, ``status``, ``details``, ``list``, ``cancel``, ``workflows`` or ``logs``.
         :param count: how many requests.
         :param status: the status answered (429 answers ``null``, 5xx an echo message).
         :param after_create: on trigger, create the run first, then fail.

@@ -9,6 +9,7 @@ test can run against either server.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from datetime import timedelta
 from typing import Any
@@ -30,18 +31,46 @@ def _override(run_input: dict[str, Any]) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-async def _behave(workflow: str, task: str, step: int, run_input: dict[str, Any], *, behaviour: str,
-                  duration: float, last: bool) -> dict[str, Any]:
-    """Act out one task as the simulator does, and return the simulator's default output."""
+def _log_count(override: dict[str, Any]) -> int:
+    value = override.get("log_lines", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+async def _logs_sent(ctx: Context) -> None:
+    """Let the SDK's background sender deliver the task's lines before the task ends, so that a read made as soon
+    as the run finished finds them all (hatchet-sdk sends ``ctx.log`` lines from a queue, one call each)."""
+    pending = getattr(getattr(ctx, "_log_sender", None), "q", None)
+    for _ in range(100):
+        if pending is None or pending.empty():
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)  # the line taken off the queue last is still in flight
+
+
+async def _behave(ctx: Context, workflow: str, task: str, step: int, run_input: dict[str, Any], *,
+                  behaviour: str, duration: float, last: bool) -> dict[str, Any]:
+    """Act out one task as the simulator does, logging what its tasks log, and return the default output."""
     override = _override(run_input) if last else {}
     behaviour = str(override.get("behaviour", behaviour))
     seconds = override.get("duration", duration)
     seconds = float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else duration
+    # The lines the simulator's tasks log (airflow_provider_hatchet/testing/task_logs.py); __sim__'s
+    # "log_lines" adds that many numbered lines to the last task.
+    ctx.log(f"{workflow}:{task} started")
+    ctx.log(f"input: {json.dumps(run_input, sort_keys=True)}")
+    count = _log_count(override)
+    for number in range(1, count + 1):
+        ctx.log(f"line {number} of {count}")
     if behaviour == "hang":
         await asyncio.Event().wait()  # until Hatchet cancels the task
     await asyncio.sleep(seconds)
     if behaviour == "fail":
-        raise Exception(str(override.get("error_message") or f"simulated failure in {workflow}:{task}"))
+        message = str(override.get("error_message") or f"simulated failure in {workflow}:{task}")
+        ctx.log(f"{workflow}:{task} failing: {message}")
+        await _logs_sent(ctx)
+        raise Exception(message)
+    ctx.log(f"{workflow}:{task} done")
+    await _logs_sent(ctx)
     return {"workflow": workflow, "task": task, "step": step, "echo": run_input}
 
 
@@ -57,7 +86,7 @@ def single_task(name: str, behaviour: str, duration: float, **options: Any) -> A
 
     @workflow.task(name="run", execution_timeout=LONG, schedule_timeout=LONG)
     async def run(input: EmptyModel, ctx: Context) -> dict[str, Any]:
-        return await _behave(name, "run", 0, dict(ctx.workflow_input), behaviour=behaviour, duration=duration,
+        return await _behave(ctx, name, "run", 0, dict(ctx.workflow_input), behaviour=behaviour, duration=duration,
                              last=True)
 
     return workflow
@@ -73,18 +102,36 @@ def multi_task(name: str, duration: float) -> Any:
 
     @workflow.task(name="extract", execution_timeout=LONG, schedule_timeout=LONG)
     async def extract(input: EmptyModel, ctx: Context) -> dict[str, Any]:
-        return await _behave(name, "extract", 0, dict(ctx.workflow_input), behaviour="succeed",
+        return await _behave(ctx, name, "extract", 0, dict(ctx.workflow_input), behaviour="succeed",
                              duration=duration, last=False)
 
     @workflow.task(name="transform", parents=[extract], execution_timeout=LONG, schedule_timeout=LONG)
     async def transform(input: EmptyModel, ctx: Context) -> dict[str, Any]:
-        return await _behave(name, "transform", 1, dict(ctx.workflow_input), behaviour="succeed",
+        return await _behave(ctx, name, "transform", 1, dict(ctx.workflow_input), behaviour="succeed",
                              duration=duration, last=False)
 
     @workflow.task(name="load", parents=[transform], execution_timeout=LONG, schedule_timeout=LONG)
     async def load(input: EmptyModel, ctx: Context) -> dict[str, Any]:
-        return await _behave(name, "load", 2, dict(ctx.workflow_input), behaviour="succeed",
+        return await _behave(ctx, name, "load", 2, dict(ctx.workflow_input), behaviour="succeed",
                              duration=duration, last=True)
+
+    return workflow
+
+
+def retried_task(name: str) -> Any:
+    """Declare a one-task workflow ``name`` whose task ``run`` fails on each of its two attempts (one retry): the
+    real server's attempt numbering, measured in ``tests/real/test_task_logs_real.py``. The simulator has no
+    retries and no such workflow.
+
+    :param name: the workflow name.
+    """
+    workflow = hatchet.workflow(name=name)
+
+    @workflow.task(name="run", retries=1, execution_timeout=LONG, schedule_timeout=LONG)
+    async def run(input: EmptyModel, ctx: Context) -> dict[str, Any]:
+        ctx.log(f"retry count {ctx.retry_count}")
+        return await _behave(ctx, name, "run", 0, dict(ctx.workflow_input), behaviour="fail", duration=0.2,
+                             last=True)
 
     return workflow
 
@@ -104,6 +151,7 @@ def workflows(prefix: str = "") -> list[Any]:
             key_expression="input.key", ttl=timedelta(minutes=10))),
         # Triggered by events: an event with this key runs it, with the payload as its input.
         single_task(f"{prefix}demo-event", "succeed", 0.2, on_events=[f"{prefix}{EVENT_KEY}"]),
+        retried_task(f"{prefix}demo-retry"),
     ]
 
 

@@ -395,3 +395,42 @@ SCENARIOS: dict[str, Scenario] = {
                      list_filters, cancel, workflows, auth, idempotency, scheduled_runs, crons, events,
                      list_by_creation_time)
 }
+
+
+def task_logs(s: Session) -> None:
+    """A task's log lines (``GET /tasks/{task}/logs``): their shape and order, limit, direction, attempt, levels,
+    since and until, the parameters the server refuses, and ids that are not a task's."""
+    run = s.trigger(None, "demo-fail", {"n": 1, "__sim__": {"log_lines": 3}}, name="run")
+    s.watch(None, run)
+    task = s.name(s.call(None, "GET", run_path(run)).json()["tasks"][0]["taskExternalId"], "task")
+    path = f"/api/v1/stable/tasks/{task}/logs"
+    # The worker sends its lines in the background; the last may land just after the run finished.
+    _until(lambda: len(s.call(None, "GET", path).json().get("rows") or []) == 6)
+    rows = s.call("all", "GET", path).json()["rows"]
+    for step, params in [
+        ("limit-2", {"limit": 2}),
+        ("asc", {"order_by_direction": "ASC", "limit": 2}),
+        ("desc", {"order_by_direction": "DESC", "limit": 2}),
+        ("attempt-1", {"attempt": 1}),
+        ("attempt-2", {"attempt": 2}),
+        ("level-info", {"levels": "INFO"}),
+        ("level-error", {"levels": "ERROR"}),
+        ("since-third", {"since": rows[2]["createdAt"]}),
+        ("until-third", {"until": rows[2]["createdAt"]}),
+        ("limit-max", {"limit": 10_000}),
+        ("limit-over", {"limit": 10_001}),
+        ("limit-zero", {"limit": 0}),
+        ("limit-bad", {"limit": "x"}),
+        ("direction-bad", {"order_by_direction": "UP"}),
+    ]:
+        s.call(step, "GET", path, params=params)
+    s.call("unknown-task", "GET", f"/api/v1/stable/tasks/{UNKNOWN_ID}/logs")
+    s.call("malformed-task", "GET", "/api/v1/stable/tasks/not-a-uuid/logs")
+    s.call("no-token", "GET", path, auth="none")
+    s.call("foreign", "GET", path, auth="foreign")
+    dag = s.trigger(None, "demo-multi", {}, name="dag")
+    s.watch(None, dag)
+    s.call("dag-run-id", "GET", f"/api/v1/stable/tasks/{dag}/logs")
+
+
+SCENARIOS[task_logs.__name__] = task_logs

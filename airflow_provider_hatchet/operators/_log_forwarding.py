@@ -1,0 +1,123 @@
+"""Hatchet's task logs in the Airflow task log: which tasks, how many lines, under which header.
+
+Used by both trigger operators and the sensor once a wait has ended. Reading the logs is best effort: a failure
+is logged as a warning and never changes the task's outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from airflow_provider_hatchet._arguments import check_forward_logs, check_line_cap
+from airflow_provider_hatchet._compat import redact
+from airflow_provider_hatchet.client.models import RunStatus, TaskSummary
+from airflow_provider_hatchet.client.validation import MAX_LOG_LIMIT
+from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
+
+if TYPE_CHECKING:
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+
+class TaskLog(Protocol):
+    """The task's logger: a ``logging.Logger`` on Airflow 2, Airflow's own logger on Airflow 3."""
+
+    def info(self, msg: str, /, *args: Any) -> Any: ...
+
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
+
+
+DEFAULT_LINES_PER_TASK = 100
+DEFAULT_LINES = 1000
+
+
+@dataclass(frozen=True)
+class LogForwarding:
+    """What to forward, checked when the task is defined.
+
+    :param mode: ``on_failure`` (the tasks that did not complete, when the wait did not succeed), ``always``
+        (every task of every run) or ``never``.
+    :param max_lines_per_task: the most lines written for one Hatchet task: its last ones.
+    :param max_lines: the most lines written by one Airflow task, all Hatchet tasks together.
+    """
+
+    mode: str = "on_failure"
+    max_lines_per_task: int = DEFAULT_LINES_PER_TASK
+    max_lines: int = DEFAULT_LINES
+
+    @classmethod
+    def checked(cls, mode: object, max_lines_per_task: object, max_lines: object) -> LogForwarding:
+        """Check the operator's arguments, each error naming its argument.
+
+        :param mode: ``forward_logs``.
+        :param max_lines_per_task: ``forward_logs_max_lines_per_task``.
+        :param max_lines: ``forward_logs_max_lines``.
+        """
+        return cls(check_forward_logs(mode), check_line_cap(max_lines_per_task, "forward_logs_max_lines_per_task"),
+                   check_line_cap(max_lines, "forward_logs_max_lines"))
+
+    def runs(self, wait: WaitEvent) -> list[str]:
+        """The runs whose logs are read after this wait: none, the ones that did not complete, or all."""
+        if self.mode == "always":
+            return list(wait.run_ids)
+        if self.mode == "never" or wait.status is WaitStatus.SUCCESS:
+            return []
+        return [run_id for run_id in wait.run_ids if wait.statuses.get(run_id) != RunStatus.COMPLETED.value]
+
+    def tasks(self, tasks: list[TaskSummary]) -> list[TaskSummary]:
+        """The tasks of a chosen run whose logs are read, in creation order."""
+        if self.mode == "always":
+            return tasks
+        return [task for task in tasks if task.status is not RunStatus.COMPLETED]
+
+
+def forward_logs(hook: HatchetHook, log: TaskLog, wait: WaitEvent, settings: LogForwarding) -> None:
+    """Write the chosen tasks' lines into the task log, masked by Airflow's secrets masker; never raises.
+
+    :param hook: the hook to read with.
+    :param log: the task's logger.
+    :param wait: how the wait ended.
+    :param settings: what to forward.
+    """
+    run_ids = settings.runs(wait)
+    budget = settings.max_lines
+    for done, run_id in enumerate(run_ids):
+        if budget <= 0:
+            log.info("Hatchet logs of %d more run(s) not read: forward_logs_max_lines (%d) was reached.",
+                     len(run_ids) - done, settings.max_lines)
+            return
+        try:
+            budget -= _forward_run(hook, log, run_id, settings, budget)
+        except Exception as exc:  # reading logs must never change the task's outcome
+            log.warning("Could not read Hatchet's task logs of run %s: %s", run_id, exc)
+            return
+
+
+def _forward_run(hook: HatchetHook, log: TaskLog, run_id: str, settings: LogForwarding, budget: int) -> int:
+    written = 0
+    for task in settings.tasks(hook.get_run(run_id).tasks_in_order()):
+        left = budget - written
+        if left <= 0:
+            log.info("Hatchet logs of run %s cut: forward_logs_max_lines (%d) was reached.", run_id,
+                     settings.max_lines)
+            break
+        written += _forward_task(hook, log, run_id, task, min(settings.max_lines_per_task, left))
+    return written
+
+
+def _forward_task(hook: HatchetHook, log: TaskLog, run_id: str, task: TaskSummary, cap: int) -> int:
+    task_id = task.task_external_id or run_id
+    attempt = task.attempt or 1
+    # The newest lines, one more than shown to learn whether any were cut; shown oldest first.
+    lines = hook.get_task_logs(task_id, limit=min(cap + 1, MAX_LOG_LIMIT), attempt=attempt, newest_first=True)[::-1]
+    log.info("----- Hatchet logs of run %s, task %s (%s), attempt %d -----", run_id, task.name, task_id, attempt)
+    if not lines:
+        log.info("(no lines)")
+        return 0
+    shown = lines[-cap:]
+    if len(lines) > cap:
+        log.info("(earlier lines cut: the last %d are shown; see forward_logs_max_lines_per_task and "
+                 "forward_logs_max_lines)", cap)
+    for line in shown:
+        log.info("%s %s %s", line.created_at.isoformat(), line.level or "INFO", redact(line.message))
+    log.info("----- end of Hatchet logs of task %s -----", task.name)
+    return len(shown)

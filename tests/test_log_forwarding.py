@@ -1,0 +1,164 @@
+"""``forward_logs`` on real Airflow (``dag.test()``, Airflow 2.10 and 3.3) against the simulator: which runs are
+read, what a failed read does, and the checks when the task is defined. The lines themselves, capped and masked,
+on both servers: ``tests/real/test_log_forwarding_real.py``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import pytest
+
+from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS
+from airflow_provider_hatchet.client import ClientConfig, HatchetClient, HatchetValidationError
+from tests.airflow_helpers import task_state, xcom_value
+
+pytestmark = pytest.mark.af2
+
+
+def make_dag(dag_id: str) -> Any:
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk import DAG
+    else:
+        from airflow.models.dag import DAG
+    return DAG(dag_id, schedule=None, start_date=dt.datetime(2025, 1, 1), catchup=False)
+
+
+def single(**kwargs: Any) -> Any:
+    from airflow_provider_hatchet.operators.hatchet import HatchetRunWorkflowOperator
+
+    return HatchetRunWorkflowOperator(task_id="t", wait_for_completion=True, poll_interval=0.1, **kwargs)
+
+
+def in_order(text: str, parts: list[str]) -> bool:
+    """Whether the parts appear in the text one after another (the captured logs may hold two copies)."""
+    at = 0
+    for part in parts:
+        at = text.find(part, at)
+        if at < 0:
+            return False
+        at += len(part)
+    return True
+
+
+def log_reads(sim: Any) -> list[Any]:
+    return [r for r in sim.requests if r.route == "logs"]
+
+
+def test_a_failure_to_read_the_logs_leaves_the_failure_as_it_was(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    hatchet.fail_next("logs", count=100, status=500)
+    with make_dag("logs_read_fails") as dag:
+        single(workflow_name="demo-fail")
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "failed"
+    out = logs()
+    assert "Could not read Hatchet's task logs of run" in out
+    assert "simulated failure in demo-fail:run" in out  # the task still fails with Hatchet's error
+    assert "HatchetRunFailedError" in out
+    assert log_reads(hatchet) and {r.status for r in log_reads(hatchet)} == {500}
+
+
+def test_a_failure_to_read_the_logs_leaves_a_success_as_it_was(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    hatchet.fail_next("logs", count=100, status=500)
+    with make_dag("logs_read_fails_success") as dag:
+        single(workflow_name="demo-etl", forward_logs="always")
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    assert xcom_value(dag_run, "t", "output") == {"run": {"workflow": "demo-etl", "task": "run", "step": 0,
+                                                          "echo": {}}}
+    assert "Could not read Hatchet's task logs of run" in logs()
+
+
+def test_never_reads_no_logs(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    with make_dag("logs_never") as dag:
+        single(workflow_name="demo-fail", forward_logs="never")
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "failed"
+    assert log_reads(hatchet) == []
+    assert "Hatchet logs of run" not in logs()
+
+
+def test_on_failure_reads_nothing_for_a_successful_run(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    with make_dag("logs_on_failure_success") as dag:
+        single(workflow_name="demo-etl")
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    assert log_reads(hatchet) == []
+
+
+def test_always_forwards_every_task_of_a_successful_run(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    with make_dag("logs_always") as dag:
+        single(workflow_name="demo-multi", forward_logs="always")
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    out = logs()
+    run_id = xcom_value(dag_run, "t")
+    expected = [f"----- Hatchet logs of run {run_id}, task extract (", "demo-multi:extract started",
+                "demo-multi:extract done", "task transform (", "demo-multi:load started", "demo-multi:load done"]
+    assert in_order(out, expected), out[-3000:]
+
+
+def test_on_failure_forwards_only_the_tasks_that_did_not_complete(hatchet: Any, dag_runner: Any,
+                                                                  logs: Any) -> None:
+    with make_dag("logs_dag_failure") as dag:
+        single(workflow_name="demo-multi", input={"__sim__": {"behaviour": "fail", "log_lines": 1}})
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "failed"
+    out = logs()
+    assert "demo-multi:load failing: simulated failure in demo-multi:load" in out
+    assert "line 1 of 1" in out
+    assert "demo-multi:extract started" not in out
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="dag.test() on Airflow 2.10 runs a sensor's dependency checks "
+                    "through the configured executor, which refuses the tests' SQLite database")
+def test_the_sensor_forwards_the_failed_runs_of_a_list(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor
+
+    with HatchetClient(ClientConfig.from_token(hatchet.token)) as client:
+        failed = client.trigger_run("demo-fail", {"which": "failed"})
+        done = client.trigger_run("demo-etl", {"which": "done"})
+    with make_dag("logs_sensor_list") as dag:
+        HatchetWorkflowRunSensor(task_id="t", run_id=[done, failed], poke_interval=0.1)
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "failed"
+    out = logs()
+    assert f"----- Hatchet logs of run {failed}, task run (" in out
+    assert 'input: {"which": "failed"}' in out
+    assert f"Hatchet logs of run {done}" not in out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field", "problem"),
+    [
+        ({"forward_logs": "sometimes"}, "forward_logs", "must be one of on_failure, always, never, got 'sometimes'"),
+        ({"forward_logs": True}, "forward_logs", "must be one of"),
+        ({"forward_logs_max_lines_per_task": 0}, "forward_logs_max_lines_per_task", "from 1 to 10000, got 0"),
+        ({"forward_logs_max_lines_per_task": "50"}, "forward_logs_max_lines_per_task", "got '50'"),
+        ({"forward_logs_max_lines": 10_001}, "forward_logs_max_lines", "from 1 to 10000, got 10001"),
+        ({"forward_logs_max_lines": 2.5}, "forward_logs_max_lines", "got 2.5"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["single", "bulk", "sensor"])
+def test_bad_forwarding_arguments_fail_when_the_task_is_defined(
+    kind: str, arguments: dict[str, Any], field: str, problem: str
+) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetRunWorkflowOperator, HatchetRunWorkflowsOperator
+    from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor
+
+    make = {
+        "single": lambda: HatchetRunWorkflowOperator(task_id="t", workflow_name="w", **arguments),
+        "bulk": lambda: HatchetRunWorkflowsOperator(task_id="t", workflow_runs=[], **arguments),
+        "sensor": lambda: HatchetWorkflowRunSensor(task_id="t", run_id=str(uuid.uuid4()), **arguments),
+    }[kind]
+    with pytest.raises(HatchetValidationError, match=problem) as err:
+        make()
+    assert err.value.field == field
