@@ -31,10 +31,15 @@ def _override(run_input: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _behave(workflow: str, task: str, step: int, run_input: dict[str, Any], *, behaviour: str,
-                  duration: float, last: bool) -> dict[str, Any]:
-    """Act out one task as the simulator does, and return the simulator's default output."""
+                  duration: float, last: bool, retry_count: int = 0) -> dict[str, Any]:
+    """Act out one task as the simulator does, and return the simulator's default output.
+
+    ``fail_first_attempt`` fails the task's first attempt only: a replay (or retry) of it succeeds.
+    """
     override = _override(run_input) if last else {}
     behaviour = str(override.get("behaviour", behaviour))
+    if behaviour == "fail_first_attempt":
+        behaviour = "fail" if retry_count == 0 else "succeed"
     seconds = override.get("duration", duration)
     seconds = float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else duration
     if behaviour == "hang":
@@ -58,7 +63,7 @@ def single_task(name: str, behaviour: str, duration: float, **options: Any) -> A
     @workflow.task(name="run", execution_timeout=LONG, schedule_timeout=LONG)
     async def run(input: EmptyModel, ctx: Context) -> dict[str, Any]:
         return await _behave(name, "run", 0, dict(ctx.workflow_input), behaviour=behaviour, duration=duration,
-                             last=True)
+                             last=True, retry_count=ctx.retry_count)
 
     return workflow
 
@@ -84,7 +89,7 @@ def multi_task(name: str, duration: float) -> Any:
     @workflow.task(name="load", parents=[transform], execution_timeout=LONG, schedule_timeout=LONG)
     async def load(input: EmptyModel, ctx: Context) -> dict[str, Any]:
         return await _behave(name, "load", 2, dict(ctx.workflow_input), behaviour="succeed",
-                             duration=duration, last=True)
+                             duration=duration, last=True, retry_count=ctx.retry_count)
 
     return workflow
 
