@@ -58,7 +58,7 @@ class RunFilter:
     @classmethod
     def checked(
         cls,
-        since: datetime | str | None,
+        since: datetime | str | None = None,
         until: datetime | str | None = None,
         statuses: Iterable[RunStatus | str] | None = None,
         workflow_names: Iterable[str] | None = None,
