@@ -280,18 +280,17 @@ class HatchetApi:
 
     def _replay(self, parts: list[str], query: str, authorization: str | None, body: bytes,
                 decision: Decision | None) -> SimResponse:
-        """Replay in place: every task of each finished run again, one attempt later; the answer lists the tasks
-        replayed. A run still queued or running is left alone."""
+        """Replay in place: every task of each finished run again, one attempt later; the answer lists the tasks.
+        A run still queued or running is listed and left alone (not modelled: what the server does to it)."""
         now = self.state.clock()
         selected = self._selected(parts, authorization, body, now)
         if isinstance(selected, SimResponse):
             return selected
         task_ids: list[str] = []
         for run in dict.fromkeys(selected[1]):
-            if run.status(now) not in TERMINAL:
-                continue
-            tasks = tasks_for_run(run.workflow, run.input, run.retry_count + 1)
-            run.replay(tasks, now, self.settings.replay_delay)
+            if run.status(now) in TERMINAL:
+                run.replay(tasks_for_run(run.workflow, run.input, run.retry_count + 1), now,
+                           self.settings.replay_delay)
             task_ids += run.task_ids
         return json_response(200, {"ids": task_ids})
 
