@@ -380,15 +380,15 @@ class HatchetHook(BaseHook):
         run_filter = self._run_filter(filter)
         return list(run_actions.select_runs(self.client, run_filter, self._workflow_ids(run_filter)))
 
-    def replay_in_place(self, run_id: str) -> RunDetails | None:
-        """Replay one run and wait (bounded) until reads show it: status out of FAILED or a retry count risen.
+    def replay_in_place(self, retry_counts: Mapping[str, int]) -> list[str]:
+        """Replay runs and wait (bounded) until reads show each replay: status out of FAILED or a retry count risen.
 
-        :param run_id: the run id.
-        :return: the first details showing the replay, or None if reads still showed the old run at the bound.
+        :param retry_counts: run id -> its :meth:`RunDetails.retry_count` before the replay.
+        :return: the runs whose reads still showed them as before at the bound.
         """
-        before = self.client.get_run(run_id).retry_count()
-        self.client.replay_runs([run_id])
-        return run_actions.settle_after_replay(self.client.get_run, run_id, before)
+        run_actions.in_chunks(self.client.replay_runs, retry_counts)
+        return [run_id for run_id, before in retry_counts.items()
+                if run_actions.settle_after_replay(self.client.get_run, run_id, before) is None]
 
     def _act(self, send: Callable[[list[str]], list[str]], run_ids: Iterable[str] | None,
              filter: RunFilter | Mapping[str, Any] | None) -> list[str]:

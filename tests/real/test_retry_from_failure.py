@@ -61,3 +61,37 @@ def test_a_changed_input_triggers_a_new_run_instead(
     assert (first.status, newest.status) == (RunStatus.FAILED, RunStatus.COMPLETED)
     assert xcom_value(dag_run, "t") == newest.id
     assert "a replay cannot change the input, so a new run is triggered" in logs()
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
+def test_a_bulk_retry_replays_the_failed_items_and_triggers_the_missing_ones(
+    backend: Backend, airflow_conn: Any, dag_runner: Any, logs: Any, deferrable: bool
+) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetRunWorkflowsOperator
+
+    backend.connect(airflow_conn)
+    tag = backend.tag
+    # Item 2's first try collides with this run's idempotency key, so that try creates no run for it.
+    backend.client().trigger_run("demo-idempotent", {"key": f"{tag}-1"}, {"test_tag": f"holder-{tag}"})
+    mine = {"additional_metadata": {"test_tag": tag}}
+    with make_dag(f"bulk_replay_{int(deferrable)}") as dag:
+        HatchetRunWorkflowsOperator(
+            task_id="t", transport="rest", wait_for_completion=True, deferrable=deferrable, poll_interval=0.2,
+            retry_from_failure=True, retries=1, retry_delay=timedelta(seconds=2), workflow_runs=[
+                {"workflow_name": "demo-etl", "input": {"i": 0}, "options": mine},
+                {"workflow_name": "demo-multi", "input": {"i": 1, **FAIL_ONCE}, "options": mine},
+                {"workflow_name": "demo-idempotent", "input": {"key": f"{tag}-{{{{ ti.try_number }}}}"},
+                 "options": mine},
+            ])
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    rows = runs_tagged(backend, tag)
+    by_index = {int(row.additional_metadata["airflow_batch_index"]): row for row in rows}
+    assert len(rows) == len(by_index) == 3
+    assert xcom_value(dag_run, "t") == [by_index[i].id for i in range(3)]
+    assert all(row.status is RunStatus.COMPLETED for row in rows)
+    # Item 0 kept its run, item 1's run was replayed in place, item 2 was triggered by the retry.
+    assert [by_index[i].additional_metadata["airflow_try_number"] for i in range(3)] == ["1", "1", "2"]
+    assert [backend.client().get_run(by_index[i].id).retry_count() for i in range(3)] == [0, 1, 0]
+    assert "Replaying 1 failed run(s) of the batch in place" in logs()
