@@ -290,7 +290,7 @@ class HatchetApi:
         for run in dict.fromkeys(selected[1]):
             if run.status(now) in TERMINAL:
                 run.replay(tasks_for_run(run.workflow, run.input, run.retry_count + 1), now,
-                           self.settings.replay_delay)
+                           self.settings.replay_delay, self.settings.replay_gap)
             task_ids += run.task_ids
         return json_response(200, {"ids": task_ids})
 

@@ -141,8 +141,9 @@ class Run:
         self.replay_visible = 0.0
         self._plan(created + workflow.queue_delay)
 
-    def _plan(self, start: float) -> None:
-        """Lay the tasks out from ``start``: each after the one before, a failed or hanging task blocking the rest."""
+    def _plan(self, start: float, gap: float = 0.0) -> None:
+        """Lay the tasks out from ``start``: each ``gap`` after the one before, a failed or hanging task blocking
+        the rest."""
         self.start = start
         starts: list[float] = []
         ends: list[float] = []
@@ -154,6 +155,8 @@ class Run:
                 starts.append(blocked_at)
                 ends.append(blocked_at)
                 continue
+            if i:
+                clock += gap
             starts.append(clock)
             if task.hang:
                 ends.append(INF)
@@ -169,13 +172,15 @@ class Run:
         self.end = blocked_at if blocked_at is not None else clock
         self.outcome = "FAILED" if self.failed_index >= 0 else "COMPLETED"
 
-    def replay(self, tasks: tuple[TaskSpec, ...], now: float, lag: float) -> None:
+    def replay(self, tasks: tuple[TaskSpec, ...], now: float, lag: float, gap: float = 0.0) -> None:
         """Re-run every task in place, one attempt later, as the server's replay does; reads show the run as it
-        was for ``lag`` seconds.
+        was for ``lag`` seconds. A DAG's next task is re-created ``gap`` after the one before it completed; until
+        then it shows its earlier attempt, and a run whose earlier attempt failed reads FAILED in the gap.
 
         :param tasks: the tasks of the new attempt (a per-run override may depend on the attempt).
         :param now: the simulator clock.
         :param lag: seconds the replay stays invisible to reads.
+        :param gap: seconds between a task's end and the next task's re-creation.
         """
         self.prior = Prior(
             status=self.status(now), task_statuses=tuple(self.task_status(i, now) for i in range(len(self.tasks))),
@@ -186,17 +191,25 @@ class Run:
         self.retry_count += 1
         self.tasks = tasks
         self.cancel_at = None
-        self._plan(self.replay_visible + self.workflow.queue_delay)
+        self._plan(self.replay_visible + self.workflow.queue_delay, gap)
 
     def _before_replay(self, now: float) -> Prior | None:
         return self.prior if self.prior is not None and now < self.replay_visible else None
 
-    def task_retry_count(self, now: float) -> int:
-        """Return the tasks' retry count as reads show it at ``now``.
+    def _earlier_attempt(self, i: int, now: float) -> Prior | None:
+        """The earlier attempt, while replayed task ``i`` is not re-created yet (it shows that attempt)."""
+        prior = self.prior
+        if prior is None or i == 0 or now >= self.starts[i] or 0 <= self.failed_index < i:
+            return None
+        return prior
+
+    def task_retry_count(self, now: float, i: int | None = None) -> int:
+        """Return the retry count of task ``i`` (of the run's newest task when None) as reads show it at ``now``.
 
         :param now: the simulator clock.
+        :param i: the task index.
         """
-        prior = self._before_replay(now)
+        prior = self._before_replay(now) or (self._earlier_attempt(i, now) if i is not None else None)
         return prior.retry_count if prior is not None else self.retry_count
 
     @property
@@ -244,7 +257,9 @@ class Run:
         prior = self._before_replay(now)
         if prior is not None:
             return list(prior.existing)
-        return [i for i in range(len(self.tasks) - 1, -1, -1) if self.task_exists(i, now)]
+        # A replay re-creates the tasks in place: those of the earlier attempt go on existing.
+        earlier = self.prior.existing if self.prior is not None else ()
+        return [i for i in range(len(self.tasks) - 1, -1, -1) if i in earlier or self.task_exists(i, now)]
 
     @property
     def step_ids(self) -> tuple[str, ...]:
@@ -272,6 +287,10 @@ class Run:
         if now < self.start:
             return "QUEUED"
         if now < self.end:
+            # Between two tasks of a replay, no task is queued or running: the earlier attempt's failure counts.
+            waiting = [i for i in range(1, len(self.tasks)) if self.ends[i - 1] <= now < self.starts[i]]
+            if waiting and self.prior is not None and "FAILED" in self.prior.task_statuses[waiting[0]:]:
+                return "FAILED"
             return "RUNNING"
         return self.outcome
 
@@ -281,7 +300,7 @@ class Run:
         :param i: the task index.
         :param now: the simulator clock.
         """
-        prior = self._before_replay(now)
+        prior = self._before_replay(now) or self._earlier_attempt(i, now)
         if prior is not None:
             return prior.task_statuses[i]
         c = self.cancel_at
