@@ -54,9 +54,10 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, HatchetTriggerOperatorBase):
     :param reuse_existing_run: on a retry, re-attach to this task instance's earlier run if it is queued,
         running or completed, instead of triggering another; a failed or cancelled one is triggered again, and
         so is one that an earlier try succeeded with (the task was cleared to run the workflow again).
-    :param retry_from_failure: on a retry whose earlier run FAILED, replay that run in place (same run id, the
-        failed tasks re-run) and wait on it, instead of triggering a new run; if this try's rendered input differs
-        from the run's, a new run is triggered (a replay keeps the input). Needs ``reuse_existing_run``.
+    :param retry_from_failure: on a retry whose earlier run FAILED, replay that run in place (same run id, its
+        tasks re-run one attempt later) and wait on it, instead of triggering a new run; if this try's rendered
+        input differs from the run's, a new run is triggered (a replay keeps the input). Needs
+        ``reuse_existing_run``.
     :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
         ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
 
