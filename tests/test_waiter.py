@@ -13,6 +13,7 @@ import pytest
 
 from airflow_provider_hatchet._identity import TI_KEY
 from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, HatchetClient, RetryPolicy, paging
+from airflow_provider_hatchet.client.models import RunStatus
 from airflow_provider_hatchet.client.waiter import (
     Outcome,
     RunWaitError,
@@ -617,3 +618,27 @@ def test_a_runner_keeps_one_client_across_rounds(
         runner.close()
     assert len(clients) == 1
     assert set(state.statuses) == set(ids)
+
+
+async def test_a_replayed_dag_run_reading_failed_between_its_tasks_stays_pending(
+    client: AsyncHatchetClient, sim: HatchetSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_hatchet.client import waiter
+
+    sim.replay_delay, sim.replay_gap = 0.0, 60.0  # the replay shows at once; the gap after extract is long
+    run_id = await client.trigger_run("multi", {"__sim__": {"behaviour": "fail_first_attempt"}})
+    assert (await wait(client, WaitState((run_id,), batch_field=TI_KEY))).outcome is Outcome.FAILED
+    await client.replay_runs([run_id])
+    for _ in range(500):  # until extract, re-run, completed
+        if (await client.get_run(run_id)).tasks_in_order()[0].status is RunStatus.COMPLETED:
+            break
+        await asyncio.sleep(0.02)
+    # In the gap: the run reads FAILED, its failed task (load) still the first attempt.
+    assert await client.get_run_status(run_id) is RunStatus.FAILED
+
+    verdict = await check_round(client, WaitState((run_id,), batch_field=TI_KEY))
+    assert verdict.outcome is Outcome.PENDING
+
+    monkeypatch.setattr(waiter, "REPLAY_GRACE", 0.0)  # past the grace, FAILED is believed
+    verdict = await check_round(client, WaitState((run_id,), batch_field=TI_KEY))
+    assert verdict.outcome is Outcome.FAILED

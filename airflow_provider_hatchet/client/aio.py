@@ -164,12 +164,22 @@ class AsyncHatchetClient(ClientBase):
                 return
             offset += len(page.rows)
 
-    async def cancel_runs(self, run_ids: Iterable[str]) -> list[str]:
-        """Ask Hatchet to cancel runs. Cancellation completes a moment later; poll the status to see it.
+    async def cancel_runs(self, run_ids: Iterable[str] = (), *, filter: Mapping[str, Any] | None = None) -> list[str]:
+        """Ask Hatchet to cancel runs, by ids or by a ``V1TaskFilter`` body. Cancellation completes a moment
+        later; poll the status to see it.
 
         :param run_ids: the run ids.
+        :param filter: a filter body (:meth:`RunFilter.body`) instead of ids; the server ORs its metadata pairs.
         """
-        return await self.send(endpoints.cancel(self.config.tenant_id, run_ids))
+        return await self.send(endpoints.cancel(self.config.tenant_id, run_ids, filter=filter))
+
+    async def replay_runs(self, run_ids: Iterable[str] = (), *, filter: Mapping[str, Any] | None = None) -> list[str]:
+        """Replay runs in place (same ids, input unchanged), by ids or by a ``V1TaskFilter`` body; sent once.
+
+        :param run_ids: the run ids.
+        :param filter: a filter body (:meth:`RunFilter.body`) instead of ids; the server ORs its metadata pairs.
+        """
+        return await self.send(endpoints.replay(self.config.tenant_id, run_ids, filter=filter))
 
     async def list_workflows(self, name: str | None = None, *, offset: int = 0,
                        limit: int = WORKFLOW_PAGE_SIZE) -> WorkflowPage:

@@ -178,6 +178,7 @@ class BulkTrigger:
     :param max_concurrency: the most trigger requests in flight.
     :param resume: first read the batch's existing runs and skip the items that have a reusable one.
     :param reuse_statuses: with ``resume``, the statuses of runs that are kept; other runs are triggered again.
+    :param keep_runs: with ``resume``, runs kept whatever status they read (e.g. runs just replayed in place).
     :param visibility_window: seconds a new run may stay invisible to lookups after its trigger returned.
     :param lookup_rounds: how many times items whose trigger failed ambiguously are sent again.
     :param retry: backoff for triggers that certainly created nothing (429, never sent): attempts per item
@@ -204,6 +205,7 @@ class BulkTrigger:
         max_concurrency: int = 32,
         resume: bool = False,
         reuse_statuses: Collection[RunStatus] = DEFAULT_REUSE_STATUSES,
+        keep_runs: Collection[str] = (),
         visibility_window: float = DEFAULT_VISIBILITY_WINDOW,
         lookup_rounds: int = 3,
         retry: RetryPolicy = DEFAULT_RETRY,
@@ -228,6 +230,7 @@ class BulkTrigger:
         self._concurrency = max_concurrency
         self._resume = resume
         self._reuse = frozenset(RunStatus(s) for s in reuse_statuses)
+        self._keep = frozenset(keep_runs)
         self._window = visibility_window
         self._rounds = lookup_rounds
         self._retry = retry
@@ -449,7 +452,7 @@ class BulkTrigger:
         async for i, row in self._batch_runs():
             if self._ids[i] is not None:
                 continue
-            if row.status in self._reuse:
+            if row.status in self._reuse or row.id in self._keep:
                 self._settle(i, row.id, REUSED)
             else:
                 self._stale.add(row.id)

@@ -26,6 +26,7 @@ from airflow_provider_hatchet.client.errors import (
     HatchetServerError,
     HatchetTransportError,
     HatchetUnexpectedResponseError,
+    HatchetValidationError,
 )
 from airflow_provider_hatchet.client.models import LogPage, RunDetails, RunPage, RunStatus, WorkflowPage
 from airflow_provider_hatchet.client.validation import check_log_limit, check_run_id
@@ -157,6 +158,7 @@ def list_runs(
     limit: int = 100,
     include_payloads: bool = False,
     triggering_event_external_id: str | None = None,
+    idempotency_keys: Iterable[str] = (),
 ) -> Call[RunPage]:
     """``GET /api/v1/stable/tenants/{tenant}/workflow-runs``: workflow runs (not tasks), newest first.
 
@@ -173,6 +175,7 @@ def list_runs(
     :param limit: rows per page.
     :param include_payloads: include inputs and outputs (the server defaults to false).
     :param triggering_event_external_id: only runs this event (pushed over gRPC) triggered.
+    :param idempotency_keys: only the runs holding these idempotency keys.
     """
     params: Params = [
         ("since", format_time(since)),
@@ -187,6 +190,7 @@ def list_runs(
     params += [("workflow_ids", w) for w in workflow_ids]
     if triggering_event_external_id:
         params.append(("triggering_event_external_id", triggering_event_external_id))
+    params += [("idempotency_keys", key) for key in idempotency_keys]
     if additional_metadata:
         params += [("additional_metadata", kv) for kv in metadata_filter(additional_metadata)]
         params.append(("additional_metadata_operator", "AND"))
@@ -226,17 +230,46 @@ def task_logs(
                 template="/api/v1/stable/tasks/{task}/logs")
 
 
-def cancel(tenant_id: str, run_ids: Iterable[str]) -> Call[list[str]]:
-    """``POST .../tasks/cancel`` by run ids; cancelling is idempotent. The result is the ids the server echoes:
-    it lists unknown ids too, so it does not confirm that each run exists.
+def _ids_or_filter(run_ids: Iterable[str], filter: Mapping[str, Any] | None) -> dict[str, Any]:
+    ids = [check_run_id(i, "run_ids") for i in run_ids]
+    if ids and filter is not None:
+        raise HatchetValidationError("filter", "give run ids or a filter, not both (Hatchet answers 500)")
+    if not ids and filter is None:
+        raise HatchetValidationError("run_ids", "is empty and no filter is given: nothing would be selected")
+    return {"externalIds": ids} if ids else {"filter": dict(filter or {})}
+
+
+def _echoed_ids(body: Any) -> list[str]:
+    return [str(i) for i in (body or {}).get("ids") or []]
+
+
+def cancel(tenant_id: str, run_ids: Iterable[str] = (), *, filter: Mapping[str, Any] | None = None) -> Call[list[str]]:
+    """``POST .../tasks/cancel`` by run ids or by a ``V1TaskFilter``; cancelling is idempotent. The result is the
+    ids the server echoes: it lists unknown ids too, so it does not confirm that each run exists.
 
     :param tenant_id: the tenant.
     :param run_ids: workflow-run ids.
+    :param filter: a ``V1TaskFilter`` body (:meth:`RunFilter.body`) instead of ids.
     """
     return Call(
-        "POST", f"/api/v1/stable/tenants/{segment(tenant_id)}/tasks/cancel",
-        lambda body: [str(i) for i in (body or {}).get("ids") or []],
-        json={"externalIds": list(run_ids)}, template="/api/v1/stable/tenants/{tenant}/tasks/cancel",
+        "POST", f"/api/v1/stable/tenants/{segment(tenant_id)}/tasks/cancel", _echoed_ids,
+        json=_ids_or_filter(run_ids, filter), template="/api/v1/stable/tenants/{tenant}/tasks/cancel",
+    )
+
+
+def replay(tenant_id: str, run_ids: Iterable[str] = (), *, filter: Mapping[str, Any] | None = None) -> Call[list[str]]:
+    """``POST .../tasks/replay`` by run ids or by a ``V1TaskFilter``: each run is re-run in place (same id, its
+    tasks' retry count one higher), with its original input. Never retried: a replay that reached the server
+    re-runs the tasks. The result is the ids of the tasks replayed.
+
+    :param tenant_id: the tenant.
+    :param run_ids: workflow-run ids.
+    :param filter: a ``V1TaskFilter`` body (:meth:`RunFilter.body`) instead of ids.
+    """
+    return Call(
+        "POST", f"/api/v1/stable/tenants/{segment(tenant_id)}/tasks/replay", _echoed_ids,
+        json=_ids_or_filter(run_ids, filter), idempotent=False,
+        template="/api/v1/stable/tenants/{tenant}/tasks/replay",
     )
 
 

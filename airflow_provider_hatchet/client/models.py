@@ -60,6 +60,8 @@ class TaskSummary(_Model):
     error_message: str | None = Field(default=None, alias="errorMessage")
     # The latest attempt, counted from 1 (``retryCount`` + 1): what the log endpoint's ``attempt`` filters on.
     attempt: int | None = None
+    # How many times the task was retried or replayed: a replay of the run adds one to each task it re-runs.
+    retry_count: int = Field(default=0, alias="retryCount")
 
     @property
     def named(self) -> bool:
@@ -115,6 +117,21 @@ class RunDetails(_Model):
     def task_outputs(self) -> dict[str, Any]:
         """The outputs keyed by task name, in task creation order, as hatchet-sdk's ``result()`` returns them."""
         return {task.name: task.output for task in self.tasks_in_order()}
+
+    def retry_count(self) -> int:
+        """The highest retry count of the run's tasks: it rises as soon as a replay of the run takes effect."""
+        return max((task.retry_count for task in self.tasks), default=0)
+
+    def replay_in_progress(self) -> bool:
+        """Whether a FAILED read is a replay under way: a failed task is an older attempt than another task.
+
+        A replayed DAG run re-runs its tasks one after another; until a failed task is re-created, it keeps its
+        old attempt's FAILED, and the run reads FAILED whenever no task is queued or running between two tasks.
+        """
+        newest = self.retry_count()
+        return self.status is RunStatus.FAILED and any(
+            task.status is RunStatus.FAILED and task.retry_count < newest for task in self.tasks
+        )
 
     def error_messages(self) -> dict[str, str]:
         """Hatchet's error message for each failed task, keyed by task name (the run's own if no task says)."""

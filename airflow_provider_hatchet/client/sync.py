@@ -159,12 +159,22 @@ class HatchetClient(ClientBase):
                 return
             offset += len(page.rows)
 
-    def cancel_runs(self, run_ids: Iterable[str]) -> list[str]:
-        """Ask Hatchet to cancel runs. Cancellation completes a moment later; poll the status to see it.
+    def cancel_runs(self, run_ids: Iterable[str] = (), *, filter: Mapping[str, Any] | None = None) -> list[str]:
+        """Ask Hatchet to cancel runs, by ids or by a ``V1TaskFilter`` body. Cancellation completes a moment
+        later; poll the status to see it.
 
         :param run_ids: the run ids.
+        :param filter: a filter body (:meth:`RunFilter.body`) instead of ids; the server ORs its metadata pairs.
         """
-        return self.send(endpoints.cancel(self.config.tenant_id, run_ids))
+        return self.send(endpoints.cancel(self.config.tenant_id, run_ids, filter=filter))
+
+    def replay_runs(self, run_ids: Iterable[str] = (), *, filter: Mapping[str, Any] | None = None) -> list[str]:
+        """Replay runs in place (same ids, input unchanged), by ids or by a ``V1TaskFilter`` body; sent once.
+
+        :param run_ids: the run ids.
+        :param filter: a filter body (:meth:`RunFilter.body`) instead of ids; the server ORs its metadata pairs.
+        """
+        return self.send(endpoints.replay(self.config.tenant_id, run_ids, filter=filter))
 
     def list_workflows(self, name: str | None = None, *, offset: int = 0,
                        limit: int = WORKFLOW_PAGE_SIZE) -> WorkflowPage:

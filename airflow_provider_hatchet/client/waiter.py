@@ -76,6 +76,10 @@ FEW_LATE_RUNS = 16
 # Details are fetched for at most this many failed runs; the message names the others without per-task errors.
 MAX_ERROR_DETAILS = 20
 MAX_MESSAGE_LINES = 20
+# Seconds a FAILED read that looks like a replay under way (a failed task older than another task) is taken for
+# one; a run that still reads so after this has failed for good (e.g. a task retried by its own policy before a
+# later task failed without retries).
+REPLAY_GRACE = 15.0
 
 
 
@@ -140,6 +144,7 @@ class WaitState:
     batch_since: datetime | None = None
     batch_checked: bool = False
     last_error: str | None = None
+    replaying_since: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.run_ids = tuple(self.run_ids)
@@ -248,6 +253,9 @@ class _Round:
         failed, cancelled = self._failures()
         if failed or cancelled:
             await self._fetch_errors(failed)
+            # A failed run's details may show a replay under way: it is pending again.
+            failed, cancelled = self._failures()
+        if failed or cancelled:
             return self._failure_verdict(failed, cancelled)
         if state.pending():
             return self._verdict(Outcome.PENDING, self._pending_message())
@@ -489,6 +497,14 @@ class _Round:
     def _keep(self, details: RunDetails) -> None:
         state = self.state
         state.unnamed.pop(details.id, None)
+        if details.replay_in_progress():
+            first = state.replaying_since.setdefault(details.id, self.now)
+            if self.now - first < REPLAY_GRACE:
+                # A replayed DAG run reads FAILED between two of its tasks (docs/hatchet-behaviour.md).
+                state.statuses[details.id] = RunStatus.RUNNING
+                return
+        else:
+            state.replaying_since.pop(details.id, None)
         if details.status is RunStatus.FAILED:
             state.errors[details.id] = details.error_messages() or {details.id: "failed"}
         elif details.status is RunStatus.COMPLETED or not state.fail_on_cancelled:

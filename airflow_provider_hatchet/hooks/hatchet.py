@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_hatchet._compat import AirflowNotFoundException, BaseHook, mask_secret
-from airflow_provider_hatchet.client import TriggerRequest, validation
+from airflow_provider_hatchet.client import TriggerRequest, run_actions, validation
 from airflow_provider_hatchet.client.config import ClientConfig, apply_namespace
 from airflow_provider_hatchet.client.errors import (
     HatchetAuthError,
@@ -24,6 +24,7 @@ from airflow_provider_hatchet.client.errors import (
     HatchetValidationError,
 )
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
+from airflow_provider_hatchet.client.run_filter import RunFilter
 from airflow_provider_hatchet.hooks._connection import (
     config_from_connection,
     config_from_environment,
@@ -354,12 +355,82 @@ class HatchetHook(BaseHook):
         """
         return self.client.get_run_status(run_id)
 
-    def cancel_runs(self, run_ids: Iterable[str]) -> list[str]:
-        """Ask Hatchet to cancel runs; the status turns CANCELLED a moment later.
+    def cancel_runs(self, run_ids: Iterable[str] | None = None, *,
+                    filter: RunFilter | Mapping[str, Any] | None = None) -> list[str]:
+        """Ask Hatchet to cancel runs, by ids or by filter; the status turns CANCELLED a moment later.
 
         :param run_ids: the run ids.
+        :param filter: a :class:`RunFilter`, or its fields as a dict (``since`` required), instead of ids; the
+            matching runs are listed and cancelled 500 at a time.
+        :return: the ids sent.
+        :raises HatchetValidationError: for neither or both of ``run_ids`` and ``filter``, or a bad filter field;
+            nothing is sent then.
         """
-        return self.client.cancel_runs(list(run_ids))
+        return self._act(self.client.cancel_runs, run_ids, filter)
+
+    def replay_runs(self, run_ids: Iterable[str] | None = None, *,
+                    filter: RunFilter | Mapping[str, Any] | None = None) -> list[str]:
+        """Replay runs in place (same ids, original input), by ids or by filter, 500 ids per request.
+
+        :param run_ids: the run ids.
+        :param filter: a :class:`RunFilter`, or its fields as a dict, instead of ids.
+        :return: the run ids sent.
+        :raises HatchetValidationError: as :meth:`cancel_runs`.
+        """
+        return self._act(self.client.replay_runs, run_ids, filter)
+
+    def list_runs(self, filter: RunFilter | Mapping[str, Any]) -> list[RunSummary]:
+        """Every run a filter selects, newest first (statuses, time window, workflow names, metadata pairs ANDed,
+        idempotency keys, triggering event).
+
+        :param filter: a :class:`RunFilter`, or its fields as a dict (``since`` required).
+        """
+        run_filter = self._run_filter(filter)
+        return list(run_actions.select_runs(self.client, run_filter, self._workflow_ids(run_filter)))
+
+    def replay_in_place(self, retry_counts: Mapping[str, int]) -> list[str]:
+        """Replay runs and wait (bounded) until reads show each replay: status out of FAILED or a retry count risen.
+
+        :param retry_counts: run id -> its :meth:`RunDetails.retry_count` before the replay.
+        :return: the runs whose reads still showed them as before at the bound.
+        """
+        run_actions.in_chunks(self.client.replay_runs, retry_counts)
+        return [run_id for run_id, before in retry_counts.items()
+                if run_actions.settle_after_replay(self.client.get_run, run_id, before) is None]
+
+    def _act(self, send: Callable[[list[str]], list[str]], run_ids: Iterable[str] | None,
+             filter: RunFilter | Mapping[str, Any] | None) -> list[str]:
+        ids = [validation.check_run_id(i, "run_ids") for i in run_ids or ()]
+        if ids and filter is not None:
+            raise HatchetValidationError("filter", "give run_ids or a filter, not both")
+        if filter is None:
+            if not ids:
+                raise HatchetValidationError("run_ids", "is empty and no filter is given: nothing to act on")
+            return run_actions.in_chunks(send, ids)
+        ids = [run.id for run in self.list_runs(filter)]
+        if ids:
+            run_actions.in_chunks(send, ids)
+        return ids
+
+    def _run_filter(self, filter: RunFilter | Mapping[str, Any]) -> RunFilter:
+        if isinstance(filter, RunFilter):
+            return filter
+        if not isinstance(filter, Mapping):
+            raise HatchetValidationError("filter", f"must be a RunFilter or a dict, got {type(filter).__name__}")
+        try:
+            return RunFilter.checked(**filter)
+        except TypeError:
+            known = ", ".join(RunFilter.__dataclass_fields__)
+            raise HatchetValidationError("filter", f"has unknown fields {sorted(filter)}; known: {known}") from None
+
+    def _workflow_ids(self, run_filter: RunFilter) -> list[str]:
+        ids = []
+        for name in run_filter.workflow_names:
+            workflow = self.client.find_workflow(self.full_workflow_name(name))
+            if workflow is None:
+                raise HatchetValidationError("workflow_names", f"the tenant has no workflow {name!r}")
+            ids.append(workflow.id)
+        return ids
 
     async def aget_run(self, run_id: str) -> RunDetails:
         """Async :meth:`get_run`.

@@ -23,6 +23,7 @@ from airflow_provider_hatchet.operators._base import (
     lookback_start,
 )
 from airflow_provider_hatchet.operators._lineage import LineageMixin
+from airflow_provider_hatchet.operators._replay import replay_if_unchanged
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
@@ -54,6 +55,10 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
     :param reuse_existing_run: on a retry, re-attach to this task instance's earlier run if it is queued,
         running or completed, instead of triggering another; a failed or cancelled one is triggered again, and
         so is one that an earlier try succeeded with (the task was cleared to run the workflow again).
+    :param retry_from_failure: on a retry whose earlier run FAILED, replay that run in place (same run id, its
+        tasks re-run one attempt later) and wait on it, instead of triggering a new run; if this try's rendered
+        input differs from the run's, a new run is triggered (a replay keeps the input). Needs
+        ``reuse_existing_run``.
     :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
         ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`), ``inject_lineage_parent``
         (see :class:`~airflow_provider_hatchet.operators._lineage.LineageMixin`) and BaseOperator's arguments.
@@ -76,6 +81,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         additional_metadata: dict[str, Any] | None = None,
         priority: int | None = None,
         reuse_existing_run: bool = True,
+        retry_from_failure: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -84,6 +90,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         self.additional_metadata = additional_metadata
         self.priority = priority if is_template(priority) else validation.check_priority(priority)
         self.reuse_existing_run = reuse_existing_run
+        self.retry_from_failure = retry_from_failure
         self.run_id: str | None = None
 
     def execute(self, context: Context) -> str:
@@ -214,6 +221,9 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
             return None
         if latest.status in _REUSABLE:
             self.log.info("Try %s: re-attaching to earlier run %s (%s).", try_number, latest.id, latest.status.value)
+            return latest.id
+        if (self.retry_from_failure and latest.status is RunStatus.FAILED
+                and replay_if_unchanged(self.hook, self.log, latest.id, self._request.input)):
             return latest.id
         self.log.info(
             "Try %s: the earlier run %s is %s; triggering a new one.", try_number, latest.id, latest.status.value

@@ -21,6 +21,7 @@ from airflow_provider_hatchet.operators._base import (
     lookback_start,
 )
 from airflow_provider_hatchet.operators._lineage import LineageMixin
+from airflow_provider_hatchet.operators._replay import replay_failed_items
 from airflow_provider_hatchet.operators._workflow_runs import parse_workflow_runs
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
         are in flight, and exactly-once holds per request.
     :param grpc_chunk_size: the most runs per gRPC request (1 to 1,000); smaller requests lose less to one
         failure, at more requests per batch.
+    :param retry_from_failure: on a retry that resumes the batch, replay its FAILED runs in place (same ids) instead
+        of triggering new ones, and trigger only the items without a run; an item whose input changed since gets
+        a new run (a replay keeps the input).
     :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
         ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`), ``inject_lineage_parent``
         (see :class:`~airflow_provider_hatchet.operators._lineage.LineageMixin`) and BaseOperator's arguments.
@@ -83,6 +87,7 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
         reuse_existing_runs: bool = True,
         transport: str = "auto",
         grpc_chunk_size: int = MAX_CHUNK_RUNS,
+        retry_from_failure: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -97,6 +102,7 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
         self.workflow_runs = workflow_runs
         self.max_concurrency = max_concurrency
         self.reuse_existing_runs = reuse_existing_runs
+        self.retry_from_failure = retry_from_failure
         self.run_ids: list[str] = []
 
     def execute(self, context: Context) -> list[str]:
@@ -110,7 +116,9 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
         context["ti"].xcom_push(key=BATCH_KEY_KEY, value=batch_key)
         self.log.info("Triggering %d Hatchet runs (batch %s, %d at a time%s).", len(items), batch_key,
                       self.max_concurrency, ", reusing earlier runs" if resume else "")
-        result, stopped = run_sync(lambda: self._trigger_all(items, batch_key, resume))
+        replayed = (replay_failed_items(self.hook, self.log, {TI_KEY: batch_key}, BATCH_INDEX_KEY, items,
+                                        lookback_start()) if resume and self.retry_from_failure else set())
+        result, stopped = run_sync(lambda: self._trigger_all(items, batch_key, resume, replayed))
         if stopped is not None:
             context["ti"].xcom_push(key=CREATED_RUNS_KEY, value=result.run_ids)
             self.log.error("The batch stopped at once: %s. %d of %d items have a run; their ids are in XCom %r.",
@@ -148,7 +156,7 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
             self.cancel(self.run_ids, "the task was killed")
 
     async def _trigger_all(
-        self, items: list[TriggerRequest], batch_key: str, resume: bool
+        self, items: list[TriggerRequest], batch_key: str, resume: bool, replayed: set[str]
     ) -> tuple[BulkResult, HatchetError | None]:
         """The batch's result, and the configuration error that stopped it, if one did."""
 
@@ -163,7 +171,7 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
                 engine = BulkTrigger(
                     client, items, batch_metadata={TI_KEY: batch_key}, since=lookback_start(),
                     index_key=BATCH_INDEX_KEY, max_concurrency=concurrency, resume=resume, on_progress=on_progress,
-                    sender=sender,
+                    sender=sender, keep_runs=replayed,
                 )
                 try:
                     return await engine.run(), None

@@ -11,7 +11,7 @@ recorded in the request log.
 - ``POST /fail-next`` ``{route, count?, status?, after_create?, drop?, delay?, body?}``
 - ``POST /reject`` ``{match: {...subset of the trigger body...}, status?, message?}``
 - ``POST /reset`` ``{keep_workflows?}``
-- ``PUT|POST /settings`` ``{visibility_delay?, cancel_delay?, unknown_workflow_delay?}``
+- ``PUT|POST /settings`` ``{visibility_delay?, cancel_delay?, replay_delay?, replay_gap?, unknown_workflow_delay?}``
 - ``GET  /runs[?workflow_name=&status=&offset=&limit=1000]``: ``{count, runs: [{id, tenant_id, workflow_name,
   status, created_at, task_ids, body}]}``; ``GET /runs/{id}``; ``GET /runs/count``: ``{count, by_status,
   phantom_ids}``
@@ -85,7 +85,7 @@ def _reset(sim: HatchetSimulator, query: dict[str, list[str]], body: Any) -> Any
 
 
 def _settings(sim: HatchetSimulator, query: dict[str, list[str]], body: Any) -> Any:
-    for key in ("visibility_delay", "cancel_delay", "unknown_workflow_delay"):
+    for key in ("visibility_delay", "cancel_delay", "replay_delay", "replay_gap", "unknown_workflow_delay"):
         if key in (body or {}):
             setattr(sim, key, float(body[key]))
     return sim.settings()

@@ -25,7 +25,7 @@ from .render import run_details, trigger_stub
 from .runs import TERMINAL, Run
 from .store import SimState, Tenant
 from .task_logs import list_task_logs
-from .workflows import idempotency_value
+from .workflows import idempotency_value, tasks_for_run
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 INTERNAL_ERROR = "Internal Server Error"
@@ -74,6 +74,8 @@ class HatchetApi:
                 table.append((True, "GET", "list", self._list))
             elif parts[1] == "tenants" and n == 5 and parts[3] == "tasks" and parts[4] == "cancel":
                 table.append((True, "POST", "cancel", self._cancel))
+            elif parts[1] == "tenants" and n == 5 and parts[3] == "tasks" and parts[4] == "replay":
+                table.append((True, "POST", "replay", self._replay))
             elif parts[1] == "workflow-runs" and n == 3:
                 table.append((True, "GET", "details", self._details))
             elif parts[1] == "workflow-runs" and n == 4 and parts[3] == "status":
@@ -260,8 +262,9 @@ class HatchetApi:
         return list_runs(self.state, tenant, query, self.state.clock(),
                          drop_colon_filters=self.faults.faults.drop_colon_filters)
 
-    def _cancel(self, parts: list[str], query: str, authorization: str | None, body: bytes,
-                decision: Decision | None) -> SimResponse:
+    def _selected(self, parts: list[str], authorization: str | None, body: bytes,
+                  now: float) -> tuple[list[str], list[Run]] | SimResponse:
+        """The ids a cancel or replay body names (echoed) and the tenant's runs among them."""
         tenant = self._tenant(parts[2], authorization)
         if isinstance(tenant, SimResponse):
             return tenant
@@ -271,21 +274,44 @@ class HatchetApi:
         except BindError as exc:
             return message(400, str(exc))
         flt = payload.get("filter")
-        state = self.state
-        now = state.clock()
         if ids and flt is not None:
             return message(500, INTERNAL_ERROR)  # the engine's InvalidArgument, unmapped by the handler
         if flt is not None:
             try:
-                targets = filtered_runs(state, tenant, flt, now)
+                targets = filtered_runs(self.state, tenant, flt, now)
             except FilterError as exc:
                 return message(exc.status, str(exc)) if exc.status >= 500 else api_errors(exc.status, str(exc))
             ids = [run.id for run in targets]
-        for run_id in ids:
-            run = state.runs.get(run_id) or state.task_runs.get(run_id)
-            if run is not None and run.tenant_id == tenant.id:
-                self._cancel_run(run, now)
+        runs = [run for run in (self.state.runs.get(i) or self.state.task_runs.get(i) for i in ids)
+                if run is not None and run.tenant_id == tenant.id]
+        return ids, runs
+
+    def _cancel(self, parts: list[str], query: str, authorization: str | None, body: bytes,
+                decision: Decision | None) -> SimResponse:
+        now = self.state.clock()
+        selected = self._selected(parts, authorization, body, now)
+        if isinstance(selected, SimResponse):
+            return selected
+        ids, runs = selected
+        for run in runs:
+            self._cancel_run(run, now)
         return json_response(200, {"ids": ids})
+
+    def _replay(self, parts: list[str], query: str, authorization: str | None, body: bytes,
+                decision: Decision | None) -> SimResponse:
+        """Replay in place: every task of each finished run again, one attempt later; the answer lists the tasks.
+        A run still queued or running is listed and left alone (not modelled: what the server does to it)."""
+        now = self.state.clock()
+        selected = self._selected(parts, authorization, body, now)
+        if isinstance(selected, SimResponse):
+            return selected
+        task_ids: list[str] = []
+        for run in dict.fromkeys(selected[1]):
+            if run.status(now) in TERMINAL:
+                run.replay(tasks_for_run(run.workflow, run.input, run.retry_count + 1), now,
+                           self.settings.replay_delay, self.settings.replay_gap)
+            task_ids += run.task_ids
+        return json_response(200, {"ids": task_ids})
 
     def _cancel_run(self, run: Run, now: float) -> None:
         if run.cancel_at is None and run.status(now) not in TERMINAL:

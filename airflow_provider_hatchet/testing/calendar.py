@@ -156,7 +156,30 @@ class Calendar:
         """
         event = Event(state.new_id(), tenant.id, key, dict(payload), dict(metadata), state.wall(state.clock()))
         self.events.append(event)
+        trigger_subscribed(state, tenant, event.id, key, payload, metadata)
         return event
+
+
+def trigger_subscribed(state: SimState, tenant: Tenant, event_id: str, key: str, payload: dict[str, Any],
+                       metadata: dict[str, Any], priority: int | None = None) -> None:
+    """Create a run of every workflow subscribed to the event's key, as the engine does when an event arrives.
+
+    :param state: the data.
+    :param tenant: the tenant.
+    :param event_id: the event's id (the runs' ``triggering_event_external_id``).
+    :param key: the full event key.
+    :param payload: the event payload, the runs' input.
+    :param metadata: the event's metadata, which the runs carry with the event's id and key.
+    :param priority: the event's priority, if it has one.
+    """
+    run_metadata = {**metadata, "hatchet__event_id": event_id, "hatchet__event_key": key}
+    now = state.clock()
+    for spec in list(tenant.workflows.values()):
+        if key in spec.on_events:
+            body: dict[str, Any] = {"workflowName": spec.name, "input": payload, "additionalMetadata": run_metadata}
+            if priority is not None:
+                body["priority"] = priority
+            state.create_run(tenant, spec, body, now, triggering_event=event_id)
 
 
 def _scheduled_json(item: Scheduled, state: SimState, tenant: Tenant) -> dict[str, Any]:

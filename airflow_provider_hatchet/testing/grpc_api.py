@@ -19,6 +19,7 @@ from typing import Any
 from airflow_provider_hatchet import _protos
 
 from .auth import TokenAuthority
+from .calendar import trigger_subscribed
 from .faults import Decision, FaultInjector
 from .store import SimState, Tenant
 from .workflows import idempotency_value
@@ -218,13 +219,8 @@ class HatchetGrpcApi:
         answers = []
         for request, payload, metadata in events:
             event_id = self.state.new_id()
-            run_metadata = {**metadata, "hatchet__event_id": event_id, "hatchet__event_key": request.key}
-            for spec in list(tenant.workflows.values()):
-                if request.key in spec.on_events:
-                    body = {"workflowName": spec.name, "input": payload, "additionalMetadata": run_metadata}
-                    if request.HasField("priority"):
-                        body["priority"] = request.priority
-                    self.state.create_run(tenant, spec, body, now, triggering_event=event_id)
+            trigger_subscribed(self.state, tenant, event_id, request.key, payload, metadata,
+                               request.priority if request.HasField("priority") else None)
             # The engine answers in proto3, which sends no empty field; the time is the server's when not given.
             answer = _protos.Event(tenant_id=tenant.id, event_id=event_id, event_timestamp=(
                 request.event_timestamp if request.HasField("event_timestamp") else _timestamp(self.state.wall(now))))

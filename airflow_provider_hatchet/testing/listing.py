@@ -123,6 +123,7 @@ def list_runs(state: SimState, tenant: Tenant, query: str, now: float, *,
         match_all=operator == "AND" or len(pairs) <= 1,
         workflow_ids=frozenset(w.lower() for w in q.get("workflow_ids", [])),
         triggering_event=(_first(q, "triggering_event_external_id") or "").lower() or None,
+        idempotency_keys=frozenset(q.get("idempotency_keys", [])),
     ), now)
     rows: list[dict[str, Any]]
     if only_tasks:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from .workflows import TaskSpec, WorkflowSpec, task_output
@@ -39,6 +40,26 @@ def with_traceparent(metadata: dict[str, Any], run_id: str) -> dict[str, Any]:
     return {**metadata, "traceparent": traceparent(run_id)}
 
 
+@dataclass(frozen=True, slots=True)
+class Prior:
+    """A replayed run as reads show it until the replay is visible: as it was when replayed.
+
+    :param status: the run's status.
+    :param task_statuses: each task's status.
+    :param existing: the tasks that existed, newest first.
+    :param error_message: the run's error message.
+    :param finished_at: when it had finished.
+    :param retry_count: the tasks' retry count.
+    """
+
+    status: str
+    task_statuses: tuple[str, ...]
+    existing: tuple[int, ...]
+    error_message: str | None
+    finished_at: float | None
+    retry_count: int
+
+
 class Run:
     """One workflow run.
 
@@ -61,9 +82,12 @@ class Run:
         "idempotency_key",
         "input",
         "outcome",
+        "prior",
         "priority",
         "raw_input",
         "read_back",
+        "replay_visible",
+        "retry_count",
         "seq",
         "start",
         "starts",
@@ -111,17 +135,28 @@ class Run:
         # Set once a trigger waited until it could read the run back: reads see it from then on.
         self.read_back = False
         self.cancel_at: float | None = None
-        self.start = created + workflow.queue_delay
+        # A replay re-plans the run; until ``replay_visible`` reads still show ``prior``, the run as it was.
+        self.retry_count = 0
+        self.prior: Prior | None = None
+        self.replay_visible = 0.0
+        self._plan(created + workflow.queue_delay)
+
+    def _plan(self, start: float, gap: float = 0.0) -> None:
+        """Lay the tasks out from ``start``: each ``gap`` after the one before, a failed or hanging task blocking
+        the rest."""
+        self.start = start
         starts: list[float] = []
         ends: list[float] = []
         self.failed_index = -1
         clock = self.start
         blocked_at: float | None = None
-        for i, task in enumerate(tasks):
+        for i, task in enumerate(self.tasks):
             if blocked_at is not None:
                 starts.append(blocked_at)
                 ends.append(blocked_at)
                 continue
+            if i:
+                clock += gap
             starts.append(clock)
             if task.hang:
                 ends.append(INF)
@@ -136,6 +171,46 @@ class Run:
         self.ends = tuple(ends)
         self.end = blocked_at if blocked_at is not None else clock
         self.outcome = "FAILED" if self.failed_index >= 0 else "COMPLETED"
+
+    def replay(self, tasks: tuple[TaskSpec, ...], now: float, lag: float, gap: float = 0.0) -> None:
+        """Re-run every task in place, one attempt later, as the server's replay does; reads show the run as it
+        was for ``lag`` seconds. A DAG's next task is re-created ``gap`` after the one before it completed; until
+        then it shows its earlier attempt, and a run whose earlier attempt failed reads FAILED in the gap.
+
+        :param tasks: the tasks of the new attempt (a per-run override may depend on the attempt).
+        :param now: the simulator clock.
+        :param lag: seconds the replay stays invisible to reads.
+        :param gap: seconds between a task's end and the next task's re-creation.
+        """
+        self.prior = Prior(
+            status=self.status(now), task_statuses=tuple(self.task_status(i, now) for i in range(len(self.tasks))),
+            existing=tuple(self.existing_tasks(now)), error_message=self.error_message(now),
+            finished_at=self.finished_at(now), retry_count=self.retry_count,
+        )
+        self.replay_visible = now + lag
+        self.retry_count += 1
+        self.tasks = tasks
+        self.cancel_at = None
+        self._plan(self.replay_visible + self.workflow.queue_delay, gap)
+
+    def _before_replay(self, now: float) -> Prior | None:
+        return self.prior if self.prior is not None and now < self.replay_visible else None
+
+    def _earlier_attempt(self, i: int, now: float) -> Prior | None:
+        """The earlier attempt, while replayed task ``i`` is not re-created yet (it shows that attempt)."""
+        prior = self.prior
+        if prior is None or i == 0 or now >= self.starts[i] or 0 <= self.failed_index < i:
+            return None
+        return prior
+
+    def task_retry_count(self, now: float, i: int | None = None) -> int:
+        """Return the retry count of task ``i`` (of the run's newest task when None) as reads show it at ``now``.
+
+        :param now: the simulator clock.
+        :param i: the task index.
+        """
+        prior = self._before_replay(now) or (self._earlier_attempt(i, now) if i is not None else None)
+        return prior.retry_count if prior is not None else self.retry_count
 
     @property
     def is_dag(self) -> bool:
@@ -179,7 +254,12 @@ class Run:
 
         :param now: the simulator clock.
         """
-        return [i for i in range(len(self.tasks) - 1, -1, -1) if self.task_exists(i, now)]
+        prior = self._before_replay(now)
+        if prior is not None:
+            return list(prior.existing)
+        # A replay re-creates the tasks in place: those of the earlier attempt go on existing.
+        earlier = self.prior.existing if self.prior is not None else ()
+        return [i for i in range(len(self.tasks) - 1, -1, -1) if i in earlier or self.task_exists(i, now)]
 
     @property
     def step_ids(self) -> tuple[str, ...]:
@@ -199,11 +279,18 @@ class Run:
 
         :param now: the simulator clock.
         """
+        prior = self._before_replay(now)
+        if prior is not None:
+            return prior.status
         if self.cancel_at is not None and self.cancelled_by(now):
             return "CANCELLED"
         if now < self.start:
             return "QUEUED"
         if now < self.end:
+            # Between two tasks of a replay, no task is queued or running: the earlier attempt's failure counts.
+            waiting = [i for i in range(1, len(self.tasks)) if self.ends[i - 1] <= now < self.starts[i]]
+            if waiting and self.prior is not None and "FAILED" in self.prior.task_statuses[waiting[0]:]:
+                return "FAILED"
             return "RUNNING"
         return self.outcome
 
@@ -213,6 +300,9 @@ class Run:
         :param i: the task index.
         :param now: the simulator clock.
         """
+        prior = self._before_replay(now) or self._earlier_attempt(i, now)
+        if prior is not None:
+            return prior.task_statuses[i]
         c = self.cancel_at
         end = self.ends[i]
         if c is not None and now >= c and end > c:
@@ -266,6 +356,9 @@ class Run:
 
         :param now: the simulator clock.
         """
+        prior = self._before_replay(now)
+        if prior is not None:
+            return prior.finished_at
         status = self.status(now)
         if status not in TERMINAL:
             return None
@@ -286,6 +379,9 @@ class Run:
 
         :param now: the simulator clock.
         """
+        prior = self._before_replay(now)
+        if prior is not None:
+            return prior.error_message
         if self.failed_index >= 0 and self.task_status(self.failed_index, now) == "FAILED":
             return self.tasks[self.failed_index].error_message
         return None

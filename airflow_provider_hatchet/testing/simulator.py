@@ -30,6 +30,10 @@ ADMIN_PREFIX = "/_simulator"
 # The real server's medians (docs/hatchet-behaviour.md): trigger to first readable, and cancel to CANCELLED.
 DEFAULT_VISIBILITY_DELAY = 0.05
 DEFAULT_CANCEL_DELAY = 0.03
+# Longer than the real server's (docs/hatchet-behaviour.md), so that tests see the replay's read lag.
+DEFAULT_REPLAY_DELAY = 1.0
+# A replayed DAG's next task is re-created this long after the one before it ended (20 to 100 ms measured).
+DEFAULT_REPLAY_GAP = 0.05
 
 
 class HatchetSimulator:
@@ -41,6 +45,8 @@ class HatchetSimulator:
     :param server_url: the URL tokens must carry; set :attr:`server_url` again once a port is bound.
     :param visibility_delay: seconds a new run answers 404 and is missing from lists.
     :param cancel_delay: seconds between a cancel request and the run reading CANCELLED.
+    :param replay_delay: seconds a replayed run still reads as before the replay (FAILED, old retry count).
+    :param replay_gap: seconds between two tasks of a replayed DAG run, in which it reads FAILED if it had failed.
     :param unknown_workflow_delay: seconds the trigger of an unknown workflow waits before its 500.
     :param seed: seed for ids and random faults.
     :param clock: monotonic clock in seconds (e.g. :class:`~.clock.ManualClock`).
@@ -54,6 +60,8 @@ class HatchetSimulator:
         *,
         visibility_delay: float = DEFAULT_VISIBILITY_DELAY,
         cancel_delay: float = DEFAULT_CANCEL_DELAY,
+        replay_delay: float = DEFAULT_REPLAY_DELAY,
+        replay_gap: float = DEFAULT_REPLAY_GAP,
         unknown_workflow_delay: float = 10.0,
         seed: int = 0,
         clock: Clock = time.monotonic,
@@ -62,6 +70,8 @@ class HatchetSimulator:
     ) -> None:
         self._lock = threading.RLock()
         self.cancel_delay = cancel_delay
+        self.replay_delay = replay_delay
+        self.replay_gap = replay_gap
         self.unknown_workflow_delay = unknown_workflow_delay
         self._state = SimState(clock, seed, visibility_delay)
         self._auth = TokenAuthority(lambda: self._state.wall(self._state.clock()), secret)
@@ -473,6 +483,7 @@ class HatchetSimulator:
     def settings(self) -> dict[str, float]:
         """The timing settings, as the admin API shows them."""
         return {"visibility_delay": self.visibility_delay, "cancel_delay": self.cancel_delay,
+                "replay_delay": self.replay_delay, "replay_gap": self.replay_gap,
                 "unknown_workflow_delay": self.unknown_workflow_delay}
 
     def __repr__(self) -> str:

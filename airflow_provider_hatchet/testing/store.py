@@ -52,6 +52,7 @@ class RunQuery:
     :param match_all: require every pair (AND) instead of any (OR).
     :param workflow_ids: keep runs of these workflows, or all when empty.
     :param triggering_event: keep runs this event triggered.
+    :param idempotency_keys: keep the runs holding one of these idempotency keys.
     """
 
     since: float
@@ -61,6 +62,7 @@ class RunQuery:
     match_all: bool = False
     workflow_ids: frozenset[str] = frozenset()
     triggering_event: str | None = None
+    idempotency_keys: frozenset[str] = frozenset()
 
 
 class SimState:
@@ -274,11 +276,12 @@ class SimState:
         hi = bisect.bisect_right(ordered, latest, key=_created)
         settled = max(lo, min(hi, bisect.bisect_right(ordered, now - self.visibility_delay, key=_created)))
         window = ordered[lo:settled] + [run for run in ordered[settled:hi] if run.read_back]
-        if checks or q.workflow_ids or q.statuses or q.triggering_event:
+        if checks or q.workflow_ids or q.statuses or q.triggering_event or q.idempotency_keys:
             window = [
                 run for run in window
                 if all(run.additional_metadata.get(k) == v for k, v in checks)
                 and (not q.triggering_event or run.triggering_event == q.triggering_event)
+                and (not q.idempotency_keys or run.idempotency_key in q.idempotency_keys)
                 and (not q.workflow_ids or run.workflow.id in q.workflow_ids)
                 and (not q.statuses or run.status(now) in q.statuses)
             ]

@@ -176,14 +176,16 @@ def _with_behaviour(workflow: str, task: TaskSpec, behaviour: str, error_message
     return TaskSpec(task.name, task.duration)
 
 
-def tasks_for_run(spec: WorkflowSpec, run_input: Mapping[str, Any]) -> tuple[TaskSpec, ...]:
+def tasks_for_run(spec: WorkflowSpec, run_input: Mapping[str, Any], retry_count: int = 0) -> tuple[TaskSpec, ...]:
     """Return a run's tasks, applying a per-run ``__sim__`` override found in the input.
 
-    The override ``{"__sim__": {"behaviour": "succeed"|"fail"|"hang", "duration": s, "error_message": m}}``
-    changes the last task (the only one of single-task workflows) for this run only.
+    The override ``{"__sim__": {"behaviour": "succeed"|"fail"|"hang"|"fail_first_attempt", "duration": s,
+    "error_message": m}}`` changes the last task (the only one of single-task workflows) for this run only;
+    ``fail_first_attempt`` fails its first attempt and succeeds once the run is replayed.
 
     :param spec: the workflow.
     :param run_input: the run input.
+    :param retry_count: the attempt's retry count (0 for the first attempt, one more per replay).
     """
     override = run_input.get(OVERRIDE_KEY)
     if not isinstance(override, Mapping):
@@ -193,6 +195,8 @@ def tasks_for_run(spec: WorkflowSpec, run_input: Mapping[str, Any]) -> tuple[Tas
     if not isinstance(duration, (int, float)) or isinstance(duration, bool):
         duration = last.duration
     behaviour = override.get("behaviour")
+    if behaviour == "fail_first_attempt":
+        behaviour = "fail" if retry_count == 0 else "succeed"
     message = override.get("error_message")
     changed = TaskSpec(last.name, float(duration), last.fail, last.hang, last.error_message)
     if behaviour in ("succeed", "fail", "hang"):

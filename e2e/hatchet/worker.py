@@ -49,9 +49,14 @@ async def _logs_sent(ctx: Context) -> None:
 
 async def _behave(ctx: Context, workflow: str, task: str, step: int, run_input: dict[str, Any], *,
                   behaviour: str, duration: float, last: bool) -> dict[str, Any]:
-    """Act out one task as the simulator does, logging what its tasks log, and return the default output."""
+    """Act out one task as the simulator does, logging what its tasks log, and return the default output.
+
+    ``fail_first_attempt`` fails the task's first attempt only: a replay (or retry) of it succeeds.
+    """
     override = _override(run_input) if last else {}
     behaviour = str(override.get("behaviour", behaviour))
+    if behaviour == "fail_first_attempt":
+        behaviour = "fail" if ctx.retry_count == 0 else "succeed"
     seconds = override.get("duration", duration)
     seconds = float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else duration
     # The lines the simulator's tasks log (airflow_provider_hatchet/testing/task_logs.py); __sim__'s

@@ -1,0 +1,157 @@
+"""Cancel and replay by filter, and the list filters, on both servers: the hook and the lifecycle operators on
+real Airflow (``dag.test()``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from airflow_provider_hatchet.client import RunStatus
+from airflow_provider_hatchet.client.errors import HatchetValidationError
+from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+from tests.airflow_helpers import task_state, xcom_value
+from tests.real.conftest import EVENT_KEY, Backend
+from tests.real.test_client_and_hook import wait_terminal
+from tests.real.test_operator_real import make_dag
+
+FAIL_ONCE = {"__sim__": {"behaviour": "fail_first_attempt"}}
+
+
+def since() -> datetime:
+    return datetime.now(timezone.utc) - timedelta(minutes=30)
+
+
+def until_listed(hook: HatchetHook, filter: dict[str, Any], count: int, timeout: float = 30) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = hook.list_runs(filter)
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.3)
+
+
+def test_the_cancel_operator_cancels_only_the_runs_matching_every_pair(
+    backend: Backend, airflow_conn: Any, dag_runner: Any
+) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetCancelRunsOperator
+
+    backend.connect(airflow_conn)
+    client = backend.client()
+    mine = [client.trigger_run("demo-hang", {}, {"test_tag": backend.tag, "group": "a"}) for _ in range(2)]
+    other = client.trigger_run("demo-hang", {}, {"test_tag": backend.tag, "group": "b"})
+    hook = HatchetHook()
+    until_listed(hook, {"since": since(), "additional_metadata": {"test_tag": backend.tag}}, 3)
+    with make_dag("cancel_by_filter") as dag:
+        HatchetCancelRunsOperator(task_id="t", statuses=["QUEUED", "RUNNING"],
+                                  additional_metadata={"test_tag": backend.tag, "group": "a"})
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    assert sorted(xcom_value(dag_run, "t")) == sorted(mine)
+    assert [wait_terminal(client, run_id) for run_id in mine] == [RunStatus.CANCELLED] * 2
+    assert client.get_run_status(other) in (RunStatus.QUEUED, RunStatus.RUNNING)
+    assert hook.cancel_runs([other]) == [other]
+    assert wait_terminal(client, other) is RunStatus.CANCELLED
+
+
+def test_the_replay_operator_replays_the_failed_runs_in_place(
+    backend: Backend, airflow_conn: Any, dag_runner: Any
+) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetReplayRunsOperator
+
+    backend.connect(airflow_conn)
+    client = backend.client()
+    failing = [client.trigger_run("demo-etl", FAIL_ONCE, {"test_tag": backend.tag}) for _ in range(2)]
+    passing = client.trigger_run("demo-etl", {}, {"test_tag": backend.tag})
+    assert [wait_terminal(client, r) for r in (*failing, passing)] == [RunStatus.FAILED] * 2 + [RunStatus.COMPLETED]
+    hook = HatchetHook()
+    until_listed(hook, {"since": since(), "statuses": ["FAILED"], "additional_metadata": {"test_tag": backend.tag}}, 2)
+    with make_dag("replay_by_filter") as dag:
+        HatchetReplayRunsOperator(task_id="t", statuses="FAILED", workflow_names=["demo-etl"],
+                                  additional_metadata={"test_tag": backend.tag})
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    assert sorted(xcom_value(dag_run, "t")) == sorted(failing)
+    deadline = time.monotonic() + 60
+    while any(client.get_run(r).retry_count() < 1 for r in failing) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [wait_terminal(client, r) for r in failing] == [RunStatus.COMPLETED] * 2
+    assert [client.get_run(r).retry_count() for r in (*failing, passing)] == [1, 1, 0]
+    time.sleep(1.0)
+    assert len(hook.list_runs({"since": since(), "additional_metadata": {"test_tag": backend.tag}})) == 3
+
+
+def test_runs_are_listed_by_idempotency_key(backend: Backend, airflow_conn: Any) -> None:
+    backend.connect(airflow_conn)
+    client = backend.client()
+    held = client.trigger_run("demo-idempotent", {"key": backend.tag}, {"test_tag": backend.tag})
+    client.trigger_run("demo-idempotent", {"key": f"{backend.tag}-other"}, {"test_tag": backend.tag})
+    rows = until_listed(HatchetHook(), {"since": since(), "idempotency_keys": [backend.tag]}, 1)
+    assert [row.id for row in rows] == [held]
+
+
+def test_runs_are_listed_by_the_event_that_triggered_them(
+    backend: Backend, airflow_conn: Any, grpc_address: str
+) -> None:
+    backend.connect(airflow_conn, grpc_address=grpc_address, grpc_tls="false")
+    hook = HatchetHook()
+
+    async def push() -> list[str]:
+        try:
+            return await hook.apush_events(
+                [{"key": EVENT_KEY, "payload": {"i": i}, "additional_metadata": {"test_tag": backend.tag},
+                  "priority": None, "scope": None}
+                 for i in range(2)], {})
+        finally:
+            await HatchetHook.aclose_loop_clients()
+
+    first, second = asyncio.run(push())
+    rows = until_listed(hook, {"since": since(), "triggering_event_external_id": first}, 1)
+    assert len(rows) == 1
+    assert rows[0].additional_metadata["hatchet__event_id"] == first != second
+
+
+@pytest.mark.parametrize(("arguments", "field"), [
+    ({}, "run_ids"),
+    ({"run_ids": ["00000000-0000-4000-8000-000000000001"], "statuses": ["FAILED"]}, "filter"),
+    ({"since": "2026-01-01T00:00:00Z", "statuses": []}, "statuses"),
+    ({"since": "2026-01-01T00:00:00Z", "statuses": ["BROKEN"]}, "statuses"),
+    ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
+    ({"since": "yesterday"}, "since"),
+    ({"statuses": ["FAILED"]}, "since"),
+    ({"run_ids": ["not-a-uuid"]}, "run_ids"),
+])
+def test_bad_selections_are_refused_naming_the_field_before_anything_is_sent(
+    backend: Backend, airflow_conn: Any, arguments: dict[str, Any], field: str
+) -> None:
+    backend.connect(airflow_conn)
+    hook = HatchetHook()
+    run_ids = arguments.pop("run_ids", None)
+    with pytest.raises(HatchetValidationError) as raised:
+        if run_ids is None and not arguments:
+            hook.cancel_runs()
+        else:
+            hook.replay_runs(run_ids, filter=arguments or None)
+    assert raised.value.field == field
+    if backend.sim is not None:
+        assert not [r for r in backend.sim.requests if r.path.endswith(("/cancel", "/replay", "/workflow-runs"))]
+
+
+@pytest.mark.parametrize(("arguments", "field"), [
+    ({}, "run_ids"),
+    ({"run_ids": ["00000000-0000-4000-8000-000000000001"], "statuses": ["FAILED"]}, "run_ids"),
+    ({"statuses": []}, "statuses"),
+    ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
+])
+def test_the_operators_refuse_a_bad_selection_when_the_dag_is_parsed(arguments: dict[str, Any], field: str) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetCancelRunsOperator, HatchetReplayRunsOperator
+
+    for operator in (HatchetCancelRunsOperator, HatchetReplayRunsOperator):
+        with pytest.raises(HatchetValidationError) as raised:
+            operator(task_id="t", **arguments)
+        assert raised.value.field == field
