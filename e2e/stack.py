@@ -173,10 +173,11 @@ class Stack:
         self.simulator = info
         return info
 
-    def configure_airflow(self, sql_alchemy_conn: str) -> None:
+    def configure_airflow(self, sql_alchemy_conn: str, settings: dict[str, str] | None = None) -> None:
         """Build the environment every Airflow process shares.
 
         :param sql_alchemy_conn: metadata DB URL
+        :param settings: more ``AIRFLOW__...`` variables, over the defaults (e.g. another executor)
         """
         home = self.run_dir / "airflow_home"
         home.mkdir()
@@ -218,6 +219,7 @@ class Stack:
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(self.logs / "dag_processor"),
+            **(settings or {}),
         }
         if sql_alchemy_conn.startswith(SQLITE_PREFIX):
             # Airflow puts $AIRFLOW_HOME/config on sys.path; the connect args are read from an import path.
