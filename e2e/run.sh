@@ -27,9 +27,10 @@ export E2E_RUN_TAG
 t0=$(date +%s)
 phase() { echo "[e2e] $1 ($(( $(date +%s) - t0 ))s)"; }
 
-# Kill every process whose environment holds E2E_RUN_TAG=$1 (but not this shell); print what was left.
+# Kill every process whose environment holds E2E_RUN_TAG=$1, or that is in a group this run started (but not this
+# shell); print what was left.
 sweep() {
-    python3 "$ROOT/e2e/sweep.py" "$1" "$$"
+    python3 "$ROOT/e2e/sweep.py" --pgids "$RUN/pgids" "$1" "$$"
 }
 
 harness_pid=""
@@ -62,8 +63,9 @@ if [ "${E2E_SKIP_INSTALL:-0}" != 1 ]; then
     fi
 fi
 
+# A previous run's leftovers, by their tag only: its process group ids may belong to others by now.
 if [ -f "$RUN/tag" ]; then
-    sweep "$(cat "$RUN/tag")" || true
+    python3 "$ROOT/e2e/sweep.py" "$(cat "$RUN/tag")" "$$" || true
 fi
 rm -rf "$RUN"
 mkdir -p "$RUN/logs"

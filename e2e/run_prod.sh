@@ -31,7 +31,7 @@ cleanup() {
         wait "$harness_pid" 2>/dev/null || true
     fi
     "$MAKE" --no-print-directory hatchet-down || rc=1
-    python3 "$ROOT/e2e/sweep.py" "$E2E_RUN_TAG" "$$" || rc=1
+    python3 "$ROOT/e2e/sweep.py" --pgids "$RUN/pgids" "$E2E_RUN_TAG" "$$" || rc=1
     # The crash scenarios' counts and the summary line, again as the run's last lines.
     grep -E '^(\[e2e-prod\] (ok|FAILED) in |e2e-prod: )' "$RUN/harness.log" 2>/dev/null || true
     echo "[e2e-prod] total wall time $(( $(date +%s) - t0 ))s (rc=$rc); artifacts in ${RUN#"$ROOT"/}"
@@ -52,6 +52,7 @@ if [ "${E2E_SKIP_INSTALL:-0}" != 1 ]; then
     fi
 fi
 
+# A previous run's leftovers, by their tag only: its process group ids may belong to others by now.
 if [ -f "$RUN/tag" ]; then
     python3 "$ROOT/e2e/sweep.py" "$(cat "$RUN/tag")" "$$" || true
 fi
