@@ -1,7 +1,7 @@
 """A real Hatchet's runs in the shape of the simulator's admin API, so the e2e checks read either server.
 
 The simulator records each run's request body; a real server answers the run's details instead. Those hold the
-input (under ``input.input``), the metadata (plus the ``traceparent`` the server adds) and the workflow (in each
+input, the metadata (plus the ``traceparent`` the server adds) and the workflow (in each
 task's ``actionId``), but not the priority: :attr:`RealHatchet.unseen` names what cannot be checked.
 """
 
@@ -64,8 +64,11 @@ class RealHatchet:
         actions = {str(task.get("actionId", "")).partition(":")[0] for task in details.get("tasks") or []}
         workflow = actions.pop() if len(actions) == 1 else f"? {sorted(actions)}"
         metadata = {k: v for k, v in (run.get("additionalMetadata") or {}).items() if k not in ADDED_BY_SERVER}
-        body = {"workflowName": workflow, "input": (run.get("input") or {}).get("input"),
-                "additionalMetadata": metadata}
+        # A one-task run's details hold its task's input envelope ({"input": ..., "parents": ...}); a multi-task
+        # run's the bare input (docs/hatchet-behaviour.md).
+        tasks = details.get("tasks") or []
+        run_input = run.get("input") if len(tasks) > 1 else (run.get("input") or {}).get("input")
+        body = {"workflowName": workflow, "input": run_input, "additionalMetadata": metadata}
         return {"id": run["metadata"]["id"], "workflow_name": workflow, "status": run["status"], "body": body}
 
     def runs(self) -> list[dict[str, Any]]:
