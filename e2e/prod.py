@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                 harness.dag_phase(stack, report, list(scenarios.PROVIDER_DAG_CHECKS),
                                   list(scenarios.PROVIDER_CANCEL_CHECKS), list(scenarios.PROVIDER_RERUN_CHECKS),
                                   hatchet=view)
+            if not args.skip_ui:
+                with report.phase("ui: a rendered template"):
+                    report.check("ui: example_hatchet_params' rendered input shows the conf values, not the token",
+                                 lambda: rendered_params(stack, api))
         found, errors = api.wait_for_dags(list(crashes.DAGS), harness.PARSE_TIMEOUT)
         report.check("crash DAGs parsed", lambda: _parsed(found, errors))
         crash = crashes.Crash(stack, services, api, RealHatchet(real.url, real.token, real.tenant_id,
@@ -116,6 +120,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[e2e-prod] {state} in {durations[check['name']]}s: {check['name']}: "
                   f"{check.get('detail') or check.get('error')}")
     return harness.finish(report, run_dir, "e2e-prod")
+
+
+def rendered_params(stack: Stack, api: AirflowAPI) -> list[str]:
+    """The "Rendered Templates" tab of example_hatchet_params' task shows the input rendered from its conf, and not
+    the token.
+
+    :param stack: the stack
+    :param api: REST client
+    :return: the texts seen
+    """
+    import ui
+    import ui_task
+
+    dag_id = "example_hatchet_params"
+    (run_id,) = [run for dag, run in api.all_dag_runs() if dag == dag_id]
+    shots = stack.run_dir / "screenshots"
+    with ui.browser(stack.run_dir / "chromium-profile-task") as context:
+        page = context.new_page()
+        ui.login(page, stack.api_url, stack.username, stack.password)
+        return ui_task.rendered_template(page, stack.api_url, (dag_id, run_id, "export_customer"),
+                                         ['"globex"', '"limit"', scenarios.DS], stack.simulator["token"],
+                                         shots / "rendered-template.png")
 
 
 def _parsed(found: set[str], errors: list[str]) -> dict[str, Any]:
