@@ -47,7 +47,7 @@ help:
 	@echo "make hatchet-up  a real Hatchet $(HATCHET_VERSION) on 127.0.0.1 (Postgres, engine, API, worker)"
 	@echo "make hatchet-down stop it"
 	@echo "make test-real   the real_hatchet tests against the running server (build/hatchet/env)"
-	@echo "make test        env + lint + typecheck + pytest + pytest-af2 + e2e + real-hatchet"
+	@echo "make test        env + lint + typecheck + pytest + pytest-af2 + e2e + real-hatchet + e2e-prod"
 	@echo "make demo        env + scripts/demo.sh"
 	@echo "make bench       import-time benchmark"
 	@echo "make clean       remove environments, tools and caches"
@@ -133,7 +133,7 @@ real-hatchet: env
 e2e-prod: env env-worker env-prod
 	@MAKE="$(MAKE)" bash e2e/run_prod.sh
 
-test: env lint typecheck pytest pytest-af2 e2e real-hatchet
+test: env lint typecheck pytest pytest-af2 e2e real-hatchet e2e-prod
 
 demo: env
 	bash scripts/demo.sh
