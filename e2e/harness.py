@@ -7,6 +7,7 @@ process started here is stopped on the way out.
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
 import json
 import re
@@ -351,6 +352,15 @@ def deferral_evidence(stack: Stack, api: AirflowAPI, dag_id: str, run_id: str, t
     return evidence
 
 
+def printed_dict(lines: list[str]) -> dict[str, Any]:
+    """Parse ``key: value`` lines (values printed Python literals) back into one dict.
+
+    :param lines: the lines
+    :return: the dict
+    """
+    return {key: ast.literal_eval(value) for key, value in (line.split(": ", 1) for line in lines)}
+
+
 def run_checks(api: AirflowAPI, report: Report, check: DagCheck, run_id: str, sim: SimRuns,
                dict_order_kept: bool = True) -> None:
     """The XCom and extra link checks of one successful DAG run.
@@ -367,7 +377,7 @@ def run_checks(api: AirflowAPI, report: Report, check: DagCheck, run_id: str, si
             value = api.xcom(check.dag_id, run_id, x.task_id, x.key, x.map_index)
             expected = x.expect(sim)
             if x.dict_ordered and not dict_order_kept:
-                value, expected = sorted(value), sorted(expected)
+                value, expected = printed_dict(value), printed_dict(expected)
             assert value == expected, f"XCom {x.task_id}[{x.map_index}]/{x.key} = {value!r}, expected {expected!r}"
             return value
         where = x.task_id if x.map_index < 0 else f"{x.task_id}[{x.map_index}]"

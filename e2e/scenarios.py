@@ -122,8 +122,9 @@ class XComCheck:
     :param key: XCom key
     :param expect: computes the expected value
     :param map_index: map index of a mapped task instance
-    :param dict_ordered: the value's order follows an XCom dict's key order, which Airflow keeps in SQLite but
-        not in Postgres (JSONB orders keys by length): compared without order there
+    :param dict_ordered: the value is ``key: value`` lines printed from an XCom dict, whose key order (at every
+        level) Airflow keeps in SQLite but not in Postgres (JSONB orders keys by length): compared as parsed
+        dicts there
     """
 
     task_id: str
