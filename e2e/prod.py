@@ -132,7 +132,9 @@ def rendered_params(stack: Stack, api: AirflowAPI) -> list[str]:
     """
     import ui
     import ui_task
+    from playwright.sync_api import expect
 
+    expect.set_options(timeout=ui_task.PAGE_TIMEOUT_MS)  # ui.login waits 5 s by default: too short under load
     dag_id = "example_hatchet_params"
     (run_id,) = [run for dag, run in api.all_dag_runs() if dag == dag_id]
     shots = stack.run_dir / "screenshots"
