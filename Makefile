@@ -19,6 +19,8 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 VENV_AF2 := .venv-af2
 VENV_WORKER := .venv-hatchet-worker
+VENV_PROD := .venv-prod
+STAMP_PROD := $(VENV_PROD)/.make-env-stamp
 STAMP_WORKER := $(VENV_WORKER)/.make-env-stamp
 STAMP := $(VENV)/.make-env-stamp
 STAMP_AF2 := $(VENV_AF2)/.make-env-stamp
@@ -30,7 +32,7 @@ export UV_NO_PROGRESS := 1
 export UV_COMPILE_BYTECODE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help env env-af2 env-worker lint typecheck pytest pytest-af2 e2e test demo bench clean \
+.PHONY: help env env-af2 env-worker env-prod e2e-prod lint typecheck pytest pytest-af2 e2e test demo bench clean \
 	hatchet-up hatchet-down test-real real-hatchet grpc-pins
 
 help:
@@ -41,11 +43,12 @@ help:
 	@echo "make pytest      full test suite on Airflow $(AIRFLOW_VERSION)"
 	@echo "make pytest-af2  tests marked af2 on Airflow $(AIRFLOW2_VERSION)"
 	@echo "make e2e         end-to-end script (e2e/run.sh) if present"
+	@echo "make e2e-prod    Airflow on Postgres + Celery/Redis against the real Hatchet, with crashes (README)"
 	@echo "make hatchet-up  a real Hatchet $(HATCHET_VERSION) on 127.0.0.1 (Postgres, engine, API, worker)"
 	@echo "make hatchet-down stop it"
 	@echo "make test-real   the real_hatchet tests against the running server (build/hatchet/env)"
 	@echo "make grpc-pins   installing this package leaves Airflow's grpcio and protobuf as they were"
-	@echo "make test        env + lint + typecheck + pytest + pytest-af2 + grpc-pins + e2e + real-hatchet"
+	@echo "make test        env + lint + typecheck + pytest + pytest-af2 + grpc-pins + e2e + real-hatchet + e2e-prod"
 	@echo "make demo        env + scripts/demo.sh"
 	@echo "make bench       import-time benchmark"
 	@echo "make clean       remove environments, tools and caches"
@@ -81,11 +84,21 @@ $(STAMP_WORKER): Makefile | $(UV)
 	$(UV) pip install -q --python $(VENV_WORKER)/bin/python "hatchet-sdk==$(HATCHET_SDK_VERSION)"
 	@touch $@
 
+# `make e2e-prod` only: the celery provider, a Postgres driver and playwright stay out of .venv.
+$(STAMP_PROD): pyproject.toml | $(UV)
+	@start=$$(date +%s); \
+	[ -x $(VENV_PROD)/bin/python ] || $(UV) venv -q --python $(PY_VERSION) $(VENV_PROD); \
+	$(UV) pip install -q --python $(VENV_PROD)/bin/python "apache-airflow==$(AIRFLOW_VERSION)" -e ".[testing,prod-e2e]"; \
+	echo "$(VENV_PROD) ready (Airflow $(AIRFLOW_VERSION), CeleryExecutor) in $$(( $$(date +%s) - start ))s"
+	@touch $@
+
 env: $(STAMP)
 
 env-worker: $(STAMP_WORKER)
 
 env-af2: $(STAMP_AF2)
+
+env-prod: $(STAMP_PROD)
 
 lint: env
 	$(VENV)/bin/ruff check $(LINT_PATHS)
@@ -121,7 +134,11 @@ real-hatchet: env
 grpc-pins: env
 	$(VENV)/bin/python scripts/grpc_pins.py $(AIRFLOW2_VERSION) $(AIRFLOW_VERSION)
 
-test: env lint typecheck pytest pytest-af2 grpc-pins e2e real-hatchet
+# Starts and stops its own Hatchet server (make hatchet-up / hatchet-down); see e2e/run_prod.sh.
+e2e-prod: env env-worker env-prod
+	@MAKE="$(MAKE)" bash e2e/run_prod.sh
+
+test: env lint typecheck pytest pytest-af2 grpc-pins e2e real-hatchet e2e-prod
 
 demo: env
 	bash scripts/demo.sh
@@ -130,5 +147,5 @@ bench: env
 	$(VENV)/bin/python benchmarks/import_time.py
 
 clean:
-	rm -rf $(VENV) $(VENV_AF2) $(TOOLS) build dist .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV_AF2) $(VENV_PROD) $(TOOLS) build dist .mypy_cache .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +

@@ -27,41 +27,10 @@ export E2E_RUN_TAG
 t0=$(date +%s)
 phase() { echo "[e2e] $1 ($(( $(date +%s) - t0 ))s)"; }
 
-# Kill every process whose environment holds E2E_RUN_TAG=$1 (but not this shell); print what was left.
+# Kill every process whose environment holds E2E_RUN_TAG=$1, or that is in a group this run started (but not this
+# shell); print what was left.
 sweep() {
-    python3 - "$1" "$$" <<'EOF'
-import os, signal, sys, time
-tag, me = f"E2E_RUN_TAG={sys.argv[1]}".encode(), {int(sys.argv[2]), os.getpid()}
-def tagged():
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in me:
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                if tag in fh.read().split(b"\0"):
-                    pids.append(int(entry))
-        except OSError:
-            pass
-    return pids
-for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-    pids = tagged()
-    if not pids:
-        break
-    print(f"[e2e] {sig.name} to {len(pids)} leftover process(es): {pids}", flush=True)
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except OSError:
-            pass
-    deadline = time.monotonic() + wait
-    while tagged() and time.monotonic() < deadline:
-        time.sleep(0.2)
-left = tagged()
-if left:
-    print(f"[e2e] FAIL: processes left behind: {left}", flush=True)
-sys.exit(1 if left else 0)
-EOF
+    python3 "$ROOT/e2e/sweep.py" --pgids "$RUN/pgids" "$1" "$$"
 }
 
 harness_pid=""
@@ -94,8 +63,9 @@ if [ "${E2E_SKIP_INSTALL:-0}" != 1 ]; then
     fi
 fi
 
+# A previous run's leftovers, by their tag only: its process group ids may belong to others by now.
 if [ -f "$RUN/tag" ]; then
-    sweep "$(cat "$RUN/tag")" || true
+    python3 "$ROOT/e2e/sweep.py" "$(cat "$RUN/tag")" "$$" || true
 fi
 rm -rf "$RUN"
 mkdir -p "$RUN/logs"

@@ -27,6 +27,7 @@ import httpx
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_KEYS = {"scheduler": "scheduler", "triggerer": "triggerer", "dag-processor": "dag_processor"}
 SQLITE_PREFIX = "sqlite:///"
+PGIDS_FILE = "pgids"
 # Four Airflow processes and a dozen tasks share one SQLite file on two cores: a writer can wait longer than
 # SQLite's default 5 s for the lock, which Airflow answers with a 500 "Database error".
 SQLITE_BUSY_TIMEOUT_S = 25
@@ -139,6 +140,10 @@ class Stack:
             )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
+        # Celery and Redis rewrite their process titles over their environment, hiding E2E_RUN_TAG from
+        # e2e/sweep.py: it also kills the process groups listed here.
+        with (self.run_dir / PGIDS_FILE).open("a") as pgids:
+            pgids.write(f"{popen.pid}\n")
         return proc
 
     def check_alive(self) -> None:
@@ -173,10 +178,11 @@ class Stack:
         self.simulator = info
         return info
 
-    def configure_airflow(self, sql_alchemy_conn: str) -> None:
+    def configure_airflow(self, sql_alchemy_conn: str, settings: dict[str, str] | None = None) -> None:
         """Build the environment every Airflow process shares.
 
         :param sql_alchemy_conn: metadata DB URL
+        :param settings: more ``AIRFLOW__...`` variables, over the defaults (e.g. another executor)
         """
         home = self.run_dir / "airflow_home"
         home.mkdir()
@@ -218,6 +224,7 @@ class Stack:
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(self.logs / "dag_processor"),
+            **(settings or {}),
         }
         if sql_alchemy_conn.startswith(SQLITE_PREFIX):
             # Airflow puts $AIRFLOW_HOME/config on sys.path; the connect args are read from an import path.

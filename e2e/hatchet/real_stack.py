@@ -98,6 +98,49 @@ def ensure_postgres() -> None:
         raise StackError(f"postgresql installed, but {POSTGRES_BIN / 'initdb'} is still missing")
 
 
+def start_cluster(pgdata: Path, port: int, logs: Path, user: str, databases: list[str]) -> None:
+    """Create a throwaway Postgres cluster (trust auth, UTC, no fsync), start it on 127.0.0.1 and create databases.
+
+    Stop it with :func:`stop_cluster`.
+
+    :param pgdata: the cluster's folder, created here (its parent must be readable by ``postgres``).
+    :param port: the TCP port.
+    :param logs: where ``postgres.log`` and the command logs go.
+    :param user: the superuser's name.
+    :param databases: databases to create, each in UTC.
+    """
+    pgdata.mkdir()
+    pg_log = logs / "postgres.log"
+    pg_log.touch()
+    if os.geteuid() == 0:
+        shutil.chown(pgdata, "postgres", "postgres")
+        shutil.chown(pg_log, "postgres", "postgres")
+    run(as_postgres([str(POSTGRES_BIN / "initdb"), "-D", str(pgdata), "-U", user, "--auth=trust",
+                     "-E", "UTF8", "--locale=C.UTF-8"]),
+        what="initdb", log_file=logs / "initdb.log")
+    options = (f"-p {port} -k {pgdata} -c listen_addresses=127.0.0.1 "
+               "-c max_connections=400 -c timezone=UTC -c fsync=off -c synchronous_commit=off "
+               "-c full_page_writes=off -c shared_buffers=256MB")
+    run(as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(pgdata), "-l", str(pg_log), "-o", options,
+                     "-w", "start"]),
+        what="pg_ctl start", log_file=logs / "pg_ctl.log")
+    psql = [str(POSTGRES_BIN / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", user,
+            "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
+    for name in databases:
+        run([*psql, "-c", f"CREATE DATABASE {name}", "-c", f"ALTER DATABASE {name} SET timezone TO 'UTC'"],
+            what="create database", log_file=logs / "psql.log")
+
+
+def stop_cluster(pgdata: Path) -> None:
+    """Stop a cluster :func:`start_cluster` started, if it runs.
+
+    :param pgdata: the cluster's folder.
+    """
+    if (pgdata / "postmaster.pid").exists():
+        subprocess.run(as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"]),
+                       check=False, stdout=subprocess.DEVNULL)
+
+
 class HatchetStack:
     """The processes of one real Hatchet, and what ``down`` needs to stop them.
 
@@ -155,28 +198,9 @@ class HatchetStack:
     def start_postgres(self) -> None:
         """Create a throwaway cluster owned by this stack and start it on a loopback port, in UTC."""
         STATE_DIR.chmod(0o755)
-        self.pgdata.mkdir()
-        if os.geteuid() == 0:
-            shutil.chown(self.pgdata, "postgres", "postgres")
-        pg_log = self.logs / "postgres.log"
-        pg_log.touch()
-        if os.geteuid() == 0:
-            shutil.chown(pg_log, "postgres", "postgres")
-        run(as_postgres([str(POSTGRES_BIN / "initdb"), "-D", str(self.pgdata), "-U", "hatchet", "--auth=trust",
-                         "-E", "UTF8", "--locale=C.UTF-8"]),
-            what="initdb", log_file=self.logs / "initdb.log")
-        options = (f"-p {self.ports['postgres']} -k {self.pgdata} -c listen_addresses=127.0.0.1 "
-                   "-c max_connections=400 -c timezone=UTC -c fsync=off -c synchronous_commit=off "
-                   "-c full_page_writes=off -c shared_buffers=256MB")
         self.state["postgres"] = True
         self.save()
-        run(as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.pgdata), "-l", str(pg_log), "-o", options,
-                         "-w", "start"]),
-            what="pg_ctl start", log_file=self.logs / "pg_ctl.log")
-        psql = [str(POSTGRES_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.ports["postgres"]), "-U", "hatchet",
-                "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
-        run([*psql, "-c", "CREATE DATABASE hatchet", "-c", "ALTER DATABASE hatchet SET timezone TO 'UTC'"],
-            what="create database", log_file=self.logs / "psql.log")
+        start_cluster(self.pgdata, self.ports["postgres"], self.logs, "hatchet", ["hatchet"])
         log(f"postgres on 127.0.0.1:{self.ports['postgres']}")
 
     def configure(self) -> None:
@@ -330,9 +354,8 @@ def down() -> None:
         while time.monotonic() < deadline and any(_alive(pid) for _, pid in pids):
             time.sleep(0.2)
     left = [name for name, pid in pids if _alive(pid)]
-    if state.get("postgres") and (Path(state["pgdata"]) / "postmaster.pid").exists():
-        subprocess.run(as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", state["pgdata"], "-m", "fast", "-w",
-                                    "stop"]), check=False, stdout=subprocess.DEVNULL)
+    if state.get("postgres"):
+        stop_cluster(Path(state["pgdata"]))
     STATE_FILE.unlink()
     ENV_FILE.unlink(missing_ok=True)
     if left:

@@ -20,6 +20,8 @@ OVERRIDE_KEY = "__sim__"
 # Names the stack registers a second time with this prefix, for the namespace tests.
 NAMESPACE_PREFIX = "airflowtest_"
 LONG = timedelta(hours=1)
+# demo-etl's duration; `make e2e-prod` lengthens it so a deferrable task is seen deferring (e2e/harness.py).
+DEMO_ETL_SECONDS = float(os.environ.get("HATCHET_DEMO_ETL_SECONDS", "0.5"))
 # The event key demo-event subscribes to (the prefixed copy subscribes to the prefixed key).
 EVENT_KEY = "airflow:demo-event"
 
@@ -147,7 +149,7 @@ def workflows(prefix: str = "") -> list[Any]:
     :param prefix: a name prefix.
     """
     return [
-        single_task(f"{prefix}demo-etl", "succeed", 0.5),
+        single_task(f"{prefix}demo-etl", "succeed", DEMO_ETL_SECONDS),
         single_task(f"{prefix}demo-fail", "fail", 0.5),
         single_task(f"{prefix}demo-hang", "hang", 0.0),
         multi_task(f"{prefix}demo-multi", 0.3),
