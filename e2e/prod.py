@@ -11,10 +11,12 @@ checks as ``make e2e`` (runs received, metadata, XComs, links, deferral), then t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                 with report.phase("ui: a rendered template"):
                     report.check("ui: example_hatchet_params' rendered input shows the conf values, not the token",
                                  lambda: rendered_params(stack, api))
+                    report.check("ui: the 'Hatchet run' link of example_hatchet_params opens its run's URL",
+                                 lambda: run_link(stack, api))
         found, errors = api.wait_for_dags(list(crashes.DAGS), harness.PARSE_TIMEOUT)
         report.check("crash DAGs parsed", lambda: _parsed(found, errors))
         crash = crashes.Crash(stack, services, api, RealHatchet(real.url, real.token, real.tenant_id,
@@ -122,6 +126,31 @@ def main(argv: list[str] | None = None) -> int:
     return harness.finish(report, run_dir, "e2e-prod")
 
 
+PARAMS_TASK = ("example_hatchet_params", "export_customer")
+
+
+@contextlib.contextmanager
+def signed_in(stack: Stack) -> Iterator[Any]:
+    """A Chromium page signed in to the api-server.
+
+    :param stack: the stack
+    """
+    import ui
+    import ui_task
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=ui_task.PAGE_TIMEOUT_MS)  # ui.login waits 5 s by default: too short under load
+    with ui.browser(stack.run_dir / "chromium-profile-task") as context:
+        page = context.new_page()
+        ui.login(page, stack.api_url, stack.username, stack.password)
+        yield page
+
+
+def _params_run(api: AirflowAPI) -> str:
+    (run_id,) = [run for dag, run in api.all_dag_runs() if dag == PARAMS_TASK[0]]
+    return run_id
+
+
 def rendered_params(stack: Stack, api: AirflowAPI) -> list[str]:
     """The "Rendered Templates" tab of example_hatchet_params' task shows the input rendered from its conf, and not
     the token.
@@ -130,20 +159,32 @@ def rendered_params(stack: Stack, api: AirflowAPI) -> list[str]:
     :param api: REST client
     :return: the texts seen
     """
-    import ui
     import ui_task
-    from playwright.sync_api import expect
 
-    expect.set_options(timeout=ui_task.PAGE_TIMEOUT_MS)  # ui.login waits 5 s by default: too short under load
-    dag_id = "example_hatchet_params"
-    (run_id,) = [run for dag, run in api.all_dag_runs() if dag == dag_id]
-    shots = stack.run_dir / "screenshots"
-    with ui.browser(stack.run_dir / "chromium-profile-task") as context:
-        page = context.new_page()
-        ui.login(page, stack.api_url, stack.username, stack.password)
-        return ui_task.rendered_template(page, stack.api_url, (dag_id, run_id, "export_customer"),
+    dag_id, task_id = PARAMS_TASK
+    with signed_in(stack) as page:
+        return ui_task.rendered_template(page, stack.api_url, (dag_id, _params_run(api), task_id),
                                          ['"globex"', '"limit"', scenarios.DS], stack.simulator["token"],
-                                         shots / "rendered-template.png")
+                                         stack.run_dir / "screenshots" / "rendered-template.png")
+
+
+def run_link(stack: Stack, api: AirflowAPI) -> str:
+    """The "Hatchet run" extra link of example_hatchet_params' task, in the task's "Details" tab, is the URL the REST
+    API gives, and clicking it opens that URL.
+
+    :param stack: the stack
+    :param api: REST client
+    :return: the URL opened
+    """
+    import ui_task
+
+    dag_id, task_id = PARAMS_TASK
+    run_id = _params_run(api)
+    expected = api.extra_links(dag_id, run_id, task_id).get("Hatchet run")
+    assert expected, "the REST API gives no 'Hatchet run' link"
+    with signed_in(stack) as page:
+        return ui_task.hatchet_link(page, stack.api_url, (dag_id, run_id, task_id), expected,
+                                    stack.run_dir / "screenshots" / "hatchet-run-link.png")
 
 
 def _parsed(found: set[str], errors: list[str]) -> dict[str, Any]:
