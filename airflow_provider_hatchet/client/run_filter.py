@@ -10,19 +10,11 @@ from typing import Any
 from airflow_provider_hatchet.client.endpoints import format_time, metadata_filter
 from airflow_provider_hatchet.client.errors import HatchetValidationError
 from airflow_provider_hatchet.client.models import RunStatus
+from airflow_provider_hatchet.client.scheduling import check_time
 
 
 def _moment(value: datetime | str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise HatchetValidationError(name, f"is not an ISO 8601 date-time: {value!r}") from None
-    if not isinstance(value, datetime):
-        raise HatchetValidationError(name, f"must be a datetime or an ISO 8601 string, got {type(value).__name__}")
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return None if value is None else check_time(value, name)
 
 
 def _names(values: Iterable[str] | None, name: str) -> tuple[str, ...]:
