@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -38,6 +40,7 @@ with open(out, "w") as binary:
 
 CHILD = """
 import sys
+import time
 sys.path.insert(0, sys.argv[1])
 import binaries
 sys.stdin.readline()
@@ -134,6 +137,30 @@ def test_a_build_replaces_what_a_killed_build_left(fake_go: Path, binaries: Modu
 
     assert binaries.build("hatchet", VERSION) == home / "bin"
 
+    assert_complete(home / "bin", binaries)
+    assert sorted(path.name for path in home.iterdir()) == ["bin"]
+
+
+def test_a_build_killed_mid_way_frees_the_lock_and_the_next_one_completes(
+    fake_go: Path, binaries: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GO_STUB_PAUSE", "30")
+    killed = subprocess.Popen([sys.executable, "-c", CHILD, str(BINARIES.parent), VERSION], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+                              start_new_session=True)
+    assert killed.stdin is not None
+    killed.stdin.write("go\n")
+    killed.stdin.close()
+    deadline = time.monotonic() + 30
+    while "build" not in fake_go.read_text():  # it holds the lock, half-way through its first binary
+        assert killed.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=10)
+    monkeypatch.setenv("GO_STUB_PAUSE", "0")
+
+    home = tmp_path / "cache" / f"hatchet-{VERSION}"
+    assert binaries.build("hatchet", VERSION) == home / "bin"
     assert_complete(home / "bin", binaries)
     assert sorted(path.name for path in home.iterdir()) == ["bin"]
 
