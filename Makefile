@@ -146,6 +146,9 @@ demo: env
 bench: env
 	$(VENV)/bin/python benchmarks/import_time.py
 
+# Stops the real server first and removes the Postgres data folders the stacks keep outside the checkout.
 clean:
+	-@$(MAKE) --no-print-directory hatchet-down
+	-@python3 e2e/hatchet/pg_cluster.py remove build/hatchet build/e2e/prod
 	rm -rf $(VENV) $(VENV_AF2) $(VENV_PROD) $(TOOLS) build dist .mypy_cache .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +

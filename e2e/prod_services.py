@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "hatchet"))
 
 import contextlib
 
-from real_stack import start_cluster, stop_cluster
+from pg_cluster import cluster_home, start_cluster, stop_cluster
 from stack import Proc, Stack, StackError, free_port, tail, wait_until
 
 REDIS_SERVER = Path("/usr/bin/redis-server")
@@ -49,7 +49,7 @@ class ProdServices:
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        self.pgdata = stack.run_dir / "pg"
+        self.pg_home = cluster_home(stack.run_dir)
 
     def start_postgres(self) -> str:
         """Start Airflow's own Postgres cluster.
@@ -57,13 +57,12 @@ class ProdServices:
         :return: the SQLAlchemy URL of its ``airflow`` database
         """
         port = free_port()
-        self.stack.run_dir.chmod(0o755)
-        start_cluster(self.pgdata, port, self.stack.logs, "airflow", ["airflow"])
+        start_cluster(self.pg_home, port, self.stack.logs, "airflow", ["airflow"])
         return f"postgresql+psycopg2://airflow@127.0.0.1:{port}/airflow"
 
     def stop_postgres(self) -> None:
-        """Stop the cluster (after every Airflow process)."""
-        stop_cluster(self.pgdata)
+        """Stop the cluster (after every Airflow process) and remove its data folder."""
+        stop_cluster(self.pg_home, self.stack.logs)
 
     def start_redis(self) -> str:
         """Start Redis on a free loopback port, without persistence.

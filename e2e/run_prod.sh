@@ -37,6 +37,8 @@ cleanup() {
         wait "$harness_pid" 2>/dev/null || true
     fi
     "$MAKE" --no-print-directory hatchet-down || rc=1
+    # Airflow's Postgres, if the harness died before its teardown: its data folder is outside the checkout.
+    python3 "$ROOT/e2e/hatchet/pg_cluster.py" remove "$RUN" || rc=1
     python3 "$ROOT/e2e/sweep.py" --pgids "$RUN/pgids" "$E2E_RUN_TAG" "$$" || rc=1
     # The crash scenarios' counts and the summary line, again as the run's last lines.
     grep -E '^(\[e2e-prod\] (ok|FAILED) in |e2e-prod: )' "$RUN/harness.log" 2>/dev/null || true

@@ -1,10 +1,12 @@
 """Run a real Hatchet on 127.0.0.1: Postgres, hatchet-engine, hatchet-api and a hatchet-sdk worker.
 
-``up`` builds (or reuses) the binaries, creates a throwaway Postgres cluster under ``build/hatchet``, migrates,
+``up`` builds (or reuses) the binaries, creates a throwaway Postgres cluster (its data outside the checkout, in the
+folder ``pg_cluster.cluster_home`` names for ``build/hatchet``, so that the ``postgres`` user can reach it), migrates,
 creates the keys, seeds the default tenant and a second ("foreign") one, mints API tokens, starts the engine, the
 API and the worker, checks one run end to end, and writes ``build/hatchet/env``: ``export`` lines for
 ``AIRFLOW_CONN_HATCHET_DEFAULT`` and the ``HATCHET_CLIENT_*`` variables, ready to ``source``. ``down`` stops
-everything it started. A failed or interrupted ``up`` stops what it had started before it exits.
+everything it started and removes the cluster's data folder. A failed or interrupted ``up`` stops what it had
+started before it exits.
 
 The server makes no outbound connection: the message queue is Postgres, the security check is off, gRPC is
 plaintext on 127.0.0.1 and analytics, Sentry and tracing are off by default.
@@ -33,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from binaries import build  # noqa: E402
+from pg_cluster import cluster_home, ensure_postgres, start_cluster, stop_cluster, stop_server  # noqa: E402
 from stack import free_port, tail, wait_until  # noqa: E402
 
 ROOT = HERE.parent.parent
@@ -41,7 +44,6 @@ ENV_FILE = STATE_DIR / "env"
 STATE_FILE = STATE_DIR / "state.json"
 DEFAULT_TENANT = "707d0855-80ab-4e1f-a156-f1c4546cbf52"
 FOREIGN_TENANT = "5b1c3a7e-0f4d-4c2a-9e8b-7d6f5a4b3c21"
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 # The workflows worker.py registers; the stack is ready when all of them are listed.
 WORKFLOW_NAMES = ("demo-etl", "demo-fail", "demo-hang", "demo-multi", "demo-slow", "demo-idempotent", "demo-event")
 NAMESPACE_PREFIX = "airflowtest_"
@@ -75,72 +77,6 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, what: str, log_fi
     return done.stdout.decode()
 
 
-def as_postgres(argv: list[str]) -> list[str]:
-    """Run a Postgres server command as the ``postgres`` user when we are root (initdb refuses root).
-
-    :param argv: the command.
-    """
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
-
-
-def ensure_postgres() -> None:
-    """Install Debian's PostgreSQL server when it is missing (needs root, as on CI)."""
-    if (POSTGRES_BIN / "initdb").exists():
-        return
-    if os.geteuid() != 0:
-        raise StackError(f"PostgreSQL 15 is not installed ({POSTGRES_BIN} missing); apt-get install postgresql")
-    log("installing postgresql from Debian's packages")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql-15",
-                    "postgresql-contrib-15"], check=True, env=env, stdout=subprocess.DEVNULL)
-    if not (POSTGRES_BIN / "initdb").exists():
-        raise StackError(f"postgresql installed, but {POSTGRES_BIN / 'initdb'} is still missing")
-
-
-def start_cluster(pgdata: Path, port: int, logs: Path, user: str, databases: list[str]) -> None:
-    """Create a throwaway Postgres cluster (trust auth, UTC, no fsync), start it on 127.0.0.1 and create databases.
-
-    Stop it with :func:`stop_cluster`.
-
-    :param pgdata: the cluster's folder, created here (its parent must be readable by ``postgres``).
-    :param port: the TCP port.
-    :param logs: where ``postgres.log`` and the command logs go.
-    :param user: the superuser's name.
-    :param databases: databases to create, each in UTC.
-    """
-    pgdata.mkdir()
-    pg_log = logs / "postgres.log"
-    pg_log.touch()
-    if os.geteuid() == 0:
-        shutil.chown(pgdata, "postgres", "postgres")
-        shutil.chown(pg_log, "postgres", "postgres")
-    run(as_postgres([str(POSTGRES_BIN / "initdb"), "-D", str(pgdata), "-U", user, "--auth=trust",
-                     "-E", "UTF8", "--locale=C.UTF-8"]),
-        what="initdb", log_file=logs / "initdb.log")
-    options = (f"-p {port} -k {pgdata} -c listen_addresses=127.0.0.1 "
-               "-c max_connections=400 -c timezone=UTC -c fsync=off -c synchronous_commit=off "
-               "-c full_page_writes=off -c shared_buffers=256MB")
-    run(as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(pgdata), "-l", str(pg_log), "-o", options,
-                     "-w", "start"]),
-        what="pg_ctl start", log_file=logs / "pg_ctl.log")
-    psql = [str(POSTGRES_BIN / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", user,
-            "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
-    for name in databases:
-        run([*psql, "-c", f"CREATE DATABASE {name}", "-c", f"ALTER DATABASE {name} SET timezone TO 'UTC'"],
-            what="create database", log_file=logs / "psql.log")
-
-
-def stop_cluster(pgdata: Path) -> None:
-    """Stop a cluster :func:`start_cluster` started, if it runs.
-
-    :param pgdata: the cluster's folder.
-    """
-    if (pgdata / "postmaster.pid").exists():
-        subprocess.run(as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"]),
-                       check=False, stdout=subprocess.DEVNULL)
-
-
 class HatchetStack:
     """The processes of one real Hatchet, and what ``down`` needs to stop them.
 
@@ -152,8 +88,8 @@ class HatchetStack:
         self.version = version
         self.worker_python = str(Path(worker_python).absolute())
         self.logs = STATE_DIR / "logs"
-        self.pgdata = STATE_DIR / "pg"
-        self.state: dict[str, Any] = {"version": version, "pgdata": str(self.pgdata), "pids": {}}
+        self.pg_home = cluster_home(STATE_DIR)
+        self.state: dict[str, Any] = {"version": version, "pg_home": str(self.pg_home), "pids": {}}
         self.bin = Path()
         self.env: dict[str, str] = {}
         self.ports: dict[str, int] = {}
@@ -197,11 +133,10 @@ class HatchetStack:
 
     def start_postgres(self) -> None:
         """Create a throwaway cluster owned by this stack and start it on a loopback port, in UTC."""
-        STATE_DIR.chmod(0o755)
         self.state["postgres"] = True
         self.save()
-        start_cluster(self.pgdata, self.ports["postgres"], self.logs, "hatchet", ["hatchet"])
-        log(f"postgres on 127.0.0.1:{self.ports['postgres']}")
+        start_cluster(self.pg_home, self.ports["postgres"], self.logs, "hatchet", ["hatchet"])
+        log(f"postgres on 127.0.0.1:{self.ports['postgres']}, data in {self.pg_home}")
 
     def configure(self) -> None:
         """Migrate, create keys and config files, and seed both tenants."""
@@ -354,8 +289,10 @@ def down() -> None:
         while time.monotonic() < deadline and any(_alive(pid) for _, pid in pids):
             time.sleep(0.2)
     left = [name for name, pid in pids if _alive(pid)]
-    if state.get("postgres"):
-        stop_cluster(Path(state["pgdata"]))
+    if state.get("postgres") and "pg_home" in state:
+        stop_cluster(Path(state["pg_home"]), STATE_DIR / "logs")
+    elif state.get("postgres"):  # a stack started before the data moved out of build/hatchet
+        stop_server(Path(state["pgdata"]))
     STATE_FILE.unlink()
     ENV_FILE.unlink(missing_ok=True)
     if left:
