@@ -145,18 +145,20 @@ class Calendar:
                 state.create_run(tenant, spec, dict(item.body, workflowName=item.workflow), now)
 
     def push_event(self, state: SimState, tenant: Tenant, key: str, payload: dict[str, Any],
-                   metadata: dict[str, Any]) -> Event:
-        """Store an event as the engine does when it receives one over gRPC.
+                   metadata: dict[str, Any], priority: int | None = None) -> Event:
+        """Store an event and trigger its subscribers, as the engine does when it receives one over gRPC: the
+        event list shows it from then on.
 
         :param state: the data.
         :param tenant: the tenant.
         :param key: the full event key.
         :param payload: the event payload.
         :param metadata: the event's additional metadata.
+        :param priority: the event's priority, if it has one.
         """
         event = Event(state.new_id(), tenant.id, key, dict(payload), dict(metadata), state.wall(state.clock()))
         self.events.append(event)
-        trigger_subscribed(state, tenant, event.id, key, payload, metadata)
+        trigger_subscribed(state, tenant, event.id, key, payload, metadata, priority)
         return event
 
 
