@@ -539,15 +539,18 @@ class HatchetHook(BaseHook):
     def find_scheduled_runs(self, additional_metadata: Mapping[str, str]) -> list[ScheduledRun]:
         """Every scheduled run that has not fired yet and carries all the pairs, read page after page.
 
+        Hatchet's schedule list refuses (400) a filter value holding a ``:``, as a run id's time does: such pairs
+        are checked here only, the others are sent.
+
         :param additional_metadata: metadata keys and values the schedules carry.
         """
         from airflow_provider_hatchet.client.paging import WORKFLOW_PAGE_SIZE, has_more
 
+        sent = {key: value for key, value in additional_metadata.items() if ":" not in key and ":" not in value}
         found: dict[str, ScheduledRun] = {}
         offset = 0
         while True:
-            page = self.client.list_scheduled_runs(additional_metadata=dict(additional_metadata), offset=offset,
-                                                   limit=WORKFLOW_PAGE_SIZE)
+            page = self.client.list_scheduled_runs(additional_metadata=sent, offset=offset, limit=WORKFLOW_PAGE_SIZE)
             # Checked row by row: a server that drops the filter must not hand over other schedules.
             found.update((row.id, row) for row in page.rows if row.has_metadata(additional_metadata))
             if not has_more(len(page.rows), WORKFLOW_PAGE_SIZE, page.pagination):

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._compat import AirflowException
-from airflow_provider_hatchet._identity import TI_KEY, identity_metadata, ti_key
+from airflow_provider_hatchet._identity import TI_KEY, identity_metadata
 from airflow_provider_hatchet.client import TriggerRequest, validation
 from airflow_provider_hatchet.client.scheduling import check_time
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
@@ -131,7 +131,9 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
         tries = earlier_tries(context)
         if not tries:
             return None
-        mine = {TI_KEY: ti_key(context)}
+        identity = identity_metadata(context)
+        # The dag and task ids hold no ":", which the schedule list refuses in a filter; the key is checked after.
+        mine = {key: identity[key] for key in (TI_KEY, "airflow_dag_id", "airflow_task_id")}
 
         def look() -> _Earlier | None:
             # The schedules first, then the runs: one that fires in between shows as a run.
@@ -139,7 +141,7 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
                 token = item.additional_metadata.get(SCHEDULE_TOKEN_KEY)
                 if created_by(item.additional_metadata, tries) and token:
                     return _Earlier(str(token), item.trigger_at, scheduled_id=item.id)
-            for run in self.hook.iter_runs(since=lookback_start(), additional_metadata=mine):
+            for run in self.hook.iter_runs(since=lookback_start(), additional_metadata={TI_KEY: mine[TI_KEY]}):
                 token = run.additional_metadata.get(SCHEDULE_TOKEN_KEY)
                 if run.has_metadata(mine) and created_by(run.additional_metadata, tries) and token:
                     return _Earlier(str(token), run.created_at or lookback_start(), run_id=run.id)

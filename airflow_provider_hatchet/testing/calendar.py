@@ -354,7 +354,11 @@ class CalendarApi:
             offset, limit = _paging(q)
         except BindError as exc:
             return message(400, str(exc))
-        pairs = metadata_filters(q.get("additionalMetadata", []))
+        raw = q.get("additionalMetadata", [])
+        if any(item.count(":") != 1 for item in raw):
+            # The handler splits each filter on ":" and wants exactly two parts.
+            return api_errors(400, "Additional metadata filters must be in the format key:value.")
+        pairs = metadata_filters(raw)
         workflow_id = (q.get("workflowId") or [""])[0].lower()
         if workflow_id and not _UUID.match(workflow_id):
             problem = (f"invalid UUID length: {len(workflow_id)}" if len(workflow_id) not in (32, 36)
@@ -450,7 +454,10 @@ class CalendarApi:
         except BindError as exc:
             return message(400, str(exc))
         keys = set(q.get("keys", []))
-        pairs = metadata_filters(q.get("additionalMetadata", []))
+        raw = q.get("additionalMetadata", [])
+        if any(not item.partition(":")[2] for item in raw):
+            return message(500, INTERNAL_ERROR)  # a filter without ":" or with an empty value is not checked first
+        pairs = metadata_filters(raw)
         rows = [e for e in reversed(self.calendar.events) if e.tenant_id == tenant.id
                 and (not keys or e.key in keys) and (since is None or e.created >= since)
                 and (until is None or e.created <= until) and _carries(e.metadata, pairs)]
