@@ -193,3 +193,20 @@ def test_the_wait_finds_the_runs_by_hatchets_clock_when_the_local_clock_is_ahead
     text = logs()
     assert "triggered no run" not in text
     assert "This machine's clock is +18" in text
+
+
+def test_a_push_that_created_its_events_then_failed_is_not_pushed_again_by_the_retry(
+    hatchet: Any, face: Any, dag_runner: Any
+) -> None:
+    hatchet.fail_next("events", 1, status=503, after_create=True)  # stored and triggered, the answer lost
+    with make_dag("push_ambiguous") as dag:
+        push(task_id="t", events=[{"key": "airflow:demo-event", "payload": {"i": i}} for i in range(3)],
+             wait_for_runs=True, retries=1, retry_delay=timedelta(0))
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    assert sorted(r.input["i"] for r in hatchet.runs) == [0, 1, 2]
+    assert {r.additional_metadata["airflow_try_number"] for r in hatchet.runs} == {"1"}
+    by_event = runs_by_event(hatchet)
+    assert [by_event[e][0].input for e in xcom_value(dag_run, "t")] == [{"i": i} for i in range(3)]
+    assert [r.path for r in hatchet.requests if r.method == "GRPC"] == ["/EventsService/BulkPush"]
