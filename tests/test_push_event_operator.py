@@ -210,3 +210,17 @@ def test_a_push_that_created_its_events_then_failed_is_not_pushed_again_by_the_r
     by_event = runs_by_event(hatchet)
     assert [by_event[e][0].input for e in xcom_value(dag_run, "t")] == [{"i": i} for i in range(3)]
     assert [r.path for r in hatchet.requests if r.method == "GRPC"] == ["/EventsService/BulkPush"]
+
+
+def test_the_connection_id_is_templated(hatchet: Any, face: Any, dag_runner: Any, airflow_conn: Any,
+                                        hatchet_server: Any) -> None:
+    airflow_conn("hatchet_templated", conn_type="hatchet", host=hatchet_server.url, password=hatchet.token,
+                 extra={"grpc_address": face.address, "grpc_tls": "false"})
+    with make_dag("push_conn_templated") as dag:
+        push(task_id="t", key="airflow:demo-event", hatchet_conn_id="{{ params.conn }}",
+             params={"conn": "hatchet_templated"})
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    [run] = hatchet.runs
+    assert xcom_value(dag_run, "t") == [run.additional_metadata["hatchet__event_id"]]

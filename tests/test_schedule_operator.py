@@ -219,3 +219,16 @@ def test_a_trigger_at_in_the_past_is_scheduled_and_logged_as_firing_at_once(
     assert xcom_value(dag_run, "t", "hatchet_run_id") == run.id
     text = logs()
     assert "s before Hatchet's time" in text and "Hatchet starts the run at once" in text
+
+
+def test_the_connection_id_is_templated(hatchet: Any, dag_runner: Any, airflow_conn: Any,
+                                        hatchet_server: Any) -> None:
+    airflow_conn("hatchet_templated", conn_type="hatchet", host=hatchet_server.url, password=hatchet.token)
+    with make_dag("sched_conn_templated") as dag:
+        operator(task_id="t", workflow_name="demo-etl", trigger_at=soon(3600), hatchet_conn_id="{{ params.conn }}",
+                 params={"conn": "hatchet_templated"})
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    (scheduled,) = HatchetHook("hatchet_templated").list_scheduled_runs().rows
+    assert xcom_value(dag_run, "t") == scheduled.id
