@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BATCH_INDEX_KEY", "TI_KEY", "TRY_KEY", "first_try_of_generation", "identity_metadata", "ti_key"]
+__all__ = ["BATCH_INDEX_KEY", "EVENT_INDEX_KEY", "TI_KEY", "TRY_KEY", "first_try_of_generation", "identity_metadata",
+           "ti_key"]
 
 # The task instance, the same on every try: one filter on it finds every run the task instance triggered.
 TI_KEY = "airflow_ti"
 # A bulk item's position in ``workflow_runs``.
 BATCH_INDEX_KEY = "airflow_batch_index"
 TRY_KEY = "airflow_try_number"
+# An event's position in the push operator's ``events`` (0 for its single event).
+EVENT_INDEX_KEY = "airflow_event_index"
 
 
 def ti_key(context: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -93,3 +94,133 @@ def test_key_and_events_exclude_each_other() -> None:
         push(task_id="t", key="k", events=[{"key": "k"}])
     with pytest.raises(ValueError, match="inside each of events"):
         push(task_id="t", events=[{"key": "k"}], payload={})
+
+
+def fail_first_try(context: Any, result: Any = None) -> None:
+    """A ``post_execute`` that fails try 1 after the operator pushed: a crash past the push."""
+    if context["ti"].try_number == 1:
+        raise RuntimeError("the worker died after the push")
+
+
+def runs_by_event(sim: Any) -> dict[str, list[Any]]:
+    by_event: dict[str, list[Any]] = {}
+    for run in sim.runs:
+        by_event.setdefault(run.additional_metadata["hatchet__event_id"], []).append(run)
+    return by_event
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["in-worker", "deferred"])
+def test_a_retry_re_attaches_to_the_event_an_earlier_try_pushed_and_waits_on_its_run(
+    hatchet: Any, face: Any, dag_runner: Any, logs: Any, deferrable: bool
+) -> None:
+    with make_dag(f"push_retry_{int(deferrable)}") as dag:
+        push(task_id="t", key="airflow:demo-event", payload={"n": 1}, wait_for_runs=True, deferrable=deferrable,
+             retries=1, retry_delay=timedelta(0), post_execute=fail_first_try)
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    [run] = hatchet.runs
+    assert [r.path for r in hatchet.requests if r.method == "GRPC"] == ["/EventsService/Push"]
+    assert xcom_value(dag_run, "t") == [run.additional_metadata["hatchet__event_id"]]
+    assert run.additional_metadata["airflow_try_number"] == "1"
+    assert run.additional_metadata["airflow_event_index"] == "0"
+    assert xcom_value(dag_run, "t", "run_ids") == [run.id]
+    assert [o["run"]["echo"] for o in xcom_value(dag_run, "t", "output")] == [{"n": 1}]
+    assert "Try 2: 1 of the 1 event(s) were pushed by an earlier try" in logs()
+
+
+def test_a_bulk_retry_pushes_only_the_events_no_earlier_try_pushed(
+    hatchet: Any, face: Any, dag_runner: Any
+) -> None:
+    events = [{"key": "airflow:demo-event", "payload": {"i": i}} for i in range(4)]
+
+    def partial_first_try(context: Any) -> None:
+        # Try 1 gets only events 0 and 1 out (as a push split into requests that died half way would).
+        context["task"].events = events[:2] if context["ti"].try_number == 1 else events
+
+    with make_dag("push_bulk_retry") as dag:
+        push(task_id="t", events=events, retries=1, retry_delay=timedelta(0), pre_execute=partial_first_try,
+             post_execute=fail_first_try)
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    by_event = runs_by_event(hatchet)
+    event_ids = xcom_value(dag_run, "t")
+    assert len(event_ids) == 4 and len(set(event_ids)) == 4
+    # One run per event: 0 and 1 from try 1, re-attached to; 2 and 3 pushed by try 2.
+    assert [[r.input for r in by_event[e]] for e in event_ids] == [[{"i": i}] for i in range(4)]
+    assert [by_event[e][0].additional_metadata["airflow_try_number"] for e in event_ids] == ["1", "1", "2", "2"]
+    assert [r.path for r in hatchet.requests if r.method == "GRPC"] == ["/EventsService/BulkPush"] * 2
+    assert len(hatchet.runs) == 4
+
+
+def test_clearing_a_succeeded_push_pushes_anew(hatchet: Any, face: Any, dag_runner: Any, logs: Any) -> None:
+    from tests.test_rerun import clear_upstream_once, python_task
+
+    with make_dag("push_cleared") as dag:
+        push(task_id="t", key="airflow:demo-event", payload={"n": 1}, wait_for_runs=True) >> python_task(
+            "clear_t", clear_upstream_once)
+    dag_run = dag_runner(dag)
+
+    assert (task_state(dag_run, "t"), task_state(dag_run, "clear_t")) == ("success", "success")
+    first, second = hatchet.runs
+    assert [r.additional_metadata["airflow_try_number"] for r in (first, second)] == ["1", "2"]
+    assert xcom_value(dag_run, "t") == [second.additional_metadata["hatchet__event_id"]]
+    assert xcom_value(dag_run, "t", "run_ids") == [second.id]
+    assert [r.path for r in hatchet.requests if r.method == "GRPC"] == ["/EventsService/Push"] * 2
+    assert "were pushed by an earlier try" not in logs()
+
+
+def test_the_wait_finds_the_runs_by_hatchets_clock_when_the_local_clock_is_ahead(
+    hatchet: Any, face: Any, dag_runner: Any, logs: Any, monkeypatch: Any
+) -> None:
+    import airflow_provider_hatchet.operators.push_event as module
+
+    class Ahead(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return datetime.now(tz) + timedelta(minutes=3)
+
+    monkeypatch.setattr(module, "datetime", Ahead)
+    hatchet.register_workflow("fails-on-event", "fail", on_events=["skew:key"])
+    with make_dag("push_skew") as dag:
+        push(task_id="t", key="skew:key", wait_for_runs=True, settle_seconds=1.0)
+    dag_run = dag_runner(dag)
+
+    [run] = hatchet.runs
+    assert hatchet.run_status(run.id) == "FAILED"
+    assert task_state(dag_run, "t") == "failed"
+    text = logs()
+    assert "triggered no run" not in text
+    assert "This machine's clock is +18" in text
+
+
+def test_a_push_that_created_its_events_then_failed_is_not_pushed_again_by_the_retry(
+    hatchet: Any, face: Any, dag_runner: Any
+) -> None:
+    hatchet.fail_next("events", 1, status=503, after_create=True)  # stored and triggered, the answer lost
+    with make_dag("push_ambiguous") as dag:
+        push(task_id="t", events=[{"key": "airflow:demo-event", "payload": {"i": i}} for i in range(3)],
+             wait_for_runs=True, retries=1, retry_delay=timedelta(0))
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    assert sorted(r.input["i"] for r in hatchet.runs) == [0, 1, 2]
+    assert {r.additional_metadata["airflow_try_number"] for r in hatchet.runs} == {"1"}
+    by_event = runs_by_event(hatchet)
+    assert [by_event[e][0].input for e in xcom_value(dag_run, "t")] == [{"i": i} for i in range(3)]
+    assert [r.path for r in hatchet.requests if r.method == "GRPC"] == ["/EventsService/BulkPush"]
+
+
+def test_the_connection_id_is_templated(hatchet: Any, face: Any, dag_runner: Any, airflow_conn: Any,
+                                        hatchet_server: Any) -> None:
+    airflow_conn("hatchet_templated", conn_type="hatchet", host=hatchet_server.url, password=hatchet.token,
+                 extra={"grpc_address": face.address, "grpc_tls": "false"})
+    with make_dag("push_conn_templated") as dag:
+        push(task_id="t", key="airflow:demo-event", hatchet_conn_id="{{ params.conn }}",
+             params={"conn": "hatchet_templated"})
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    [run] = hatchet.runs
+    assert xcom_value(dag_run, "t") == [run.additional_metadata["hatchet__event_id"]]

@@ -138,3 +138,97 @@ def test_a_bad_trigger_time_fails_before_anything_is_sent(hatchet: Any, dag_runn
     assert task_state(dag_run, "t") == "failed"
     assert "trigger_at: must be an ISO 8601 date-time" in logs()
     assert hatchet.requests == []
+
+
+def fail_first_try(context: Any, result: Any = None) -> None:
+    """A ``post_execute`` that fails try 1 after the operator scheduled: a crash past the schedule."""
+    if context["ti"].try_number == 1:
+        raise RuntimeError("the worker died after scheduling")
+
+
+def schedules_created(sim: Any) -> int:
+    return sum(1 for r in sim.requests if r.method == "POST" and r.path.endswith("/scheduled"))
+
+
+def test_a_retry_re_attaches_to_the_schedule_an_earlier_try_created(
+    hatchet: Any, dag_runner: Any, logs: Any
+) -> None:
+    with make_dag("sched_retry") as dag:
+        operator(task_id="t", workflow_name="demo-etl", trigger_at=soon(3600), retries=1,
+                 retry_delay=timedelta(0), post_execute=fail_first_try)
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    (scheduled,) = HatchetHook().list_scheduled_runs().rows
+    assert schedules_created(hatchet) == 1
+    assert scheduled.additional_metadata["airflow_try_number"] == "1"
+    assert xcom_value(dag_run, "t", "return_value") == scheduled.id
+    assert xcom_value(dag_run, "t", "hatchet_scheduled_id") == scheduled.id
+    assert f"Try 2: re-attaching to scheduled run {scheduled.id}" in logs()
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["in-worker", "deferred"])
+def test_a_retry_after_the_schedule_fired_waits_on_its_run_and_schedules_nothing(
+    hatchet: Any, dag_runner: Any, logs: Any, deferrable: bool
+) -> None:
+    def fail_once_fired(context: Any, result: Any = None) -> None:
+        if context["ti"].try_number == 1:
+            raise RuntimeError("the worker died once the run had finished")
+
+    with make_dag(f"sched_retry_fired_{int(deferrable)}") as dag:
+        operator(task_id="t", workflow_name="demo-etl", trigger_at=soon(0.5), input={"x": 2},
+                 wait_for_completion=True, deferrable=deferrable, retries=1, retry_delay=timedelta(0),
+                 post_execute=fail_once_fired)
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    [run] = hatchet.runs
+    assert schedules_created(hatchet) == 1
+    assert xcom_value(dag_run, "t", "hatchet_run_id") == run.id
+    assert xcom_value(dag_run, "t", "output")["run"]["echo"]["x"] == 2
+    # Hatchet forgets a fired schedule's id: the retry returns none rather than a wrong one.
+    assert xcom_value(dag_run, "t", "return_value") is None
+    assert f"the schedule of an earlier try has fired: re-attaching to its run {run.id}" in logs()
+
+
+def test_clearing_a_succeeded_schedule_task_schedules_anew(hatchet: Any, dag_runner: Any) -> None:
+    from tests.test_rerun import clear_upstream_once, python_task
+
+    with make_dag("sched_cleared") as dag:
+        operator(task_id="t", workflow_name="demo-etl", trigger_at=soon(3600)) >> python_task(
+            "clear_t", clear_upstream_once)
+    dag_run = dag_runner(dag)
+
+    assert (task_state(dag_run, "t"), task_state(dag_run, "clear_t")) == ("success", "success")
+    rows = HatchetHook().list_scheduled_runs().rows
+    assert sorted(r.additional_metadata["airflow_try_number"] for r in rows) == ["1", "2"]
+    assert schedules_created(hatchet) == 2
+    [second] = [r for r in rows if r.additional_metadata["airflow_try_number"] == "2"]
+    assert xcom_value(dag_run, "t", "return_value") == second.id
+
+
+def test_a_trigger_at_in_the_past_is_scheduled_and_logged_as_firing_at_once(
+    hatchet: Any, dag_runner: Any, logs: Any
+) -> None:
+    with make_dag("sched_past") as dag:
+        operator(task_id="t", workflow_name="demo-etl", trigger_at=soon(-3600), wait_for_completion=True)
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    [run] = hatchet.runs
+    assert xcom_value(dag_run, "t", "hatchet_run_id") == run.id
+    text = logs()
+    assert "s before Hatchet's time" in text and "Hatchet starts the run at once" in text
+
+
+def test_the_connection_id_is_templated(hatchet: Any, dag_runner: Any, airflow_conn: Any,
+                                        hatchet_server: Any) -> None:
+    airflow_conn("hatchet_templated", conn_type="hatchet", host=hatchet_server.url, password=hatchet.token)
+    with make_dag("sched_conn_templated") as dag:
+        operator(task_id="t", workflow_name="demo-etl", trigger_at=soon(3600), hatchet_conn_id="{{ params.conn }}",
+                 params={"conn": "hatchet_templated"})
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    (scheduled,) = HatchetHook("hatchet_templated").list_scheduled_runs().rows
+    assert xcom_value(dag_run, "t") == scheduled.id

@@ -9,6 +9,8 @@ from typing import Any
 
 from airflow_provider_hatchet.client import validation
 from airflow_provider_hatchet.client.errors import HatchetValidationError
+from airflow_provider_hatchet.client.paging import WATCH_PAGE_SIZE, has_more
+from airflow_provider_hatchet.client.scheduling import HatchetEvent
 from airflow_provider_hatchet.client.sync import HatchetClient
 
 # BulkPush takes at most this many events (Hatchet's own cap).
@@ -80,3 +82,25 @@ def find_triggered_runs(client: HatchetClient, event_ids: Sequence[str], *, sinc
         if all(found.values()) or time.monotonic() >= deadline:
             return found
         time.sleep(poll_interval)
+
+
+def events_carrying(client: HatchetClient, pairs: Mapping[str, str], *, since: datetime,
+                    page_size: int = WATCH_PAGE_SIZE) -> list[HatchetEvent]:
+    """Every event stored since ``since`` that carries all ``pairs``, oldest first, read page after page.
+
+    Each row is checked again here: a server that drops the filter (an old Hatchet does, for a value holding a
+    ``:``) must not hand over other events.
+
+    :param client: the REST client.
+    :param pairs: metadata keys and values.
+    :param since: the earliest time the server stored the event (by its clock).
+    :param page_size: rows per request.
+    """
+    found: dict[str, HatchetEvent] = {}
+    offset = 0
+    while True:
+        page = client.list_events(since=since, additional_metadata=pairs, offset=offset, limit=page_size)
+        found.update((event.id, event) for event in page.rows if event.has_metadata(pairs))
+        if not has_more(len(page.rows), page_size, page.pagination):
+            return sorted(found.values(), key=lambda event: event.created_at)
+        offset += len(page.rows)

@@ -32,6 +32,15 @@ class ScheduledRun(_Model):
     priority: int | None = None
     workflow_run_id: str | None = Field(default=None, alias="workflowRunId")
     workflow_run_created_at: OptionalTime = Field(default=None, alias="workflowRunCreatedAt")
+    # When the server stored the schedule, by its own clock.
+    created_at: OptionalTime = Field(default=None, validation_alias=AliasPath("metadata", "createdAt"))
+
+    def has_metadata(self, pairs: Mapping[str, str]) -> bool:
+        """Whether the schedule carries every pair (a list filtered by metadata is checked row by row).
+
+        :param pairs: metadata keys and values.
+        """
+        return all(self.additional_metadata.get(key) == value for key, value in pairs.items())
 
 
 class ScheduledRunPage(_Model):
@@ -71,6 +80,13 @@ class HatchetEvent(_Model):
     # When the server stored the event: the time the list's ``since`` and ``until`` compare with.
     created_at: datetime = Field(validation_alias=AliasPath("metadata", "createdAt"))
     seen_at: OptionalTime = Field(default=None, alias="seenAt")
+
+    def has_metadata(self, pairs: Mapping[str, str]) -> bool:
+        """Whether the event carries every pair (a list filtered by metadata is checked row by row).
+
+        :param pairs: metadata keys and values.
+        """
+        return all(self.additional_metadata.get(key) == value for key, value in pairs.items())
 
 
 class EventPage(_Model):

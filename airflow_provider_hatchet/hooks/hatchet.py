@@ -36,7 +36,13 @@ if TYPE_CHECKING:
     from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetClient
     from airflow_provider_hatchet.client.bulk import TriggerSender
     from airflow_provider_hatchet.client.models import LogLine, RunDetails, RunStatus, RunSummary
-    from airflow_provider_hatchet.client.scheduling import Cron, CronPage, ScheduledRun, ScheduledRunPage
+    from airflow_provider_hatchet.client.scheduling import (
+        Cron,
+        CronPage,
+        HatchetEvent,
+        ScheduledRun,
+        ScheduledRunPage,
+    )
 
 # One async client per event loop and connection contents: a triggerer running many triggers shares one
 # connection pool and one SSL context instead of building one per trigger.
@@ -239,6 +245,16 @@ class HatchetHook(BaseHook):
         from airflow_provider_hatchet.client.events import find_triggered_runs
 
         return find_triggered_runs(self.client, event_ids, since=since, settle=settle)
+
+    def find_events(self, additional_metadata: Mapping[str, str], *, since: datetime) -> list[HatchetEvent]:
+        """Every event stored since ``since`` carrying all the pairs, oldest first.
+
+        :param additional_metadata: metadata keys and values the events carry.
+        :param since: the earliest time the server stored them.
+        """
+        from airflow_provider_hatchet.client.events import events_carrying
+
+        return events_carrying(self.client, additional_metadata, since=since)
 
     @staticmethod
     async def aclose_loop_clients() -> None:
@@ -519,6 +535,27 @@ class HatchetHook(BaseHook):
         :param filters: ``workflow_id``, ``additional_metadata``, ``offset``, ``limit``.
         """
         return self.client.list_scheduled_runs(**filters)
+
+    def find_scheduled_runs(self, additional_metadata: Mapping[str, str]) -> list[ScheduledRun]:
+        """Every scheduled run that has not fired yet and carries all the pairs, read page after page.
+
+        Hatchet's schedule list refuses (400) a filter value holding a ``:``, as a run id's time does: such pairs
+        are checked here only, the others are sent.
+
+        :param additional_metadata: metadata keys and values the schedules carry.
+        """
+        from airflow_provider_hatchet.client.paging import WORKFLOW_PAGE_SIZE, has_more
+
+        sent = {key: value for key, value in additional_metadata.items() if ":" not in key and ":" not in value}
+        found: dict[str, ScheduledRun] = {}
+        offset = 0
+        while True:
+            page = self.client.list_scheduled_runs(additional_metadata=sent, offset=offset, limit=WORKFLOW_PAGE_SIZE)
+            # Checked row by row: a server that drops the filter must not hand over other schedules.
+            found.update((row.id, row) for row in page.rows if row.has_metadata(additional_metadata))
+            if not has_more(len(page.rows), WORKFLOW_PAGE_SIZE, page.pagination):
+                return list(found.values())
+            offset += len(page.rows)
 
     def delete_scheduled_run(self, scheduled_id: str) -> bool:
         """Delete a scheduled run; False when it had already fired or was gone.

@@ -6,17 +6,22 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_hatchet._identity import TI_KEY, identity_metadata
+from airflow_provider_hatchet._identity import EVENT_INDEX_KEY, TI_KEY, TRY_KEY, identity_metadata
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.events import check_events
 from airflow_provider_hatchet.client.waiter import run_sync
-from airflow_provider_hatchet.operators._base import OUTPUT_KEY, HatchetTriggerOperatorBase, first_event
+from airflow_provider_hatchet.operators._base import OUTPUT_KEY, HatchetTriggerOperatorBase, first_event, lookback_start
+from airflow_provider_hatchet.operators._earlier_tries import created_by, earlier_tries, look_twice
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
+    from airflow_provider_hatchet.client.scheduling import HatchetEvent
 
 EVENT_IDS_KEY = "event_ids"
 RUN_IDS_KEY = "run_ids"
+# How long before its event (by Hatchet's clock) a triggered run is looked for, and how far the local clock may
+# be from Hatchet's before a warning says so.
+CLOCK_MARGIN = timedelta(minutes=1)
 
 
 class HatchetPushEventOperator(HatchetTriggerOperatorBase):
@@ -27,8 +32,12 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
     (listed by ``triggering_event_external_id``) and waits for them, in the worker or deferred, as
     :class:`HatchetRunWorkflowsOperator` does; their outputs go to XCom ``output`` and their ids to XCom
     ``run_ids``. As with hatchet-sdk, an event pushed before a workflow subscribes to its key triggers nothing,
-    and the namespace is applied to the keys. Pushing is not retried: an event whose push failed ambiguously may
-    exist.
+    and the namespace is applied to the keys.
+
+    Each event carries the Airflow identity and its position in the list (``airflow_event_index``). A retry
+    pushes only the events no earlier try of the task instance pushed (found in Hatchet's event list by that
+    identity) and re-attaches to the rest, waiting on the runs they triggered; a task cleared after it succeeded
+    pushes anew. The triggered runs are looked for from the events' own time on Hatchet's clock.
 
     :param key: the event key. (templated)
     :param payload: the payload, a JSON object. (templated)
@@ -44,7 +53,8 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
         :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
     """
 
-    template_fields: Sequence[str] = ("key", "payload", "additional_metadata", "priority", "scope", "events")
+    template_fields: Sequence[str] = ("key", "payload", "additional_metadata", "priority", "scope", "events",
+                                      "hatchet_conn_id")
     template_fields_renderers: ClassVar[dict[str, str]] = {"payload": "json", "additional_metadata": "json",
                                                            "events": "json"}
 
@@ -77,18 +87,28 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
         self.settle_seconds = settle_seconds
 
     def execute(self, context: Context) -> list[str]:
-        """Check the events, push them, then find and wait for their runs if asked."""
+        """Check the events, push those no earlier try pushed, then find and wait for their runs if asked."""
         single = {"key": self.key, "payload": self.payload, "additional_metadata": self.additional_metadata,
                   "priority": self.priority, "scope": self.scope}
         events = check_events([single] if self.events is None else self._event_list())
         identity = identity_metadata(context)
         batch_key = identity[TI_KEY]
-        since = datetime.now(timezone.utc) - timedelta(minutes=1)
-        event_ids = run_sync(lambda: self.hook.apush_events(events, identity))
-        self.log.info("Pushed %d event(s) to Hatchet: %s", len(event_ids), ", ".join(event_ids[:20]))
+        earlier = self._earlier_events(context, len(events))
+        missing = [i for i in range(len(events)) if i not in earlier]
+        # This machine's time of the push, only to compare with Hatchet's.
+        pushed_at = datetime.now(timezone.utc)
+        new_ids: list[str] = []
+        if missing:
+            stamped = [{**events[i], "additional_metadata": {**events[i]["additional_metadata"],
+                                                             EVENT_INDEX_KEY: str(i)}} for i in missing]
+            new_ids = run_sync(lambda: self.hook.apush_events(stamped, identity))
+            self.log.info("Pushed %d event(s) to Hatchet: %s", len(new_ids), ", ".join(new_ids[:20]))
+        by_index = {i: event.id for i, event in earlier.items()} | dict(zip(missing, new_ids, strict=True))
+        event_ids = [by_index[i] for i in range(len(events))]
         context["ti"].xcom_push(key=EVENT_IDS_KEY, value=event_ids)
         if not self.wait_for_completion:
             return event_ids
+        since = self._runs_since(context, earlier, new_ids, pushed_at)
         triggered = self.hook.find_triggered_runs(event_ids, since=since, settle=self.settle_seconds)
         for event_id, runs in triggered.items():
             if not runs:
@@ -115,3 +135,59 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
         if not isinstance(self.events, list):
             raise ValueError(f"events must be a list of dicts, got {type(self.events).__name__}")
         return self.events
+
+    def _earlier_events(self, context: Context, count: int) -> dict[int, HatchetEvent]:
+        """The events earlier tries of this generation pushed, by their index; empty on a try that starts anew."""
+        tries = earlier_tries(context)
+        if not tries:
+            return {}
+        mine = {TI_KEY: str(identity_metadata(context)[TI_KEY])}
+
+        def look() -> dict[int, HatchetEvent]:
+            found: dict[int, HatchetEvent] = {}
+            for event in self.hook.find_events(mine, since=lookback_start()):  # oldest first: the first push wins
+                index = str(event.additional_metadata.get(EVENT_INDEX_KEY))
+                if created_by(event.additional_metadata, tries) and index.isdigit() and int(index) < count:
+                    found.setdefault(int(index), event)
+            return found
+
+        try_number = context["ti"].try_number
+        found = look_twice(self.log, look, lambda found: len(found) == count,
+                           f"Try {try_number}: not every event is listed as pushed by an earlier try")
+        if found:
+            self.log.info("Try %s: %d of the %d event(s) were pushed by an earlier try (%s); pushing the other %d.",
+                          try_number, len(found), count, ", ".join(e.id for e in list(found.values())[:20]),
+                          count - len(found))
+        else:
+            self.log.info("Try %s: no earlier try of this task instance pushed its events; pushing them.", try_number)
+        return found
+
+    def _runs_since(self, context: Context, earlier: dict[int, HatchetEvent], new_ids: list[str],
+                    pushed_at: datetime) -> datetime:
+        """Where the triggered runs' list starts: a margin before the oldest event, by Hatchet's clock.
+
+        The times of the events just pushed are read back from Hatchet's event list; the local clock is only
+        compared with them, to warn when it is off.
+        """
+        times = [event.created_at for event in earlier.values()]
+        if new_ids:
+            mine = {TI_KEY: str(identity_metadata(context)[TI_KEY]), TRY_KEY: str(context["ti"].try_number)}
+            wanted = set(new_ids)
+
+            def look() -> dict[str, datetime]:
+                return {e.id: e.created_at for e in self.hook.find_events(mine, since=lookback_start())
+                        if e.id in wanted}
+
+            stored = look_twice(self.log, look, lambda stored: len(stored) == len(wanted),
+                                "Not every event just pushed is listed yet")
+            if len(stored) < len(wanted):
+                self.log.warning("%d event(s) just pushed are not in Hatchet's event list; looking for the runs they "
+                                 "triggered since %s.", len(wanted) - len(stored), lookback_start().isoformat())
+                return lookback_start()
+            skew = pushed_at - min(stored.values())
+            if abs(skew) > CLOCK_MARGIN:
+                self.log.warning("This machine's clock is %+.0f s off Hatchet's (events pushed at %s here, stored at "
+                                 "%s by Hatchet); the runs are looked for by Hatchet's time.",
+                                 skew.total_seconds(), pushed_at.isoformat(), min(stored.values()).isoformat())
+            times += stored.values()
+        return min(times) - CLOCK_MARGIN

@@ -145,18 +145,20 @@ class Calendar:
                 state.create_run(tenant, spec, dict(item.body, workflowName=item.workflow), now)
 
     def push_event(self, state: SimState, tenant: Tenant, key: str, payload: dict[str, Any],
-                   metadata: dict[str, Any]) -> Event:
-        """Store an event as the engine does when it receives one over gRPC.
+                   metadata: dict[str, Any], priority: int | None = None) -> Event:
+        """Store an event and trigger its subscribers, as the engine does when it receives one over gRPC: the
+        event list shows it from then on.
 
         :param state: the data.
         :param tenant: the tenant.
         :param key: the full event key.
         :param payload: the event payload.
         :param metadata: the event's additional metadata.
+        :param priority: the event's priority, if it has one.
         """
         event = Event(state.new_id(), tenant.id, key, dict(payload), dict(metadata), state.wall(state.clock()))
         self.events.append(event)
-        trigger_subscribed(state, tenant, event.id, key, payload, metadata)
+        trigger_subscribed(state, tenant, event.id, key, payload, metadata, priority)
         return event
 
 
@@ -352,7 +354,11 @@ class CalendarApi:
             offset, limit = _paging(q)
         except BindError as exc:
             return message(400, str(exc))
-        pairs = metadata_filters(q.get("additionalMetadata", []))
+        raw = q.get("additionalMetadata", [])
+        if any(item.count(":") != 1 for item in raw):
+            # The handler splits each filter on ":" and wants exactly two parts.
+            return api_errors(400, "Additional metadata filters must be in the format key:value.")
+        pairs = metadata_filters(raw)
         workflow_id = (q.get("workflowId") or [""])[0].lower()
         if workflow_id and not _UUID.match(workflow_id):
             problem = (f"invalid UUID length: {len(workflow_id)}" if len(workflow_id) not in (32, 36)
@@ -448,7 +454,10 @@ class CalendarApi:
         except BindError as exc:
             return message(400, str(exc))
         keys = set(q.get("keys", []))
-        pairs = metadata_filters(q.get("additionalMetadata", []))
+        raw = q.get("additionalMetadata", [])
+        if any(not item.partition(":")[2] for item in raw):
+            return message(500, INTERNAL_ERROR)  # a filter without ":" or with an empty value is not checked first
+        pairs = metadata_filters(raw)
         rows = [e for e in reversed(self.calendar.events) if e.tenant_id == tenant.id
                 and (not keys or e.key in keys) and (since is None or e.created >= since)
                 and (until is None or e.created <= until) and _carries(e.metadata, pairs)]

@@ -19,7 +19,6 @@ from typing import Any
 from airflow_provider_hatchet import _protos
 
 from .auth import TokenAuthority
-from .calendar import trigger_subscribed
 from .faults import Decision, FaultInjector
 from .store import SimState, Tenant
 from .workflows import idempotency_value
@@ -218,9 +217,9 @@ class HatchetGrpcApi:
         now = self.state.clock()
         answers = []
         for request, payload, metadata in events:
-            event_id = self.state.new_id()
-            trigger_subscribed(self.state, tenant, event_id, request.key, payload, metadata,
-                               request.priority if request.HasField("priority") else None)
+            event_id = self.state.calendar.push_event(
+                self.state, tenant, request.key, payload, metadata,
+                request.priority if request.HasField("priority") else None).id
             # The engine answers in proto3, which sends no empty field; the time is the server's when not given.
             answer = _protos.Event(tenant_id=tenant.id, event_id=event_id, event_timestamp=(
                 request.event_timestamp if request.HasField("event_timestamp") else _timestamp(self.state.wall(now))))

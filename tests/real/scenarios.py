@@ -375,6 +375,17 @@ def events(s: Session) -> None:
         s.call(step, "GET", path, params=params)
 
 
+def metadata_filter_shapes(s: Session) -> None:
+    """Which ``additionalMetadata`` filters the schedule and event lists take: the schedule list wants exactly one
+    ``:`` (a value holding one, as a task instance key does, is refused), the event list fails on no ``:`` or an
+    empty value and takes a value holding a ``:``."""
+    events = "/api/v1/stable/tenants/{tenant}/events"
+    for step, value in [("one-colon", f"test_tag:{s.tag}"), ("value-with-colon", f"test_tag:{s.tag}:x"),
+                        ("no-colon", "nocolon"), ("empty-value", "test_tag:")]:
+        s.call(f"scheduled-{step}", "GET", SCHEDULED, params={"additionalMetadata": value})
+        s.call(f"events-{step}", "GET", events, params={"additionalMetadata": value, "since": s.since})
+
+
 def list_by_creation_time(s: Session) -> None:
     """The run list's ``since`` is the creation time: a run created before it and finished after it is not
     listed (there is no filter on the finish time)."""
@@ -393,7 +404,7 @@ SCENARIOS: dict[str, Scenario] = {
     for scenario in (trigger_return_only_id, trigger_and_wait, trigger_rejected, trigger_unknown_workflow,
                      trigger_v0, unknown_runs, run_completed, run_failed, run_multi_task, run_cancelled,
                      list_filters, cancel, workflows, auth, idempotency, scheduled_runs, crons, events,
-                     list_by_creation_time)
+                     metadata_filter_shapes, list_by_creation_time)
 }
 
 
