@@ -62,6 +62,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "real_hatchet: needs the real Hatchet server (`make hatchet-up`, then `make test-real`)"
     )
+    config.addinivalue_line(
+        "markers", "proves_retry(*operators): shows these operators re-attach on a retry (tests/test_invariants.py)"
+    )
+    config.addinivalue_line(
+        "markers", "proves_scope(*operators): shows these operators refuse an unscoped selection (test_invariants)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

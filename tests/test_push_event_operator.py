@@ -109,6 +109,7 @@ def runs_by_event(sim: Any) -> dict[str, list[Any]]:
     return by_event
 
 
+@pytest.mark.proves_retry("HatchetPushEventOperator")
 @pytest.mark.parametrize("deferrable", [False, True], ids=["in-worker", "deferred"])
 def test_a_retry_re_attaches_to_the_event_an_earlier_try_pushed_and_waits_on_its_run(
     hatchet: Any, face: Any, dag_runner: Any, logs: Any, deferrable: bool
@@ -129,6 +130,7 @@ def test_a_retry_re_attaches_to_the_event_an_earlier_try_pushed_and_waits_on_its
     assert "Try 2: 1 of the 1 event(s) were pushed by an earlier try" in logs()
 
 
+@pytest.mark.proves_retry("HatchetPushEventOperator")
 def test_a_bulk_retry_pushes_only_the_events_no_earlier_try_pushed(
     hatchet: Any, face: Any, dag_runner: Any
 ) -> None:

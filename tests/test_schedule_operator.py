@@ -150,6 +150,7 @@ def schedules_created(sim: Any) -> int:
     return sum(1 for r in sim.requests if r.method == "POST" and r.path.endswith("/scheduled"))
 
 
+@pytest.mark.proves_retry("HatchetScheduleWorkflowOperator")
 def test_a_retry_re_attaches_to_the_schedule_an_earlier_try_created(
     hatchet: Any, dag_runner: Any, logs: Any
 ) -> None:
