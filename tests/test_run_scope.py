@@ -368,3 +368,20 @@ def test_the_operator_fails_naming_the_ids_the_tenant_lacks_after_acting_on_the_
     assert hs.status(hanging) == "CANCELLED"
     assert f"Hatchet has no run {UNKNOWN} in this tenant" in logs()
     assert len([r for r in hs.sim.requests if r.path.endswith("/tasks/cancel")]) == 1  # not retried
+
+
+def test_a_replay_whose_read_back_fails_is_not_failed_so_a_retry_does_not_replay_again(hs: Sim, logs: Any) -> None:
+    from airflow_provider_hatchet.client.retry import RetryPolicy
+
+    dag = hs.run("demo-multi", FAIL_ONCE)
+    hs.settle(10)
+    hook = HatchetHook(retry=RetryPolicy(attempts=1))
+    hs.sim.fail_next("details", 1, 500)  # the answer names the DAG run's tasks, so its details are read back
+
+    assert hook.replay_runs([dag]) == [dag]
+    hs.settle(10)
+
+    assert "The replay was sent, but reading the runs back failed" in logs()
+    assert len([r for r in hs.sim.requests if r.path.endswith("/tasks/replay")]) == 1
+    assert hs.hook.get_run(dag).retry_count() == 1
+    hook.close()

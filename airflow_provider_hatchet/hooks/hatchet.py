@@ -447,12 +447,18 @@ class HatchetHook(BaseHook):
             missing = run_actions.not_found(self.client.get_run_status, ids)
         else:
             echoed = run_actions.in_chunks(send, ids)
-            if action == "replay":
-                # The answer lists what was replayed: only the runs it does not name are read.
-                missing = run_actions.not_replayed(self.client.get_run, ids, echoed)
-            else:
-                # The answer echoes every id sent, known or not.
-                missing = run_actions.not_found(self.client.get_run_status, ids) if confirm else []
+            try:
+                if action == "replay":
+                    # The answer lists what was replayed: only the runs it does not name are read.
+                    missing = run_actions.not_replayed(self.client.get_run, ids, echoed)
+                else:
+                    # The answer echoes every id sent, known or not.
+                    missing = run_actions.not_found(self.client.get_run_status, ids) if confirm else []
+            except HatchetError as exc:
+                # Hatchet took the request: failing now would have a retry send it again (a second replay).
+                self.log.warning("The %s was sent, but reading the runs back failed, so ids the tenant does not "
+                                 "have cannot be told apart: %s", action, exc)
+                missing = []
         if missing:
             self.log.warning("Hatchet has no run %s in this tenant (unknown, or another tenant's); the %s %s "
                              "nothing there.", ", ".join(missing), action, "would do" if dry_run else "did")
