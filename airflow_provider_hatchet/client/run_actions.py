@@ -10,8 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
+from typing import Any
 
-from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
+from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
+from airflow_provider_hatchet.client.errors import (
+    HatchetAuthError,
+    HatchetNotFoundError,
+    HatchetRetryableError,
+    HatchetValidationError,
+)
 from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
 from airflow_provider_hatchet.client.run_filter import RunFilter
 from airflow_provider_hatchet.client.sync import HatchetClient
@@ -21,6 +29,11 @@ ACTION_CHUNK = 500
 # Seconds a replayed run may keep reading as before the replay (FAILED, with its old retry count).
 REPLAY_SETTLE_TIMEOUT = 30.0
 REPLAY_SETTLE_POLL = 0.25
+# Seconds before a run id that read 404 right after a cancel or replay is read again: it may be a run created a
+# moment ago, not yet readable.
+UNSEEN_GRACE = RUN_VISIBILITY_WINDOW
+# Runs counted past ``max_runs`` before a refusal gives up counting and says "at least".
+COUNT_CEILING = 100_000
 
 
 def select_runs(client: HatchetClient, run_filter: RunFilter, workflow_ids: Sequence[str] = ()) -> Iterator[RunSummary]:
@@ -42,6 +55,80 @@ def select_runs(client: HatchetClient, run_filter: RunFilter, workflow_ids: Sequ
         if row.id not in seen and row.has_metadata(pairs):
             seen.add(row.id)
             yield row
+
+
+def at_most(rows: Iterator[RunSummary], max_runs: int) -> list[RunSummary]:
+    """The selected runs, or a refusal naming how many match when more than ``max_runs`` do; nothing is acted on
+    before this returns.
+
+    :param rows: the selection, e.g. :func:`select_runs`.
+    :param max_runs: the most runs allowed.
+    :raises HatchetValidationError: on field ``max_runs``, naming the count (exact up to ``COUNT_CEILING``).
+    """
+    selected = list(islice(rows, max_runs + 1))
+    if len(selected) <= max_runs:
+        return selected
+    count = len(selected) + sum(1 for _ in islice(rows, COUNT_CEILING))
+    how_many = f"at least {count:,}" if count > max_runs + COUNT_CEILING else f"{count:,}"
+    raise HatchetValidationError("max_runs", f"the filter selects {how_many} runs, more than max_runs={max_runs:,}; "
+                                 "nothing was done: narrow the filter, or raise max_runs if that many is meant")
+
+
+def _unreadable(read: Callable[[str], Any], run_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+    absent, foreign = [], []
+    for run_id in run_ids:
+        try:
+            read(run_id)
+        except HatchetNotFoundError:
+            absent.append(run_id)
+        except HatchetAuthError:  # the token may read the tenant, so this is another tenant's run
+            foreign.append(run_id)
+    return absent, foreign
+
+
+def not_found(read: Callable[[str], Any], run_ids: Iterable[str], *, grace: float | None = None,
+              sleep: Callable[[float], None] | None = None) -> list[str]:
+    """The runs the tenant does not have, in the order given: a read answers 403 (another tenant's run) or 404,
+    still after ``grace`` seconds (a run created a moment ago may read 404 for a while).
+
+    :param read: the client's ``get_run_status`` (or ``get_run``).
+    :param run_ids: the run ids.
+    :param grace: seconds before a 404 is read again; ``UNSEEN_GRACE`` by default.
+    :param sleep: how to wait; ``time.sleep`` by default.
+    """
+    ids = list(run_ids)
+    absent, foreign = _unreadable(read, ids)
+    wait = UNSEEN_GRACE if grace is None else grace
+    if absent and wait > 0:
+        (sleep or time.sleep)(wait)
+        absent, more = _unreadable(read, absent)
+        foreign += more
+    gone = {*absent, *foreign}
+    return [run_id for run_id in ids if run_id in gone]
+
+
+def not_replayed(read: Callable[[str], RunDetails], run_ids: Iterable[str], echoed: Iterable[str]) -> list[str]:
+    """The runs a replay by ids did not act on. Hatchet answers a replay with the ids of the tasks it replayed and
+    leaves out ids the tenant does not have; a one-task run's task id is the run id, so only the other runs are
+    read, to find their tasks' ids in the answer.
+
+    :param read: the client's ``get_run``.
+    :param run_ids: the run ids sent.
+    :param echoed: the ids Hatchet answered.
+    """
+    answered = set(echoed)
+    missing = []
+    for run_id in run_ids:
+        if run_id in answered:
+            continue
+        try:
+            details = read(run_id)
+        except (HatchetNotFoundError, HatchetAuthError):
+            missing.append(run_id)
+            continue
+        if not any(task.task_external_id in answered for task in details.tasks):
+            missing.append(run_id)
+    return missing
 
 
 def in_chunks(send: Callable[[list[str]], list[str]], run_ids: Iterable[str], size: int = ACTION_CHUNK) -> list[str]:

@@ -92,6 +92,9 @@ class RunFilter:
             if not isinstance(key, str) or not key or isinstance(value, (dict, list)) or value is None:
                 raise HatchetValidationError("additional_metadata", f"pair {key!r}: keys must be non-empty "
                                              "strings and values strings or scalars")
+            if isinstance(value, str) and not value.strip():
+                raise HatchetValidationError("additional_metadata", f"pair {key!r} has an empty value (a template "
+                                             "that rendered to nothing?): give a value or leave the pair out")
         event = triggering_event_external_id
         if event is not None and (not isinstance(event, str) or not event.strip()):
             raise HatchetValidationError("triggering_event_external_id", "must be a non-empty string")
@@ -102,6 +105,18 @@ class RunFilter:
             idempotency_keys=_names(idempotency_keys, "idempotency_keys"),
             triggering_event_external_id=event,
         )
+
+    def narrowed_by(self) -> tuple[str, ...]:
+        """The given fields that select some runs rather than the whole tenant: ``workflow_names``,
+        ``additional_metadata`` (only when every value is non-blank), ``idempotency_keys`` and
+        ``triggering_event_external_id``. Statuses and the time window do not narrow a selection.
+        """
+        metadata = bool(self.additional_metadata) and all(
+            isinstance(v, str) and v.strip() for v in self.additional_metadata.values())
+        given = {"workflow_names": bool(self.workflow_names), "additional_metadata": metadata,
+                 "idempotency_keys": bool(self.idempotency_keys),
+                 "triggering_event_external_id": bool(self.triggering_event_external_id)}
+        return tuple(name for name, narrows in given.items() if narrows)
 
     def body(self, workflow_ids: Iterable[str] = ()) -> dict[str, Any]:
         """The ``V1TaskFilter`` body of a cancel or replay by filter. The server ORs its metadata pairs, so the hook

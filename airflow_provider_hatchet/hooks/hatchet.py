@@ -30,6 +30,7 @@ from airflow_provider_hatchet.hooks._connection import (
     config_from_environment,
     decode_extra,
 )
+from airflow_provider_hatchet.hooks._run_scope import DEFAULT_MAX_RUNS, check_flag, check_max_runs, scoped
 from airflow_provider_hatchet.hooks._shared_clients import LoopClients
 
 if TYPE_CHECKING:
@@ -372,28 +373,48 @@ class HatchetHook(BaseHook):
         return self.client.get_run_status(run_id)
 
     def cancel_runs(self, run_ids: Iterable[str] | None = None, *,
-                    filter: RunFilter | Mapping[str, Any] | None = None) -> list[str]:
+                    filter: RunFilter | Mapping[str, Any] | None = None, allow_tenant_wide: bool = False,
+                    max_runs: int = DEFAULT_MAX_RUNS, dry_run: bool = False, confirm: bool = True) -> list[str]:
         """Ask Hatchet to cancel runs, by ids or by filter; the status turns CANCELLED a moment later.
+
+        A filter must narrow the selection (workflow names, metadata pairs, idempotency keys or a triggering
+        event): statuses and a time window alone are refused unless ``allow_tenant_wide``. Hatchet's answer to a
+        cancel by ids echoes every id, known or not, so each named run's status is read afterwards to find the
+        ids the tenant does not have; they are logged as a warning and left out of the result.
 
         :param run_ids: the run ids.
         :param filter: a :class:`RunFilter`, or its fields as a dict (``since`` required), instead of ids; the
             matching runs are listed and cancelled 500 at a time.
-        :return: the ids sent.
-        :raises HatchetValidationError: for neither or both of ``run_ids`` and ``filter``, or a bad filter field;
-            nothing is sent then.
+        :param allow_tenant_wide: let a filter that does not narrow the selection act on every run of the tenant.
+        :param max_runs: the most runs a filter may select; more is refused before anything is cancelled.
+        :param dry_run: act on nothing; return what would be acted on.
+        :param confirm: read the named runs back to find unknown ids; False for runs the caller just created.
+        :return: the ids of the runs cancelled (or that would be, in a dry run).
+        :raises HatchetValidationError: for neither or both of ``run_ids`` and ``filter``, a bad filter field, a
+            filter that does not narrow the selection, or more than ``max_runs`` matching runs; nothing is sent then.
         """
-        return self._act(self.client.cancel_runs, run_ids, filter)
+        return self._act("cancel", run_ids, filter, allow_tenant_wide=allow_tenant_wide, max_runs=max_runs,
+                         dry_run=dry_run, confirm=confirm)
 
     def replay_runs(self, run_ids: Iterable[str] | None = None, *,
-                    filter: RunFilter | Mapping[str, Any] | None = None) -> list[str]:
+                    filter: RunFilter | Mapping[str, Any] | None = None, allow_tenant_wide: bool = False,
+                    max_runs: int = DEFAULT_MAX_RUNS, dry_run: bool = False) -> list[str]:
         """Replay runs in place (same ids, original input), by ids or by filter, 500 ids per request.
+
+        The filter is guarded as in :meth:`cancel_runs`; without ``statuses`` it selects FAILED and CANCELLED runs
+        only. Ids Hatchet did not replay (unknown, or another tenant's) are logged as a warning and left out of
+        the result.
 
         :param run_ids: the run ids.
         :param filter: a :class:`RunFilter`, or its fields as a dict, instead of ids.
-        :return: the run ids sent.
+        :param allow_tenant_wide: let a filter that does not narrow the selection act on every run of the tenant.
+        :param max_runs: the most runs a filter may select; more is refused before anything is replayed.
+        :param dry_run: act on nothing; return what would be acted on.
+        :return: the ids of the runs replayed (or that would be, in a dry run).
         :raises HatchetValidationError: as :meth:`cancel_runs`.
         """
-        return self._act(self.client.replay_runs, run_ids, filter)
+        return self._act("replay", run_ids, filter, allow_tenant_wide=allow_tenant_wide, max_runs=max_runs,
+                         dry_run=dry_run, confirm=True)
 
     def list_runs(self, filter: RunFilter | Mapping[str, Any]) -> list[RunSummary]:
         """Every run a filter selects, newest first (statuses, time window, workflow names, metadata pairs ANDed,
@@ -414,30 +435,62 @@ class HatchetHook(BaseHook):
         return [run_id for run_id, before in retry_counts.items()
                 if run_actions.settle_after_replay(self.client.get_run, run_id, before) is None]
 
-    def _act(self, send: Callable[[list[str]], list[str]], run_ids: Iterable[str] | None,
-             filter: RunFilter | Mapping[str, Any] | None) -> list[str]:
-        ids = [validation.check_run_id(i, "run_ids") for i in run_ids or ()]
+    def _act(self, action: str, run_ids: Iterable[str] | None, filter: RunFilter | Mapping[str, Any] | None, *,
+             allow_tenant_wide: bool, max_runs: int, dry_run: bool, confirm: bool) -> list[str]:
+        check_flag(allow_tenant_wide, "allow_tenant_wide")
+        check_flag(dry_run, "dry_run")
+        check_max_runs(max_runs)
+        named = [run_ids] if isinstance(run_ids, str) else run_ids or ()
+        ids = list(dict.fromkeys(validation.check_run_id(i, "run_ids") for i in named))
         if ids and filter is not None:
             raise HatchetValidationError("filter", "give run_ids or a filter, not both")
+        send = self.client.replay_runs if action == "replay" else self.client.cancel_runs
         if filter is None:
             if not ids:
                 raise HatchetValidationError("run_ids", "is empty and no filter is given: nothing to act on")
-            return run_actions.in_chunks(send, ids)
-        ids = [run.id for run in self.list_runs(filter)]
-        if ids:
+            return self._act_on_ids(action, send, ids, dry_run=dry_run, confirm=confirm)
+        run_filter = scoped(self._run_filter(filter), action, allow_tenant_wide=allow_tenant_wide)
+        selection = run_actions.select_runs(self.client, run_filter, self._workflow_ids(run_filter))
+        ids = [run.id for run in run_actions.at_most(selection, max_runs)]
+        if ids and not dry_run:
             run_actions.in_chunks(send, ids)
         return ids
+
+    def _act_on_ids(self, action: str, send: Callable[[list[str]], list[str]], ids: list[str], *, dry_run: bool,
+                    confirm: bool) -> list[str]:
+        """Act on named runs; return those Hatchet acted on (or would), warning about the others."""
+        if dry_run:
+            missing = run_actions.not_found(self.client.get_run_status, ids)
+        else:
+            echoed = run_actions.in_chunks(send, ids)
+            try:
+                if action == "replay":
+                    # The answer lists what was replayed: only the runs it does not name are read.
+                    missing = run_actions.not_replayed(self.client.get_run, ids, echoed)
+                else:
+                    # The answer echoes every id sent, known or not.
+                    missing = run_actions.not_found(self.client.get_run_status, ids) if confirm else []
+            except HatchetError as exc:
+                # Hatchet took the request: failing now would have a retry send it again (a second replay).
+                self.log.warning("The %s was sent, but reading the runs back failed, so ids the tenant does not "
+                                 "have cannot be told apart: %s", action, exc)
+                missing = []
+        if missing:
+            self.log.warning("Hatchet has no run %s in this tenant (unknown, or another tenant's); the %s %s "
+                             "nothing there.", ", ".join(missing), action, "would do" if dry_run else "did")
+        left_out = set(missing)
+        return [run_id for run_id in ids if run_id not in left_out]
 
     def _run_filter(self, filter: RunFilter | Mapping[str, Any]) -> RunFilter:
         if isinstance(filter, RunFilter):
             return filter
         if not isinstance(filter, Mapping):
             raise HatchetValidationError("filter", f"must be a RunFilter or a dict, got {type(filter).__name__}")
-        try:
-            return RunFilter.checked(**filter)
-        except TypeError:
+        unknown = sorted(str(name) for name in filter if name not in RunFilter.__dataclass_fields__)
+        if unknown:
             known = ", ".join(RunFilter.__dataclass_fields__)
-            raise HatchetValidationError("filter", f"has unknown fields {sorted(filter)}; known: {known}") from None
+            raise HatchetValidationError("filter", f"has unknown fields {unknown} (known: {known})")
+        return RunFilter.checked(**filter)
 
     def _workflow_ids(self, run_filter: RunFilter) -> list[str]:
         ids = []

@@ -149,7 +149,7 @@ class HatchetTriggerOperatorBase(BaseOperator):
         if not run_ids:
             return
         try:
-            self.hook.cancel_runs(run_ids)
+            self.hook.cancel_runs(run_ids, confirm=False)  # runs this task created: no read-back per id
             self.log.info("Cancelled %d Hatchet run(s) because %s.", len(run_ids), why)
         except HatchetError as exc:
             self.log.warning("Could not cancel %d Hatchet run(s): %s", len(run_ids), exc)

@@ -492,3 +492,27 @@ def replay_by_filter_and_list_keys(s: Session) -> None:
 
 EVENT_KEY_FOR_LISTS = "airflow:demo-event"
 SCENARIOS.update({scenario.__name__: scenario for scenario in (replay_in_place, replay_by_filter_and_list_keys)})
+
+
+def actions_on_runs_the_tenant_lacks(s: Session) -> None:
+    """Cancel and replay naming runs the tenant does not have: an unknown id (a cancel echoes it, a replay leaves it
+    out), and this tenant's runs named by another tenant (its cancel echoes the id and does nothing; its replay
+    answers nothing; its status read is refused)."""
+    hang = s.trigger(None, "demo-hang", {}, name="hang")
+    failed = s.trigger(None, "demo-etl", FAIL_FIRST_ATTEMPT, name="failed")
+    s.name(UNKNOWN_ID, "unknown")
+    s.watch(None, hang, until=("RUNNING",))
+    s.watch(None, failed)
+    foreign = f"/api/v1/stable/tenants/{s.target.foreign_tenant}/tasks"
+    s.call("foreign-cancel", "POST", f"{foreign}/cancel", body={"externalIds": [hang]}, auth="foreign")
+    s.call("foreign-replay", "POST", f"{foreign}/replay", body={"externalIds": [failed]}, auth="foreign")
+    s.call("foreign-status", "GET", run_path(hang, "/status"), auth="foreign")
+    s.call("cancel-unknown", "POST", CANCEL, body={"externalIds": [UNKNOWN_ID]})
+    s.call("replay-unknown", "POST", REPLAY, body={"externalIds": [UNKNOWN_ID]})
+    s.call("replay-known-and-unknown", "POST", REPLAY, body={"externalIds": [failed, UNKNOWN_ID]})
+    s.watch(None, failed, until=("COMPLETED",))
+    # The other tenant's cancel was answered well before: a cancel takes effect within tens of milliseconds.
+    s.call("status-after-foreign-cancel", "GET", run_path(hang, "/status"))
+
+
+SCENARIOS[actions_on_runs_the_tenant_lacks.__name__] = actions_on_runs_the_tenant_lacks

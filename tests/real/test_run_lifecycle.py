@@ -155,3 +155,70 @@ def test_the_operators_refuse_a_bad_selection_when_the_dag_is_parsed(arguments: 
         with pytest.raises(HatchetValidationError) as raised:
             operator(task_id="t", **arguments)
         assert raised.value.field == field
+
+
+UNKNOWN = "00000000-0000-4000-8000-00000000000a"
+
+
+def wait_replayed(client: Any, run_id: str, timeout: float = 60) -> RunStatus:
+    """Wait until a replayed run is terminal: past the replay's read lag (a retry count rose) and, for a DAG run,
+    past the FAILED it reads between its tasks (docs/hatchet-behaviour.md)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        details = client.get_run(run_id)
+        if details.retry_count() >= 1 and details.status.is_terminal and not details.replay_in_progress():
+            return details.status
+        time.sleep(0.1)
+    raise AssertionError(f"replayed run {run_id} did not finish in {timeout}s")
+
+
+def test_cancel_and_replay_by_ids_leave_out_the_runs_the_tenant_lacks(
+    backend: Backend, airflow_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hatchet's cancel echoes every id and its replay answers task ids: the hook reads back what it named and
+    returns only the runs acted on, for an unknown id and for another tenant's run (named by the other tenant)."""
+    from airflow_provider_hatchet.client import run_actions
+
+    monkeypatch.setattr(run_actions, "UNSEEN_GRACE", 1.0)  # the runs here are long readable
+    backend.connect(airflow_conn)
+    airflow_conn("hatchet_foreign", conn_type="hatchet", host=backend.server_url, password=backend.foreign_token)
+    client = backend.client()
+    hang = client.trigger_run("demo-hang", {}, {"test_tag": backend.tag})
+    failed = client.trigger_run("demo-etl", FAIL_ONCE, {"test_tag": backend.tag})
+    dag = client.trigger_run("demo-multi", FAIL_ONCE, {"test_tag": backend.tag})
+    assert [wait_terminal(client, r) for r in (failed, dag)] == [RunStatus.FAILED] * 2
+    hook, foreign = HatchetHook(), HatchetHook("hatchet_foreign")
+    try:
+        assert foreign.cancel_runs([hang]) == []
+        assert foreign.replay_runs([failed]) == []
+        assert hook.replay_runs([failed, UNKNOWN, dag]) == [failed, dag]
+        assert [wait_replayed(client, r) for r in (failed, dag)] == [RunStatus.COMPLETED] * 2
+        assert client.get_run_status(hang) is RunStatus.RUNNING  # the other tenant's cancel did nothing
+        assert hook.cancel_runs([hang, UNKNOWN]) == [hang]
+        assert wait_terminal(client, hang) is RunStatus.CANCELLED
+    finally:
+        client.cancel_runs([hang])  # never leave a hanging run holding a worker slot
+
+
+def test_a_replay_by_filter_leaves_completed_runs_alone_and_max_runs_caps_it(
+    backend: Backend, airflow_conn: Any
+) -> None:
+    backend.connect(airflow_conn)
+    client = backend.client()
+    failed = client.trigger_run("demo-etl", FAIL_ONCE, {"test_tag": backend.tag})
+    completed = client.trigger_run("demo-etl", {}, {"test_tag": backend.tag})
+    assert [wait_terminal(client, r) for r in (failed, completed)] == [RunStatus.FAILED, RunStatus.COMPLETED]
+    hook = HatchetHook()
+    mine = {"since": since(), "additional_metadata": {"test_tag": backend.tag}}
+    until_listed(hook, mine, 2)
+
+    with pytest.raises(HatchetValidationError) as raised:
+        hook.replay_runs(filter={**mine, "statuses": ["FAILED", "COMPLETED"]}, max_runs=1)
+    assert "selects 2 runs, more than max_runs=1" in raised.value.problem
+    assert hook.replay_runs(filter=mine, dry_run=True) == [failed]
+    assert client.get_run(failed).retry_count() == 0
+    assert hook.replay_runs(filter=mine) == [failed]
+
+    assert wait_replayed(client, failed) is RunStatus.COMPLETED
+    assert client.get_run(failed).retry_count() == 1
+    assert client.get_run(completed).retry_count() == 0
