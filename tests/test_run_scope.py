@@ -260,6 +260,7 @@ def test_a_run_not_yet_readable_is_not_taken_for_an_unknown_one(hs: Sim) -> None
     assert hs.status(hanging) == "CANCELLED"
 
 
+@pytest.mark.proves_scope("HatchetCancelRunsOperator", "HatchetReplayRunsOperator")
 def test_the_operators_refuse_a_filter_that_selects_the_whole_tenant_when_the_dag_is_parsed() -> None:
     from airflow_provider_hatchet.operators.hatchet import HatchetCancelRunsOperator, HatchetReplayRunsOperator
 
@@ -298,6 +299,7 @@ def test_the_operators_refuse_flags_that_are_not_booleans(value: Any) -> None:
         assert raised.value.field == flag
 
 
+@pytest.mark.proves_scope("HatchetCancelRunsOperator")
 def test_a_metadata_template_that_renders_to_nothing_fails_the_task_before_anything_is_sent(
     hs: Sim, dag_runner: Any
 ) -> None:
@@ -316,6 +318,7 @@ def test_a_metadata_template_that_renders_to_nothing_fails_the_task_before_anyth
     assert (hs.acted(), hs.listed(), hs.status(hanging)) == ([], [], "RUNNING")
 
 
+@pytest.mark.proves_scope("HatchetCancelRunsOperator")
 def test_a_teardown_scoped_to_this_dag_run_cancels_only_its_runs(hs: Sim, dag_runner: Any) -> None:
     from airflow_provider_hatchet.operators.hatchet import HatchetCancelRunsOperator, HatchetRunWorkflowOperator
 
