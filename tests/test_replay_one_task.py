@@ -113,3 +113,31 @@ def test_a_bulk_retry_replays_failed_one_task_and_multi_task_runs(
     text = logs()
     assert "Replaying 2 failed run(s) of the batch in place" in text
     assert "its input changed" not in text
+
+
+def test_a_bulk_retry_ignores_a_batch_run_whose_index_is_not_a_plain_number(
+    hatchet: Any, dag_runner: Any
+) -> None:
+    from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY, ti_key
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+    from tests.test_rerun import bulk_operator, rejects_item_on_try
+
+    def forge_a_failed_run(context: Any) -> None:
+        # Anyone who can trigger in the tenant can stamp the batch's key; "²" passes str.isdigit() but not int().
+        if context["ti"].try_number == 2:
+            forged = HatchetHook().run_workflow("demo-fail", {}, {TI_KEY: ti_key(context), BATCH_INDEX_KEY: "²"})
+            for _ in range(200):
+                if hatchet.run_status(forged) == "FAILED":
+                    return
+                time.sleep(0.05)
+
+    hatchet.reject_trigger_if(rejects_item_on_try(1, 1), status=400, message="quota exceeded")
+    with make_dag("replay_forged_index") as dag:
+        bulk_operator(2, transport="rest", retries=1, retry_from_failure=True, pre_execute=forge_a_failed_run)
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    items = {(r.additional_metadata.get("airflow_try_number"), r.additional_metadata[BATCH_INDEX_KEY]): r.id
+             for r in hatchet.runs}
+    assert sorted(items, key=str) == sorted([("1", "0"), ("2", "1"), (None, "²")], key=str)
+    assert xcom_value(dag_run, "t") == [items["1", "0"], items["2", "1"]]

@@ -66,7 +66,7 @@ def replay_failed_items(hook: HatchetHook, log: Any, batch: Mapping[str, str], i
     retry_counts: dict[str, int] = {}
     for row in failed:
         index = row.additional_metadata.get(index_key)
-        if not (isinstance(index, str) and index.isdigit() and int(index) < len(items)):
+        if not (isinstance(index, str) and index.isdecimal() and int(index) < len(items)):
             continue
         details = hook.get_run(row.id)
         if same_input(details.trigger_input(), items[int(index)].input):
