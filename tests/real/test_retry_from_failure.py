@@ -64,6 +64,25 @@ def test_a_retry_replays_the_failed_run_in_place(
     assert "input differs" not in text
 
 
+def test_a_run_that_fails_again_is_replayed_not_triggered_anew(
+    backend: Backend, airflow_conn: Any, dag_runner: Any, logs: Any
+) -> None:
+    # demo-fail's one task fails on every attempt: each retry replays the same run, and the task fails in the end.
+    backend.connect(airflow_conn)
+    with make_dag("replay_fails_again") as dag:
+        operator(task_id="t", workflow_name="demo-fail", input={"n": 1}, additional_metadata={"test_tag": backend.tag},
+                 wait_for_completion=True, retry_from_failure=True, retries=1, retry_delay=timedelta(seconds=0))
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "failed"
+    [only] = runs_tagged(backend, backend.tag)
+    assert only.status is RunStatus.FAILED
+    assert backend.client().get_run(only.id).retry_count() == 1
+    text = logs()
+    assert f"Replaying the failed run {only.id} in place" in text
+    assert "input differs" not in text
+
+
 def test_a_changed_input_triggers_a_new_run_instead(
     backend: Backend, airflow_conn: Any, dag_runner: Any, logs: Any
 ) -> None:
