@@ -37,11 +37,8 @@ __all__ = [
     "TriggerEvent",
     "XCom",
     "conf",
-    "last_successful_try",
     "mask_secret",
-    "record_success",
     "redact",
-    "succeeded_since",
     "task_traceparent",
     "watcher_state_store",
 ]
@@ -152,79 +149,6 @@ class _ResumableJobStandIn:
         return self.get_job_result(external_id, context)
 
 
-def record_success(context: Any, key: str, value: str) -> None:
-    """Note what this try finished with, where :func:`succeeded_since` or :func:`last_successful_try` reads it.
-
-    Airflow 3.3+ keeps it in the task state store (shared by every try of the task instance). Airflow 2.10
-    needs nothing: its task instance history records each try's state. Airflow 3.0-3.2 has neither.
-
-    :param context: the task context.
-    :param key: the task state key.
-    :param value: what the try finished with (e.g. the run id).
-    """
-    store = context.get("task_state_store") if AIRFLOW_V_3_3_PLUS else None
-    if store is not None:
-        store.set(key, value)
-
-
-def succeeded_since(context: Any, try_number: int, key: str, value: str) -> bool:
-    """Tell whether a try of this task instance, from ``try_number`` on, succeeded and finished with ``value``.
-
-    Airflow 3.3+: the task state store holds ``value`` under ``key`` (:func:`record_success`). Airflow 2.10:
-    the ``task_instance_history`` table holds a successful try numbered ``try_number`` or later (a cleared try is
-    recorded there with its state). Airflow 3.0-3.2: workers can read neither, so the answer is False.
-
-    :param context: the task context.
-    :param try_number: the first try to consider.
-    :param key: the task state key :func:`record_success` wrote (Airflow 3.3+).
-    :param value: what that try must have finished with (Airflow 3.3+).
-    """
-    if AIRFLOW_V_3_3_PLUS:
-        store = context.get("task_state_store")
-        return store is not None and store.get(key) == value
-    if AIRFLOW_V_3_0_PLUS:
-        return False
-    return _latest_successful_try_in_history(context["ti"], try_number) is not None
-
-
-def last_successful_try(context: Any, key: str) -> int | None:
-    """The number of the latest earlier try of this task instance that succeeded, or None if none did.
-
-    Airflow 3.3+: the try number :func:`record_success` wrote under ``key`` in the task state store. Airflow
-    2.10: the ``task_instance_history`` table. Airflow 3.0-3.2: workers can read neither, so the answer is None.
-
-    :param context: the task context.
-    :param key: the task state key :func:`record_success` wrote the try number under (Airflow 3.3+).
-    """
-    if AIRFLOW_V_3_3_PLUS:
-        store = context.get("task_state_store")
-        value = store.get(key) if store is not None else None
-        return int(value) if value is not None else None
-    if AIRFLOW_V_3_0_PLUS:
-        return None
-    return _latest_successful_try_in_history(context["ti"], 1)
-
-
-def _latest_successful_try_in_history(ti: Any, first_try: int) -> int | None:
-    """Airflow 2.10: the latest try from ``first_try`` up to the current one (excluded) recorded as successful."""
-    from airflow.models.taskinstancehistory import TaskInstanceHistory as History
-    from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
-    from sqlalchemy import func, select
-
-    with create_session() as session:
-        found: int | None = session.scalar(
-            select(func.max(History.try_number)).where(
-                History.dag_id == ti.dag_id,
-                History.run_id == ti.run_id,
-                History.task_id == ti.task_id,
-                History.map_index == ti.map_index,
-                History.try_number >= first_try,
-                History.try_number < ti.try_number,
-                History.state == TaskInstanceState.SUCCESS,
-            )
-        )
-    return found
 def task_traceparent(context: Any) -> str | None:
     """The W3C ``traceparent`` of the task's span when Airflow's tracing is on (``[traces] otel_on``), else None.
 

@@ -1,4 +1,4 @@
-"""Which earlier run a new try of ``HatchetRunWorkflowOperator`` re-attaches to, decided from Airflow's record.
+"""Which earlier run a new try of ``HatchetRunWorkflowOperator`` re-attaches to, decided by the clear generation.
 
 A retry after a failed try re-attaches; a task cleared after it succeeded triggers a new run. Real Airflow
 (``dag.test()``, on Airflow 3.3 and 2.10) against the simulator over loopback HTTP; the clear is Airflow's own
@@ -78,7 +78,7 @@ def test_clearing_a_succeeded_task_triggers_a_new_run(
     assert xcom_value(dag_run, "t") == second.id
     assert xcom_value(dag_run, "t", "hatchet_run_id") == second.id
     assert hatchet.run_status(second.id) == "COMPLETED"
-    assert f"an earlier try succeeded with run {first.id} (the task was cleared); triggering a new one" in logs()
+    assert "Try 2 is the first since the task instance was cleared; triggering a new run" in logs()
 
 
 def test_a_retry_after_a_failed_try_re_attaches_to_the_completed_run(
@@ -133,12 +133,12 @@ def test_clearing_a_succeeded_bulk_task_triggers_a_new_batch(
     first, second = runs_of_try(hatchet, 1), runs_of_try(hatchet, 2)
     assert (sorted(first), sorted(second), len(hatchet.runs)) == ([0, 1, 2], [0, 1, 2], 6)
     ti = first[0].additional_metadata["airflow_ti"]
-    assert {r.additional_metadata["airflow_ti"] for r in second.values()} == {f"{ti}|after1"}
+    assert {r.additional_metadata["airflow_ti"] for r in second.values()} == {f"{ti}|gen2"}
     assert xcom_value(dag_run, "t") == [second[i].id for i in range(3)]
-    assert xcom_value(dag_run, "t", "hatchet_batch_key") == f"{ti}|after1"
+    assert xcom_value(dag_run, "t", "hatchet_batch_key") == f"{ti}|gen2"
     assert [o["run"]["echo"] for o in xcom_value(dag_run, "t", "output")] == [{"i": i} for i in range(3)]
     assert {hatchet.run_status(r.id) for r in second.values()} == {"COMPLETED"}
-    assert "Try 2: try 1 succeeded (the task was cleared); triggering a new batch" in logs()
+    assert "Try 2 is the first since the task instance was cleared; triggering a new batch" in logs()
 
 
 def test_a_bulk_retry_after_a_failed_try_resumes_the_same_batch(
@@ -168,6 +168,6 @@ def test_a_retry_of_a_cleared_bulk_task_resumes_the_new_batch_only(
     first, second, third = runs_of_try(hatchet, 1), runs_of_try(hatchet, 2), runs_of_try(hatchet, 3)
     assert (sorted(first), sorted(second), sorted(third), len(hatchet.runs)) == ([0, 1, 2], [0, 2], [1], 6)
     ti = first[0].additional_metadata["airflow_ti"]
-    assert third[1].additional_metadata["airflow_ti"] == f"{ti}|after1"
+    assert third[1].additional_metadata["airflow_ti"] == f"{ti}|gen2"
     assert xcom_value(dag_run, "t") == [second[0].id, third[1].id, second[2].id]
-    assert xcom_value(dag_run, "t", "hatchet_batch_key") == f"{ti}|after1"
+    assert xcom_value(dag_run, "t", "hatchet_batch_key") == f"{ti}|gen2"

@@ -47,7 +47,7 @@ async def batch_rows(
         page = await client.list_runs(since=since, additional_metadata=batch, offset=offset, limit=RUN_PAGE_SIZE)
         for row in page.rows:
             raw = row.additional_metadata.get(index_key)
-            if isinstance(raw, str) and raw.isdigit() and int(raw) < count and row.has_metadata(batch):
+            if isinstance(raw, str) and raw.isdecimal() and int(raw) < count and row.has_metadata(batch):
                 yield int(raw), row
         if not has_more(len(page.rows), RUN_PAGE_SIZE, page.pagination):
             return

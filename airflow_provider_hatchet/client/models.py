@@ -94,16 +94,36 @@ class WorkflowRun(_Model):
     finished_at: OptionalTime = Field(default=None, alias="finishedAt")
 
 
+# The keys of a task's input envelope that a one-task run's ``input`` always holds.
+_ENVELOPE_KEYS = frozenset({"input", "parents", "triggered_by"})
+
+
 class RunDetails(_Model):
     """A run with its tasks (``V1WorkflowRunDetails``)."""
 
     run: WorkflowRun
     tasks: list[TaskSummary] = Field(default_factory=list)
+    # One entry per task of the workflow, created or not (``tasks`` holds only the created ones).
+    shape: list[dict[str, Any]] = Field(default_factory=list)
 
     @property
     def id(self) -> str:
         """The run id."""
         return self.run.id
+
+    def trigger_input(self) -> Any:
+        """The input the run was triggered with.
+
+        Hatchet answers a one-task run's ``input`` as its task's envelope, ``{"input": <the input>, "parents": {},
+        "triggered_by": ..., ...}``, and a multi-task run's as the bare input; this unwraps the envelope. The number
+        of tasks comes from the workflow's ``shape`` (a DAG run that failed at its first task has created one task
+        only), or from ``tasks`` when the server sends no shape.
+        """
+        one_task = len(self.shape) == 1 if self.shape else len(self.tasks) == 1
+        raw = self.run.input
+        if one_task and raw.keys() >= _ENVELOPE_KEYS and isinstance(raw["parents"], dict):
+            return raw["input"]
+        return raw
 
     @property
     def status(self) -> RunStatus:

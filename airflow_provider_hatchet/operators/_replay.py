@@ -15,10 +15,10 @@ from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 CHANGED_INPUT = "a replay cannot change the input, so a new run is triggered"
 
 
-def same_input(earlier: Mapping[str, Any], rendered: Mapping[str, Any]) -> bool:
+def same_input(earlier: Any, rendered: Mapping[str, Any]) -> bool:
     """Whether two inputs are the same JSON object (key order aside).
 
-    :param earlier: the earlier run's input, as Hatchet stores it.
+    :param earlier: the input the earlier run was triggered with (``RunDetails.trigger_input``).
     :param rendered: this try's rendered input.
     """
     return json.dumps(earlier, sort_keys=True, default=str) == json.dumps(rendered, sort_keys=True, default=str)
@@ -42,7 +42,7 @@ def replay_if_unchanged(hook: HatchetHook, log: Any, run_id: str, rendered_input
     :param rendered_input: this try's input.
     """
     details = hook.get_run(run_id)
-    if not same_input(details.run.input, rendered_input):
+    if not same_input(details.trigger_input(), rendered_input):
         log.info("The earlier run %s failed, but this try's input differs from the one it ran with; %s.", run_id,
                  CHANGED_INPUT)
         return False
@@ -66,10 +66,10 @@ def replay_failed_items(hook: HatchetHook, log: Any, batch: Mapping[str, str], i
     retry_counts: dict[str, int] = {}
     for row in failed:
         index = row.additional_metadata.get(index_key)
-        if not (isinstance(index, str) and index.isdigit() and int(index) < len(items)):
+        if not (isinstance(index, str) and index.isdecimal() and int(index) < len(items)):
             continue
         details = hook.get_run(row.id)
-        if same_input(details.run.input, items[int(index)].input):
+        if same_input(details.trigger_input(), items[int(index)].input):
             retry_counts[row.id] = details.retry_count()
         else:
             log.info("Item %s: its earlier run %s failed, but its input changed; %s.", index, row.id, CHANGED_INPUT)

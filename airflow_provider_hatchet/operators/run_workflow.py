@@ -8,12 +8,12 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow_provider_hatchet._arguments import is_template, rendered_int
-from airflow_provider_hatchet._compat import ResumableJobMixin, record_success, succeeded_since
-from airflow_provider_hatchet._identity import TI_KEY, TRY_KEY, identity_metadata, ti_key
+from airflow_provider_hatchet._compat import ResumableJobMixin
+from airflow_provider_hatchet._identity import TI_KEY, TRY_KEY, first_try_of_generation, identity_metadata, ti_key
 from airflow_provider_hatchet.client import TriggerRequest, validation
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
-from airflow_provider_hatchet.client.models import RunStatus, RunSummary
+from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.operators._base import (
@@ -29,10 +29,9 @@ if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
 
 RUN_ID_KEY = "hatchet_run_id"
-# Task state (Airflow 3.3+): the run the last successful try finished with, so a cleared task triggers anew.
-FINISHED_RUN_KEY = "hatchet_finished_run_id"
-# What get_job_status answers for such a run: neither active nor succeeded, so the mixin submits anew.
-_FINISHED_EARLIER = "FINISHED_BY_AN_EARLIER_TRY"
+# What get_job_status answers for a run an earlier generation created (the task was cleared since): neither
+# active nor succeeded, so the mixin submits anew.
+_EARLIER_GENERATION = "CREATED_BEFORE_THE_TASK_WAS_CLEARED"
 _REUSABLE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED})
 _ACTIVE = frozenset({RunStatus.QUEUED.value, RunStatus.RUNNING.value})
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
@@ -53,8 +52,9 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
     :param additional_metadata: metadata shown and filterable in Hatchet; JSON scalars become strings. (templated)
     :param priority: 1 (lowest) to 3; checked when the task is defined, or once rendered if templated. (templated)
     :param reuse_existing_run: on a retry, re-attach to this task instance's earlier run if it is queued,
-        running or completed, instead of triggering another; a failed or cancelled one is triggered again, and
-        so is one that an earlier try succeeded with (the task was cleared to run the workflow again).
+        running or completed, instead of triggering another; a failed or cancelled one is triggered again. The
+        first try after the task instance was cleared always triggers a new run, and its retries never re-attach
+        to a run triggered before the clear.
     :param retry_from_failure: on a retry whose earlier run FAILED, replay that run in place (same run id, its
         tasks re-run one attempt later) and wait on it, instead of triggering a new run; if this try's rendered
         input differs from the run's, a new run is triggered (a replay keeps the input). Needs
@@ -102,7 +102,8 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
             self.priority = self._request.priority
             # The mixin returns poll_until_complete's None when it re-attaches to a running run.
             result = self.execute_resumable(context)
-        return self._succeed(context, str(result or self.run_id))
+        self.run_id = str(result or self.run_id)
+        return self.run_id
 
     # ResumableJobMixin: how a run is submitted, inspected and waited on. On Airflow 3.3+ the mixin records the
     # run id in the task state store, so a retry after a worker crash re-attaches; below 3.3 it just submits.
@@ -121,22 +122,27 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
     def get_job_status(self, external_id: Any, context: Context) -> str:
         """The run's status; a run Hatchet does not know reads ``NOT_FOUND``, so it is triggered again.
 
-        A run triggered moments before the earlier try stopped may not be readable yet, so a 404 is asked again
-        once such a run would be visible.
+        The task state store keeps the run id across a clear, so a run created before the task instance was last
+        cleared reads as neither active nor succeeded, and a new run is triggered. A run triggered moments before
+        the earlier try stopped may not be readable yet, so a 404 is asked again once such a run would be visible.
         """
+        first_try = first_try_of_generation(context)
+        if context["ti"].try_number <= first_try:
+            return _EARLIER_GENERATION
 
-        if self._finished_earlier(context, str(external_id), first_try=1):
-            return _FINISHED_EARLIER
-
-        def status() -> str | None:
+        def details() -> RunDetails | None:
             try:
-                return self.hook.get_run_status(str(external_id)).value
+                return self.hook.get_run(str(external_id))
             except HatchetNotFoundError:
                 return None
 
-        found = self._look_twice(status, lambda value: value is not None,
+        found = self._look_twice(details, lambda value: value is not None,
                                  f"Run {external_id} is not readable yet")
-        return found or "NOT_FOUND"
+        if found is None:
+            return "NOT_FOUND"
+        if not _created_since(found.run.additional_metadata, first_try):
+            return _EARLIER_GENERATION
+        return found.status.value
 
     def is_job_active(self, status: str) -> bool:
         """Whether a run in this status can be re-attached to and waited on."""
@@ -171,7 +177,8 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Resume after deferral: push the output, or fail with Hatchet's error."""
-        return self._succeed(context, self._push_output(context, event))
+        self.run_id = self._push_output(context, event)
+        return self.run_id
 
     def on_kill(self) -> None:
         """Cancel the run, best effort, when the task is killed in the worker."""
@@ -199,8 +206,15 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
             return False
 
     def _reusable_run(self, context: Context) -> str | None:
+        """An earlier run of this generation (tries since the task instance was last cleared) to re-attach to."""
         try_number = context["ti"].try_number
-        if not self.reuse_existing_run or try_number <= 1:
+        first_try = first_try_of_generation(context)
+        if try_number <= first_try:
+            if try_number > 1:
+                self.log.info("Try %s is the first since the task instance was cleared; triggering a new run.",
+                              try_number)
+            return None
+        if not self.reuse_existing_run:
             return None
 
         def settled(run: RunSummary | None) -> bool:
@@ -209,15 +223,11 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
                 run.status in _REUSABLE or run.additional_metadata.get(TRY_KEY) == str(try_number - 1)
             )
 
-        latest = self._look_twice(lambda: self._latest_run(context), settled,
+        latest = self._look_twice(lambda: self._latest_run(context, first_try), settled,
                                   f"Try {try_number}: no reusable earlier run listed")
         if latest is None:
-            self.log.info("Try %s: no earlier Hatchet run of this task instance; triggering a new one.", try_number)
-            return None
-        created_by = latest.additional_metadata.get(TRY_KEY)
-        if self._finished_earlier(context, latest.id, first_try=int(created_by) if created_by else 1):
-            self.log.info("Try %s: an earlier try succeeded with run %s (the task was cleared); triggering a new "
-                          "one.", try_number, latest.id)
+            self.log.info("Try %s: no earlier Hatchet run of this task instance since try %s; triggering a new one.",
+                          try_number, first_try)
             return None
         if latest.status in _REUSABLE:
             self.log.info("Try %s: re-attaching to earlier run %s (%s).", try_number, latest.id, latest.status.value)
@@ -229,15 +239,6 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
             "Try %s: the earlier run %s is %s; triggering a new one.", try_number, latest.id, latest.status.value
         )
         return None
-
-    def _finished_earlier(self, context: Context, run_id: str, first_try: int) -> bool:
-        """Whether a try since ``first_try`` (the one that created the run) succeeded with the run."""
-        return succeeded_since(context, first_try, FINISHED_RUN_KEY, run_id)
-
-    def _succeed(self, context: Context, run_id: str) -> str:
-        self.run_id = run_id
-        record_success(context, FINISHED_RUN_KEY, run_id)
-        return run_id
 
     def lineage_run_ids(self) -> list[str]:
         """The run this task triggered or re-attached to, for the OpenLineage facets."""
@@ -253,8 +254,16 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         time.sleep(max(0.0, visible_from - time.monotonic()))
         return look()
 
-    def _latest_run(self, context: Context) -> RunSummary | None:
+    def _latest_run(self, context: Context, first_try: int) -> RunSummary | None:
+        """The newest run of this task instance that a try from ``first_try`` on triggered."""
         mine = {TI_KEY: ti_key(context)}
         earlier = self.hook.iter_runs(since=lookback_start(), additional_metadata=mine)
-        return max((run for run in earlier if run.has_metadata(mine)), key=lambda run: run.created_at or _EPOCH,
-                   default=None)
+        return max((run for run in earlier if run.has_metadata(mine)
+                    and _created_since(run.additional_metadata, first_try)),
+                   key=lambda run: run.created_at or _EPOCH, default=None)
+
+
+def _created_since(metadata: dict[str, Any], first_try: int) -> bool:
+    """Whether a run's ``airflow_try_number`` says a try from ``first_try`` on triggered it."""
+    created_by = metadata.get(TRY_KEY)
+    return isinstance(created_by, str) and created_by.isdecimal() and int(created_by) >= first_try

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_hatchet._compat import AirflowException, last_successful_try, record_success
-from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY, identity_metadata
+from airflow_provider_hatchet._compat import AirflowException
+from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY, first_try_of_generation, identity_metadata
 from airflow_provider_hatchet.client import TriggerRequest
 from airflow_provider_hatchet.client.bulk import BulkProgress, BulkResult, BulkTrigger, TriggerSender
 from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 MAX_GRPC_CONCURRENCY = 4
 CREATED_RUNS_KEY = "created_runs"
 BATCH_KEY_KEY = "hatchet_batch_key"
-# Task state (Airflow 3.3+): the latest try that succeeded, so a cleared task triggers a new batch.
-SUCCEEDED_TRY_KEY = "hatchet_batch_succeeded_try"
 # Failed items logged one by one; the task's error groups all of them.
 MAX_LOGGED_FAILURES = 100
 
@@ -48,8 +46,8 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
     The return value is the list of run ids, in the order of ``workflow_runs``. If some items fail for good, the
     task fails listing them, and XCom ``created_runs`` holds the ids created (None for the failed items); a
     retry of the task reuses the runs already created (unless failed or cancelled) and triggers only the rest.
-    Once a try has succeeded, a later try (the task was cleared) triggers a new batch, keyed
-    ``<airflow_ti>|after<try>``; XCom ``hatchet_batch_key`` holds the key of the try's batch.
+    The first try after the task instance was cleared triggers a new batch, keyed ``<airflow_ti>|gen<try>``, which
+    its retries resume; XCom ``hatchet_batch_key`` holds the key of the try's batch.
     The log shows progress every 10% of the batch (at most every 1,000 items) and each failed item, not each run.
     Waiting, a run that ends FAILED or CANCELLED, or the timeout, fails the task with
     :class:`~airflow_provider_hatchet.exceptions.HatchetRunFailedError`, ``HatchetRunCancelledError`` or
@@ -140,11 +138,12 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
             if self.deferrable and not self._all_finished(batch_key):
                 self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
             self._push_outputs(context, first_event(trigger))
-        return self._succeed(context, self.run_ids)
+        return self.run_ids
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after deferral: push the outputs, or fail naming the failed runs."""
-        return self._succeed(context, self._push_outputs(context, event))
+        self.run_ids = self._push_outputs(context, event)
+        return self.run_ids
 
     def on_kill(self) -> None:
         """Cancel the batch's runs if the task is killed while waiting on them.
@@ -194,22 +193,17 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
     def _batch(self, context: Context, ti_key: str) -> tuple[str, bool]:
         """This try's batch key, and whether to resume that batch.
 
-        The tries after the latest successful one (try N) form a generation with the key ``<ti_key>|after<N>``
-        (``ti_key`` before any success): a retry within a generation resumes its batch, and the first try after a
-        success (the task was cleared) starts a new one.
+        The tries since the task instance was last cleared form a generation whose first try N keys its batch
+        ``<ti_key>|gen<N>`` (``ti_key`` for the first generation, N = 1): a retry within a generation resumes its
+        batch, and the first try after a clear starts a new one.
         """
-        succeeded = last_successful_try(context, SUCCEEDED_TRY_KEY)
-        batch_key = ti_key if succeeded is None else f"{ti_key}|after{succeeded}"
+        first_try = first_try_of_generation(context)
+        batch_key = ti_key if first_try == 1 else f"{ti_key}|gen{first_try}"
         try_number = context["ti"].try_number
-        if succeeded is not None and try_number == succeeded + 1:
-            self.log.info("Try %s: try %s succeeded (the task was cleared); triggering a new batch.", try_number,
-                          succeeded)
-        return batch_key, self.reuse_existing_runs and try_number > (succeeded or 0) + 1
-
-    def _succeed(self, context: Context, run_ids: list[str]) -> list[str]:
-        self.run_ids = run_ids
-        record_success(context, SUCCEEDED_TRY_KEY, str(context["ti"].try_number))
-        return run_ids
+        if try_number == first_try > 1:
+            self.log.info("Try %s is the first since the task instance was cleared; triggering a new batch.",
+                          try_number)
+        return batch_key, self.reuse_existing_runs and try_number > first_try
 
     def lineage_run_ids(self) -> list[str]:
         """The batch's runs, in item order, for the OpenLineage facets."""
