@@ -35,6 +35,7 @@ def fail_after_execute_on_first_try(context: Any, result: Any = None) -> None:
         raise RuntimeError("post_execute failed after execute() succeeded")
 
 
+@pytest.mark.proves_retry("HatchetRunWorkflowOperator")
 @pytest.mark.parametrize("deferrable", [False, True], ids=["in-worker", "deferred"])
 def test_a_retry_after_a_try_that_failed_past_execute_re_attaches(
     hatchet: Any, dag_runner: Callable[..., Any], logs: Callable[[], str], deferrable: bool
@@ -52,6 +53,7 @@ def test_a_retry_after_a_try_that_failed_past_execute_re_attaches(
     assert "post_execute failed after execute() succeeded" in logs()
 
 
+@pytest.mark.proves_retry("HatchetRunWorkflowsOperator")
 @pytest.mark.parametrize("deferrable", [False, True], ids=["in-worker", "deferred"])
 def test_a_bulk_retry_after_a_try_that_failed_past_execute_resumes_the_batch(
     hatchet: Any, dag_runner: Callable[..., Any], deferrable: bool

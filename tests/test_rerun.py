@@ -81,6 +81,7 @@ def test_clearing_a_succeeded_task_triggers_a_new_run(
     assert "Try 2 is the first since the task instance was cleared; triggering a new run" in logs()
 
 
+@pytest.mark.proves_retry("HatchetRunWorkflowOperator")
 def test_a_retry_after_a_failed_try_re_attaches_to_the_completed_run(
     hatchet: Any, dag_runner: Callable[..., Any], logs: Callable[[], str]
 ) -> None:
@@ -141,6 +142,7 @@ def test_clearing_a_succeeded_bulk_task_triggers_a_new_batch(
     assert "Try 2 is the first since the task instance was cleared; triggering a new batch" in logs()
 
 
+@pytest.mark.proves_retry("HatchetRunWorkflowsOperator")
 def test_a_bulk_retry_after_a_failed_try_resumes_the_same_batch(
     hatchet: Any, dag_runner: Callable[..., Any]
 ) -> None:
