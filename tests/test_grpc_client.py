@@ -6,6 +6,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -247,3 +248,36 @@ def test_a_chunk_listed_later_than_the_window_is_not_sent_again(hatchet: Any, fa
     assert len(hatchet.runs) == 20
     assert sorted(result.recovered) == list(range(10))
     assert result.run_ids == [run.id for run in hatchet.runs]
+
+
+def frame_locals(shown: traceback.TracebackException) -> str:
+    """Every local a traceback with ``capture_locals`` holds, the chained exceptions' included."""
+    text: list[str] = []
+    seen: traceback.TracebackException | None = shown
+    while seen is not None:
+        text += [repr(frame.locals) for frame in seen.stack]
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(text)
+
+
+def test_the_token_is_kept_out_of_the_clients_vars_and_of_tracebacks_with_locals(hatchet: Any, face: Any) -> None:
+    config = config_for(hatchet)
+    hatchet.fail_next("bulk_trigger", status=503)
+
+    async def fail() -> tuple[AsyncGrpcClient, list[BaseException]]:
+        client = AsyncGrpcClient(config)
+        caught: list[BaseException] = []
+        try:
+            await client.bulk_trigger([trigger_request("demo-etl", {}, None, None)])
+        except HatchetTransportError as exc:
+            caught.append(exc)
+        await close_channels()
+        return client, caught
+
+    client, caught = asyncio.run(fail())
+
+    assert len(caught) == 1
+    assert config.token not in repr(vars(client)) and "Bearer ***" in repr(vars(client))
+    for exc in caught:
+        shown = traceback.TracebackException.from_exception(exc, capture_locals=True)
+        assert config.token not in "".join(shown.format()) + frame_locals(shown)

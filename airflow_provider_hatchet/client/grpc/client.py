@@ -73,6 +73,16 @@ def event_request(event: EventSpec) -> Any:
     return request
 
 
+class BearerValue(str):
+    """The ``authorization`` metadata value, ``Bearer <token>``, with a ``repr`` that hides the token, as httpx's
+    ``Headers`` hide the REST client's: ``vars(client)`` and tracebacks that show locals print ``'Bearer ***'``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'Bearer ***'"
+
+
 class AsyncGrpcClient:
     """Calls Hatchet's gRPC API over the running loop's shared channel (see ``channel.py``).
 
@@ -84,7 +94,7 @@ class AsyncGrpcClient:
 
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
-        self._metadata = (("authorization", f"Bearer {config.token}"),)
+        self._metadata = (("authorization", BearerValue(f"Bearer {config.token}")),)
         self._channel = shared_channel(config)
         self._stubs: dict[str, Any] = {}
 
