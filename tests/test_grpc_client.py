@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -49,6 +49,52 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class DeadUpstream:
+    """A loopback gRPC server that accepts connections and fails every call with ``code``, as a proxy or load
+    balancer with no healthy engine behind it does (``None``: no method is served, so grpc answers UNIMPLEMENTED).
+
+    :param code: the ``grpc.StatusCode`` name, or None.
+    :param answer_probe: answer an empty ``BulkTriggerWorkflow`` (which creates nothing) as the engine does, so
+        that only the calls that would create runs fail.
+    """
+
+    def __init__(self, code: str | None, *, answer_probe: bool = False) -> None:
+        self.code = code
+        self.answer_probe = answer_probe
+        self.calls: list[tuple[str, int]] = []
+        self.address = ""
+        self._server: Any = None
+
+    def service(self, details: Any) -> Any:
+        import grpc
+
+        if self.code is None:
+            return None
+
+        def fail(raw: bytes, context: Any) -> bytes:
+            self.calls.append((details.method, len(raw)))
+            if self.answer_probe and not raw and details.method == _protos.BULK_TRIGGER:
+                return b""
+            context.abort(getattr(grpc.StatusCode, str(self.code)), "no healthy upstream")
+            return b""
+
+        return grpc.unary_unary_rpc_method_handler(fail)
+
+    def __enter__(self) -> DeadUpstream:
+        from concurrent.futures import ThreadPoolExecutor
+
+        import grpc
+
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=4))
+        self._server.add_generic_rpc_handlers([self])
+        self.address = f"127.0.0.1:{self._server.add_insecure_port('127.0.0.1:0')}"
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop(0).wait()
 
 
 async def bulk(config: ClientConfig, requests: list[Any]) -> list[str]:
@@ -281,3 +327,103 @@ def test_the_token_is_kept_out_of_the_clients_vars_and_of_tracebacks_with_locals
     for exc in caught:
         shown = traceback.TracebackException.from_exception(exc, capture_locals=True)
         assert config.token not in "".join(shown.format()) + frame_locals(shown)
+
+
+def run_engine(config: ClientConfig, items: list[BulkItem], sender: Callable[[], Awaitable[Any]],
+               **options: Any) -> tuple[Any, list[str]]:
+    """Run a batch through the sender ``sender()`` makes in the batch's loop, with a short visibility window; the
+    result and the fallback lines."""
+    lines: list[str] = []
+
+    async def run() -> Any:
+        async with AsyncHatchetClient(config) as client:
+            engine = BulkTrigger(client, items, batch_metadata={"batch": "fallback"}, index_key="index",
+                                 since=datetime.now(timezone.utc) - timedelta(minutes=1), visibility_window=0.3,
+                                 on_fallback=lines.append, sender=await sender(),
+                                 **options)
+            try:
+                return await engine.run()
+            finally:
+                await close_channels()
+
+    return asyncio.run(run()), lines
+
+
+def runs_by_index(sim: Any) -> dict[int, Any]:
+    runs: dict[int, Any] = {}
+    for run in sim.runs:
+        index = int(run.additional_metadata["index"])
+        assert index not in runs, f"two runs for item {index}"
+        runs[index] = run
+    return runs
+
+
+@pytest.mark.parametrize("code", ["UNAVAILABLE", None])
+def test_auto_probes_with_a_call_that_creates_nothing_and_chooses_rest_when_it_fails(
+        hatchet: Any, code: str | None) -> None:
+    with DeadUpstream(code) as upstream:
+        config = config_for(hatchet, grpc_address=upstream.address)
+
+        async def choose() -> tuple[Any, str]:
+            try:
+                return await choose_sender(config, "auto", probe_timeout=5)
+            finally:
+                await close_channels()
+
+        sender, how = asyncio.run(choose())
+
+    assert sender is None
+    assert "accepted a connection but failed a gRPC call that creates nothing" in how
+    assert ("UNAVAILABLE" if code else "UNIMPLEMENTED") in how and config.token not in how
+
+
+@pytest.mark.parametrize("code", ["UNAVAILABLE", "UNIMPLEMENTED"])
+def test_auto_goes_on_over_rest_when_every_grpc_trigger_fails_before_one_succeeded(hatchet: Any, code: str) -> None:
+    # The probe is answered, then every call that would create runs fails: the items go over REST, once each.
+    with DeadUpstream(code, answer_probe=True) as upstream:
+        config = config_for(hatchet, grpc_address=upstream.address)
+
+        async def sender() -> Any:
+            chosen, _ = await choose_sender(config, "auto", max_runs=10)
+            return chosen
+
+        items = [BulkItem("demo-etl", {"i": i}) for i in range(95)]
+        result, lines = run_engine(config, items, sender, max_concurrency=2, fallback_concurrency=8)
+
+    assert result.ok, result.failed
+    runs = runs_by_index(hatchet)
+    assert sorted(runs) == list(range(95))
+    assert result.run_ids == [runs[i].id for i in range(95)]
+    assert [r.route for r in hatchet.requests].count("trigger") == 95
+    assert len(lines) == 1 and "goes on over REST, one request per run, 8 at a time" in lines[0]
+    assert code in lines[0]
+    # The probe, and no more than the two chunks in flight when the first failed.
+    assert upstream.calls[0] == (_protos.BULK_TRIGGER, 0) and 2 <= len(upstream.calls) <= 3
+
+
+def test_grpc_that_has_created_runs_is_not_left_for_rest_when_a_call_then_fails(hatchet: Any, face: Any) -> None:
+    # Once gRPC created runs, UNAVAILABLE is a failure like any other: looked up, and sent again over gRPC.
+    config = config_for(hatchet)
+    injected: list[int] = []
+
+    def after_first_chunk(index: int, run_id: str) -> None:
+        if index == 9 and not injected:
+            injected.append(index)
+            hatchet.fail_next("bulk_trigger", status=503, after_create=True)
+            hatchet.fail_next("bulk_trigger", status=503)
+
+    items = [BulkItem("demo-etl", {"i": i}) for i in range(40)]
+
+    async def grpc_sender() -> Any:
+        return GrpcSender(AsyncGrpcClient(config), max_runs=10, fallback=True)
+
+    result, lines = run_engine(config, items, grpc_sender, max_concurrency=1, stop_after=5,
+                               on_run=after_first_chunk, lookup_rounds=4)
+
+    assert injected and lines == []
+    assert result.ok, result.failed
+    runs = runs_by_index(hatchet)
+    assert result.run_ids == [runs[i].id for i in range(40)]
+    assert sorted(result.recovered) == list(range(10, 20))
+    routes = [r.route for r in hatchet.requests]
+    assert "trigger" not in routes and routes.count("bulk_trigger") == 5

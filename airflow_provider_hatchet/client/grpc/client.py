@@ -120,7 +120,18 @@ class AsyncGrpcClient:
             state = self._channel.get_state(try_to_connect=True)
         return True
 
-    async def _call(self, method: str, request: Any, response_type: Any) -> Any:
+    async def serves(self, timeout: float) -> None:
+        """Send an empty ``BulkTriggerWorkflow``, which creates nothing: that it is answered shows Hatchet's engine
+        serves calls behind the address (a proxy or load balancer accepts connections with no healthy engine
+        behind it too).
+
+        :param timeout: seconds to wait for the answer.
+        :raises HatchetError: mapped from the gRPC status (see ``errors.py``).
+        """
+        await self._call(_protos.BULK_TRIGGER, _protos.BulkTriggerWorkflowRequest(),
+                         _protos.BulkTriggerWorkflowResponse, timeout=timeout)
+
+    async def _call(self, method: str, request: Any, response_type: Any, *, timeout: float | None = None) -> Any:
         import grpc
 
         stub = self._stubs.get(method)
@@ -128,7 +139,7 @@ class AsyncGrpcClient:
             stub = self._stubs[method] = self._channel.unary_unary(
                 method, request_serializer=_serialize, response_deserializer=response_type.FromString)
         try:
-            return await stub(request, metadata=self._metadata, timeout=self.config.timeout)
+            return await stub(request, metadata=self._metadata, timeout=timeout or self.config.timeout)
         except grpc.aio.AioRpcError as exc:
             raise grpc_error(exc, method, self.config.token) from None
 

@@ -30,6 +30,18 @@ _STATUS = {
 }
 
 
+class GrpcUnavailableError(HatchetTransportError):
+    """UNAVAILABLE: nothing answered the call, or a proxy in front found no healthy engine; it may have been sent."""
+
+
+class GrpcUnimplementedError(HatchetUnexpectedResponseError):
+    """UNIMPLEMENTED: whatever answers at the gRPC address does not serve the call; nothing was created."""
+
+
+# The failures that say gRPC does not work behind the address at all, so ``auto`` may go on over REST.
+UNUSABLE = (GrpcUnavailableError, GrpcUnimplementedError)
+
+
 def existing_run_ids(trailing_metadata: Any) -> list[str]:
     """The ids of the runs holding the colliding idempotency keys, from an ALREADY_EXISTS answer's
     ``google.rpc.Status`` details (``IdempotencyCollisionError`` or, for a bulk trigger,
@@ -59,13 +71,15 @@ def existing_run_ids(trailing_metadata: Any) -> list[str]:
 def grpc_error(exc: Any, method: str, token: str = "") -> HatchetError:
     """Map a failed gRPC call (``grpc.RpcError`` / ``grpc.aio.AioRpcError``) to the client's error tree.
 
-    - UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED: :class:`HatchetTransportError` that may have been sent.
+    - UNAVAILABLE (:class:`GrpcUnavailableError`), DEADLINE_EXCEEDED, CANCELLED: :class:`HatchetTransportError`
+      that may have been sent.
     - RESOURCE_EXHAUSTED: :class:`HatchetRateLimitError`.
     - UNAUTHENTICATED, PERMISSION_DENIED: :class:`HatchetAuthError`.
     - INVALID_ARGUMENT (and FAILED_PRECONDITION, OUT_OF_RANGE): :class:`HatchetBadRequestError`.
     - NOT_FOUND: :class:`HatchetNotFoundError`.
     - ALREADY_EXISTS: :class:`HatchetAlreadyExistsError` with the existing runs' ids when the server gives them.
-    - UNIMPLEMENTED: :class:`HatchetUnexpectedResponseError` (the address is not Hatchet's gRPC API).
+    - UNIMPLEMENTED: :class:`GrpcUnimplementedError`, a :class:`HatchetUnexpectedResponseError` (the address is not
+      Hatchet's gRPC API).
     - anything else (INTERNAL, UNKNOWN, ...): :class:`HatchetServerError`, which may have created the run.
 
     :param exc: the gRPC error.
@@ -75,6 +89,8 @@ def grpc_error(exc: Any, method: str, token: str = "") -> HatchetError:
     code = exc.code()
     name = str(getattr(code, "name", code))
     details = scrub(str(exc.details() or name), token)
+    if name == "UNAVAILABLE":
+        return GrpcUnavailableError(f"gRPC {method} failed: {name}: {details}", maybe_sent=True)
     if name in _TRANSPORT:
         return HatchetTransportError(f"gRPC {method} failed: {name}: {details}", maybe_sent=True)
     status = _STATUS.get(name, 500)
@@ -92,6 +108,5 @@ def grpc_error(exc: Any, method: str, token: str = "") -> HatchetError:
     if name == "RESOURCE_EXHAUSTED":
         return HatchetRateLimitError(status, f"{name}: {details}", **where)
     if name == "UNIMPLEMENTED":
-        return HatchetUnexpectedResponseError(
-            status, f"{name}: {details}; is the gRPC address Hatchet's gRPC API?", **where)
+        return GrpcUnimplementedError(status, f"{name}: {details}; is the gRPC address Hatchet's gRPC API?", **where)
     return HatchetServerError(status, f"{name}: {details}", **where)
