@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_hatchet import _protos
-from airflow_provider_hatchet.client import AsyncHatchetClient
+from airflow_provider_hatchet.client import AsyncHatchetClient, RetryPolicy
 from airflow_provider_hatchet.client.bulk import BulkItem, BulkTrigger
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.errors import (
@@ -23,10 +23,16 @@ from airflow_provider_hatchet.client.errors import (
     HatchetConfigError,
     HatchetRateLimitError,
     HatchetTransportError,
+    HatchetValidationError,
 )
 from airflow_provider_hatchet.client.grpc.bulk import GrpcSender, choose_sender
 from airflow_provider_hatchet.client.grpc.channel import close_channels, shared_channel
-from airflow_provider_hatchet.client.grpc.client import AsyncGrpcClient, trigger_request
+from airflow_provider_hatchet.client.grpc.client import (
+    AsyncGrpcClient,
+    EventSpec,
+    HatchetPartialPushError,
+    trigger_request,
+)
 from airflow_provider_hatchet.hooks._connection import config_from_connection
 from airflow_provider_hatchet.testing import Faults
 
@@ -427,3 +433,86 @@ def test_grpc_that_has_created_runs_is_not_left_for_rest_when_a_call_then_fails(
     assert sorted(result.recovered) == list(range(10, 20))
     routes = [r.route for r in hatchet.requests]
     assert "trigger" not in routes and routes.count("bulk_trigger") == 5
+
+
+def push(config: ClientConfig, events: list[EventSpec]) -> list[str]:
+    async def call() -> list[str]:
+        try:
+            return await AsyncGrpcClient(config).push_events(events)
+        finally:
+            await close_channels()
+
+    return asyncio.run(call())
+
+
+def test_a_run_over_the_message_limit_fails_its_item_naming_the_size_and_is_not_retried(
+        hatchet: Any, face: Any) -> None:
+    config = config_for(hatchet)
+    items = [BulkItem("demo-etl", {"i": i, "blob": "x" * (5_000_000 if i == 2 else 10)}) for i in range(6)]
+
+    async def sender() -> Any:
+        return GrpcSender(AsyncGrpcClient(config), max_runs=10)
+
+    result, _ = run_engine(config, items, sender, max_concurrency=1,
+                           retry=RetryPolicy(attempts=4, initial=0.01, maximum=0.01, jitter=0))
+
+    assert sorted(result.failed) == [2]
+    assert "the request is 5,000,0" in result.failed[2]
+    assert "over this client's gRPC message limit of 4,194,304 bytes" in result.failed[2]
+    assert "429" not in result.failed[2]
+    assert result.requests == 3  # [0, 1], [2] alone, [3, 4, 5]: the large one sent once, not retried
+    assert sorted(runs_by_index(hatchet)) == [0, 1, 3, 4, 5]
+
+
+def test_the_servers_message_limit_is_named_too(hatchet: Any, face: Any) -> None:
+    import grpc
+
+    from airflow_provider_hatchet.client.grpc.errors import GrpcMessageTooLargeError, grpc_error
+
+    request = _protos.BulkTriggerWorkflowRequest(workflows=[trigger_request("demo-etl", {"x": "y" * 5_000_000},
+                                                                            None, None)])
+    channel = grpc.insecure_channel(face.address, options=[("grpc.max_send_message_length", 16 * 1024 * 1024)])
+    call = channel.unary_unary(_protos.BULK_TRIGGER, request_serializer=type(request).SerializeToString,
+                               response_deserializer=_protos.BulkTriggerWorkflowResponse.FromString)
+    with pytest.raises(grpc.RpcError) as caught:
+        call(request, metadata=(("authorization", f"Bearer {hatchet.token}"),), timeout=30)
+    channel.close()
+
+    error = grpc_error(caught.value, _protos.BULK_TRIGGER, hatchet.token)
+
+    assert isinstance(error, GrpcMessageTooLargeError) and error.limit == 4 * 1024 * 1024 and error.size > 5_000_000
+    assert "over the server's gRPC message limit of 4,194,304 bytes" in str(error)
+    assert hatchet.runs == []
+
+
+def test_events_are_pushed_in_requests_under_the_message_limit_ids_in_order(hatchet: Any, face: Any) -> None:
+    events = [EventSpec("big:event", {"i": i, "blob": "x" * 200_000}) for i in range(40)]
+
+    event_ids = push(config_for(hatchet), events)
+
+    assert len(set(event_ids)) == 40
+    pushes = [r for r in hatchet.requests if r.route == "events"]
+    assert len(pushes) == 3  # 15, 15 and 10 events of about 200 KB: each request under 3 MiB
+    assert [r.path for r in pushes] == [_protos.BULK_PUSH] * 3
+
+
+def test_an_event_over_the_message_limit_is_refused_by_index_before_anything_is_sent(
+        hatchet: Any, face: Any) -> None:
+    events = [EventSpec("k", {"i": i, "blob": "x" * (4_200_000 if i == 3 else 10)}) for i in range(5)]
+
+    with pytest.raises(HatchetValidationError, match=r"events\[3\]: is 4,200,0\d\d bytes once encoded") as caught:
+        push(config_for(hatchet), events)
+
+    assert "over gRPC's message limit of 4,194,304 bytes" in str(caught.value)
+    assert not [r for r in hatchet.requests if r.route == "events"]
+
+
+def test_a_request_failing_after_others_pushed_says_which_events_were_pushed(hatchet: Any, face: Any) -> None:
+    events = [EventSpec("k", {"i": i, "blob": "x" * 200_000}, priority=9 if i == 20 else None) for i in range(25)]
+
+    with pytest.raises(HatchetPartialPushError, match=r"15 of 25 events were pushed \(events\[0\] to events\[14\]\)"
+                       ) as caught:
+        push(config_for(hatchet), events)
+
+    assert len(caught.value.event_ids) == 15
+    assert isinstance(caught.value.cause, HatchetBadRequestError)

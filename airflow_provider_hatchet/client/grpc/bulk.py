@@ -10,14 +10,11 @@ from airflow_provider_hatchet.client.bulk_result import BulkItem
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.errors import HatchetBadRequestError, HatchetError
 from airflow_provider_hatchet.client.grpc import MAX_CHUNK_RUNS, TRANSPORTS
-from airflow_provider_hatchet.client.grpc.channel import MAX_MESSAGE_BYTES, grpc_target
+from airflow_provider_hatchet.client.grpc.channel import grpc_target
+from airflow_provider_hatchet.client.grpc.chunks import MAX_CHUNK_BYTES, chunked
 from airflow_provider_hatchet.client.grpc.client import AsyncGrpcClient, trigger_request
 from airflow_provider_hatchet.client.grpc.errors import UNUSABLE
 
-# A quarter of the message limit left as headroom for the envelope and metadata.
-MAX_CHUNK_BYTES = MAX_MESSAGE_BYTES * 3 // 4
-# A repeated message field's tag and length prefix: at most 1 + 5 bytes per run.
-_PER_RUN_OVERHEAD = 6
 # Seconds ``auto`` waits for the gRPC server to accept a connection, then to answer the empty probe call.
 PROBE_TIMEOUT = 5.0
 
@@ -27,7 +24,8 @@ class GrpcSender:
 
     :param client: the gRPC client.
     :param max_runs: the most runs per call.
-    :param max_bytes: the most encoded bytes per call; a single larger run goes alone (and the server judges it).
+    :param max_bytes: the most encoded bytes per call; a single larger run goes alone (a run over the message
+        limit fails with :class:`~airflow_provider_hatchet.client.grpc.errors.GrpcMessageTooLargeError`).
     :param fallback: whether the batch may go on over REST when its first calls find gRPC unusable (``auto``).
     """
 
@@ -45,18 +43,9 @@ class GrpcSender:
 
         :param requests: ``(index, item)`` pairs, metadata complete.
         """
-        chunk: list[tuple[int, Any]] = []
-        size = 0
-        for index, item in requests:
-            message = trigger_request(item.workflow_name, item.input, item.additional_metadata, item.priority)
-            cost = message.ByteSize() + _PER_RUN_OVERHEAD
-            if chunk and (len(chunk) >= self._max_runs or size + cost > self._max_bytes):
-                yield chunk
-                chunk, size = [], 0
-            chunk.append((index, message))
-            size += cost
-        if chunk:
-            yield chunk
+        messages = ((index, trigger_request(item.workflow_name, item.input, item.additional_metadata, item.priority))
+                    for index, item in requests)
+        return chunked(messages, max_count=self._max_runs, max_bytes=self._max_bytes)
 
     async def send(self, requests: list[Any]) -> list[str]:
         """Trigger one chunk.

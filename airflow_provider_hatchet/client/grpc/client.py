@@ -11,9 +11,26 @@ from typing import Any
 
 from airflow_provider_hatchet import _protos
 from airflow_provider_hatchet.client.config import ClientConfig
-from airflow_provider_hatchet.client.errors import HatchetMalformedResponseError
-from airflow_provider_hatchet.client.grpc.channel import shared_channel
+from airflow_provider_hatchet.client.errors import HatchetError, HatchetMalformedResponseError, HatchetValidationError
+from airflow_provider_hatchet.client.grpc import MAX_CHUNK_EVENTS
+from airflow_provider_hatchet.client.grpc.channel import MAX_MESSAGE_BYTES, shared_channel
+from airflow_provider_hatchet.client.grpc.chunks import chunked, encoded_size, fits_alone
 from airflow_provider_hatchet.client.grpc.errors import grpc_error
+
+
+class HatchetPartialPushError(HatchetError):
+    """A list of events went out in several requests, and one failed after earlier ones had pushed their events.
+
+    :param event_ids: the ids of the events pushed: the first ``len(event_ids)`` of the list.
+    :param total: the events in the list.
+    :param cause: the failure.
+    """
+
+    def __init__(self, event_ids: list[str], total: int, cause: HatchetError) -> None:
+        super().__init__(f"{len(event_ids)} of {total} events were pushed (events[0] to events[{len(event_ids) - 1}]) "
+                         f"before a request failed: {cause}")
+        self.event_ids = event_ids
+        self.cause = cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,21 +176,41 @@ class AsyncGrpcClient:
         return run_ids
 
     async def push_events(self, events: Sequence[EventSpec]) -> list[str]:
-        """Push events (one with ``Push``, more with ``BulkPush``) and return their ids in order.
+        """Push events (one with ``Push``, more with ``BulkPush`` in requests of at most 1,000 events and
+        :data:`~airflow_provider_hatchet.client.grpc.chunks.MAX_CHUNK_BYTES`, one after another) and return their
+        ids in order.
 
         :param events: the events.
+        :raises HatchetValidationError: before anything is sent, for an event too large for any request.
+        :raises HatchetPartialPushError: when a request fails after earlier ones pushed their events.
         :raises HatchetError: mapped from the gRPC status.
         """
         requests = [event_request(event) for event in events]
+        for index, request in enumerate(requests):
+            if not fits_alone(request):
+                raise HatchetValidationError(
+                    f"events[{index}]", f"is {encoded_size(request):,} bytes once encoded (key, payload and "
+                                        f"metadata), over gRPC's message limit of {MAX_MESSAGE_BYTES:,} bytes")
         if len(requests) == 1:
             answer = await self._call(_protos.PUSH_EVENT, requests[0], _protos.Event)
-            event_ids = [str(answer.event_id)]
-        else:
-            answer = await self._call(_protos.BULK_PUSH, _protos.BulkPushEventRequest(events=requests),
-                                      _protos.Events)
-            event_ids = [str(event.event_id) for event in answer.events]
-        if len(event_ids) != len(requests) or not all(event_ids):
-            raise HatchetMalformedResponseError(f"{len(event_ids)} event ids for {len(requests)} events",
+            return self._event_ids([answer], 1)
+        event_ids: list[str] = []
+        for chunk in chunked(enumerate(requests), max_count=MAX_CHUNK_EVENTS):
+            try:
+                answer = await self._call(_protos.BULK_PUSH, _protos.BulkPushEventRequest(
+                    events=[request for _, request in chunk]), _protos.Events)
+            except HatchetError as exc:
+                if event_ids:
+                    raise HatchetPartialPushError(event_ids, len(requests), exc) from exc
+                raise
+            event_ids += self._event_ids(answer.events, len(chunk))
+        return event_ids
+
+    @staticmethod
+    def _event_ids(answers: Sequence[Any], expected: int) -> list[str]:
+        event_ids = [str(answer.event_id) for answer in answers]
+        if len(event_ids) != expected or not all(event_ids):
+            raise HatchetMalformedResponseError(f"{len(event_ids)} event ids for {expected} events",
                                                 method="gRPC", path=_protos.BULK_PUSH)
         return event_ids
 
