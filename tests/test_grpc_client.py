@@ -407,6 +407,28 @@ def test_auto_goes_on_over_rest_when_every_grpc_trigger_fails_before_one_succeed
     assert upstream.calls[0] == (_protos.BULK_TRIGGER, 0) and 2 <= len(upstream.calls) <= 3
 
 
+def test_a_first_grpc_call_that_created_its_runs_and_failed_unavailable_is_not_sent_again_over_rest(
+        hatchet: Any, face: Any) -> None:
+    # A flaky proxy can forward the call and lose the answer: the batch goes on over REST, and the chunk's runs,
+    # which exist, are found by the lookup instead of being created a second time.
+    hatchet.fail_next("bulk_trigger", status=503, after_create=True)
+    config = config_for(hatchet)
+
+    async def grpc_sender() -> Any:
+        return GrpcSender(AsyncGrpcClient(config), max_runs=10, fallback=True)
+
+    items = [BulkItem("demo-etl", {"i": i}) for i in range(30)]
+    result, lines = run_engine(config, items, grpc_sender, max_concurrency=1, fallback_concurrency=4)
+
+    assert result.ok, result.failed
+    assert len(lines) == 1 and "UNAVAILABLE" in lines[0]
+    runs = runs_by_index(hatchet)
+    assert result.run_ids == [runs[i].id for i in range(30)]
+    assert sorted(result.recovered) == list(range(10))
+    routes = [r.route for r in hatchet.requests]
+    assert routes.count("bulk_trigger") == 1 and routes.count("trigger") == 20
+
+
 def test_grpc_that_has_created_runs_is_not_left_for_rest_when_a_call_then_fails(hatchet: Any, face: Any) -> None:
     # Once gRPC created runs, UNAVAILABLE is a failure like any other: looked up, and sent again over gRPC.
     config = config_for(hatchet)
