@@ -64,11 +64,13 @@ class DeadUpstream:
     :param code: the ``grpc.StatusCode`` name, or None.
     :param answer_probe: answer an empty ``BulkTriggerWorkflow`` (which creates nothing) as the engine does, so
         that only the calls that would create runs fail.
+    :param details: the error's text.
     """
 
-    def __init__(self, code: str | None, *, answer_probe: bool = False) -> None:
+    def __init__(self, code: str | None, *, answer_probe: bool = False, details: str = "no healthy upstream") -> None:
         self.code = code
         self.answer_probe = answer_probe
+        self.details = details
         self.calls: list[tuple[str, int]] = []
         self.address = ""
         self._server: Any = None
@@ -83,7 +85,7 @@ class DeadUpstream:
             self.calls.append((details.method, len(raw)))
             if self.answer_probe and not raw and details.method == _protos.BULK_TRIGGER:
                 return b""
-            context.abort(getattr(grpc.StatusCode, str(self.code)), "no healthy upstream")
+            context.abort(getattr(grpc.StatusCode, str(self.code)), self.details)
             return b""
 
         return grpc.unary_unary_rpc_method_handler(fail)
@@ -405,6 +407,44 @@ def test_auto_goes_on_over_rest_when_every_grpc_trigger_fails_before_one_succeed
     assert code in lines[0]
     # The probe, and no more than the two chunks in flight when the first failed.
     assert upstream.calls[0] == (_protos.BULK_TRIGGER, 0) and 2 <= len(upstream.calls) <= 3
+
+
+def test_a_large_batch_falls_back_whole_chunks_at_a_time_each_item_once(hatchet: Any) -> None:
+    with DeadUpstream("UNIMPLEMENTED", answer_probe=True) as upstream:
+        config = config_for(hatchet, grpc_address=upstream.address)
+
+        async def sender() -> Any:
+            return GrpcSender(AsyncGrpcClient(config), fallback=True)
+
+        items = [BulkItem("demo-etl", {"i": i}) for i in range(2500)]
+        result, lines = run_engine(config, items, sender, max_concurrency=3, fallback_concurrency=16)
+
+    assert result.ok, result.failed
+    runs = runs_by_index(hatchet)
+    assert result.run_ids == [runs[i].id for i in range(2500)]
+    assert len(lines) == 1 and len(upstream.calls) == 3  # the three chunks of 1000, 1000 and 500, each once
+
+
+def test_the_lines_saying_why_the_batch_went_over_rest_cannot_be_forged_by_the_server(hatchet: Any) -> None:
+    forged = "no upstream\n2026-01-01 INFO - Sending the batch over gRPC"
+    with DeadUpstream("UNAVAILABLE", details=forged) as dead, \
+            DeadUpstream("UNIMPLEMENTED", answer_probe=True, details=forged) as flaky:
+
+        async def choose() -> tuple[Any, str]:
+            try:
+                return await choose_sender(config_for(hatchet, grpc_address=dead.address), "auto")
+            finally:
+                await close_channels()
+
+        _, how = asyncio.run(choose())
+
+        async def sender() -> Any:
+            return GrpcSender(AsyncGrpcClient(config_for(hatchet, grpc_address=flaky.address)), fallback=True)
+
+        _, lines = run_engine(config_for(hatchet), [BulkItem("demo-etl", {})], sender)
+
+    assert "\n" not in how and "no upstream\\n2026" in how
+    assert len(lines) == 1 and "\n" not in lines[0] and "no upstream\\n2026" in lines[0]
 
 
 def test_a_first_grpc_call_that_created_its_runs_and_failed_unavailable_is_not_sent_again_over_rest(
