@@ -161,3 +161,24 @@ def test_auto_finds_grpc_served_by_a_call_that_creates_nothing(backend: Backend,
 
     assert isinstance(sender, GrpcSender), how
     assert sender.unusable(GrpcUnavailableError("gRPC failed: UNAVAILABLE", maybe_sent=True))
+
+
+def test_events_over_3_mib_go_in_several_bulk_pushes_and_the_server_takes_each(
+    backend: Backend, grpc_address: str
+) -> None:
+    from airflow_provider_hatchet.client.grpc.client import EventSpec
+
+    config = backend.config(grpc_address=grpc_address, grpc_tls=False)
+    # A key nobody subscribes to: the events are stored and trigger nothing.
+    events = [EventSpec(f"nobody-{backend.tag}", {"i": i, "blob": "x" * 300_000}, {"test_tag": backend.tag})
+              for i in range(14)]
+
+    async def push() -> list[str]:
+        try:
+            return await AsyncGrpcClient(config).push_events(events)
+        finally:
+            await close_channels()
+
+    event_ids = asyncio.run(push())
+
+    assert len(set(event_ids)) == 14  # about 4.2 MB: two requests of 10 and 4 events
