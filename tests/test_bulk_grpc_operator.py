@@ -9,7 +9,7 @@ import pytest
 
 from tests.airflow_helpers import task_state, xcom_value
 from tests.test_bulk_operator import bulk, by_index, make_dag
-from tests.test_grpc_client import closed_port
+from tests.test_grpc_client import DeadUpstream, closed_port
 
 
 @pytest.fixture
@@ -59,6 +59,45 @@ def test_auto_falls_back_to_rest_with_one_line_when_the_grpc_port_is_closed(
     assert xcom_value(dag_run, "t") == [runs[i].id for i in range(3)]
     assert [r.route for r in hatchet.requests].count("trigger") == 3
     assert len([line for line in logs().splitlines() if "did not accept a connection" in line]) == 1
+
+
+def test_auto_sends_over_rest_when_the_grpc_address_accepts_connections_but_fails_every_call(
+    hatchet: Any, hatchet_server: Any, airflow_conn: Any, dag_runner: Any, logs: Any
+) -> None:
+    # A proxy or load balancer with no healthy engine behind it: the handshake succeeds, every call is UNAVAILABLE.
+    with DeadUpstream("UNAVAILABLE") as upstream:
+        use_grpc(hatchet, hatchet_server, airflow_conn, upstream.address)
+        with make_dag("bulk_auto_dead_upstream") as dag:
+            bulk(task_id="t", workflow_runs=[{"workflow_name": "demo-etl", "input": {"i": i}} for i in range(40)])
+        dag_run = dag_runner(dag)
+
+    assert dag_run.state == "success"
+    runs = by_index(hatchet)
+    assert xcom_value(dag_run, "t") == [runs[i].id for i in range(40)]
+    assert [r.route for r in hatchet.requests].count("trigger") == 40
+    assert upstream.calls == [("/WorkflowService/BulkTriggerWorkflow", 0)]
+    assert len([line for line in logs().splitlines() if "failed a gRPC call that creates nothing" in line]) == 1
+
+
+def test_auto_goes_on_over_rest_with_a_warning_when_the_first_grpc_triggers_fail(
+    hatchet: Any, hatchet_server: Any, airflow_conn: Any, dag_runner: Any, logs: Any
+) -> None:
+    # The empty probe is answered, then every trigger is UNIMPLEMENTED (nothing created): the batch goes on over
+    # REST at the operator's max_concurrency, each item once.
+    with DeadUpstream("UNIMPLEMENTED", answer_probe=True) as upstream:
+        use_grpc(hatchet, hatchet_server, airflow_conn, upstream.address)
+        with make_dag("bulk_auto_fallback") as dag:
+            bulk(task_id="t", grpc_chunk_size=10, max_concurrency=6,
+                 workflow_runs=[{"workflow_name": "demo-etl", "input": {"i": i}} for i in range(45)])
+        dag_run = dag_runner(dag)
+
+    assert dag_run.state == "success"
+    runs = by_index(hatchet)
+    assert xcom_value(dag_run, "t") == [runs[i].id for i in range(45)]
+    assert [r.route for r in hatchet.requests].count("trigger") == 45
+    assert 2 <= len(upstream.calls) <= 5
+    warnings = [line for line in logs().splitlines() if "goes on over REST, one request per run, 6 at a time" in line]
+    assert len(warnings) == 1 and "UNIMPLEMENTED" in warnings[0]
 
 
 def test_a_failed_chunk_fails_the_task_and_pushes_what_was_created(

@@ -6,14 +6,15 @@ import asyncio
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import traceback
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from airflow_provider_hatchet import _protos
-from airflow_provider_hatchet.client import AsyncHatchetClient
+from airflow_provider_hatchet.client import AsyncHatchetClient, RetryPolicy
 from airflow_provider_hatchet.client.bulk import BulkItem, BulkTrigger
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.errors import (
@@ -22,10 +23,16 @@ from airflow_provider_hatchet.client.errors import (
     HatchetConfigError,
     HatchetRateLimitError,
     HatchetTransportError,
+    HatchetValidationError,
 )
 from airflow_provider_hatchet.client.grpc.bulk import GrpcSender, choose_sender
 from airflow_provider_hatchet.client.grpc.channel import close_channels, shared_channel
-from airflow_provider_hatchet.client.grpc.client import AsyncGrpcClient, trigger_request
+from airflow_provider_hatchet.client.grpc.client import (
+    AsyncGrpcClient,
+    EventSpec,
+    HatchetPartialPushError,
+    trigger_request,
+)
 from airflow_provider_hatchet.hooks._connection import config_from_connection
 from airflow_provider_hatchet.testing import Faults
 
@@ -48,6 +55,54 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class DeadUpstream:
+    """A loopback gRPC server that accepts connections and fails every call with ``code``, as a proxy or load
+    balancer with no healthy engine behind it does (``None``: no method is served, so grpc answers UNIMPLEMENTED).
+
+    :param code: the ``grpc.StatusCode`` name, or None.
+    :param answer_probe: answer an empty ``BulkTriggerWorkflow`` (which creates nothing) as the engine does, so
+        that only the calls that would create runs fail.
+    :param details: the error's text.
+    """
+
+    def __init__(self, code: str | None, *, answer_probe: bool = False, details: str = "no healthy upstream") -> None:
+        self.code = code
+        self.answer_probe = answer_probe
+        self.details = details
+        self.calls: list[tuple[str, int]] = []
+        self.address = ""
+        self._server: Any = None
+
+    def service(self, details: Any) -> Any:
+        import grpc
+
+        if self.code is None:
+            return None
+
+        def fail(raw: bytes, context: Any) -> bytes:
+            self.calls.append((details.method, len(raw)))
+            if self.answer_probe and not raw and details.method == _protos.BULK_TRIGGER:
+                return b""
+            context.abort(getattr(grpc.StatusCode, str(self.code)), self.details)
+            return b""
+
+        return grpc.unary_unary_rpc_method_handler(fail)
+
+    def __enter__(self) -> DeadUpstream:
+        from concurrent.futures import ThreadPoolExecutor
+
+        import grpc
+
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=4))
+        self._server.add_generic_rpc_handlers([self])
+        self.address = f"127.0.0.1:{self._server.add_insecure_port('127.0.0.1:0')}"
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop(0).wait()
 
 
 async def bulk(config: ClientConfig, requests: list[Any]) -> list[str]:
@@ -247,3 +302,279 @@ def test_a_chunk_listed_later_than_the_window_is_not_sent_again(hatchet: Any, fa
     assert len(hatchet.runs) == 20
     assert sorted(result.recovered) == list(range(10))
     assert result.run_ids == [run.id for run in hatchet.runs]
+
+
+def frame_locals(shown: traceback.TracebackException) -> str:
+    """Every local a traceback with ``capture_locals`` holds, the chained exceptions' included."""
+    text: list[str] = []
+    seen: traceback.TracebackException | None = shown
+    while seen is not None:
+        text += [repr(frame.locals) for frame in seen.stack]
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(text)
+
+
+def test_the_token_is_kept_out_of_the_clients_vars_and_of_tracebacks_with_locals(hatchet: Any, face: Any) -> None:
+    config = config_for(hatchet)
+    hatchet.fail_next("bulk_trigger", status=503)
+
+    async def fail() -> tuple[AsyncGrpcClient, list[BaseException]]:
+        client = AsyncGrpcClient(config)
+        caught: list[BaseException] = []
+        try:
+            await client.bulk_trigger([trigger_request("demo-etl", {}, None, None)])
+        except HatchetTransportError as exc:
+            caught.append(exc)
+        await close_channels()
+        return client, caught
+
+    client, caught = asyncio.run(fail())
+
+    assert len(caught) == 1
+    assert config.token not in repr(vars(client)) and "Bearer ***" in repr(vars(client))
+    for exc in caught:
+        shown = traceback.TracebackException.from_exception(exc, capture_locals=True)
+        assert config.token not in "".join(shown.format()) + frame_locals(shown)
+
+
+def run_engine(config: ClientConfig, items: list[BulkItem], sender: Callable[[], Awaitable[Any]],
+               **options: Any) -> tuple[Any, list[str]]:
+    """Run a batch through the sender ``sender()`` makes in the batch's loop, with a short visibility window; the
+    result and the fallback lines."""
+    lines: list[str] = []
+
+    async def run() -> Any:
+        async with AsyncHatchetClient(config) as client:
+            engine = BulkTrigger(client, items, batch_metadata={"batch": "fallback"}, index_key="index",
+                                 since=datetime.now(timezone.utc) - timedelta(minutes=1), visibility_window=0.3,
+                                 on_fallback=lines.append, sender=await sender(),
+                                 **options)
+            try:
+                return await engine.run()
+            finally:
+                await close_channels()
+
+    return asyncio.run(run()), lines
+
+
+def runs_by_index(sim: Any) -> dict[int, Any]:
+    runs: dict[int, Any] = {}
+    for run in sim.runs:
+        index = int(run.additional_metadata["index"])
+        assert index not in runs, f"two runs for item {index}"
+        runs[index] = run
+    return runs
+
+
+@pytest.mark.parametrize("code", ["UNAVAILABLE", None])
+def test_auto_probes_with_a_call_that_creates_nothing_and_chooses_rest_when_it_fails(
+        hatchet: Any, code: str | None) -> None:
+    with DeadUpstream(code) as upstream:
+        config = config_for(hatchet, grpc_address=upstream.address)
+
+        async def choose() -> tuple[Any, str]:
+            try:
+                return await choose_sender(config, "auto", probe_timeout=5)
+            finally:
+                await close_channels()
+
+        sender, how = asyncio.run(choose())
+
+    assert sender is None
+    assert "accepted a connection but failed a gRPC call that creates nothing" in how
+    assert ("UNAVAILABLE" if code else "UNIMPLEMENTED") in how and config.token not in how
+
+
+@pytest.mark.parametrize("code", ["UNAVAILABLE", "UNIMPLEMENTED"])
+def test_auto_goes_on_over_rest_when_every_grpc_trigger_fails_before_one_succeeded(hatchet: Any, code: str) -> None:
+    # The probe is answered, then every call that would create runs fails: the items go over REST, once each.
+    with DeadUpstream(code, answer_probe=True) as upstream:
+        config = config_for(hatchet, grpc_address=upstream.address)
+
+        async def sender() -> Any:
+            chosen, _ = await choose_sender(config, "auto", max_runs=10)
+            return chosen
+
+        items = [BulkItem("demo-etl", {"i": i}) for i in range(95)]
+        result, lines = run_engine(config, items, sender, max_concurrency=2, fallback_concurrency=8)
+
+    assert result.ok, result.failed
+    runs = runs_by_index(hatchet)
+    assert sorted(runs) == list(range(95))
+    assert result.run_ids == [runs[i].id for i in range(95)]
+    assert [r.route for r in hatchet.requests].count("trigger") == 95
+    assert len(lines) == 1 and "goes on over REST, one request per run, 8 at a time" in lines[0]
+    assert code in lines[0]
+    # The probe, and no more than the two chunks in flight when the first failed.
+    assert upstream.calls[0] == (_protos.BULK_TRIGGER, 0) and 2 <= len(upstream.calls) <= 3
+
+
+def test_a_large_batch_falls_back_whole_chunks_at_a_time_each_item_once(hatchet: Any) -> None:
+    with DeadUpstream("UNIMPLEMENTED", answer_probe=True) as upstream:
+        config = config_for(hatchet, grpc_address=upstream.address)
+
+        async def sender() -> Any:
+            return GrpcSender(AsyncGrpcClient(config), fallback=True)
+
+        items = [BulkItem("demo-etl", {"i": i}) for i in range(2500)]
+        result, lines = run_engine(config, items, sender, max_concurrency=3, fallback_concurrency=16)
+
+    assert result.ok, result.failed
+    runs = runs_by_index(hatchet)
+    assert result.run_ids == [runs[i].id for i in range(2500)]
+    assert len(lines) == 1 and len(upstream.calls) == 3  # the three chunks of 1000, 1000 and 500, each once
+
+
+def test_the_lines_saying_why_the_batch_went_over_rest_cannot_be_forged_by_the_server(hatchet: Any) -> None:
+    forged = "no upstream\n2026-01-01 INFO - Sending the batch over gRPC"
+    with DeadUpstream("UNAVAILABLE", details=forged) as dead, \
+            DeadUpstream("UNIMPLEMENTED", answer_probe=True, details=forged) as flaky:
+
+        async def choose() -> tuple[Any, str]:
+            try:
+                return await choose_sender(config_for(hatchet, grpc_address=dead.address), "auto")
+            finally:
+                await close_channels()
+
+        _, how = asyncio.run(choose())
+
+        async def sender() -> Any:
+            return GrpcSender(AsyncGrpcClient(config_for(hatchet, grpc_address=flaky.address)), fallback=True)
+
+        _, lines = run_engine(config_for(hatchet), [BulkItem("demo-etl", {})], sender)
+
+    assert "\n" not in how and "no upstream\\n2026" in how
+    assert len(lines) == 1 and "\n" not in lines[0] and "no upstream\\n2026" in lines[0]
+
+
+def test_a_first_grpc_call_that_created_its_runs_and_failed_unavailable_is_not_sent_again_over_rest(
+        hatchet: Any, face: Any) -> None:
+    # A flaky proxy can forward the call and lose the answer: the batch goes on over REST, and the chunk's runs,
+    # which exist, are found by the lookup instead of being created a second time.
+    hatchet.fail_next("bulk_trigger", status=503, after_create=True)
+    config = config_for(hatchet)
+
+    async def grpc_sender() -> Any:
+        return GrpcSender(AsyncGrpcClient(config), max_runs=10, fallback=True)
+
+    items = [BulkItem("demo-etl", {"i": i}) for i in range(30)]
+    result, lines = run_engine(config, items, grpc_sender, max_concurrency=1, fallback_concurrency=4)
+
+    assert result.ok, result.failed
+    assert len(lines) == 1 and "UNAVAILABLE" in lines[0]
+    runs = runs_by_index(hatchet)
+    assert result.run_ids == [runs[i].id for i in range(30)]
+    assert sorted(result.recovered) == list(range(10))
+    routes = [r.route for r in hatchet.requests]
+    assert routes.count("bulk_trigger") == 1 and routes.count("trigger") == 20
+
+
+def test_grpc_that_has_created_runs_is_not_left_for_rest_when_a_call_then_fails(hatchet: Any, face: Any) -> None:
+    # Once gRPC created runs, UNAVAILABLE is a failure like any other: looked up, and sent again over gRPC.
+    config = config_for(hatchet)
+    injected: list[int] = []
+
+    def after_first_chunk(index: int, run_id: str) -> None:
+        if index == 9 and not injected:
+            injected.append(index)
+            hatchet.fail_next("bulk_trigger", status=503, after_create=True)
+            hatchet.fail_next("bulk_trigger", status=503)
+
+    items = [BulkItem("demo-etl", {"i": i}) for i in range(40)]
+
+    async def grpc_sender() -> Any:
+        return GrpcSender(AsyncGrpcClient(config), max_runs=10, fallback=True)
+
+    result, lines = run_engine(config, items, grpc_sender, max_concurrency=1, stop_after=5,
+                               on_run=after_first_chunk, lookup_rounds=4)
+
+    assert injected and lines == []
+    assert result.ok, result.failed
+    runs = runs_by_index(hatchet)
+    assert result.run_ids == [runs[i].id for i in range(40)]
+    assert sorted(result.recovered) == list(range(10, 20))
+    routes = [r.route for r in hatchet.requests]
+    assert "trigger" not in routes and routes.count("bulk_trigger") == 5
+
+
+def push(config: ClientConfig, events: list[EventSpec]) -> list[str]:
+    async def call() -> list[str]:
+        try:
+            return await AsyncGrpcClient(config).push_events(events)
+        finally:
+            await close_channels()
+
+    return asyncio.run(call())
+
+
+def test_a_run_over_the_message_limit_fails_its_item_naming_the_size_and_is_not_retried(
+        hatchet: Any, face: Any) -> None:
+    config = config_for(hatchet)
+    items = [BulkItem("demo-etl", {"i": i, "blob": "x" * (5_000_000 if i == 2 else 10)}) for i in range(6)]
+
+    async def sender() -> Any:
+        return GrpcSender(AsyncGrpcClient(config), max_runs=10)
+
+    result, _ = run_engine(config, items, sender, max_concurrency=1,
+                           retry=RetryPolicy(attempts=4, initial=0.01, maximum=0.01, jitter=0))
+
+    assert sorted(result.failed) == [2]
+    assert "the request is 5,000,0" in result.failed[2]
+    assert "over this client's gRPC message limit of 4,194,304 bytes" in result.failed[2]
+    assert "429" not in result.failed[2]
+    assert result.requests == 3  # [0, 1], [2] alone, [3, 4, 5]: the large one sent once, not retried
+    assert sorted(runs_by_index(hatchet)) == [0, 1, 3, 4, 5]
+
+
+def test_the_servers_message_limit_is_named_too(hatchet: Any, face: Any) -> None:
+    import grpc
+
+    from airflow_provider_hatchet.client.grpc.errors import GrpcMessageTooLargeError, grpc_error
+
+    request = _protos.BulkTriggerWorkflowRequest(workflows=[trigger_request("demo-etl", {"x": "y" * 5_000_000},
+                                                                            None, None)])
+    channel = grpc.insecure_channel(face.address, options=[("grpc.max_send_message_length", 16 * 1024 * 1024)])
+    call = channel.unary_unary(_protos.BULK_TRIGGER, request_serializer=type(request).SerializeToString,
+                               response_deserializer=_protos.BulkTriggerWorkflowResponse.FromString)
+    with pytest.raises(grpc.RpcError) as caught:
+        call(request, metadata=(("authorization", f"Bearer {hatchet.token}"),), timeout=30)
+    channel.close()
+
+    error = grpc_error(caught.value, _protos.BULK_TRIGGER, hatchet.token)
+
+    assert isinstance(error, GrpcMessageTooLargeError) and error.limit == 4 * 1024 * 1024 and error.size > 5_000_000
+    assert "over the server's gRPC message limit of 4,194,304 bytes" in str(error)
+    assert hatchet.runs == []
+
+
+def test_events_are_pushed_in_requests_under_the_message_limit_ids_in_order(hatchet: Any, face: Any) -> None:
+    events = [EventSpec("big:event", {"i": i, "blob": "x" * 200_000}) for i in range(40)]
+
+    event_ids = push(config_for(hatchet), events)
+
+    assert len(set(event_ids)) == 40
+    pushes = [r for r in hatchet.requests if r.route == "events"]
+    assert len(pushes) == 3  # 15, 15 and 10 events of about 200 KB: each request under 3 MiB
+    assert [r.path for r in pushes] == [_protos.BULK_PUSH] * 3
+
+
+def test_an_event_over_the_message_limit_is_refused_by_index_before_anything_is_sent(
+        hatchet: Any, face: Any) -> None:
+    events = [EventSpec("k", {"i": i, "blob": "x" * (4_200_000 if i == 3 else 10)}) for i in range(5)]
+
+    with pytest.raises(HatchetValidationError, match=r"events\[3\]: is 4,200,0\d\d bytes once encoded") as caught:
+        push(config_for(hatchet), events)
+
+    assert "over gRPC's message limit of 4,194,304 bytes" in str(caught.value)
+    assert not [r for r in hatchet.requests if r.route == "events"]
+
+
+def test_a_request_failing_after_others_pushed_says_which_events_were_pushed(hatchet: Any, face: Any) -> None:
+    events = [EventSpec("k", {"i": i, "blob": "x" * 200_000}, priority=9 if i == 20 else None) for i in range(25)]
+
+    with pytest.raises(HatchetPartialPushError, match=r"15 of 25 events were pushed \(events\[0\] to events\[14\]\)"
+                       ) as caught:
+        push(config_for(hatchet), events)
+
+    assert len(caught.value.event_ids) == 15
+    assert isinstance(caught.value.cause, HatchetBadRequestError)

@@ -19,6 +19,11 @@ index, which is how a run is found again:
   their retries) stop sending: the server is down or not answering. What was sent is still looked up; the
   rest is reported as not sent.
 - Other errors (400, ...) are final for the item.
+- A sender that allows it (gRPC with ``transport="auto"``) hands the batch over to REST when a call fails with
+  UNAVAILABLE or UNIMPLEMENTED before any of its calls succeeded: a proxy or load balancer that accepts
+  connections with no healthy engine behind it. The unsent items go over REST; an UNIMPLEMENTED chunk (certainly
+  not created) is sent again over REST, an UNAVAILABLE one (it may exist) is looked up as any ambiguous chunk.
+  Once a call through the sender succeeded, its failures are handled as above, over the same transport.
 - ``resume=True`` first lists the batch's existing runs and keeps those in ``reuse_statuses``. If items are
   left without a run, it lists again once runs an earlier attempt created just before it stopped would be
   visible, and only then triggers what is still missing.
@@ -30,6 +35,7 @@ preallocated list.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -132,6 +138,14 @@ class TriggerSender(Protocol):
         """
         ...
 
+    def unusable(self, exc: HatchetError) -> bool:
+        """Whether a failure of :meth:`send` says this transport does not work here at all, so that a batch none of
+        whose calls through it has succeeded may go on over REST.
+
+        :param exc: the failure.
+        """
+        ...
+
 
 class RestSender:
     """One REST trigger request per run.
@@ -156,6 +170,13 @@ class RestSender:
         """
         (item,) = requests
         return [await self._client.trigger(item)]
+
+    def unusable(self, exc: HatchetError) -> bool:
+        """Never: REST is what a batch falls back to.
+
+        :param exc: the failure.
+        """
+        return False
 
 
 def default_progress_every(total: int) -> int:
@@ -192,6 +213,9 @@ class BulkTrigger:
     :param on_run: called with ``(index, run_id)`` for every run of the batch, once it is known.
     :param sender: how triggers are sent; by default one REST request per run through ``client``, which is
         also the client of the lookups. ``max_concurrency`` counts the sender's requests.
+    :param fallback_concurrency: the REST requests in flight once the batch goes on over REST because the
+        sender's transport is unusable (see :meth:`TriggerSender.unusable`); by default ``max_concurrency``.
+    :param on_fallback: called once, with a line saying why, when the batch goes on over REST.
     """
 
     def __init__(
@@ -214,13 +238,17 @@ class BulkTrigger:
         progress_every: int | None = None,
         on_run: RunCallback | None = None,
         sender: TriggerSender | None = None,
+        fallback_concurrency: int | None = None,
+        on_fallback: Callable[[str], None] | None = None,
     ) -> None:
         if not batch_metadata or not all(isinstance(v, str) and k for k, v in batch_metadata.items()):
             raise ValueError("batch_metadata must be a non-empty dict of strings: it is how the batch is found")
         if index_key in batch_metadata:
             raise ValueError(f"index_key {index_key!r} must not be one of the batch_metadata keys")
-        if max_concurrency < 1 or lookup_rounds < 0 or visibility_window < 0 or (stop_after or 1) < 1:
-            raise ValueError("max_concurrency and stop_after must be >= 1, lookup_rounds and visibility_window >= 0")
+        if max_concurrency < 1 or lookup_rounds < 0 or visibility_window < 0 or (stop_after or 1) < 1 \
+                or (fallback_concurrency or 1) < 1:
+            raise ValueError("max_concurrency, fallback_concurrency and stop_after must be >= 1, lookup_rounds and "
+                             "visibility_window >= 0")
         self._client = client
         self._sender: TriggerSender = sender or RestSender(client)
         self._items = items
@@ -234,7 +262,13 @@ class BulkTrigger:
         self._window = visibility_window
         self._rounds = lookup_rounds
         self._retry = retry
+        self._stop_after_option = stop_after
         self._stop_after = stop_after or 2 * max_concurrency
+        self._fallback_concurrency = fallback_concurrency or max_concurrency
+        self._on_fallback = on_fallback
+        self._sent = False
+        self._source: Iterator[list[tuple[int, Any]]] = iter(())
+        self._workers: list[asyncio.Future[None]] = []
         self._on_progress = on_progress
         self._on_run = on_run
         total = len(items)
@@ -314,44 +348,58 @@ class BulkTrigger:
     # Workers
 
     async def _pool(self, indexes: Iterable[int]) -> None:
-        shared = self._sender.chunks((i, self._request(i)) for i in indexes)
-
-        async def worker() -> None:
-            for chunk in shared:
-                if self._abort is None:
-                    await self._trigger(chunk)
-                else:
-                    for i, _ in chunk:
-                        self._fail(i, f"not sent: {self._abort}")
-
-        workers = [asyncio.ensure_future(worker()) for _ in range(self._concurrency)]
+        # One source of chunks the workers share; a fallback to REST replaces it (and adds workers).
+        self._source = self._sender.chunks((i, self._request(i)) for i in indexes)
+        self._workers = [asyncio.ensure_future(self._worker()) for _ in range(self._concurrency)]
         try:
-            await asyncio.gather(*workers)
+            running: list[asyncio.Future[None]] = []
+            while len(running) < len(self._workers):
+                running = list(self._workers)
+                await asyncio.gather(*running)
         except BaseException:
-            for task in workers:
+            for task in self._workers:
                 task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.gather(*self._workers, return_exceptions=True)
             raise
+
+    async def _worker(self) -> None:
+        while True:
+            # The sender that made the chunk: the batch may have fallen back to REST since.
+            sender, chunk = self._sender, next(self._source, None)
+            if chunk is None:
+                return
+            if self._abort is None:
+                await self._trigger(sender, chunk)
+            else:
+                for i, _ in chunk:
+                    self._fail(i, f"not sent: {self._abort}")
 
     def _request(self, i: int) -> BulkItem:
         item = self._items[i]
         metadata = {**item.additional_metadata, **self._batch, self._index_key: str(i)}
         return replace(item, additional_metadata=metadata)
 
-    async def _trigger(self, chunk: list[tuple[int, Any]]) -> None:
+    async def _trigger(self, sender: TriggerSender, chunk: list[tuple[int, Any]]) -> None:
         indexes = [i for i, _ in chunk]
         requests = [request for _, request in chunk]
         attempt = 1
         while True:
             self._requests += 1
             try:
-                run_ids = await self._sender.send(requests)
+                run_ids = await sender.send(requests)
                 if len(run_ids) != len(indexes):
                     raise HatchetMalformedResponseError(
                         f"{len(run_ids)} run ids for {len(indexes)} runs", method="bulk", path="trigger")
             except HatchetError as exc:
                 kind = _classify(exc)
                 error = self._intern(_describe(exc))
+                if self._fall_back(sender, exc, error):
+                    if kind == _AMBIGUOUS:
+                        self._hold(indexes, error)
+                    else:  # certainly not created: sent again first, over REST
+                        self._source = itertools.chain(
+                            self._sender.chunks((i, self._request(i)) for i in indexes), self._source)
+                    return
                 if kind == _RETRY and attempt < self._retry.attempts and self._abort is None:
                     for i in indexes:
                         self._errors[i] = error
@@ -364,20 +412,50 @@ class BulkTrigger:
                 elif kind in (_AMBIGUOUS, _RETRY):
                     self._failed_again(error)
                 if kind == _AMBIGUOUS:
-                    for i in indexes:
-                        self._errors[i] = error
-                    self._ambiguous.extend(indexes)
-                    if len(indexes) > 1:
-                        self._ambiguous_chunks.append(indexes)
-                    self._last_ambiguous = time.monotonic()
+                    self._hold(indexes, error)
                     return
                 for i in indexes:
                     self._fail(i, error)
                 return
+            self._sent = True
             self._failures_in_a_row = 0
             for i, run_id in zip(indexes, run_ids, strict=True):
                 self._settle(i, run_id, CREATED)
             return
+
+    def _hold(self, indexes: list[int], error: str) -> None:
+        """Keep a chunk whose trigger failed ambiguously for the lookups."""
+        for i in indexes:
+            self._errors[i] = error
+        self._ambiguous.extend(indexes)
+        if len(indexes) > 1:
+            self._ambiguous_chunks.append(indexes)
+        self._last_ambiguous = time.monotonic()
+
+    def _fall_back(self, sender: TriggerSender, exc: HatchetError, error: str) -> bool:
+        """Whether a chunk failed because its transport is unusable and the batch goes (or went) on over REST.
+
+        The first such failure before any call succeeded hands the batch over: the chunks not yet sent are made
+        again as REST requests, and workers are added up to ``fallback_concurrency``.
+        """
+        if not sender.unusable(exc):
+            return False
+        if sender is not self._sender:
+            return True  # a chunk sent before the batch fell back
+        if self._sent:
+            return False  # the transport worked: a failure like any other
+        rest = RestSender(self._client)
+        self._sender = rest
+        self._source = rest.chunks((i, self._request(i)) for chunk in self._source for i, _ in chunk)
+        self._failures_in_a_row = 0
+        self._stop_after = self._stop_after_option or 2 * self._fallback_concurrency
+        self._workers += [asyncio.ensure_future(self._worker())
+                          for _ in range(self._fallback_concurrency - self._concurrency)]
+        self._concurrency = self._fallback_concurrency
+        if self._on_fallback is not None:
+            self._on_fallback(f"A trigger call failed before any had succeeded ({error!r}); the batch goes on over "
+                              f"REST, one request per run, {self._concurrency} at a time.")
+        return True
 
     def _failed_again(self, error: str) -> None:
         self._failures_in_a_row += 1

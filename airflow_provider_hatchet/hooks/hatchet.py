@@ -210,7 +210,8 @@ class HatchetHook(BaseHook):
 
     async def abulk_sender(self, transport: str, *, max_runs: int) -> tuple[TriggerSender | None, str]:
         """How a batch's triggers go out over gRPC (``auto`` or ``grpc``), and a few words saying how; for ``auto``
-        None (REST) when the server takes no gRPC connection. The channel is closed by ``close_channels``.
+        None (REST) when the server takes no gRPC connection or fails a call that creates nothing (an empty bulk
+        trigger). The channel is closed by ``close_channels``.
 
         :param transport: ``auto`` or ``grpc``.
         :param max_runs: the most runs per gRPC request.

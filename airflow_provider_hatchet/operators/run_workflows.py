@@ -61,7 +61,9 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
     :param reuse_existing_runs: on a retry after a failed try, keep the batch's runs that are queued, running or
         completed.
     :param transport: ``auto`` (default) sends the batch over Hatchet's gRPC API, up to 1,000 runs per request,
-        when the server accepts a connection on it, else over REST with one log line saying why; ``grpc`` always
+        when the server accepts a connection on it and answers a call that creates nothing, else over REST with one
+        log line saying why; if the first trigger calls over gRPC fail with UNAVAILABLE or UNIMPLEMENTED, the rest
+        of the batch goes over REST (with a warning, each run still created once); ``grpc`` always
         uses gRPC; ``rest`` one REST request per run. Over gRPC at most ``max_concurrency`` (capped at 4) requests
         are in flight, and exactly-once holds per request.
     :param grpc_chunk_size: the most runs per gRPC request (1 to 1,000); smaller requests lose less to one
@@ -170,7 +172,8 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
                 engine = BulkTrigger(
                     client, items, batch_metadata={TI_KEY: batch_key}, since=lookback_start(),
                     index_key=BATCH_INDEX_KEY, max_concurrency=concurrency, resume=resume, on_progress=on_progress,
-                    sender=sender, keep_runs=replayed,
+                    sender=sender, keep_runs=replayed, fallback_concurrency=self.max_concurrency,
+                    on_fallback=self.log.warning,
                 )
                 try:
                     return await engine.run(), None

@@ -95,7 +95,23 @@ class TokenAuthority:
         """
         if not authorization or "Bearer" not in authorization:
             return None
-        token = authorization.split("Bearer", 1)[1].strip()
+        return self._claims(authorization.split("Bearer", 1)[1].strip())
+
+    def verify_grpc(self, authorization: str | None) -> dict[str, Any] | None:
+        """Return the claims of a valid token in gRPC ``authorization`` metadata, else ``None``.
+
+        As the engine reads it (v0.105.0): the value is cut at its first space, the scheme before it is compared
+        case-insensitively (hatchet-sdk sends ``bearer``, the provider ``Bearer``), and the rest is the token as it
+        is, so a second space or a leading one is refused. The REST header rule (:meth:`verify`) is case-sensitive.
+
+        :param authorization: the ``authorization`` metadata value.
+        """
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        return self._claims(token)
+
+    def _claims(self, token: str) -> dict[str, Any] | None:
         claims = self._verified.get(token)
         if claims is None:
             try:

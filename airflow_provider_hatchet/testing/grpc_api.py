@@ -103,7 +103,7 @@ class HatchetGrpcApi:
         :param authorization: the ``authorization`` metadata value.
         :param request: the decoded request message.
         """
-        claims = self.auth.verify(authorization)
+        claims = self.auth.verify_grpc(authorization)
         tenant = self.state.tenants.get(str((claims or {}).get("sub", "")).lower())
         if claims is None or tenant is None:
             return _error("UNAUTHENTICATED", "invalid auth token")

@@ -130,12 +130,17 @@ class Session:
     def headers(self, auth: str) -> dict[str, str]:
         """The ``Authorization`` header of one kind of caller.
 
-        :param auth: ``default``, ``foreign``, ``forged``, ``garbage``, ``no-bearer`` or ``none``.
+        :param auth: ``default``, ``foreign``, ``forged``, ``garbage``, ``no-bearer``, ``none``, or the default
+            token after another scheme spelling: ``lowercase-bearer`` (as hatchet-sdk sends it over gRPC),
+            ``uppercase-bearer`` or ``two-spaces``.
         """
         token = {"default": self.target.token, "foreign": self.target.foreign_token,
                  "forged": forge(self.target.token), "garbage": "not-a-token"}.get(auth)
         if auth == "no-bearer":
             return {"Authorization": self.target.token}
+        spelling = {"lowercase-bearer": "bearer ", "uppercase-bearer": "BEARER ", "two-spaces": "Bearer  "}.get(auth)
+        if spelling:
+            return {"Authorization": spelling + self.target.token}
         return {"Authorization": f"Bearer {token}"} if token else {}
 
     def call(self, step: str | None, method: str, path: str, *, body: Any = None, content: bytes | None = None,

@@ -74,7 +74,7 @@ def _event(s: Session, key: str, payload: Any, **fields: Any) -> Any:
 
 def grpc_events(s: Session) -> None:
     """Push and BulkPush: the events echoed back, an event running its subscribed workflow, bad payloads and
-    metadata, an empty bulk push and bad tokens."""
+    metadata, an empty bulk push, bad tokens and the spellings of the bearer scheme."""
     event = s.grpc("push", _protos.PUSH_EVENT, _event(s, EVENT_KEY, {"n": 1}), _protos.Event)
     if event is not None:
         s.name(event.event_id, "event")
@@ -99,6 +99,13 @@ def grpc_events(s: Session) -> None:
     s.grpc("priority-high", _protos.PUSH_EVENT, _event(s, f"conformance:{s.tag}", {}, priority=9), _protos.Event)
     s.grpc("no-key", _protos.PUSH_EVENT, _protos.PushEventRequest(payload="{}"), _protos.Event)
     s.grpc("auth-forged", _protos.PUSH_EVENT, _event(s, f"conformance:{s.tag}", {}), _protos.Event, auth="forged")
+    # The scheme's case does not matter to the engine (hatchet-sdk sends "bearer"); its spacing does.
+    for auth in ("lowercase-bearer", "uppercase-bearer", "two-spaces"):
+        sent = s.grpc(f"auth-{auth}", _protos.PUSH_EVENT, _event(s, f"conformance:{s.tag}", {"auth": auth}),
+                      _protos.Event, auth=auth)
+        if sent is not None:
+            s.name(sent.event_id, f"event-{auth}")
+    _bulk(s, "bulk-trigger-empty-lowercase-bearer", [], auth="lowercase-bearer")
 
 
 GRPC_SCENARIOS: dict[str, Scenario] = {

@@ -20,6 +20,7 @@ from airflow_provider_hatchet.client.errors import (
 )
 from airflow_provider_hatchet.client.grpc.channel import close_channels
 from airflow_provider_hatchet.client.grpc.client import AsyncGrpcClient, trigger_request
+from airflow_provider_hatchet.client.grpc.errors import GrpcUnavailableError
 from tests.airflow_helpers import task_state, xcom_value
 from tests.real.conftest import EVENT_KEY, Backend
 from tests.real.test_operator_real import make_dag
@@ -143,3 +144,41 @@ def test_events_trigger_the_subscribed_workflow_and_the_task_waits_for_its_outpu
     assert xcom_value(dag_run, "t", "run_ids") == [rows[event_ids[0]].id, rows[event_ids[2]].id]
     outputs = xcom_value(dag_run, "t", "output")
     assert [output["run"]["echo"] for output in outputs] == [{"i": 0}, {"i": 2}]
+
+
+def test_auto_finds_grpc_served_by_a_call_that_creates_nothing(backend: Backend, grpc_address: str) -> None:
+    from airflow_provider_hatchet.client.grpc.bulk import GrpcSender, choose_sender
+
+    config = backend.config(grpc_address=grpc_address, grpc_tls=False)
+
+    async def choose() -> tuple[Any, str]:
+        try:
+            return await choose_sender(config, "auto")
+        finally:
+            await close_channels()
+
+    sender, how = asyncio.run(choose())
+
+    assert isinstance(sender, GrpcSender), how
+    assert sender.unusable(GrpcUnavailableError("gRPC failed: UNAVAILABLE", maybe_sent=True))
+
+
+def test_events_over_3_mib_go_in_several_bulk_pushes_and_the_server_takes_each(
+    backend: Backend, grpc_address: str
+) -> None:
+    from airflow_provider_hatchet.client.grpc.client import EventSpec
+
+    config = backend.config(grpc_address=grpc_address, grpc_tls=False)
+    # A key nobody subscribes to: the events are stored and trigger nothing.
+    events = [EventSpec(f"nobody-{backend.tag}", {"i": i, "blob": "x" * 300_000}, {"test_tag": backend.tag})
+              for i in range(14)]
+
+    async def push() -> list[str]:
+        try:
+            return await AsyncGrpcClient(config).push_events(events)
+        finally:
+            await close_channels()
+
+    event_ids = asyncio.run(push())
+
+    assert len(set(event_ids)) == 14  # about 4.2 MB: two requests of 10 and 4 events

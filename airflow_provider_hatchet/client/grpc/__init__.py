@@ -2,9 +2,12 @@
 
 ``grpc`` is imported only when a channel is opened, so importing the provider never loads it. Modules:
 ``channel.py`` (one channel per server and event loop), ``client.py`` (the calls), ``errors.py`` (status codes to
-the client's errors), ``bulk.py`` (the bulk engine's sender). The messages are in ``airflow_provider_hatchet._protos``.
+the client's errors), ``chunks.py`` (requests cut under the message limit), ``bulk.py`` (the bulk engine's
+sender). The messages are in ``airflow_provider_hatchet._protos``.
 """
 
 TRANSPORTS = ("auto", "grpc", "rest")
 # The most runs per BulkTriggerWorkflow request, as the SDKs send them.
 MAX_CHUNK_RUNS = 1000
+# The most events per BulkPush request (the engine's own cap).
+MAX_CHUNK_EVENTS = 1000

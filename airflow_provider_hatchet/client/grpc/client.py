@@ -11,9 +11,26 @@ from typing import Any
 
 from airflow_provider_hatchet import _protos
 from airflow_provider_hatchet.client.config import ClientConfig
-from airflow_provider_hatchet.client.errors import HatchetMalformedResponseError
-from airflow_provider_hatchet.client.grpc.channel import shared_channel
+from airflow_provider_hatchet.client.errors import HatchetError, HatchetMalformedResponseError, HatchetValidationError
+from airflow_provider_hatchet.client.grpc import MAX_CHUNK_EVENTS
+from airflow_provider_hatchet.client.grpc.channel import MAX_MESSAGE_BYTES, shared_channel
+from airflow_provider_hatchet.client.grpc.chunks import chunked, encoded_size, fits_alone
 from airflow_provider_hatchet.client.grpc.errors import grpc_error
+
+
+class HatchetPartialPushError(HatchetError):
+    """A list of events went out in several requests, and one failed after earlier ones had pushed their events.
+
+    :param event_ids: the ids of the events pushed: the first ``len(event_ids)`` of the list.
+    :param total: the events in the list.
+    :param cause: the failure.
+    """
+
+    def __init__(self, event_ids: list[str], total: int, cause: HatchetError) -> None:
+        super().__init__(f"{len(event_ids)} of {total} events were pushed (events[0] to events[{len(event_ids) - 1}]) "
+                         f"before a request failed: {cause}")
+        self.event_ids = event_ids
+        self.cause = cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +90,16 @@ def event_request(event: EventSpec) -> Any:
     return request
 
 
+class BearerValue(str):
+    """The ``authorization`` metadata value, ``Bearer <token>``, with a ``repr`` that hides the token, as httpx's
+    ``Headers`` hide the REST client's: ``vars(client)`` and tracebacks that show locals print ``'Bearer ***'``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'Bearer ***'"
+
+
 class AsyncGrpcClient:
     """Calls Hatchet's gRPC API over the running loop's shared channel (see ``channel.py``).
 
@@ -84,7 +111,7 @@ class AsyncGrpcClient:
 
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
-        self._metadata = (("authorization", f"Bearer {config.token}"),)
+        self._metadata = (("authorization", BearerValue(f"Bearer {config.token}")),)
         self._channel = shared_channel(config)
         self._stubs: dict[str, Any] = {}
 
@@ -110,7 +137,18 @@ class AsyncGrpcClient:
             state = self._channel.get_state(try_to_connect=True)
         return True
 
-    async def _call(self, method: str, request: Any, response_type: Any) -> Any:
+    async def serves(self, timeout: float) -> None:
+        """Send an empty ``BulkTriggerWorkflow``, which creates nothing: that it is answered shows Hatchet's engine
+        serves calls behind the address (a proxy or load balancer accepts connections with no healthy engine
+        behind it too).
+
+        :param timeout: seconds to wait for the answer.
+        :raises HatchetError: mapped from the gRPC status (see ``errors.py``).
+        """
+        await self._call(_protos.BULK_TRIGGER, _protos.BulkTriggerWorkflowRequest(),
+                         _protos.BulkTriggerWorkflowResponse, timeout=timeout)
+
+    async def _call(self, method: str, request: Any, response_type: Any, *, timeout: float | None = None) -> Any:
         import grpc
 
         stub = self._stubs.get(method)
@@ -118,7 +156,7 @@ class AsyncGrpcClient:
             stub = self._stubs[method] = self._channel.unary_unary(
                 method, request_serializer=_serialize, response_deserializer=response_type.FromString)
         try:
-            return await stub(request, metadata=self._metadata, timeout=self.config.timeout)
+            return await stub(request, metadata=self._metadata, timeout=timeout or self.config.timeout)
         except grpc.aio.AioRpcError as exc:
             raise grpc_error(exc, method, self.config.token) from None
 
@@ -138,21 +176,41 @@ class AsyncGrpcClient:
         return run_ids
 
     async def push_events(self, events: Sequence[EventSpec]) -> list[str]:
-        """Push events (one with ``Push``, more with ``BulkPush``) and return their ids in order.
+        """Push events (one with ``Push``, more with ``BulkPush`` in requests of at most 1,000 events and
+        :data:`~airflow_provider_hatchet.client.grpc.chunks.MAX_CHUNK_BYTES`, one after another) and return their
+        ids in order.
 
         :param events: the events.
+        :raises HatchetValidationError: before anything is sent, for an event too large for any request.
+        :raises HatchetPartialPushError: when a request fails after earlier ones pushed their events.
         :raises HatchetError: mapped from the gRPC status.
         """
         requests = [event_request(event) for event in events]
+        for index, request in enumerate(requests):
+            if not fits_alone(request):
+                raise HatchetValidationError(
+                    f"events[{index}]", f"is {encoded_size(request):,} bytes once encoded (key, payload and "
+                                        f"metadata), over gRPC's message limit of {MAX_MESSAGE_BYTES:,} bytes")
         if len(requests) == 1:
             answer = await self._call(_protos.PUSH_EVENT, requests[0], _protos.Event)
-            event_ids = [str(answer.event_id)]
-        else:
-            answer = await self._call(_protos.BULK_PUSH, _protos.BulkPushEventRequest(events=requests),
-                                      _protos.Events)
-            event_ids = [str(event.event_id) for event in answer.events]
-        if len(event_ids) != len(requests) or not all(event_ids):
-            raise HatchetMalformedResponseError(f"{len(event_ids)} event ids for {len(requests)} events",
+            return self._event_ids([answer], 1)
+        event_ids: list[str] = []
+        for chunk in chunked(enumerate(requests), max_count=MAX_CHUNK_EVENTS):
+            try:
+                answer = await self._call(_protos.BULK_PUSH, _protos.BulkPushEventRequest(
+                    events=[request for _, request in chunk]), _protos.Events)
+            except HatchetError as exc:
+                if event_ids:
+                    raise HatchetPartialPushError(event_ids, len(requests), exc) from exc
+                raise
+            event_ids += self._event_ids(answer.events, len(chunk))
+        return event_ids
+
+    @staticmethod
+    def _event_ids(answers: Sequence[Any], expected: int) -> list[str]:
+        event_ids = [str(answer.event_id) for answer in answers]
+        if len(event_ids) != expected or not all(event_ids):
+            raise HatchetMalformedResponseError(f"{len(event_ids)} event ids for {expected} events",
                                                 method="gRPC", path=_protos.BULK_PUSH)
         return event_ids
 
