@@ -1,0 +1,95 @@
+"""What the AssetWatcher triggers write to the asset's state store: one write per poll, never one per event, and a
+state that holds only the runs not yet settled, however far back a long run holds the horizon."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from airflow_provider_hatchet._compat import AIRFLOW_V_3_3_PLUS
+from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunEventTrigger
+from tests.test_watchers import FAST, StateStore, collect, requests_of, trigger_runs, until
+
+pytestmark = pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="the watermark is stored from Airflow 3.3")
+
+
+class CountingStore(StateStore):
+    """A state store that also keeps every value written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    async def aset(self, key: str, value: Any) -> None:
+        self.writes.append(value)
+        await super().aset(key, value)
+
+
+def watcher(store: StateStore, **kwargs: Any) -> HatchetWorkflowRunEventTrigger:
+    trigger = HatchetWorkflowRunEventTrigger("demo-etl", **{**FAST, **kwargs})
+    trigger.asset_state_store = store
+    return trigger
+
+
+def test_catching_up_many_runs_writes_the_state_once_per_poll_not_once_per_event(hatchet: Any) -> None:
+    n = 300
+    store = CountingStore()
+    polls = requests_of(hatchet)
+
+    async def scenario() -> list[dict[str, Any]]:
+        # A first watcher stores where watching began, then stops; the runs finish while none runs.
+        first = watcher(store).run()
+        pending = asyncio.ensure_future(first.__anext__())
+        await until(lambda: bool(store.writes))
+        pending.cancel()
+        await asyncio.gather(pending, return_exceptions=True)
+        await first.aclose()
+        run_ids = trigger_runs(n)
+        await until(lambda: {hatchet.run_status(r) for r in run_ids} == {"COMPLETED"})
+        store.writes.clear()
+        start = polls()
+        events = await collect(watcher(store).run(), n, then_polls=4, polls=polls)
+        assert sorted(e["run_id"] for e in events) == sorted(run_ids)
+        # Each poll lists twice (the unfinished runs, then the finished ones).
+        assert len(store.writes) <= (polls() - start) // 2 + 1
+        return events
+
+    asyncio.run(scenario())
+    # Written whole once per poll: the bytes grow with the events (about 70 bytes each), not their square (a
+    # write per event wrote about n * n * 35 bytes, 3 MB here).
+    assert sum(len(w) for w in store.writes) < 150 * n
+    assert len(json.loads(store.writes[-1])["seen"]) <= n
+
+
+def test_the_state_forgets_settled_runs_while_a_long_run_holds_the_horizon(hatchet: Any) -> None:
+    store = CountingStore()
+    polls = requests_of(hatchet)
+
+    async def scenario() -> str:
+        trigger = watcher(store, overlap=0.5)
+        stream = trigger.run()
+        pending = asyncio.ensure_future(stream.__anext__())
+        await until(lambda: bool(store.writes))
+        # A run of the watched workflow that never finishes: the horizon stays before it.
+        hanging = HatchetHook().run_workflow("demo-etl", {"__sim__": {"behaviour": "hang"}})
+        run_ids = trigger_runs(40)
+        events = [dict((await asyncio.wait_for(pending, 20)).payload)]
+        events += await collect(stream, len(run_ids) - 1)
+        assert sorted(e["run_id"] for e in events) == sorted(run_ids)
+        # Ask for more while Hatchet's clock moves past the overlap: the reported ids are settled and forgotten.
+        more = asyncio.ensure_future(stream.__anext__())
+        await until(lambda: not json.loads(store.writes[-1])["seen"] and polls() > 0)
+        more.cancel()
+        await asyncio.gather(more, return_exceptions=True)
+        await stream.aclose()
+        return hanging
+
+    hanging = asyncio.run(scenario())
+    state = json.loads(store.writes[-1])
+    assert hatchet.run_status(hanging) == "RUNNING"
+    assert state["horizon"] < state["settled"]  # the horizon is held back, the ids are gone all the same
+    assert len(store.writes[-1]) < 512
