@@ -93,3 +93,24 @@ def test_the_state_forgets_settled_runs_while_a_long_run_holds_the_horizon(hatch
     assert hatchet.run_status(hanging) == "RUNNING"
     assert state["horizon"] < state["settled"]  # the horizon is held back, the ids are gone all the same
     assert len(store.writes[-1]) < 512
+
+
+def test_an_unreadable_stored_watermark_is_logged_and_watching_starts_afresh(hatchet: Any, logs: Any) -> None:
+    store = StateStore()
+    trigger = watcher(store)
+    store.values[trigger.state_key] = "{not json"
+
+    async def scenario() -> list[dict[str, Any]]:
+        stream = trigger.run()
+        pending = asyncio.ensure_future(stream.__anext__())
+        polls = requests_of(hatchet)
+        await until(lambda: polls() >= 2)
+        run_ids = trigger_runs(1)
+        event = dict((await asyncio.wait_for(pending, 20)).payload)
+        await stream.aclose()
+        assert event["run_id"] == run_ids[0]
+        return [event]
+
+    asyncio.run(scenario())
+    assert "is unreadable; watching starts afresh" in logs()
+    assert json.loads(store.values[trigger.state_key])["not_before"]

@@ -189,9 +189,14 @@ class _HatchetWatcher(BaseEventTrigger):
         if store is not None:
             try:
                 self._stored = await store.aget(self.state_key)
-                return Watermark.from_json(self._stored)
             except ValueError as exc:  # several watched assets: the store wants one named
                 self.log.warning("The watermark is kept in memory only: %s", exc)
+            else:
+                watermark = Watermark.from_json(self._stored)
+                if self._stored is not None and watermark == Watermark():
+                    self.log.warning("The stored watermark %s is unreadable; watching starts afresh from now: "
+                                     "what finished since it was stored is not reported.", self.state_key)
+                return watermark
         self._stored = self._memory
         return Watermark.from_json(self._memory)
 
