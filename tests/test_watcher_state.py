@@ -119,3 +119,25 @@ def test_an_unreadable_stored_watermark_is_logged_and_watching_starts_afresh(hat
     asyncio.run(scenario())
     assert "is unreadable; watching starts afresh" in logs()
     assert json.loads(store.values[trigger.state_key])["not_before"]
+
+
+def test_a_state_stored_before_the_settled_rule_repeats_no_run() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from airflow_provider_hatchet.client.watching import Item, Snapshot, Watermark
+
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def at(seconds: float) -> datetime:
+        return t0 + timedelta(seconds=seconds)
+
+    # Reported by the older version: created at 0, finished at 1.5; another run holds the horizon at -1.
+    legacy = json.dumps({"horizon": at(-1).isoformat(), "not_before": at(-5).isoformat(),
+                         "seen": {"run-1": at(0).isoformat()}})
+    item = Item("run-1", at(0), at(1.5), "COMPLETED", {}, {"run_id": "run-1"})
+    watermark = Watermark.from_json(legacy)
+    for now in (2.0, 2.2, 3.0):  # overlap 1 s: settled at 1.0, 1.2, 2.0
+        shot = Snapshot([item], horizon=at(-1), settled=at(now - 1), now=at(now))
+        assert watermark.new_items(shot) == []
+        watermark.advance(shot)
+    assert json.loads(watermark.to_json())["settled"] == at(2).isoformat()

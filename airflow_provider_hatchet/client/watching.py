@@ -93,12 +93,15 @@ class Watermark:
     :param not_before: items that happened before this are never reported (those before the watcher started).
     :param settled: items that happened before this were reported already, or never will be.
     :param seen: ids reported, with the time they happened, kept until that time is settled.
+    :param legacy: read from a state written before ``settled`` existed, whose ``seen`` holds creation times.
     """
 
     horizon: datetime | None = None
     not_before: datetime | None = None
     settled: datetime | None = None
     seen: dict[str, str] = field(default_factory=dict)
+    # A state stored before ``settled`` existed keeps creation times in ``seen``, not when the items happened.
+    legacy: bool = field(default=False, repr=False, compare=False)
 
     def since(self, now: datetime, overlap: float, lookback: float) -> datetime:
         """Where the next poll lists from; the first call also marks when watching began (``not_before``).
@@ -143,6 +146,11 @@ class Watermark:
 
         :param snapshot: the poll, once its items were reported.
         """
+        if self.legacy:
+            # When those items happened is unknown, but not later than now: kept until now is settled, and by
+            # then the settled rule skips them.
+            self.seen = dict.fromkeys(self.seen, _iso(snapshot.now))
+            self.legacy = False
         if self.horizon is None or snapshot.horizon > self.horizon:
             self.horizon = snapshot.horizon
         if self.settled is None or snapshot.settled > self.settled:
@@ -172,7 +180,8 @@ class Watermark:
                 return datetime.fromisoformat(data[key]) if data.get(key) else None
 
             return cls(horizon=moment("horizon"), not_before=moment("not_before"), settled=moment("settled"),
-                       seen={str(k): str(v) for k, v in (data.get("seen") or {}).items()})
+                       seen={str(k): str(v) for k, v in (data.get("seen") or {}).items()},
+                       legacy="settled" not in data)
         except (TypeError, ValueError, KeyError, AttributeError):
             return cls()
 
