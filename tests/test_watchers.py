@@ -287,3 +287,21 @@ def test_the_example_dag_schedules_on_hatchet_assets_with_watchers(hatchet: Any)
         classpath, kwargs = watcher.trigger.serialize()
         assert classpath.startswith("airflow_provider_hatchet.triggers.watchers.")
         assert hatchet.token not in json.dumps(kwargs)
+
+
+def test_a_watcher_of_an_unknown_workflow_warns_once_with_close_names(hatchet: Any, logs: Any) -> None:
+    trigger = HatchetWorkflowRunEventTrigger("demo-et1", **FAST)
+    looked_up = requests_of(hatchet, "workflows")
+
+    async def scenario() -> str:
+        stream = trigger.run()
+        pending = asyncio.ensure_future(stream.__anext__())
+        await until(lambda: looked_up() >= 8)  # four polls, each looking the name up and listing the workflows
+        pending.cancel()
+        await asyncio.gather(pending, return_exceptions=True)
+        await stream.aclose()
+        return str(logs())
+
+    logged = asyncio.run(scenario())
+    assert logged.count("no workflow named 'demo-et1'") == 1
+    assert "close names: demo-etl" in logged

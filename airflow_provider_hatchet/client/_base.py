@@ -20,6 +20,7 @@ from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.errors import HatchetConfigError
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
+from airflow_provider_hatchet.client.server_clock import ServerClock
 
 DEFAULT_MAX_CONNECTIONS = 32
 URL_CACHE_SIZE = 4096
@@ -90,6 +91,8 @@ class ClientBase:
         })
         self._timeout = httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0)).as_dict()
         self.proxy = proxy_for(config)
+        # Hatchet's time, from the Date header of every answer: what the watchers anchor their windows to.
+        self.server_clock = ServerClock()
 
     def build_request(self, call: endpoints.Call[Any]) -> httpx.Request:
         """The HTTP request for a call, with the token and the timeouts.

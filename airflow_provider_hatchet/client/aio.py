@@ -76,6 +76,8 @@ class AsyncHatchetClient(ClientBase):
 
     async def _send_once(self, call: endpoints.Call[T]) -> T:
         request = self.build_request(call)
+        clock = self.server_clock
+        sent = clock.local()
         try:
             # httpx's timeouts restart with every read: this bounds the whole request.
             with anyio.fail_after(self.config.timeout):
@@ -85,6 +87,7 @@ class AsyncHatchetClient(ClientBase):
                     await response.aread()
                 finally:
                     await response.aclose()
+            clock.observe(sent, clock.local(), response.headers.get("date"))
         except httpx.TransportError as exc:
             raise endpoints.transport_error(exc) from exc
         except TimeoutError as exc:

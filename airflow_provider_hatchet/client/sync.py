@@ -75,6 +75,8 @@ class HatchetClient(ClientBase):
 
     def _send_once(self, call: endpoints.Call[T]) -> T:
         request = self.build_request(call)
+        clock = self.server_clock
+        sent = clock.local()
         with request_deadline(self.config.timeout):
             try:
                 response = self._transport.handle_request(request)
@@ -83,6 +85,7 @@ class HatchetClient(ClientBase):
                     response.read()
                 finally:
                     response.close()
+                clock.observe(sent, clock.local(), response.headers.get("date"))
             except httpx.TransportError as exc:
                 if deadline_passed():
                     raise endpoints.total_timeout(call, self.config.timeout) from exc

@@ -4,9 +4,16 @@ Hatchet lists runs and events by the time it stored them (``since``/``until`` on
 has no filter on the finish time. So a watcher keeps a *horizon*: a creation time before which every run it
 cares about has finished and been reported. Each poll (a :class:`Snapshot`) lists the finished runs created
 since the horizon, and the horizon moves up to the oldest run still unfinished, but never closer to now than
-the overlap that covers Hatchet's read lag (a run can stay unlisted for a moment after it is created). The ids
-reported since the horizon are kept, so the overlap never reports a run twice. A :class:`Watermark` is that
-state: small, JSON, stored where the watcher can find it again after a restart.
+the overlap that covers Hatchet's read lag (a run can stay unlisted for a moment after it is created).
+
+A poll also *settles* what finished more than the overlap before it began: such a run was in that poll's list,
+so it is reported then or never. The ids reported are kept only while they are not settled, so the overlap never
+reports a run twice, and the state holds the runs of the last overlap and poll interval, however far back the
+horizon stays (a run that takes hours holds it there). A :class:`Watermark` is that state: small, JSON, stored
+where the watcher can find it again after a restart.
+
+Every time here is Hatchet's: ``now`` comes from its answers' ``Date`` header
+(:class:`~airflow_provider_hatchet.client.server_clock.ServerClock`), never from the local clock alone.
 
 Runs that take longer than ``lookback`` seconds to finish, and runs finished during an outage longer than that,
 are not reported: the horizon never lags now by more than ``lookback``.
@@ -24,17 +31,13 @@ from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.models import RunStatus, RunSummary
 from airflow_provider_hatchet.client.paging import WATCH_PAGE_SIZE, has_more
 from airflow_provider_hatchet.client.scheduling import HatchetEvent
+from airflow_provider_hatchet.client.server_clock import utcnow
 
 # The largest run output or event payload (bytes of JSON) a trigger event carries; a larger one is left out
 # and flagged, since each trigger event is stored in Airflow's metadata database.
 MAX_PAYLOAD_BYTES = 16 * 1024
 UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING)
 TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
-
-
-def utcnow() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(timezone.utc)
 
 
 def _iso(moment: datetime) -> str:
@@ -71,29 +74,39 @@ class Snapshot:
 
     :param items: finished runs or events created since the poll's ``since``, oldest first.
     :param horizon: the creation time below which nothing more will finish (within ``lookback``).
+    :param settled: the time (of a run's finish, an event's creation) below which every item was in this poll:
+        Hatchet's time as the poll began, less the overlap.
+    :param now: Hatchet's time as the poll began.
     """
 
     items: Sequence[Item]
     horizon: datetime
+    settled: datetime
+    now: datetime
 
 
 @dataclass
 class Watermark:
-    """What a watcher has reported: a horizon, the ids reported since it, and when watching began.
+    """What a watcher has reported: a horizon, the ids reported and not settled, and when watching began.
 
     :param horizon: the creation time from which the next poll lists; None before the first poll.
     :param not_before: items that happened before this are never reported (those before the watcher started).
-    :param seen: ids reported, with their creation time, kept while they are not older than the horizon.
+    :param settled: items that happened before this were reported already, or never will be.
+    :param seen: ids reported, with the time they happened, kept until that time is settled.
+    :param legacy: read from a state written before ``settled`` existed, whose ``seen`` holds creation times.
     """
 
     horizon: datetime | None = None
     not_before: datetime | None = None
+    settled: datetime | None = None
     seen: dict[str, str] = field(default_factory=dict)
+    # A state stored before ``settled`` existed keeps creation times in ``seen``, not when the items happened.
+    legacy: bool = field(default=False, repr=False, compare=False)
 
     def since(self, now: datetime, overlap: float, lookback: float) -> datetime:
         """Where the next poll lists from; the first call also marks when watching began (``not_before``).
 
-        :param now: the time now.
+        :param now: Hatchet's time now.
         :param overlap: seconds of read lag covered.
         :param lookback: the most seconds the horizon lags now.
         """
@@ -104,17 +117,18 @@ class Watermark:
         return max(start, floor)
 
     def new_items(self, snapshot: Snapshot, accept: Callable[[Item], bool] = lambda item: True) -> list[Item]:
-        """The items of a poll to report, oldest first: accepted, not seen, not older than the horizon or the
-        start of watching.
+        """The items of a poll to report, oldest first: accepted, not seen, not older than the horizon, the start
+        of watching or what is settled.
 
         :param snapshot: the poll.
         :param accept: the watcher's own filter (status, metadata), for a poll shared by several watchers.
         """
         fresh = []
+        floor = max((t for t in (self.not_before, self.settled) if t is not None), default=None)
         for item in snapshot.items:
             if item.id in self.seen or (self.horizon is not None and item.created < self.horizon):
                 continue
-            if self.not_before is not None and item.at < self.not_before:
+            if floor is not None and item.at < floor:
                 continue
             if accept(item):
                 fresh.append(item)
@@ -125,16 +139,23 @@ class Watermark:
 
         :param item: the item.
         """
-        self.seen[item.id] = _iso(item.created)
+        self.seen[item.id] = _iso(item.at)
 
-    def advance(self, horizon: datetime) -> None:
-        """Move the horizon up (never back) and forget the ids older than it.
+    def advance(self, snapshot: Snapshot) -> None:
+        """Move the horizon and what is settled up to the poll's (never back), and forget the settled ids.
 
-        :param horizon: the poll's horizon.
+        :param snapshot: the poll, once its items were reported.
         """
-        if self.horizon is None or horizon > self.horizon:
-            self.horizon = horizon
-        limit = self.horizon
+        if self.legacy:
+            # When those items happened is unknown, but not later than now: kept until now is settled, and by
+            # then the settled rule skips them.
+            self.seen = dict.fromkeys(self.seen, _iso(snapshot.now))
+            self.legacy = False
+        if self.horizon is None or snapshot.horizon > self.horizon:
+            self.horizon = snapshot.horizon
+        if self.settled is None or snapshot.settled > self.settled:
+            self.settled = snapshot.settled
+        limit = self.settled
         self.seen = {k: v for k, v in self.seen.items() if datetime.fromisoformat(v) >= limit}
 
     def to_json(self) -> str:
@@ -142,6 +163,7 @@ class Watermark:
         return json.dumps({
             "horizon": _iso(self.horizon) if self.horizon else None,
             "not_before": _iso(self.not_before) if self.not_before else None,
+            "settled": _iso(self.settled) if self.settled else None,
             "seen": self.seen,
         }, separators=(",", ":"))
 
@@ -153,11 +175,13 @@ class Watermark:
         """
         try:
             data = json.loads(text) if isinstance(text, str) else text
-            return cls(
-                horizon=datetime.fromisoformat(data["horizon"]) if data.get("horizon") else None,
-                not_before=datetime.fromisoformat(data["not_before"]) if data.get("not_before") else None,
-                seen={str(k): str(v) for k, v in (data.get("seen") or {}).items()},
-            )
+
+            def moment(key: str) -> datetime | None:
+                return datetime.fromisoformat(data[key]) if data.get(key) else None
+
+            return cls(horizon=moment("horizon"), not_before=moment("not_before"), settled=moment("settled"),
+                       seen={str(k): str(v) for k, v in (data.get("seen") or {}).items()},
+                       legacy="settled" not in data)
         except (TypeError, ValueError, KeyError, AttributeError):
             return cls()
 
@@ -183,15 +207,16 @@ def run_output(row: RunSummary) -> dict[str, Any]:
     return dict(row.output)
 
 
-def run_item(row: RunSummary, workflow: str, url: str, *, include_output: bool) -> Item:
+def run_item(row: RunSummary, workflow: str, url: str, *, include_output: bool, now: datetime | None = None) -> Item:
     """A finished run as a watcher item, with the trigger event's payload.
 
     :param row: the list row.
     :param workflow: the full workflow name.
     :param url: the run's dashboard link.
     :param include_output: put the run's output in the payload.
+    :param now: Hatchet's time, for a row without timestamps (the local time when not given).
     """
-    created = _aware(row.inserted_at or row.created_at or utcnow())
+    created = _aware(row.inserted_at or row.created_at or now or utcnow())
     finished = _aware(row.finished_at or created)
     metadata = {k: v for k, v in row.additional_metadata.items() if k != "traceparent"}
     payload: dict[str, Any] = {
@@ -227,6 +252,7 @@ async def run_snapshot(
     workflow: str,
     workflow_id: str,
     since: datetime,
+    now: datetime,
     overlap: float,
     statuses: Sequence[RunStatus] = TERMINAL,
     additional_metadata: Mapping[str, str] | None = None,
@@ -241,13 +267,13 @@ async def run_snapshot(
     :param workflow: the full workflow name (for the payload).
     :param workflow_id: its id (the list filters by id).
     :param since: the earliest creation time listed.
+    :param now: Hatchet's time as the poll begins.
     :param overlap: seconds of read lag covered: the horizon stays this far behind now.
     :param statuses: the finished statuses listed.
     :param additional_metadata: only runs carrying these pairs.
     :param include_output: read the outputs, for the payload.
     """
-    now = utcnow()
-    horizon = now - timedelta(seconds=overlap)
+    settled = horizon = now - timedelta(seconds=overlap)
     async for row in client.iter_runs(since=since, page_size=WATCH_PAGE_SIZE, statuses=UNFINISHED,
                                       workflow_ids=[workflow_id]):
         horizon = min(horizon, _aware(row.inserted_at or row.created_at or horizon))
@@ -257,9 +283,9 @@ async def run_snapshot(
                                       workflow_ids=[workflow_id], additional_metadata=pairs or None,
                                       include_payloads=include_output):
         if row.status.is_terminal and row.has_metadata(pairs):
-            items.append(run_item(row, workflow, client.run_url(row.id), include_output=include_output))
+            items.append(run_item(row, workflow, client.run_url(row.id), include_output=include_output, now=now))
     unique = {item.id: item for item in items}
-    return Snapshot(sorted(unique.values(), key=lambda i: (i.at, i.id)), max(horizon, since))
+    return Snapshot(sorted(unique.values(), key=lambda i: (i.at, i.id)), max(horizon, since), settled, now)
 
 
 async def event_snapshot(
@@ -267,6 +293,7 @@ async def event_snapshot(
     *,
     keys: Sequence[str],
     since: datetime,
+    now: datetime,
     overlap: float,
     additional_metadata: Mapping[str, str] | None = None,
 ) -> Snapshot:
@@ -275,10 +302,10 @@ async def event_snapshot(
     :param client: the async client.
     :param keys: the full event keys.
     :param since: the earliest creation time listed.
+    :param now: Hatchet's time as the poll begins.
     :param overlap: seconds of read lag covered.
     :param additional_metadata: only events carrying these pairs.
     """
-    now = utcnow()
     items: dict[str, Item] = {}
     offset = 0
     while True:
@@ -289,5 +316,5 @@ async def event_snapshot(
         if not has_more(len(page.rows), WATCH_PAGE_SIZE, page.pagination):
             break
         offset += len(page.rows)
-    horizon = max(now - timedelta(seconds=overlap), since)
-    return Snapshot(sorted(items.values(), key=lambda i: (i.at, i.id)), horizon)
+    settled = now - timedelta(seconds=overlap)
+    return Snapshot(sorted(items.values(), key=lambda i: (i.at, i.id)), max(settled, since), settled, now)

@@ -69,7 +69,7 @@ def make_asgi_app(sim: HatchetSimulator) -> ASGIApp:
         if answer.drop:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             raise DroppedConnection("simulated connection drop")
-        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.start", "status": answer.status, "headers": sim.response_headers()})
         await send({"type": "http.response.body", "body": answer.body})
 
     return app

@@ -6,9 +6,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
-from ._http import SimResponse, message
+from ._http import JSON_HEADERS, SimResponse, message
 from .admin import handle_admin
 from .api import HatchetApi, injected_response
 from .auth import DEFAULT_EXPIRES_IN, TokenAuthority, normalize_url
@@ -52,6 +53,8 @@ class HatchetSimulator:
     :param clock: monotonic clock in seconds (e.g. :class:`~.clock.ManualClock`).
     :param request_log_limit: most recent requests kept in :attr:`requests`; 0 disables the log.
     :param secret: HMAC key for tokens; random when omitted.
+    :param wall_offset: seconds the simulator's wall clock (its timestamps and ``Date`` headers) runs ahead of
+        the machine's; negative for behind. For tests of clock skew.
     """
 
     def __init__(
@@ -67,13 +70,15 @@ class HatchetSimulator:
         clock: Clock = time.monotonic,
         request_log_limit: int = 10_000,
         secret: bytes | None = None,
+        wall_offset: float = 0.0,
     ) -> None:
         self._lock = threading.RLock()
         self.cancel_delay = cancel_delay
         self.replay_delay = replay_delay
         self.replay_gap = replay_gap
         self.unknown_workflow_delay = unknown_workflow_delay
-        self._state = SimState(clock, seed, visibility_delay)
+        self._state = SimState(clock, seed, visibility_delay, wall_offset)
+        self._date: tuple[int, bytes] = (-1, b"")
         self._auth = TokenAuthority(lambda: self._state.wall(self._state.clock()), secret)
         self._faults = FaultInjector(seed)
         self._api = HatchetApi(self._state, self._auth, self._faults, self)
@@ -402,6 +407,14 @@ class HatchetSimulator:
     def now(self) -> float:
         """Return the simulator clock."""
         return self._state.clock()
+
+    def response_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers of every answer: the JSON content type, and a ``Date`` on the simulator's wall clock (whole
+        seconds, as Hatchet's Go server sends it)."""
+        second = int(self._state.wall(self._state.clock()))
+        if second != self._date[0]:
+            self._date = (second, formatdate(second, usegmt=True).encode())
+        return [*JSON_HEADERS, (b"date", self._date[1])]
 
     def handle(self, method: str, path: str, query: str = "", authorization: str | None = None,
                body: bytes = b"") -> SimResponse:

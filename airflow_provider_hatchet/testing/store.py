@@ -71,13 +71,14 @@ class SimState:
     :param clock: a monotonic clock in seconds.
     :param seed: seed for generated ids.
     :param visibility_delay: seconds a new run stays invisible to reads.
+    :param wall_offset: seconds the simulator's wall clock runs ahead of the machine's (negative: behind).
     """
 
-    def __init__(self, clock: Clock, seed: int, visibility_delay: float) -> None:
+    def __init__(self, clock: Clock, seed: int, visibility_delay: float, wall_offset: float = 0.0) -> None:
         self.clock = clock
         self.visibility_delay = visibility_delay
         self._clock0 = clock()
-        self._wall0 = time.time()
+        self._wall0 = time.time() + wall_offset
         self._rng = random.Random(f"ids-{seed}")
         self._seq = 0
         self._iso_second = -1

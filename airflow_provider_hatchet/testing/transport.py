@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ._http import JSON_HEADERS, SimResponse
+from ._http import SimResponse
 
 if TYPE_CHECKING:
     from .simulator import HatchetSimulator
@@ -33,11 +33,10 @@ class SimulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return self.simulator.handle(request.method, url.path, url.query.decode(),
                                      request.headers.get("authorization"), body)
 
-    @staticmethod
-    def _response(request: httpx.Request, answer: SimResponse) -> httpx.Response:
+    def _response(self, request: httpx.Request, answer: SimResponse) -> httpx.Response:
         if answer.drop:
             raise httpx.RemoteProtocolError(_DROPPED, request=request)
-        return httpx.Response(answer.status, headers=list(JSON_HEADERS), content=answer.body,
+        return httpx.Response(answer.status, headers=self.simulator.response_headers(), content=answer.body,
                               request=request)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

@@ -2,10 +2,13 @@
 
 Each trigger polls Hatchet from a watermark (:mod:`airflow_provider_hatchet.client.watching`) and yields one
 trigger event per run or event, never the same one twice. On Airflow 3.3+ the watermark is kept in the watched
-asset's state store after every event, so a restarted triggerer goes on where it stopped: nothing is lost or
-repeated (should the triggerer die between handing an event to Airflow and storing the watermark, that one
-event comes again: delivery is at least once). Below 3.3 the watermark lives in memory: after a restart the
-trigger starts afresh and reports only what finishes from then on.
+asset's state store, written once per poll after its events were handed to Airflow, so a restarted triggerer
+goes on where it stopped: nothing is lost or repeated (should the triggerer die while handing a poll's events
+over, before the watermark is stored, those events come again, once: delivery is at least once). Below 3.3 the
+watermark lives in memory: after a restart the trigger starts afresh and reports only what finishes from then on.
+
+Every window is on Hatchet's clock (the ``Date`` header of its answers): a triggerer whose clock is off loses
+nothing, and one off by more than the overlap is told so in the log.
 
 Airflow identifies an event trigger by the hash of its keyword arguments, so they are static: no times, no
 template. Several watchers of the same workflow (or event keys) on one connection share one poll on Airflow
@@ -19,7 +22,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +31,7 @@ from airflow_provider_hatchet.client import validation
 from airflow_provider_hatchet.client.config import apply_namespace
 from airflow_provider_hatchet.client.errors import HatchetValidationError
 from airflow_provider_hatchet.client.models import RunStatus
+from airflow_provider_hatchet.client.server_clock import ServerClock
 from airflow_provider_hatchet.client.watching import (
     TERMINAL,
     Item,
@@ -35,9 +39,8 @@ from airflow_provider_hatchet.client.watching import (
     Watermark,
     event_snapshot,
     run_snapshot,
-    utcnow,
 )
-from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+from airflow_provider_hatchet.hooks.hatchet import HatchetHook, unknown_workflow_error
 
 DEFAULT_POLL_INTERVAL = 10.0
 # Seconds of read lag the watermark covers: the measured worst is about 2 s on a busy server, 6 s under heavy load.
@@ -45,6 +48,8 @@ DEFAULT_OVERLAP = 30.0
 DEFAULT_LOOKBACK = 24 * 3600.0
 STATE_KEY_PREFIX = "hatchet_watermark_"
 _LOG = logging.getLogger(__name__)
+# ``snapshot(since, now)``: one poll, from Hatchet's time ``now``.
+SnapshotFn = Callable[[datetime, datetime], Awaitable[Snapshot]]
 
 
 class _HatchetWatcher(BaseEventTrigger):
@@ -82,6 +87,7 @@ class _HatchetWatcher(BaseEventTrigger):
         self.overlap = float(overlap)
         self.lookback = float(lookback)
         self._memory: str | None = None
+        self._stored: str | None = None
 
     # What each watcher says
 
@@ -93,8 +99,9 @@ class _HatchetWatcher(BaseEventTrigger):
         raise NotImplementedError
 
     @classmethod
-    async def _poller(cls, kwargs: Mapping[str, Any]) -> Callable[[datetime], Any]:
-        """Return ``snapshot(since)`` for these keyword arguments."""
+    async def _poller(cls, kwargs: Mapping[str, Any]) -> tuple[SnapshotFn, ServerClock]:
+        """Return ``snapshot(since, now)`` for these keyword arguments, and the clock of the server it polls
+        (read by then at least once)."""
         raise NotImplementedError
 
     def _accepts(self, item: Item) -> bool:
@@ -118,14 +125,20 @@ class _HatchetWatcher(BaseEventTrigger):
         :param kwargs: one subscriber's keyword arguments (only the shared ones are used).
         """
         poll = _Poll(cls, kwargs, _LOG)
-        # The first poll reaches back as far as any watcher may need to catch up after a restart; each watcher
-        # drops what it reported already or what finished before it started.
-        watermark = Watermark(horizon=utcnow() - timedelta(seconds=float(kwargs["lookback"])))
+        overlap, lookback = float(kwargs["overlap"]), float(kwargs["lookback"])
+        watermark = Watermark()
+
+        def since(now: datetime) -> datetime:
+            if watermark.horizon is None:
+                # The first poll reaches back as far as any watcher may need to catch up after a restart; each
+                # watcher drops what it reported already or what finished before it started.
+                watermark.horizon = now - timedelta(seconds=lookback)
+            return watermark.since(now, overlap, lookback)
+
         while True:
-            since = watermark.since(utcnow(), float(kwargs["overlap"]), float(kwargs["lookback"]))
             shot = await poll(since)
             if shot is not None:
-                watermark.advance(shot.horizon)
+                watermark.advance(shot)
                 yield shot
             await asyncio.sleep(float(kwargs["poll_interval"]))
 
@@ -135,8 +148,8 @@ class _HatchetWatcher(BaseEventTrigger):
         :param shared_stream: the snapshots of the shared poll.
         """
         watermark = await self._load()
-        watermark.since(utcnow(), self.overlap, self.lookback)
         async for shot in shared_stream:
+            watermark.since(shot.now, self.overlap, self.lookback)  # the first poll marks when watching began
             async for event in self._report(watermark, shot):
                 yield event
 
@@ -145,7 +158,7 @@ class _HatchetWatcher(BaseEventTrigger):
         poll = _Poll(type(self), self._kwargs(), self.log)
         watermark = await self._load()
         while True:
-            shot = await poll(watermark.since(utcnow(), self.overlap, self.lookback))
+            shot = await poll(lambda now: watermark.since(now, self.overlap, self.lookback))
             if shot is not None:
                 async for event in self._report(watermark, shot):
                     yield event
@@ -156,11 +169,12 @@ class _HatchetWatcher(BaseEventTrigger):
             yield TriggerEvent(item.payload)  # type: ignore[no-untyped-call]
             # Airflow has taken the event when the generator resumes: only then is it recorded as reported.
             watermark.mark(item)
-            await self._save(watermark)
-        before = watermark.to_json()
-        watermark.advance(shot.horizon)
-        if watermark.to_json() != before:
-            await self._save(watermark)
+        # One write per poll, not per event: the state is written whole, so a write per event made a catch-up of
+        # N runs write O(N^2) bytes. The cost: a triggerer dying mid-poll hands that poll's events over again.
+        watermark.advance(shot)
+        text = watermark.to_json()
+        if text != self._stored:
+            await self._save(text)
 
     # The watermark
 
@@ -174,13 +188,20 @@ class _HatchetWatcher(BaseEventTrigger):
         store = watcher_state_store(self)
         if store is not None:
             try:
-                return Watermark.from_json(await store.aget(self.state_key))
+                self._stored = await store.aget(self.state_key)
             except ValueError as exc:  # several watched assets: the store wants one named
                 self.log.warning("The watermark is kept in memory only: %s", exc)
+            else:
+                watermark = Watermark.from_json(self._stored)
+                if self._stored is not None and watermark == Watermark():
+                    self.log.warning("The stored watermark %s is unreadable; watching starts afresh from now: "
+                                     "what finished since it was stored is not reported.", self.state_key)
+                return watermark
+        self._stored = self._memory
         return Watermark.from_json(self._memory)
 
-    async def _save(self, watermark: Watermark) -> None:
-        text = self._memory = watermark.to_json()
+    async def _save(self, text: str) -> None:
+        self._stored = self._memory = text
         store = watcher_state_store(self)
         if store is None:
             return
@@ -192,8 +213,11 @@ class _HatchetWatcher(BaseEventTrigger):
 
 class _Poll:
     """One watcher's (or shared stream's) polls. A watcher runs for as long as its DAG exists, so a failed poll
-    (a connection not created yet, a server down, a bad token) is logged and tried again at the next interval;
-    the watermark stays where it was, so nothing is lost meanwhile.
+    (a connection not created yet, a server down, a bad token, a workflow not registered yet) is logged once and
+    tried again at the next interval; the watermark stays where it was, so nothing is lost meanwhile.
+
+    Each poll runs on Hatchet's clock; a local clock off by more than the overlap, or answers without a ``Date``
+    header (the local clock then decides, unchecked), are logged once.
 
     :param watcher: the watcher class.
     :param kwargs: the keyword arguments the poll depends on.
@@ -204,14 +228,21 @@ class _Poll:
         self.watcher = watcher
         self.kwargs = kwargs
         self.log = log
-        self.snapshot: Callable[[datetime], Any] | None = None
+        self.snapshot: SnapshotFn | None = None
+        self.clock: ServerClock | None = None
         self.failing = ""
+        self.clock_problem = ""
 
-    async def __call__(self, since: datetime) -> Snapshot | None:
+    async def __call__(self, since: Callable[[datetime], datetime]) -> Snapshot | None:
+        """Poll once, from ``since(now)`` with ``now`` Hatchet's time; None when the poll failed.
+
+        :param since: the watermark's start of the list, given Hatchet's time.
+        """
         try:
-            if self.snapshot is None:
-                self.snapshot = await self.watcher._poller(self.kwargs)
-            shot: Snapshot = await self.snapshot(since)
+            if self.snapshot is None or self.clock is None:
+                self.snapshot, self.clock = await self.watcher._poller(self.kwargs)
+            now = self._now(self.clock)
+            shot = await self.snapshot(since(now), now)
         except Exception as exc:
             problem = f"{type(exc).__name__}: {exc}"
             if problem != self.failing:  # once per distinct failure, not at every poll
@@ -223,6 +254,26 @@ class _Poll:
             self.log.info("Polling Hatchet works again.")
             self.failing = ""
         return shot
+
+    def _now(self, clock: ServerClock) -> datetime:
+        offset = clock.offset
+        overlap = float(self.kwargs["overlap"])
+        if offset is None:
+            problem = ("Hatchet's answers carry no Date header, so the watcher cannot check the local clock "
+                       "against Hatchet's: its windows follow the local clock")
+        elif abs(offset.total_seconds()) > overlap:
+            seconds = offset.total_seconds()
+            problem = (f"The local clock is {abs(seconds):.0f} s {'behind' if seconds > 0 else 'ahead of'} "
+                       f"Hatchet's (the Date header of its answers), more than the overlap ({overlap:g} s); the "
+                       "watcher keeps to Hatchet's clock, but check the triggerer's time synchronisation")
+        else:
+            problem = ""
+        if problem and not self.clock_problem:
+            self.log.warning("%s.", problem)
+        elif self.clock_problem and not problem:
+            self.log.info("The local clock agrees with Hatchet's again.")
+        self.clock_problem = problem
+        return clock.now()
 
 
 def _statuses(values: Sequence[str] | str) -> list[str]:
@@ -301,7 +352,7 @@ class HatchetWorkflowRunEventTrigger(_HatchetWatcher):
         return item.status in self.statuses and super()._accepts(item)
 
     @classmethod
-    async def _poller(cls, kwargs: Mapping[str, Any]) -> Callable[[datetime], Any]:
+    async def _poller(cls, kwargs: Mapping[str, Any]) -> tuple[SnapshotFn, ServerClock]:
         hook = HatchetHook(kwargs["hatchet_conn_id"], namespace=kwargs.get("namespace"))
         config = await hook.aget_config()
         client = await hook.aget_client()
@@ -309,22 +360,20 @@ class HatchetWorkflowRunEventTrigger(_HatchetWatcher):
         shared = "statuses" not in kwargs
         statuses = TERMINAL if shared else tuple(RunStatus(s) for s in kwargs["statuses"])
         metadata = None if shared else kwargs.get("additional_metadata")
-        workflow_id: str | None = None
+        found = await client.find_workflow(workflow)
+        if found is None:
+            # Not registered yet, or a typo: the poll fails, logged once with the close names, and is tried again.
+            names = [w.name for w in (await client.list_workflows()).rows]
+            raise unknown_workflow_error(workflow, config, names)
+        workflow_id = found.id
 
-        async def snapshot(since: datetime) -> Snapshot:
-            nonlocal workflow_id
-            if workflow_id is None:
-                found = await client.find_workflow(workflow)
-                if found is None:
-                    # Not registered yet: nothing to list, and the watermark stays where it is.
-                    return Snapshot((), since)
-                workflow_id = found.id
-            return await run_snapshot(client, workflow=workflow, workflow_id=workflow_id, since=since,
+        async def snapshot(since: datetime, now: datetime) -> Snapshot:
+            return await run_snapshot(client, workflow=workflow, workflow_id=workflow_id, since=since, now=now,
                                       overlap=float(kwargs["overlap"]), statuses=statuses,
                                       additional_metadata=metadata,
                                       include_output=bool(kwargs.get("include_output")))
 
-        return snapshot
+        return snapshot, client.server_clock
 
     @classmethod
     async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
@@ -384,18 +433,20 @@ class HatchetEventTrigger(_HatchetWatcher):
         return kwargs
 
     @classmethod
-    async def _poller(cls, kwargs: Mapping[str, Any]) -> Callable[[datetime], Any]:
+    async def _poller(cls, kwargs: Mapping[str, Any]) -> tuple[SnapshotFn, ServerClock]:
         hook = HatchetHook(kwargs["hatchet_conn_id"], namespace=kwargs.get("namespace"))
         config = await hook.aget_config()
         client = await hook.aget_client()
         keys = [apply_namespace(k, config.namespace) for k in kwargs["keys"]]
         metadata = kwargs.get("additional_metadata") or None
+        if client.server_clock.offset is None:
+            await client.list_workflows(limit=1)  # one answer to read Hatchet's clock from before the first poll
 
-        async def snapshot(since: datetime) -> Snapshot:
-            return await event_snapshot(client, keys=keys, since=since, overlap=float(kwargs["overlap"]),
+        async def snapshot(since: datetime, now: datetime) -> Snapshot:
+            return await event_snapshot(client, keys=keys, since=since, now=now, overlap=float(kwargs["overlap"]),
                                         additional_metadata=metadata)
 
-        return snapshot
+        return snapshot, client.server_clock
 
     @classmethod
     async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:

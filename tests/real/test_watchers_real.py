@@ -6,9 +6,12 @@ import asyncio
 import json
 import os
 import subprocess
+import uuid
 from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from airflow_provider_hatchet._compat import AIRFLOW_V_3_3_PLUS
@@ -141,3 +144,17 @@ def test_killing_the_task_before_the_schedule_fires_deletes_it(
 
     assert task_state(dag_run, "t") == "failed"
     assert hook.list_scheduled_runs(additional_metadata={"test_tag": backend.tag}).rows == []
+
+
+def test_every_answer_carries_a_date_on_the_servers_clock(backend: Backend, airflow_conn: Any) -> None:
+    """The watchers read Hatchet's time from the Date header: the server sends one, in whole seconds, on success
+    and on an error alike (here both run on this machine's clock)."""
+    backend.connect(airflow_conn)
+    client = HatchetHook().client
+    client.list_workflows(limit=1)
+    offset = client.server_clock.offset
+    assert offset is not None and abs(offset.total_seconds()) < 2
+    refused = httpx.get(f"{client.config.server_url}/api/v1/stable/workflow-runs/{uuid.uuid4()}",
+                        headers={"Authorization": "Bearer not-a-token"}, timeout=30)
+    assert refused.status_code >= 400
+    assert parsedate_to_datetime(refused.headers["date"]).tzinfo is not None
