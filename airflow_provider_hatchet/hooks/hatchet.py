@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_hatchet._compat import AirflowNotFoundException, BaseHook, mask_secret
+from airflow_provider_hatchet._compat import BaseHook, mask_secret
 from airflow_provider_hatchet.client import TriggerRequest, run_actions, validation
 from airflow_provider_hatchet.client.config import ClientConfig, apply_namespace
 from airflow_provider_hatchet.client.errors import (
@@ -26,9 +26,11 @@ from airflow_provider_hatchet.client.errors import (
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_hatchet.client.run_filter import RunFilter
 from airflow_provider_hatchet.hooks._connection import (
+    aget_airflow_connection,
     config_from_connection,
     config_from_environment,
     decode_extra,
+    get_airflow_connection,
 )
 from airflow_provider_hatchet.hooks._shared_clients import LoopClients
 
@@ -99,25 +101,13 @@ class HatchetHook(BaseHook):
     @cached_property
     def config(self) -> ClientConfig:
         """The client settings, read from the connection (or the environment) once."""
-        try:
-            conn = self.get_connection(self.hatchet_conn_id)
-        except AirflowNotFoundException:
-            conn = None
-        return self._remember(self._config_from(conn))
+        return self._remember(self._config_from(get_airflow_connection(self.hatchet_conn_id)))
 
     async def aget_config(self) -> ClientConfig:
         """The client settings, read without blocking the event loop (for triggers)."""
         if "config" in self.__dict__:
             return self.config
-        try:
-            if hasattr(BaseHook, "aget_connection"):
-                conn = await BaseHook.aget_connection(self.hatchet_conn_id)
-            else:
-                from asgiref.sync import sync_to_async
-
-                conn = await sync_to_async(BaseHook.get_connection)(self.hatchet_conn_id)
-        except AirflowNotFoundException:
-            conn = None
+        conn = await aget_airflow_connection(self.hatchet_conn_id)
         self.__dict__["config"] = config = self._remember(self._config_from(conn))
         return config
 
