@@ -124,15 +124,14 @@ class HatchetHook(BaseHook):
                 self.hatchet_conn_id, config.server_url, config.tenant_id,
             )
             return config
-        if conn.password:
-            mask_secret(conn.password)
+        mask_token(conn.password)
         return config_from_connection(
             conn.password, conn.host, conn.schema, conn.port, decode_extra(conn.extra), self.namespace
         )
 
     @staticmethod
     def _remember(config: ClientConfig) -> ClientConfig:
-        mask_secret(config.token)
+        mask_token(config.token)
         if config.proxy:
             from httpx import URL
 
@@ -616,6 +615,22 @@ class HatchetHook(BaseHook):
         finally:
             self.close()
         return True, f"Connected to Hatchet at {config.server_url} (tenant {config.tenant_id})."
+
+
+def mask_token(token: str | None) -> None:
+    """Register a token with Airflow's secrets masker: the whole of it and, for a JWT, its signature.
+
+    The signature is the only secret part of a JWT (the header and claims are base64 of public facts), and a
+    line may carry it alone.
+
+    :param token: the API token; nothing is registered for an empty one.
+    """
+    if not token:
+        return
+    mask_secret(token)
+    parts = token.split(".")
+    if len(parts) == 3 and parts[2]:
+        mask_secret(parts[2])
 
 
 def unknown_workflow_error(full_name: str, config: ClientConfig, known: Iterable[str]) -> HatchetValidationError:
