@@ -12,6 +12,8 @@ import pytest
 
 from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS
 from airflow_provider_hatchet.client import ClientConfig, HatchetClient, HatchetValidationError
+from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
+from airflow_provider_hatchet.testing import HatchetSimulator, ManualClock, SimulatorServer, register_demo_workflows
 from tests.airflow_helpers import task_state, xcom_value
 
 pytestmark = pytest.mark.af2
@@ -162,3 +164,102 @@ def test_bad_forwarding_arguments_fail_when_the_task_is_defined(
     with pytest.raises(HatchetValidationError, match=problem) as err:
         make()
     assert err.value.field == field
+
+
+class TaskLogLines:
+    """The task's logger, keeping each record as the line it renders to."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, msg: str, /, *args: Any) -> None:
+        self.lines.append(msg % args)
+
+    def warning(self, msg: str, /, *args: Any) -> None:
+        self.lines.append("WARNING " + msg % args)
+
+
+@pytest.fixture
+def stepped(airflow_conn: Any) -> Any:
+    """A simulator of its own on a manual clock, with the demo workflows, ``hatchet_default`` pointing at it.
+
+    Gives ``(simulator, clock)``."""
+    clock = ManualClock()
+    sim = HatchetSimulator(visibility_delay=0.0, clock=clock)
+    register_demo_workflows(sim)
+    with SimulatorServer(sim) as server:
+        airflow_conn("hatchet_default", conn_type="hatchet", host=server.url, password=sim.token)
+        yield sim, clock
+
+
+def ended(hook: Any, run_ids: list[str], status: WaitStatus) -> WaitEvent:
+    """The wait's end as the waiter reports it: each run's status read from the server."""
+    return WaitEvent(status, run_ids, statuses={run_id: hook.get_run_status(run_id).value for run_id in run_ids})
+
+
+def forwarded(wait: WaitEvent, **settings: Any) -> list[str]:
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+    from airflow_provider_hatchet.operators._log_forwarding import LogForwarding, forward_logs
+
+    log = TaskLogLines()
+    hook = HatchetHook()
+    try:
+        forward_logs(hook, log, wait, LogForwarding(**settings))
+    finally:
+        hook.close()
+    return log.lines
+
+
+FORGED = "[2026-01-01, 00:00:00 UTC] {taskinstance.py:123} INFO - Marking task as SUCCESS"
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        (f"ok\n{FORGED}", f"ok\n    | {FORGED}"),
+        (f"ok\r\n{FORGED}\n", f"ok\n    | {FORGED}"),
+        ("before\rafter", "before\\x0dafter"),
+        ("\r", "\\x0d"),
+        ("\x1b[2Kwiped", "\\x1b[2Kwiped"),
+        ("nul\x00here", "nul\\x00here"),
+        ("tab\tkept", "tab\tkept"),
+        ("next\x85line\u2028sep\u202egnirts", "next\\x85line\\u2028sep\\u202egnirts"),
+    ],
+)
+def test_a_forwarded_line_cannot_end_a_line_or_forge_one(stepped: Any, message: str, shown: str) -> None:
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+
+    _, clock = stepped
+    hook = HatchetHook()
+    run_id = hook.run_workflow("demo-fail", {"__sim__": {"error_message": message}})
+    clock.advance(1)
+    lines = forwarded(ended(hook, [run_id], WaitStatus.FAILED))
+    hook.close()
+
+    failing = [line for line in lines if "demo-fail:run failing: " in line]
+    assert len(failing) == 1, lines
+    assert failing[0].endswith(f" INFO demo-fail:run failing: {shown}")
+    for line in lines:
+        assert all(ch in "\t\n" or ch.isprintable() for ch in line), repr(line)
+        assert all(part.startswith("    | ") for part in line.split("\n")[1:]), repr(line)
+
+
+def test_a_huge_forwarded_line_is_cut_with_a_note_of_how_much(stepped: Any) -> None:
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+    from airflow_provider_hatchet.operators._log_forwarding import MAX_LINE_CHARS
+
+    _, clock = stepped
+    hook = HatchetHook()
+    run_id = hook.run_workflow("demo-fail", {"__sim__": {"error_message": "x" * 5_000_000}})
+    clock.advance(1)
+    lines = forwarded(ended(hook, [run_id], WaitStatus.FAILED))
+    hook.close()
+
+    failing = [line for line in lines if "demo-fail:run failing: " in line]
+    assert len(failing) == 1
+    kept = MAX_LINE_CHARS - len("demo-fail:run failing: ")
+    assert failing[0].endswith("failing: " + "x" * kept + f" [... {5_000_000 - kept} more characters cut: a "
+                               f"forwarded line keeps its first {MAX_LINE_CHARS}]")
+    assert max(len(line) for line in lines) < MAX_LINE_CHARS + 200
+    # The run's input line (the same 5 MB, as JSON) is cut too.
+    assert all(len(line) < MAX_LINE_CHARS + 200 for line in lines)

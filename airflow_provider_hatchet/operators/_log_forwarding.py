@@ -6,6 +6,7 @@ is logged as a warning and never changes the task's outcome.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,6 +29,40 @@ class TaskLog(Protocol):
 
 DEFAULT_LINES_PER_TASK = 100
 DEFAULT_LINES = 1000
+# The most characters kept of one Hatchet log line (after masking); a note says how many more were cut.
+MAX_LINE_CHARS = 10_000
+# Starts every line that followed a newline inside one Hatchet log line, so that no forwarded text starts a line.
+CONTINUATION = "    | "
+
+# Control characters but tab and newline, the Unicode line and paragraph separators and the bidirectional
+# controls: whatever could end a line, move the cursor or reorder what a reader sees.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe_text(text: str, limit: int = MAX_LINE_CHARS) -> str:
+    """Hatchet's text made safe to write into the task log: it cannot end a line or forge one.
+
+    Control characters (but tab) are written as ``\\xNN`` or ``\\uNNNN``; each line after an embedded newline starts
+    with :data:`CONTINUATION`; text beyond ``limit`` characters is cut, with a note of how much.
+
+    :param text: the text, already masked.
+    :param limit: the most characters kept.
+    """
+    text = text.replace("\r\n", "\n").rstrip("\n")
+    cut = len(text) - limit
+    if cut > 0:
+        text = text[:limit]
+    text = _UNSAFE.sub(_escape, text).replace("\n", "\n" + CONTINUATION)
+    if cut > 0:
+        text += f" [... {cut} more characters cut: a forwarded line keeps its first {limit}]"
+    return text
+
+
 
 
 @dataclass(frozen=True)
@@ -88,7 +123,7 @@ def forward_logs(hook: HatchetHook, log: TaskLog, wait: WaitEvent, settings: Log
         try:
             budget -= _forward_run(hook, log, run_id, settings, budget)
         except Exception as exc:  # reading logs must never change the task's outcome
-            log.warning("Could not read Hatchet's task logs of run %s: %s", run_id, exc)
+            log.warning("Could not read Hatchet's task logs of run %s: %s", run_id, safe_text(str(exc), 2000))
             return
 
 
@@ -107,9 +142,11 @@ def _forward_run(hook: HatchetHook, log: TaskLog, run_id: str, settings: LogForw
 def _forward_task(hook: HatchetHook, log: TaskLog, run_id: str, task: TaskSummary, cap: int) -> int:
     task_id = task.task_external_id or run_id
     attempt = task.attempt or 1
+    name = safe_text(task.name, 200)
     # The newest lines, one more than shown to learn whether any were cut; shown oldest first.
     lines = hook.get_task_logs(task_id, limit=min(cap + 1, MAX_LOG_LIMIT), attempt=attempt, newest_first=True)[::-1]
-    log.info("----- Hatchet logs of run %s, task %s (%s), attempt %d -----", run_id, task.name, task_id, attempt)
+    log.info("----- Hatchet logs of run %s, task %s (%s), attempt %d -----", run_id, name, safe_text(task_id, 200),
+             attempt)
     if not lines:
         log.info("(no lines)")
         return 0
@@ -118,6 +155,7 @@ def _forward_task(hook: HatchetHook, log: TaskLog, run_id: str, task: TaskSummar
         log.info("(earlier lines cut: the last %d are shown; see forward_logs_max_lines_per_task and "
                  "forward_logs_max_lines)", cap)
     for line in shown:
-        log.info("%s %s %s", line.created_at.isoformat(), line.level or "INFO", redact(line.message))
-    log.info("----- end of Hatchet logs of task %s -----", task.name)
+        log.info("%s %s %s", line.created_at.isoformat(), safe_text(line.level or "INFO", 20),
+                 safe_text(str(redact(line.message))))
+    log.info("----- end of Hatchet logs of task %s -----", name)
     return len(shown)
