@@ -138,6 +138,26 @@ def test_the_sensor_forwards_the_failed_runs_of_a_list(hatchet: Any, dag_runner:
     assert f"Hatchet logs of run {done}" not in out
 
 
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="dag.test() on Airflow 2.10 runs a sensor's dependency checks "
+                    "through the configured executor, which refuses the tests' SQLite database")
+def test_a_poking_sensor_reads_no_logs_of_the_runs_still_running(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor
+
+    hatchet.visibility_delay = 0.0
+    with HatchetClient(ClientConfig.from_token(hatchet.token)) as client:
+        failed = [client.trigger_run("demo-fail", {"i": i}) for i in range(4)]
+        running = [client.trigger_run("demo-etl", {"i": i, "__sim__": {"behaviour": "hang"}}) for i in range(40)]
+    with make_dag("logs_sensor_running") as dag:
+        HatchetWorkflowRunSensor(task_id="t", run_id=running[:20] + failed + running[20:], poke_interval=0.1)
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "failed"
+    assert len(log_reads(hatchet)) == 4
+    assert {r.path.split("/")[-2] for r in log_reads(hatchet)} == {hatchet.get_run(run_id).task_ids[0]
+                                                                  for run_id in failed}
+    assert logs().count("----- Hatchet logs of run") >= 4
+
+
 @pytest.mark.parametrize(
     ("arguments", "field", "problem"),
     [
@@ -263,3 +283,65 @@ def test_a_huge_forwarded_line_is_cut_with_a_note_of_how_much(stepped: Any) -> N
     assert max(len(line) for line in lines) < MAX_LINE_CHARS + 200
     # The run's input line (the same 5 MB, as JSON) is cut too.
     assert all(len(line) < MAX_LINE_CHARS + 200 for line in lines)
+
+
+def test_on_failure_reads_only_the_runs_that_failed_or_were_cancelled(stepped: Any) -> None:
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+
+    sim, clock = stepped
+    hook = HatchetHook()
+    failed = [hook.run_workflow("demo-fail", {"i": i}) for i in range(3)]
+    cancelled = hook.run_workflow("demo-etl", {"__sim__": {"behaviour": "hang"}})
+    running = [hook.run_workflow("demo-etl", {"i": i, "__sim__": {"behaviour": "hang"}}) for i in range(60)]
+    clock.advance(1)
+    hook.cancel_runs([cancelled])
+    clock.advance(1)
+    wait = ended(hook, [*running[:30], *failed, cancelled, *running[30:]], WaitStatus.FAILED)
+    assert {wait.statuses[run_id] for run_id in running} == {"RUNNING"}
+    sim.clear_requests()
+    lines = forwarded(wait)
+    hook.close()
+
+    reads = [(r.route, r.path) for r in sim.requests]
+    assert len(reads) == 8  # one details and one log read per run that ended badly
+    assert {path.rsplit("/", 1)[-1] for route, path in reads if route == "details"} == {*failed, cancelled}
+    assert sum("----- Hatchet logs of run" in line for line in lines) == 4
+    assert not any(run_id in line for line in lines for run_id in running)
+
+
+def test_a_timeout_reads_the_runs_that_had_not_completed(stepped: Any) -> None:
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+
+    _, clock = stepped
+    hook = HatchetHook()
+    done = hook.run_workflow("demo-etl", {"which": "done"})
+    stuck = hook.run_workflow("demo-etl", {"which": "stuck", "__sim__": {"behaviour": "hang"}})
+    clock.advance(1)
+    lines = forwarded(ended(hook, [done, stuck], WaitStatus.TIMEOUT))
+    hook.close()
+
+    assert any(f"----- Hatchet logs of run {stuck}, task run (" in line for line in lines)
+    assert not any(done in line for line in lines)
+
+
+def test_forwarding_reads_at_most_the_cap_per_airflow_task_and_says_so(stepped: Any) -> None:
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+    from airflow_provider_hatchet.operators._log_forwarding import MAX_LOG_READS
+
+    sim, clock = stepped
+    hook = HatchetHook()
+    # Two reads for the first run (one task), four for each other one (three tasks).
+    run_ids = [hook.run_workflow("demo-etl", {})] + [hook.run_workflow("demo-multi", {"i": i}) for i in range(59)]
+    clock.advance(10)
+    wait = ended(hook, run_ids, WaitStatus.SUCCESS)
+    sim.clear_requests()
+    lines = forwarded(wait, mode="always", max_lines_per_task=1, max_lines=10_000)
+    hook.close()
+
+    assert len(sim.requests) == MAX_LOG_READS
+    # 2 + 24 * 4 reads for the first 25 runs, then the 26th's details and its first task's lines.
+    assert sum("----- Hatchet logs of run" in line for line in lines) == 1 + 24 * 3 + 1
+    assert (f"Hatchet logs of 2 more task(s) of run {run_ids[25]} not read: the cap of {MAX_LOG_READS} log reads "
+            "per Airflow task was reached.") in lines
+    assert (f"Hatchet logs of 34 more run(s) not read: the cap of {MAX_LOG_READS} log reads per Airflow task was "
+            "reached.") in lines
