@@ -27,17 +27,10 @@ def make_dag(dag_id: str) -> Any:
     return DAG(dag_id, schedule=None, start_date=dt.datetime(2025, 1, 1), catchup=False)
 
 
-def add_connection_with_the_cli(monkeypatch: pytest.MonkeyPatch, conn_id: str, *fields: str) -> None:
+def add_connection_with_the_cli(conn_id: str, *fields: str) -> None:
     """``airflow connections add`` in a subprocess, on this session's metadata DB and with its Fernet key."""
     from airflow.configuration import conf
 
-    if not AIRFLOW_V_3_0_PLUS:
-        # Airflow 2.10 cannot encrypt with the cryptography installed here (it sets an attribute MultiFernet no
-        # longer accepts), so both processes store and read the connection unencrypted.
-        from airflow.models import crypto
-
-        monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "")
-        monkeypatch.setattr(crypto, "_fernet", None)
     airflow = Path(sys.executable).with_name("airflow")
     env = {name: value for name, value in os.environ.items() if not name.startswith("AIRFLOW_CONN_")}
     env["AIRFLOW__CORE__FERNET_KEY"] = conf.get("core", "fernet_key")
@@ -55,7 +48,7 @@ def test_a_connection_added_with_the_cli_is_found_by_waits_in_the_worker_and_def
 
     monkeypatch.delenv("HATCHET_CLIENT_TOKEN", raising=False)  # no environment fallback to hide a miss
     conn_id = f"hatchet_stored_{uuid.uuid4().hex[:8]}"
-    add_connection_with_the_cli(monkeypatch, conn_id, "--conn-type", "hatchet", "--conn-host", hatchet_server.url,
+    add_connection_with_the_cli(conn_id, "--conn-type", "hatchet", "--conn-host", hatchet_server.url,
                                 "--conn-password", hatchet.token)
     with make_dag("connection_from_the_metadata_db") as dag:
         worker = HatchetRunWorkflowOperator(task_id="worker", workflow_name="demo-etl", wait_for_completion=True,
