@@ -37,8 +37,9 @@ MAX_LINE_CHARS = 10_000
 CONTINUATION = "    | "
 
 # Control characters but tab and newline, the Unicode line and paragraph separators and the bidirectional
-# controls: whatever could end a line, move the cursor or reorder what a reader sees.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# controls: whatever could end a line, move the cursor or reorder what a reader sees. Lone surrogates too: a log
+# handler writing UTF-8 fails on them and loses the line.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _ENDED_BADLY = frozenset({RunStatus.FAILED.value, RunStatus.CANCELLED.value})
 _STARTED_NOT_COMPLETED = frozenset({RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELLED})
 
