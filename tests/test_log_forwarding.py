@@ -267,7 +267,7 @@ def test_a_forwarded_line_cannot_end_a_line_or_forge_one(stepped: Any, message: 
 def test_a_lone_surrogate_is_escaped_so_a_utf8_log_handler_keeps_the_line() -> None:
     from airflow_provider_hatchet.operators._log_forwarding import safe_text
 
-    # A server's JSON can carry one (as \\ud800), but httpx refuses to send one, so the text is given directly.
+    # A server's JSON can carry one (as \ud800), but httpx refuses to send one, so the text is given directly.
     shown = safe_text("lone\ud800surrogate")
     assert shown == "lone\\ud800surrogate"
     shown.encode("utf-8")
