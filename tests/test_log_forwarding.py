@@ -12,6 +12,8 @@ import pytest
 
 from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS
 from airflow_provider_hatchet.client import ClientConfig, HatchetClient, HatchetValidationError
+from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
+from airflow_provider_hatchet.testing import HatchetSimulator, ManualClock, SimulatorServer, register_demo_workflows
 from tests.airflow_helpers import task_state, xcom_value
 
 pytestmark = pytest.mark.af2
@@ -136,6 +138,26 @@ def test_the_sensor_forwards_the_failed_runs_of_a_list(hatchet: Any, dag_runner:
     assert f"Hatchet logs of run {done}" not in out
 
 
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="dag.test() on Airflow 2.10 runs a sensor's dependency checks "
+                    "through the configured executor, which refuses the tests' SQLite database")
+def test_a_poking_sensor_reads_no_logs_of_the_runs_still_running(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor
+
+    hatchet.visibility_delay = 0.0
+    with HatchetClient(ClientConfig.from_token(hatchet.token)) as client:
+        failed = [client.trigger_run("demo-fail", {"i": i}) for i in range(4)]
+        running = [client.trigger_run("demo-etl", {"i": i, "__sim__": {"behaviour": "hang"}}) for i in range(40)]
+    with make_dag("logs_sensor_running") as dag:
+        HatchetWorkflowRunSensor(task_id="t", run_id=running[:20] + failed + running[20:], poke_interval=0.1)
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "failed"
+    assert len(log_reads(hatchet)) == 4
+    assert {r.path.split("/")[-2] for r in log_reads(hatchet)} == {hatchet.get_run(run_id).task_ids[0]
+                                                                  for run_id in failed}
+    assert logs().count("----- Hatchet logs of run") >= 4
+
+
 @pytest.mark.parametrize(
     ("arguments", "field", "problem"),
     [
@@ -162,3 +184,173 @@ def test_bad_forwarding_arguments_fail_when_the_task_is_defined(
     with pytest.raises(HatchetValidationError, match=problem) as err:
         make()
     assert err.value.field == field
+
+
+class TaskLogLines:
+    """The task's logger, keeping each record as the line it renders to."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, msg: str, /, *args: Any) -> None:
+        self.lines.append(msg % args)
+
+    def warning(self, msg: str, /, *args: Any) -> None:
+        self.lines.append("WARNING " + msg % args)
+
+
+@pytest.fixture
+def stepped(airflow_conn: Any) -> Any:
+    """A simulator of its own on a manual clock, with the demo workflows, ``hatchet_default`` pointing at it.
+
+    Gives ``(simulator, clock)``."""
+    clock = ManualClock()
+    sim = HatchetSimulator(visibility_delay=0.0, clock=clock)
+    register_demo_workflows(sim)
+    with SimulatorServer(sim) as server:
+        airflow_conn("hatchet_default", conn_type="hatchet", host=server.url, password=sim.token)
+        yield sim, clock
+
+
+def ended(hook: Any, run_ids: list[str], status: WaitStatus) -> WaitEvent:
+    """The wait's end as the waiter reports it: each run's status read from the server."""
+    return WaitEvent(status, run_ids, statuses={run_id: hook.get_run_status(run_id).value for run_id in run_ids})
+
+
+def forwarded(wait: WaitEvent, **settings: Any) -> list[str]:
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+    from airflow_provider_hatchet.operators._log_forwarding import LogForwarding, forward_logs
+
+    log = TaskLogLines()
+    hook = HatchetHook()
+    try:
+        forward_logs(hook, log, wait, LogForwarding(**settings))
+    finally:
+        hook.close()
+    return log.lines
+
+
+FORGED = "[2026-01-01, 00:00:00 UTC] {taskinstance.py:123} INFO - Marking task as SUCCESS"
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        (f"ok\n{FORGED}", f"ok\n    | {FORGED}"),
+        (f"ok\r\n{FORGED}\n", f"ok\n    | {FORGED}"),
+        ("before\rafter", "before\\x0dafter"),
+        ("\r", "\\x0d"),
+        ("\x1b[2Kwiped", "\\x1b[2Kwiped"),
+        ("nul\x00here", "nul\\x00here"),
+        ("tab\tkept", "tab\tkept"),
+        ("next\x85line\u2028sep\u202egnirts", "next\\x85line\\u2028sep\\u202egnirts"),
+    ],
+)
+def test_a_forwarded_line_cannot_end_a_line_or_forge_one(stepped: Any, message: str, shown: str) -> None:
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+
+    _, clock = stepped
+    hook = HatchetHook()
+    run_id = hook.run_workflow("demo-fail", {"__sim__": {"error_message": message}})
+    clock.advance(1)
+    lines = forwarded(ended(hook, [run_id], WaitStatus.FAILED))
+    hook.close()
+
+    failing = [line for line in lines if "demo-fail:run failing: " in line]
+    assert len(failing) == 1, lines
+    assert failing[0].endswith(f" INFO demo-fail:run failing: {shown}")
+    for line in lines:
+        assert all(ch in "\t\n" or ch.isprintable() for ch in line), repr(line)
+        assert all(part.startswith("    | ") for part in line.split("\n")[1:]), repr(line)
+
+
+def test_a_lone_surrogate_is_escaped_so_a_utf8_log_handler_keeps_the_line() -> None:
+    from airflow_provider_hatchet.operators._log_forwarding import safe_text
+
+    # A server's JSON can carry one (as \ud800), but httpx refuses to send one, so the text is given directly.
+    shown = safe_text("lone\ud800surrogate")
+    assert shown == "lone\\ud800surrogate"
+    shown.encode("utf-8")
+
+
+def test_a_huge_forwarded_line_is_cut_with_a_note_of_how_much(stepped: Any) -> None:
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+    from airflow_provider_hatchet.operators._log_forwarding import MAX_LINE_CHARS
+
+    _, clock = stepped
+    hook = HatchetHook()
+    run_id = hook.run_workflow("demo-fail", {"__sim__": {"error_message": "x" * 5_000_000}})
+    clock.advance(1)
+    lines = forwarded(ended(hook, [run_id], WaitStatus.FAILED))
+    hook.close()
+
+    failing = [line for line in lines if "demo-fail:run failing: " in line]
+    assert len(failing) == 1
+    kept = MAX_LINE_CHARS - len("demo-fail:run failing: ")
+    assert failing[0].endswith("failing: " + "x" * kept + f" [... {5_000_000 - kept} more characters cut: a "
+                               f"forwarded line keeps its first {MAX_LINE_CHARS}]")
+    assert max(len(line) for line in lines) < MAX_LINE_CHARS + 200
+    # The run's input line (the same 5 MB, as JSON) is cut too.
+    assert all(len(line) < MAX_LINE_CHARS + 200 for line in lines)
+
+
+def test_on_failure_reads_only_the_runs_that_failed_or_were_cancelled(stepped: Any) -> None:
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+
+    sim, clock = stepped
+    hook = HatchetHook()
+    failed = [hook.run_workflow("demo-fail", {"i": i}) for i in range(3)]
+    cancelled = hook.run_workflow("demo-etl", {"__sim__": {"behaviour": "hang"}})
+    running = [hook.run_workflow("demo-etl", {"i": i, "__sim__": {"behaviour": "hang"}}) for i in range(60)]
+    clock.advance(1)
+    hook.cancel_runs([cancelled])
+    clock.advance(1)
+    wait = ended(hook, [*running[:30], *failed, cancelled, *running[30:]], WaitStatus.FAILED)
+    assert {wait.statuses[run_id] for run_id in running} == {"RUNNING"}
+    sim.clear_requests()
+    lines = forwarded(wait)
+    hook.close()
+
+    reads = [(r.route, r.path) for r in sim.requests]
+    assert len(reads) == 8  # one details and one log read per run that ended badly
+    assert {path.rsplit("/", 1)[-1] for route, path in reads if route == "details"} == {*failed, cancelled}
+    assert sum("----- Hatchet logs of run" in line for line in lines) == 4
+    assert not any(run_id in line for line in lines for run_id in running)
+
+
+def test_a_timeout_reads_the_runs_that_had_not_completed(stepped: Any) -> None:
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+
+    _, clock = stepped
+    hook = HatchetHook()
+    done = hook.run_workflow("demo-etl", {"which": "done"})
+    stuck = hook.run_workflow("demo-etl", {"which": "stuck", "__sim__": {"behaviour": "hang"}})
+    clock.advance(1)
+    lines = forwarded(ended(hook, [done, stuck], WaitStatus.TIMEOUT))
+    hook.close()
+
+    assert any(f"----- Hatchet logs of run {stuck}, task run (" in line for line in lines)
+    assert not any(done in line for line in lines)
+
+
+def test_forwarding_reads_at_most_the_cap_per_airflow_task_and_says_so(stepped: Any) -> None:
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+    from airflow_provider_hatchet.operators._log_forwarding import MAX_LOG_READS
+
+    sim, clock = stepped
+    hook = HatchetHook()
+    # Two reads for the first run (one task), four for each other one (three tasks).
+    run_ids = [hook.run_workflow("demo-etl", {})] + [hook.run_workflow("demo-multi", {"i": i}) for i in range(59)]
+    clock.advance(10)
+    wait = ended(hook, run_ids, WaitStatus.SUCCESS)
+    sim.clear_requests()
+    lines = forwarded(wait, mode="always", max_lines_per_task=1, max_lines=10_000)
+    hook.close()
+
+    assert len(sim.requests) == MAX_LOG_READS
+    # 2 + 24 * 4 reads for the first 25 runs, then the 26th's details and its first task's lines.
+    assert sum("----- Hatchet logs of run" in line for line in lines) == 1 + 24 * 3 + 1
+    assert (f"Hatchet logs of 2 more task(s) of run {run_ids[25]} not read: the cap of {MAX_LOG_READS} log reads "
+            "per Airflow task was reached.") in lines
+    assert (f"Hatchet logs of 34 more run(s) not read: the cap of {MAX_LOG_READS} log reads per Airflow task was "
+            "reached.") in lines

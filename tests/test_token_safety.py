@@ -117,3 +117,23 @@ def test_the_grpc_paths_show_no_token_even_at_debug_level(
     for secret in (token, refused):
         for part in (secret, secret.split(".")[2]):
             assert part not in haystack
+
+
+def test_the_token_signature_alone_is_masked(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    from airflow_provider_hatchet._compat import redact
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+    from airflow_provider_hatchet.operators.hatchet import HatchetRunWorkflowOperator
+
+    signature = hatchet.token.split(".")[2]
+    # A Hatchet task that logs the signature alone (here: its input), forwarded into the task log.
+    with make_dag("token_signature") as dag:
+        HatchetRunWorkflowOperator(task_id="t", workflow_name="demo-etl", input={"s": signature},
+                                   wait_for_completion=True, poll_interval=0.1, forward_logs="always")
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    output = logs()
+    assert 'input: {"s": "***"}' in output
+    assert f'input: {{"s": "{signature}"}}' not in output
+    HatchetHook().config  # noqa: B018  (reading the connection registers the token)
+    assert redact(f"signature: {signature}") == "signature: ***"

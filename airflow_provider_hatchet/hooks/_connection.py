@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -10,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_hatchet._compat import AirflowNotFoundException, BaseHook
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.errors import HatchetConfigError
 
@@ -19,6 +21,41 @@ ENV_TENANT_ID = "HATCHET_CLIENT_TENANT_ID"
 ENV_NAMESPACE = "HATCHET_CLIENT_NAMESPACE"
 ENV_HOST_PORT = "HATCHET_CLIENT_HOST_PORT"
 ENV_TLS_STRATEGY = "HATCHET_CLIENT_TLS_STRATEGY"
+
+log = logging.getLogger(__name__)
+
+
+def get_airflow_connection(conn_id: str) -> Any | None:
+    """The Airflow connection ``conn_id`` from Airflow's sync lookup, or None if it does not exist.
+
+    :param conn_id: the connection id.
+    """
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
+
+
+async def aget_airflow_connection(conn_id: str) -> Any | None:
+    """The Airflow connection ``conn_id`` without blocking the event loop, or None if no lookup finds it.
+
+    Airflow 3's async lookup misses the metadata DB under ``airflow dags test`` and ``dag.test()``
+    (apache/airflow#63929), so its "not found" is checked with the sync lookup, in a thread, before the caller
+    falls back to the environment.
+
+    :param conn_id: the connection id.
+    """
+    from asgiref.sync import sync_to_async
+
+    if hasattr(BaseHook, "aget_connection"):
+        try:
+            return await BaseHook.aget_connection(conn_id)
+        except AirflowNotFoundException:
+            pass
+    conn = await sync_to_async(get_airflow_connection)(conn_id)
+    if conn is not None and hasattr(BaseHook, "aget_connection"):
+        log.debug("Connection %r was found by Airflow's sync lookup only.", conn_id)
+    return conn
 
 
 def extra_value(extra: Mapping[str, Any], name: str) -> Any:

@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_hatchet._compat import AirflowNotFoundException, BaseHook, mask_secret
+from airflow_provider_hatchet._compat import BaseHook, mask_secret
 from airflow_provider_hatchet.client import TriggerRequest, run_actions, validation
 from airflow_provider_hatchet.client.config import ClientConfig, apply_namespace
 from airflow_provider_hatchet.client.errors import (
@@ -26,9 +26,11 @@ from airflow_provider_hatchet.client.errors import (
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_hatchet.client.run_filter import RunFilter
 from airflow_provider_hatchet.hooks._connection import (
+    aget_airflow_connection,
     config_from_connection,
     config_from_environment,
     decode_extra,
+    get_airflow_connection,
 )
 from airflow_provider_hatchet.hooks._run_scope import DEFAULT_MAX_RUNS, check_flag, check_max_runs, scoped
 from airflow_provider_hatchet.hooks._shared_clients import LoopClients
@@ -106,25 +108,13 @@ class HatchetHook(BaseHook):
     @cached_property
     def config(self) -> ClientConfig:
         """The client settings, read from the connection (or the environment) once."""
-        try:
-            conn = self.get_connection(self.hatchet_conn_id)
-        except AirflowNotFoundException:
-            conn = None
-        return self._remember(self._config_from(conn))
+        return self._remember(self._config_from(get_airflow_connection(self.hatchet_conn_id)))
 
     async def aget_config(self) -> ClientConfig:
         """The client settings, read without blocking the event loop (for triggers)."""
         if "config" in self.__dict__:
             return self.config
-        try:
-            if hasattr(BaseHook, "aget_connection"):
-                conn = await BaseHook.aget_connection(self.hatchet_conn_id)
-            else:
-                from asgiref.sync import sync_to_async
-
-                conn = await sync_to_async(BaseHook.get_connection)(self.hatchet_conn_id)
-        except AirflowNotFoundException:
-            conn = None
+        conn = await aget_airflow_connection(self.hatchet_conn_id)
         self.__dict__["config"] = config = self._remember(self._config_from(conn))
         return config
 
@@ -141,15 +131,14 @@ class HatchetHook(BaseHook):
                 self.hatchet_conn_id, config.server_url, config.tenant_id,
             )
             return config
-        if conn.password:
-            mask_secret(conn.password)
+        mask_token(conn.password)
         return config_from_connection(
             conn.password, conn.host, conn.schema, conn.port, decode_extra(conn.extra), self.namespace
         )
 
     @staticmethod
     def _remember(config: ClientConfig) -> ClientConfig:
-        mask_secret(config.token)
+        mask_token(config.token)
         if config.proxy:
             from httpx import URL
 
@@ -717,6 +706,22 @@ class HatchetHook(BaseHook):
         finally:
             self.close()
         return True, f"Connected to Hatchet at {config.server_url} (tenant {config.tenant_id})."
+
+
+def mask_token(token: str | None) -> None:
+    """Register a token with Airflow's secrets masker: the whole of it and, for a JWT, its signature.
+
+    The signature is the only secret part of a JWT (the header and claims are base64 of public facts), and a
+    line may carry it alone.
+
+    :param token: the API token; nothing is registered for an empty one.
+    """
+    if not token:
+        return
+    mask_secret(token)
+    parts = token.split(".")
+    if len(parts) == 3 and parts[2]:
+        mask_secret(parts[2])
 
 
 def unknown_workflow_error(full_name: str, config: ClientConfig, known: Iterable[str]) -> HatchetValidationError:

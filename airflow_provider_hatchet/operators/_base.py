@@ -62,8 +62,9 @@ class HatchetTriggerOperatorBase(BaseOperator):
     :param timeout: seconds, more than 0, from the try's start after which unfinished runs are cancelled and the
         task fails; None waits forever. An earlier ``execution_timeout`` ends the wait the same way, also while
         deferred.
-    :param forward_logs: write Hatchet's task logs into the task log once the wait ends: ``on_failure`` (the
-        tasks that did not complete, when the wait did not succeed), ``always`` or ``never``.
+    :param forward_logs: write Hatchet's task logs into the task log once the wait ends: ``on_failure`` (when the
+        wait did not succeed: the runs that failed or were cancelled, after a timeout the unfinished ones; at most
+        100 reads), ``always`` or ``never``. Control characters are escaped and a line is cut at 10,000 characters.
     :param forward_logs_max_lines_per_task: the most lines written per Hatchet task (its last ones), 1 to 10,000.
     :param forward_logs_max_lines: the most lines this task writes in all, 1 to 10,000.
     :raises HatchetValidationError: when ``poll_interval`` or ``timeout`` is not more than 0, or a

@@ -6,6 +6,7 @@ is logged as a warning and never changes the task's outcome.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,14 +29,52 @@ class TaskLog(Protocol):
 
 DEFAULT_LINES_PER_TASK = 100
 DEFAULT_LINES = 1000
+# The most requests forwarding makes for one Airflow task: one details read per run, one log read per Hatchet task.
+MAX_LOG_READS = 100
+# The most characters kept of one Hatchet log line (after masking); a note says how many more were cut.
+MAX_LINE_CHARS = 10_000
+# Starts every line that followed a newline inside one Hatchet log line, so that no forwarded text starts a line.
+CONTINUATION = "    | "
+
+# Control characters but tab and newline, the Unicode line and paragraph separators and the bidirectional
+# controls: whatever could end a line, move the cursor or reorder what a reader sees. Lone surrogates too: a log
+# handler writing UTF-8 fails on them and loses the line.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_ENDED_BADLY = frozenset({RunStatus.FAILED.value, RunStatus.CANCELLED.value})
+_STARTED_NOT_COMPLETED = frozenset({RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe_text(text: str, limit: int = MAX_LINE_CHARS) -> str:
+    """Hatchet's text made safe to write into the task log: it cannot end a line or forge one.
+
+    Control characters (but tab) are written as ``\\xNN`` or ``\\uNNNN``; each line after an embedded newline starts
+    with :data:`CONTINUATION`; text beyond ``limit`` characters is cut, with a note of how much.
+
+    :param text: the text, already masked.
+    :param limit: the most characters kept.
+    """
+    text = text.replace("\r\n", "\n").rstrip("\n")
+    cut = len(text) - limit
+    if cut > 0:
+        text = text[:limit]
+    text = _UNSAFE.sub(_escape, text).replace("\n", "\n" + CONTINUATION)
+    if cut > 0:
+        text += f" [... {cut} more characters cut: a forwarded line keeps its first {limit}]"
+    return text
 
 
 @dataclass(frozen=True)
 class LogForwarding:
     """What to forward, checked when the task is defined.
 
-    :param mode: ``on_failure`` (the tasks that did not complete, when the wait did not succeed), ``always``
-        (every task of every run) or ``never``.
+    :param mode: ``on_failure`` (when the wait did not succeed: the runs that failed or were cancelled, or on a
+        timeout the unfinished ones, and in them the tasks that started and did not complete), ``always`` (every
+        task of every run) or ``never``.
     :param max_lines_per_task: the most lines written for one Hatchet task: its last ones.
     :param max_lines: the most lines written by one Airflow task, all Hatchet tasks together.
     """
@@ -56,22 +95,44 @@ class LogForwarding:
                    check_line_cap(max_lines, "forward_logs_max_lines"))
 
     def runs(self, wait: WaitEvent) -> list[str]:
-        """The runs whose logs are read after this wait: none, the ones that did not complete, or all."""
+        """The runs whose logs are read after this wait, in its order.
+
+        ``on_failure`` never reads a run still running when the wait failed: only the runs that ended FAILED or
+        CANCELLED; after a timeout, the runs that had not completed (what timed out).
+
+        :param wait: how the wait ended.
+        """
         if self.mode == "always":
             return list(wait.run_ids)
         if self.mode == "never" or wait.status is WaitStatus.SUCCESS:
             return []
-        return [run_id for run_id in wait.run_ids if wait.statuses.get(run_id) != RunStatus.COMPLETED.value]
+        if wait.status is WaitStatus.TIMEOUT:
+            return [run_id for run_id in wait.run_ids if wait.statuses.get(run_id) != RunStatus.COMPLETED.value]
+        return [run_id for run_id in wait.run_ids if wait.statuses.get(run_id) in _ENDED_BADLY]
 
     def tasks(self, tasks: list[TaskSummary]) -> list[TaskSummary]:
-        """The tasks of a chosen run whose logs are read, in creation order."""
+        """The tasks of a chosen run whose logs are read, in creation order.
+
+        :param tasks: the run's tasks, in creation order.
+        """
         if self.mode == "always":
             return tasks
-        return [task for task in tasks if task.status is not RunStatus.COMPLETED]
+        return [task for task in tasks if task.status in _STARTED_NOT_COMPLETED]
+
+
+@dataclass
+class _Budget:
+    """What one Airflow task may still write and read."""
+
+    lines: int
+    reads: int = MAX_LOG_READS
 
 
 def forward_logs(hook: HatchetHook, log: TaskLog, wait: WaitEvent, settings: LogForwarding) -> None:
     """Write the chosen tasks' lines into the task log, masked by Airflow's secrets masker; never raises.
+
+    At most :data:`MAX_LOG_READS` requests are made, and ``settings.max_lines`` lines written; a note says what
+    was left unread.
 
     :param hook: the hook to read with.
     :param log: the task's logger.
@@ -79,37 +140,44 @@ def forward_logs(hook: HatchetHook, log: TaskLog, wait: WaitEvent, settings: Log
     :param settings: what to forward.
     """
     run_ids = settings.runs(wait)
-    budget = settings.max_lines
+    budget = _Budget(settings.max_lines)
     for done, run_id in enumerate(run_ids):
-        if budget <= 0:
-            log.info("Hatchet logs of %d more run(s) not read: forward_logs_max_lines (%d) was reached.",
-                     len(run_ids) - done, settings.max_lines)
+        if budget.lines <= 0 or budget.reads <= 0:
+            log.info("Hatchet logs of %d more run(s) not read: %s.", len(run_ids) - done, _reached(settings, budget))
             return
         try:
-            budget -= _forward_run(hook, log, run_id, settings, budget)
+            _forward_run(hook, log, run_id, settings, budget)
         except Exception as exc:  # reading logs must never change the task's outcome
-            log.warning("Could not read Hatchet's task logs of run %s: %s", run_id, exc)
+            log.warning("Could not read Hatchet's task logs of run %s: %s", run_id, safe_text(str(exc), 2000))
             return
 
 
-def _forward_run(hook: HatchetHook, log: TaskLog, run_id: str, settings: LogForwarding, budget: int) -> int:
-    written = 0
-    for task in settings.tasks(hook.get_run(run_id).tasks_in_order()):
-        left = budget - written
-        if left <= 0:
-            log.info("Hatchet logs of run %s cut: forward_logs_max_lines (%d) was reached.", run_id,
-                     settings.max_lines)
-            break
-        written += _forward_task(hook, log, run_id, task, min(settings.max_lines_per_task, left))
-    return written
+def _reached(settings: LogForwarding, budget: _Budget) -> str:
+    if budget.lines <= 0:
+        return f"forward_logs_max_lines ({settings.max_lines}) was reached"
+    return f"the cap of {MAX_LOG_READS} log reads per Airflow task was reached"
+
+
+def _forward_run(hook: HatchetHook, log: TaskLog, run_id: str, settings: LogForwarding, budget: _Budget) -> None:
+    budget.reads -= 1
+    tasks = settings.tasks(hook.get_run(run_id).tasks_in_order())
+    for done, task in enumerate(tasks):
+        if budget.lines <= 0 or budget.reads <= 0:
+            log.info("Hatchet logs of %d more task(s) of run %s not read: %s.", len(tasks) - done, run_id,
+                     _reached(settings, budget))
+            return
+        budget.reads -= 1
+        budget.lines -= _forward_task(hook, log, run_id, task, min(settings.max_lines_per_task, budget.lines))
 
 
 def _forward_task(hook: HatchetHook, log: TaskLog, run_id: str, task: TaskSummary, cap: int) -> int:
     task_id = task.task_external_id or run_id
     attempt = task.attempt or 1
+    name = safe_text(task.name, 200)
     # The newest lines, one more than shown to learn whether any were cut; shown oldest first.
     lines = hook.get_task_logs(task_id, limit=min(cap + 1, MAX_LOG_LIMIT), attempt=attempt, newest_first=True)[::-1]
-    log.info("----- Hatchet logs of run %s, task %s (%s), attempt %d -----", run_id, task.name, task_id, attempt)
+    log.info("----- Hatchet logs of run %s, task %s (%s), attempt %d -----", run_id, name, safe_text(task_id, 200),
+             attempt)
     if not lines:
         log.info("(no lines)")
         return 0
@@ -118,6 +186,7 @@ def _forward_task(hook: HatchetHook, log: TaskLog, run_id: str, task: TaskSummar
         log.info("(earlier lines cut: the last %d are shown; see forward_logs_max_lines_per_task and "
                  "forward_logs_max_lines)", cap)
     for line in shown:
-        log.info("%s %s %s", line.created_at.isoformat(), line.level or "INFO", redact(line.message))
-    log.info("----- end of Hatchet logs of task %s -----", task.name)
+        log.info("%s %s %s", line.created_at.isoformat(), safe_text(line.level or "INFO", 20),
+                 safe_text(str(redact(line.message))))
+    log.info("----- end of Hatchet logs of task %s -----", name)
     return len(shown)

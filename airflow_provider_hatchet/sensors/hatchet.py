@@ -115,8 +115,9 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
     :param max_concurrency: the most requests in flight at once.
     :param cancel_on_kill: in deferrable mode on Airflow 3.3+, cancel the unfinished runs when a person marks the
         deferred task failed or success, or clears it.
-    :param forward_logs: write Hatchet's task logs into the task log once the wait ends: ``on_failure`` (the
-        tasks that did not complete, when the wait did not succeed), ``always`` or ``never``.
+    :param forward_logs: write Hatchet's task logs into the task log once the wait ends: ``on_failure`` (when the
+        wait did not succeed: the runs that failed or were cancelled, after a timeout the unfinished ones; at most
+        100 reads), ``always`` or ``never``. Control characters are escaped and a line is cut at 10,000 characters.
     :param forward_logs_max_lines_per_task: the most lines written per Hatchet task (its last ones), 1 to 10,000.
     :param forward_logs_max_lines: the most lines this task writes in all, 1 to 10,000.
     """

@@ -88,14 +88,22 @@ def test_the_lines_of_all_tasks_together_stop_at_the_airflow_tasks_cap(
     backend: Backend, airflow_conn: Any, dag_runner: Any, logs: Any
 ) -> None:
     from airflow_provider_hatchet.operators.hatchet import HatchetRunWorkflowsOperator
+    from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor
 
     backend.connect(airflow_conn)
     with make_dag("real_logs_total_cap") as dag:
-        HatchetRunWorkflowsOperator(
-            task_id="t", wait_for_completion=True, poll_interval=0.2, forward_logs_max_lines=8,
+        start = HatchetRunWorkflowsOperator(
+            task_id="start", wait_for_completion=False,
             workflow_runs=[{"workflow_name": "demo-fail", "input": {"__sim__": {"log_lines": 3}, "i": i},
                             "options": {"additional_metadata": {"test_tag": backend.tag}}} for i in range(3)],
         )
+        # A wait ends at the first failure and reads only the runs that have ended: each run is waited on alone
+        # first, so that all three have failed when "t" looks.
+        each = [HatchetWorkflowRunSensor(task_id=f"each_{i}", run_id=f"{{{{ ti.xcom_pull(task_ids='start')[{i}] }}}}",
+                                         poke_interval=0.2, forward_logs="never", trigger_rule="all_done")
+                for i in range(3)]
+        start >> each >> HatchetWorkflowRunSensor(task_id="t", run_id=start.output, poke_interval=0.2,
+                                                  forward_logs_max_lines=8, trigger_rule="all_done")
     dag_run = dag_runner(dag)
 
     assert task_state(dag_run, "t") == "failed"
@@ -105,3 +113,22 @@ def test_the_lines_of_all_tasks_together_stop_at_the_airflow_tasks_cap(
     assert out.count("demo-fail:run failing:") == 2
     assert out.count("----- Hatchet logs of run") == 2
     assert "Hatchet logs of 1 more run(s) not read: forward_logs_max_lines (8) was reached." in out
+
+
+def test_a_hostile_line_reaches_the_task_log_escaped(
+    backend: Backend, airflow_conn: Any, dag_runner: Any, logs: Any
+) -> None:
+    """Hatchet keeps a line's newlines and escape sequences as they were sent; the task log gets them escaped, and
+    each line after a newline marked as a continuation. (Rendering the templated input turns the carriage return
+    into a newline, as Jinja does.)"""
+    from tests.test_log_forwarding import FORGED
+
+    backend.connect(airflow_conn)
+    message = f"ok {backend.tag}\n{FORGED}\rback\x1b[2Kwiped\u202eflip"
+    with make_dag("real_logs_hostile") as dag:
+        waiting_task("operator-in-worker", backend, {"__sim__": {"error_message": message}})
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "failed"
+    shown = f"demo-fail:run failing: ok {backend.tag}\n    | {FORGED}\n    | back\\x1b[2Kwiped\\u202eflip"
+    assert shown in logs()
