@@ -120,6 +120,29 @@ def test_input_must_be_a_json_object(value: object) -> None:
     assert err.value.field == "input"
 
 
+@pytest.mark.parametrize(("value", "where"), [
+    ({"a": "x\x00"}, "['a']"),
+    ({"a": [1, {"b": "\x00"}]}, "['a'][1]['b']"),
+    ({"a\x00": 1}, "['a\\x00']"),
+])
+def test_input_holding_u0000_is_refused_naming_where(value: object, where: str) -> None:
+    # The real server accepts such a run and never stores it (docs/hatchet-behaviour.md).
+    with pytest.raises(HatchetValidationError) as err:
+        validation.check_input(value)
+    assert (err.value.field, where in err.value.problem) == ("input", True)
+
+
+def test_input_holding_the_text_backslash_u0000_is_kept() -> None:
+    assert validation.check_input({"a": "\\u0000"}) == {"a": "\\u0000"}
+
+
+@pytest.mark.parametrize("value", [{"k": "a\x00b"}, {"k\x00": "v"}])
+def test_metadata_holding_u0000_is_refused(value: dict[str, str]) -> None:
+    # The real server answers such a trigger 500 after 10 s.
+    with pytest.raises(HatchetValidationError, match="U\\+0000"):
+        validation.check_metadata(value)
+
+
 @pytest.mark.parametrize("value", [0, 4, -1, "2", 2.0, True])
 def test_priority_must_be_1_to_3(value: object) -> None:
     with pytest.raises(HatchetValidationError, match="priority"):

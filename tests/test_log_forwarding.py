@@ -249,23 +249,25 @@ FORGED = "[2026-01-01, 00:00:00 UTC] {taskinstance.py:123} INFO - Marking task a
 def test_a_forwarded_line_cannot_end_a_line_or_forge_one(stepped: Any, message: str, shown: str) -> None:
     from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 
-    _, clock = stepped
+    sim, clock = stepped
+    # The worker's text, not the run's input: an input holding U+0000 is refused before it is sent.
+    sim.register_workflow("forger", "fail", duration=0.5, error_message=message)
     hook = HatchetHook()
-    run_id = hook.run_workflow("demo-fail", {"__sim__": {"error_message": message}})
+    run_id = hook.run_workflow("forger", {})
     clock.advance(1)
     lines = forwarded(ended(hook, [run_id], WaitStatus.FAILED))
     hook.close()
 
-    failing = [line for line in lines if "demo-fail:run failing: " in line]
+    failing = [line for line in lines if "forger:run failing: " in line]
     assert len(failing) == 1, lines
-    assert failing[0].endswith(f" INFO demo-fail:run failing: {shown}")
+    assert failing[0].endswith(f" INFO forger:run failing: {shown}")
     for line in lines:
         assert all(ch in "\t\n" or ch.isprintable() for ch in line), repr(line)
         assert all(part.startswith("    | ") for part in line.split("\n")[1:]), repr(line)
 
 
 def test_a_lone_surrogate_is_escaped_so_a_utf8_log_handler_keeps_the_line() -> None:
-    from airflow_provider_hatchet.operators._log_forwarding import safe_text
+    from airflow_provider_hatchet.client.safe_text import safe_text
 
     # A server's JSON can carry one (as \ud800), but httpx refuses to send one, so the text is given directly.
     shown = safe_text("lone\ud800surrogate")
@@ -274,8 +276,8 @@ def test_a_lone_surrogate_is_escaped_so_a_utf8_log_handler_keeps_the_line() -> N
 
 
 def test_a_huge_forwarded_line_is_cut_with_a_note_of_how_much(stepped: Any) -> None:
+    from airflow_provider_hatchet.client.safe_text import MAX_LINE_CHARS
     from airflow_provider_hatchet.hooks.hatchet import HatchetHook
-    from airflow_provider_hatchet.operators._log_forwarding import MAX_LINE_CHARS
 
     _, clock = stepped
     hook = HatchetHook()

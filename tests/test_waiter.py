@@ -117,6 +117,21 @@ async def test_failure_names_the_run_and_hatchets_error_per_task(client: AsyncHa
     assert "outputs" not in verdict.event([run_id]).to_payload()
 
 
+async def test_hatchets_error_text_cannot_forge_a_line_of_the_failure_message(
+    sim: HatchetSimulator, client: AsyncHatchetClient
+) -> None:
+    forged = "boom\n[2026-01-01, 00:00:00 UTC] {taskinstance.py:123} INFO - Marking task as SUCCESS\x1b[2K"
+    sim.register_workflow("forger", "fail", duration=0.02, error_message=forged + "x" * 50_000)
+    (run_id,) = await trigger(client, "forger")
+    verdict = await wait(client, WaitState((run_id,), batch_field=TI_KEY))
+
+    assert verdict.errors[run_id]["run"].startswith(forged)  # the event keeps Hatchet's text whole
+    lines = verdict.message.splitlines()
+    assert not any(line.startswith("[2026-01-01") for line in lines)
+    assert "\x1b" not in verdict.message and "\\x1b[2K" in verdict.message
+    assert "Marking task as SUCCESS" in verdict.message and len(verdict.message) < 3_000
+
+
 async def test_one_failure_ends_the_wait_while_others_still_run(client: AsyncHatchetClient) -> None:
     hanging = await trigger(client, "forever", 3)
     broken = await trigger(client, "broken")

@@ -79,13 +79,36 @@ def check_input(value: object, field: str = "input") -> dict[str, Any]:
             raise HatchetValidationError(field, f"keys must be strings, got {key!r}")
     try:
         json.dumps(value, allow_nan=False)
+        where = _nul_at(value)
     except (TypeError, ValueError) as exc:
         raise HatchetValidationError(field, f"is not serializable as JSON: {exc}") from None
     except RecursionError:
         raise HatchetValidationError(
             field, "is nested too deeply to be serialized as JSON (Python's recursion limit); flatten it"
         ) from None
+    if where is not None:
+        raise HatchetValidationError(
+            field, f"holds the character U+0000 at {where}: Hatchet accepts such a run but never stores it"
+        )
     return dict(value)
+
+
+def _nul_at(value: object, path: str = "") -> str | None:
+    """The path of the first key or string holding U+0000, which Postgres' JSON type cannot store."""
+    if isinstance(value, str):
+        return path or "the top" if "\x00" in value else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            at = f"{path}[{key!r}]"
+            if "\x00" in str(key):
+                return at
+            if (found := _nul_at(item, at)) is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            if (found := _nul_at(item, f"{path}[{index}]")) is not None:
+                return found
+    return None
 
 
 def check_metadata(value: object, field: str = "additional_metadata") -> dict[str, str]:
@@ -110,6 +133,8 @@ def check_metadata(value: object, field: str = "additional_metadata") -> dict[st
                 f"{field}[{key!r}]", "keys must not contain ':' (Hatchet's filter splits on the first ':', so the "
                 "run could never be found by this key)"
             )
+        if "\x00" in key or (isinstance(item, str) and "\x00" in item):
+            raise HatchetValidationError(f"{field}[{key!r}]", "holds the character U+0000, which Hatchet cannot store")
         if isinstance(item, str):
             result[key] = item
         elif item is None or isinstance(item, bool | int | float):

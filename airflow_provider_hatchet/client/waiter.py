@@ -55,6 +55,7 @@ from airflow_provider_hatchet.client.errors import (
     HatchetRetryableError,
 )
 from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
+from airflow_provider_hatchet.client.safe_text import safe_text
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ TERMINAL_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 # Up to this many runs missing from two batch lists in a row are taken for late (read lag) and polled one by
 # one; more are taken for runs outside the batch and answered by the loose runs' list.
 FEW_LATE_RUNS = 16
+# The most characters of one Hatchet error message in a failure's summary (the event's ``errors`` keep them whole).
+ERROR_CHARS = 2_000
 # Details are fetched for at most this many failed runs; the message names the others without per-task errors.
 MAX_ERROR_DETAILS = 20
 MAX_MESSAGE_LINES = 20
@@ -552,7 +555,9 @@ class _Round:
         line = f"- run {run_id} {status} ({self.client.run_url(run_id)})"
         errors = self.state.errors.get(run_id)
         if errors:
-            line += ": " + "; ".join(f"{task}: {message}" for task, message in errors.items())
+            # Hatchet's text, which a workflow writes: it must not end the summary's line or forge one.
+            line += ": " + "; ".join(f"{safe_text(task, 200)}: {safe_text(message, ERROR_CHARS)}"
+                                     for task, message in errors.items())
         return line
 
     def _failure_verdict(self, failed: list[str], cancelled: list[str]) -> Verdict:

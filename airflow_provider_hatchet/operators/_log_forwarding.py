@@ -6,13 +6,13 @@ is logged as a warning and never changes the task's outcome.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_hatchet._arguments import check_forward_logs, check_line_cap
 from airflow_provider_hatchet._compat import redact
 from airflow_provider_hatchet.client.models import RunStatus, TaskSummary
+from airflow_provider_hatchet.client.safe_text import safe_text
 from airflow_provider_hatchet.client.validation import MAX_LOG_LIMIT
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 
@@ -31,41 +31,8 @@ DEFAULT_LINES_PER_TASK = 100
 DEFAULT_LINES = 1000
 # The most requests forwarding makes for one Airflow task: one details read per run, one log read per Hatchet task.
 MAX_LOG_READS = 100
-# The most characters kept of one Hatchet log line (after masking); a note says how many more were cut.
-MAX_LINE_CHARS = 10_000
-# Starts every line that followed a newline inside one Hatchet log line, so that no forwarded text starts a line.
-CONTINUATION = "    | "
-
-# Control characters but tab and newline, the Unicode line and paragraph separators and the bidirectional
-# controls: whatever could end a line, move the cursor or reorder what a reader sees. Lone surrogates too: a log
-# handler writing UTF-8 fails on them and loses the line.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _ENDED_BADLY = frozenset({RunStatus.FAILED.value, RunStatus.CANCELLED.value})
 _STARTED_NOT_COMPLETED = frozenset({RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELLED})
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def safe_text(text: str, limit: int = MAX_LINE_CHARS) -> str:
-    """Hatchet's text made safe to write into the task log: it cannot end a line or forge one.
-
-    Control characters (but tab) are written as ``\\xNN`` or ``\\uNNNN``; each line after an embedded newline starts
-    with :data:`CONTINUATION`; text beyond ``limit`` characters is cut, with a note of how much.
-
-    :param text: the text, already masked.
-    :param limit: the most characters kept.
-    """
-    text = text.replace("\r\n", "\n").rstrip("\n")
-    cut = len(text) - limit
-    if cut > 0:
-        text = text[:limit]
-    text = _UNSAFE.sub(_escape, text).replace("\n", "\n" + CONTINUATION)
-    if cut > 0:
-        text += f" [... {cut} more characters cut: a forwarded line keeps its first {limit}]"
-    return text
 
 
 @dataclass(frozen=True)
