@@ -12,7 +12,8 @@ nothing, and one off by more than the overlap is told so in the log.
 
 Airflow identifies an event trigger by the hash of its keyword arguments, so they are static: no times, no
 template. Several watchers of the same workflow (or event keys) on one connection share one poll on Airflow
-3.3+ (``[triggerer]`` shared streams); each keeps its own watermark and filter.
+3.3+ (``[triggerer]`` shared streams); each keeps its own watermark and filter, and one that joins a poll
+already under way catches up from its own watermark first.
 """
 
 from __future__ import annotations
@@ -148,8 +149,21 @@ class _HatchetWatcher(BaseEventTrigger):
         :param shared_stream: the snapshots of the shared poll.
         """
         watermark = await self._load()
+        # A watcher with a stored watermark may join a poll already under way (its triggerer died and another
+        # took it over, or Airflow restarted it): what finished between its horizon and the shared poll's is in
+        # no shared snapshot, so it catches up with one poll of its own first.
+        behind = watermark.horizon is not None
+        poll: _Poll | None = None
         async for shot in shared_stream:
             watermark.since(shot.now, self.overlap, self.lookback)  # the first poll marks when watching began
+            if behind and watermark.horizon is not None and shot.since is not None and watermark.horizon < shot.since:
+                poll = poll or _Poll(type(self), self._kwargs(), self.log)
+                caught = await poll(lambda now: watermark.since(now, self.overlap, self.lookback))
+                if caught is None:
+                    continue  # reporting the shared poll would settle the gap: try again at the next one
+                async for event in self._report(watermark, caught):
+                    yield event
+            behind = False
             async for event in self._report(watermark, shot):
                 yield event
 
