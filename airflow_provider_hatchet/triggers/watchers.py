@@ -19,7 +19,6 @@ already under way catches up from its own watermark first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -89,6 +88,7 @@ class _HatchetWatcher(BaseEventTrigger):
         self.lookback = float(lookback)
         self._memory: str | None = None
         self._stored: str | None = None
+        self._save_failing = ""
 
     # What each watcher says
 
@@ -202,7 +202,7 @@ class _HatchetWatcher(BaseEventTrigger):
         store = watcher_state_store(self)
         if store is not None:
             try:
-                self._stored = await store.aget(self.state_key)
+                self._stored = await self._read_stored(store)
             except ValueError as exc:  # several watched assets: the store wants one named
                 self.log.warning("The watermark is kept in memory only: %s", exc)
             else:
@@ -214,15 +214,52 @@ class _HatchetWatcher(BaseEventTrigger):
         self._stored = self._memory
         return Watermark.from_json(self._memory)
 
+    async def _read_stored(self, store: Any) -> str | None:
+        """The stored watermark; while the store cannot be read it is tried again every poll interval (logged
+        once), never replaced by a fresh one, which would drop what finished since it was stored."""
+        failing = ""
+        while True:
+            try:
+                stored: str | None = await store.aget(self.state_key)
+            except ValueError:
+                raise
+            except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                if problem != failing:
+                    self.log.warning("Reading the stored watermark %s failed; trying again at the next interval: "
+                                     "%s", self.state_key, problem)
+                failing = problem
+                await asyncio.sleep(self.poll_interval)
+                continue
+            if failing:
+                self.log.info("Reading the stored watermark works again.")
+            return stored
+
     async def _save(self, text: str) -> None:
-        self._stored = self._memory = text
+        self._memory = text
         store = watcher_state_store(self)
         if store is None:
+            self._stored = text
             return
         # Shielded: a triggerer stopping at this moment still gets the watermark stored. A ValueError means
-        # several watched assets, already logged by _load.
-        with contextlib.suppress(ValueError):
+        # several watched assets, already logged by _load. Any other failure leaves the state in memory, written
+        # whole at the next poll: meanwhile a restart repeats what was reported since the last write, never
+        # loses it.
+        try:
             await asyncio.shield(store.aset(self.state_key, text))
+        except ValueError:
+            self._stored = text
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+            if problem != self._save_failing:
+                self.log.warning("Storing the watermark %s failed; it is kept in memory and stored again at the next "
+                                 "poll: %s", self.state_key, problem)
+            self._save_failing = problem
+        else:
+            self._stored = text
+            if self._save_failing:
+                self.log.info("Storing the watermark works again.")
+            self._save_failing = ""
 
 
 class _Poll:
