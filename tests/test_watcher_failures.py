@@ -131,3 +131,22 @@ def test_an_unreadable_state_store_is_waited_for_not_replaced(hatchet: Any, logs
     run_ids, events = asyncio.run(scenario())
     assert sorted(e["run_id"] for e in events) == sorted(run_ids)
     assert len(re.findall("Reading the stored watermark hatchet_watermark_[0-9a-f]+ failed", logs())) == 1
+
+
+def test_a_workflow_name_cannot_forge_lines_through_the_close_names(hatchet: Any, logs: Any) -> None:
+    hatchet.register_workflow("demo-et\nFORGED")  # a name another team registered, close to the typo
+    trigger = HatchetWorkflowRunEventTrigger("demo-et1", **FAST)
+    looked_up = requests_of(hatchet, "workflows")
+
+    async def scenario() -> None:
+        stream = trigger.run()
+        pending = asyncio.ensure_future(stream.__anext__())
+        await until(lambda: looked_up() >= 2)
+        pending.cancel()
+        await asyncio.gather(pending, return_exceptions=True)
+        await stream.aclose()
+
+    asyncio.run(scenario())
+    logged = logs()
+    assert "close names: demo-etl" in logged and "demo-et\n    | FORGED" in logged
+    assert not [line for line in logged.splitlines() if line.startswith("FORGED")]
