@@ -135,3 +135,13 @@ def test_a_date_beyond_what_a_datetime_holds_leaves_the_clock_as_it_was() -> Non
     clock.observe(T0, T0, "Thu, 01 Jan 2026 12:00:00 GMT")
     clock.observe(T0, T0, "Fri, 31 Dec 9999 23:59:59 GMT")
     assert clock.offset == timedelta(0) and clock.now() == T0
+
+
+@pytest.mark.parametrize("header", ["Thu, 01 Jan 1970 00:00:00 GMT", "Mon, 01 Jan 2024 00:00:00 GMT",
+                                    "Sat, 01 Jan 2124 00:00:00 GMT"])
+def test_a_date_years_off_is_garbage_not_hatchets_time(header: str) -> None:
+    """A proxy or device that stamps the epoch would otherwise set where watching began in 1970: the first poll
+    would report every run the workflow ever finished."""
+    clock = ServerClock(local=lambda: T0)
+    clock.observe(T0, T0, header)
+    assert clock.offset is None and clock.now() == T0

@@ -21,6 +21,8 @@ from email.utils import parsedate_to_datetime
 
 # How many of the latest answers the offset is the lowest of: a watcher's few polls.
 RECENT_ANSWERS = 16
+# A Date further than this from the local clock is garbage (a proxy or device stamping the epoch), not a skew.
+PLAUSIBLE_SKEW = timedelta(days=365)
 _SECOND = timedelta(seconds=1)
 _ZERO = timedelta(0)
 
@@ -32,13 +34,15 @@ def utcnow() -> datetime:
 
 def _offset(sent: datetime, received: datetime, header: str) -> timedelta | None:
     """The offset one answer shows: zero when its interval holds zero, else the interval's low end; None when
-    the header cannot be read."""
+    the header cannot be read, or is years away from the local clock."""
     try:
         stamped = parsedate_to_datetime(header)
         if stamped.tzinfo is None:
             stamped = stamped.replace(tzinfo=timezone.utc)
         low, high = stamped - received, stamped + _SECOND - sent
     except (TypeError, ValueError, OverflowError):
+        return None
+    if abs(low) > PLAUSIBLE_SKEW:
         return None
     return _ZERO if low <= _ZERO <= high else low
 

@@ -310,8 +310,8 @@ class _Poll:
         offset = clock.offset
         overlap = float(self.kwargs["overlap"])
         if offset is None:
-            problem = ("Hatchet's answers carry no Date header, so the watcher cannot check the local clock "
-                       "against Hatchet's: its windows follow the local clock")
+            problem = ("Hatchet's answers carry no readable Date header (none, unparseable or years off), so the "
+                       "watcher cannot check the local clock against Hatchet's: its windows follow the local clock")
         elif abs(offset.total_seconds()) > overlap:
             seconds = offset.total_seconds()
             problem = (f"The local clock is {abs(seconds):.0f} s {'behind' if seconds > 0 else 'ahead of'} "
