@@ -110,3 +110,38 @@ def test_answers_without_a_readable_date_leave_the_clock_unmeasured(header: str 
     clock = ServerClock(local=lambda: T0)
     clock.observe(T0, T0, header)
     assert clock.offset is None and clock.now() == T0
+
+
+def test_one_answer_with_a_date_far_ahead_does_not_move_hatchets_time_forward() -> None:
+    """A single answer an hour ahead (a replica or proxy whose clock is off) would settle the hour to come and put
+    the watchers' horizon past every run created in it: those runs were never reported."""
+    clock = ServerClock(local=lambda: at(10.4))
+    for second in range(10):
+        clock.observe(at(second + 0.2), at(second + 0.4), f"Thu, 01 Jan 2026 12:00:{second:02d} GMT")
+    clock.observe(at(10.2), at(10.4), "Thu, 01 Jan 2026 13:00:10 GMT")
+    assert clock.offset == timedelta(0) and clock.now() == at(10.4)
+
+
+def test_a_date_that_jumps_back_is_followed_at_once() -> None:
+    """Behind is the safe side: a window anchored to an earlier time lists more, never less."""
+    clock = ServerClock(local=lambda: at(1.4))
+    clock.observe(at(0.2), at(0.4), "Thu, 01 Jan 2026 12:00:00 GMT")
+    clock.observe(at(1.2), at(1.4), "Thu, 01 Jan 2026 11:59:01 GMT")
+    assert clock.offset == timedelta(seconds=-60.4)
+
+
+def test_a_date_beyond_what_a_datetime_holds_leaves_the_clock_as_it_was() -> None:
+    clock = ServerClock(local=lambda: T0)
+    clock.observe(T0, T0, "Thu, 01 Jan 2026 12:00:00 GMT")
+    clock.observe(T0, T0, "Fri, 31 Dec 9999 23:59:59 GMT")
+    assert clock.offset == timedelta(0) and clock.now() == T0
+
+
+@pytest.mark.parametrize("header", ["Thu, 01 Jan 1970 00:00:00 GMT", "Mon, 01 Jan 2024 00:00:00 GMT",
+                                    "Sat, 01 Jan 2124 00:00:00 GMT"])
+def test_a_date_years_off_is_garbage_not_hatchets_time(header: str) -> None:
+    """A proxy or device that stamps the epoch would otherwise set where watching began in 1970: the first poll
+    would report every run the workflow ever finished."""
+    clock = ServerClock(local=lambda: T0)
+    clock.observe(T0, T0, header)
+    assert clock.offset is None and clock.now() == T0

@@ -29,6 +29,7 @@ from airflow_provider_hatchet.client.errors import (
     HatchetValidationError,
 )
 from airflow_provider_hatchet.client.models import LogPage, RunDetails, RunPage, RunStatus, WorkflowPage
+from airflow_provider_hatchet.client.safe_text import safe_text
 from airflow_provider_hatchet.client.validation import check_log_limit, check_run_id
 
 T = TypeVar("T")
@@ -306,8 +307,9 @@ def scrub(text: str, token: str = "") -> str:
 def _server_message(response: httpx.Response, token: str = "") -> tuple[str, list[str]]:
     message, descriptions, plain = _raw_server_message(response)
     message = scrub(message, token)
-    # A plain-text body is cut short only once the token is out of it, so no part of the token can remain.
-    return (message[:200] if plain else message), [scrub(d, token) for d in descriptions]
+    # A plain-text body is cut short only once the token is out of it, so no part of the token can remain. The
+    # server's text reaches task and triggerer logs: it must not end a line there or forge one.
+    return safe_text(message[:200] if plain else message), [safe_text(scrub(d, token)) for d in descriptions]
 
 
 def _raw_server_message(response: httpx.Response) -> tuple[str, list[str], bool]:

@@ -77,12 +77,14 @@ class Snapshot:
     :param settled: the time (of a run's finish, an event's creation) below which every item was in this poll:
         Hatchet's time as the poll began, less the overlap.
     :param now: Hatchet's time as the poll began.
+    :param since: the earliest creation time the poll listed; None when not known.
     """
 
     items: Sequence[Item]
     horizon: datetime
     settled: datetime
     now: datetime
+    since: datetime | None = None
 
 
 @dataclass
@@ -285,7 +287,7 @@ async def run_snapshot(
         if row.status.is_terminal and row.has_metadata(pairs):
             items.append(run_item(row, workflow, client.run_url(row.id), include_output=include_output, now=now))
     unique = {item.id: item for item in items}
-    return Snapshot(sorted(unique.values(), key=lambda i: (i.at, i.id)), max(horizon, since), settled, now)
+    return Snapshot(sorted(unique.values(), key=lambda i: (i.at, i.id)), max(horizon, since), settled, now, since)
 
 
 async def event_snapshot(
@@ -317,4 +319,4 @@ async def event_snapshot(
             break
         offset += len(page.rows)
     settled = now - timedelta(seconds=overlap)
-    return Snapshot(sorted(items.values(), key=lambda i: (i.at, i.id)), max(settled, since), settled, now)
+    return Snapshot(sorted(items.values(), key=lambda i: (i.at, i.id)), max(settled, since), settled, now, since)

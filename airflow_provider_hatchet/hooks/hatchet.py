@@ -25,6 +25,7 @@ from airflow_provider_hatchet.client.errors import (
 )
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_hatchet.client.run_filter import RunFilter
+from airflow_provider_hatchet.client.safe_text import safe_text
 from airflow_provider_hatchet.hooks._connection import (
     aget_airflow_connection,
     config_from_connection,
@@ -732,7 +733,8 @@ def unknown_workflow_error(full_name: str, config: ClientConfig, known: Iterable
     :param known: workflow names that do exist.
     """
     close = difflib.get_close_matches(full_name, list(known), n=5, cutoff=0.5)
-    hint = f"; close names: {', '.join(close)}" if close else ""
+    # Names any worker of the tenant registered: they must not end the message's line or forge one.
+    hint = f"; close names: {', '.join(safe_text(name, 200) for name in close)}" if close else ""
     return HatchetValidationError(
         "workflow_name",
         f"no workflow named {full_name!r} in tenant {config.tenant_id} "

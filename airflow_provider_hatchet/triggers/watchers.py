@@ -12,13 +12,13 @@ nothing, and one off by more than the overlap is told so in the log.
 
 Airflow identifies an event trigger by the hash of its keyword arguments, so they are static: no times, no
 template. Several watchers of the same workflow (or event keys) on one connection share one poll on Airflow
-3.3+ (``[triggerer]`` shared streams); each keeps its own watermark and filter.
+3.3+ (``[triggerer]`` shared streams); each keeps its own watermark and filter, and one that joins a poll
+already under way catches up from its own watermark first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -88,6 +88,7 @@ class _HatchetWatcher(BaseEventTrigger):
         self.lookback = float(lookback)
         self._memory: str | None = None
         self._stored: str | None = None
+        self._save_failing = ""
 
     # What each watcher says
 
@@ -148,8 +149,21 @@ class _HatchetWatcher(BaseEventTrigger):
         :param shared_stream: the snapshots of the shared poll.
         """
         watermark = await self._load()
+        # A watcher with a stored watermark may join a poll already under way (its triggerer died and another
+        # took it over, or Airflow restarted it): what finished between its horizon and the shared poll's is in
+        # no shared snapshot, so it catches up with one poll of its own first.
+        behind = watermark.horizon is not None
+        poll: _Poll | None = None
         async for shot in shared_stream:
             watermark.since(shot.now, self.overlap, self.lookback)  # the first poll marks when watching began
+            if behind and watermark.horizon is not None and shot.since is not None and watermark.horizon < shot.since:
+                poll = poll or _Poll(type(self), self._kwargs(), self.log)
+                caught = await poll(lambda now: watermark.since(now, self.overlap, self.lookback))
+                if caught is None:
+                    continue  # reporting the shared poll would settle the gap: try again at the next one
+                async for event in self._report(watermark, caught):
+                    yield event
+            behind = False
             async for event in self._report(watermark, shot):
                 yield event
 
@@ -188,7 +202,7 @@ class _HatchetWatcher(BaseEventTrigger):
         store = watcher_state_store(self)
         if store is not None:
             try:
-                self._stored = await store.aget(self.state_key)
+                self._stored = await self._read_stored(store)
             except ValueError as exc:  # several watched assets: the store wants one named
                 self.log.warning("The watermark is kept in memory only: %s", exc)
             else:
@@ -200,15 +214,52 @@ class _HatchetWatcher(BaseEventTrigger):
         self._stored = self._memory
         return Watermark.from_json(self._memory)
 
+    async def _read_stored(self, store: Any) -> str | None:
+        """The stored watermark; while the store cannot be read it is tried again every poll interval (logged
+        once), never replaced by a fresh one, which would drop what finished since it was stored."""
+        failing = ""
+        while True:
+            try:
+                stored: str | None = await store.aget(self.state_key)
+            except ValueError:
+                raise
+            except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                if problem != failing:
+                    self.log.warning("Reading the stored watermark %s failed; trying again at the next interval: "
+                                     "%s", self.state_key, problem)
+                failing = problem
+                await asyncio.sleep(self.poll_interval)
+                continue
+            if failing:
+                self.log.info("Reading the stored watermark works again.")
+            return stored
+
     async def _save(self, text: str) -> None:
-        self._stored = self._memory = text
+        self._memory = text
         store = watcher_state_store(self)
         if store is None:
+            self._stored = text
             return
         # Shielded: a triggerer stopping at this moment still gets the watermark stored. A ValueError means
-        # several watched assets, already logged by _load.
-        with contextlib.suppress(ValueError):
+        # several watched assets, already logged by _load. Any other failure leaves the state in memory, written
+        # whole at the next poll: meanwhile a restart repeats what was reported since the last write, never
+        # loses it.
+        try:
             await asyncio.shield(store.aset(self.state_key, text))
+        except ValueError:
+            self._stored = text
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+            if problem != self._save_failing:
+                self.log.warning("Storing the watermark %s failed; it is kept in memory and stored again at the next "
+                                 "poll: %s", self.state_key, problem)
+            self._save_failing = problem
+        else:
+            self._stored = text
+            if self._save_failing:
+                self.log.info("Storing the watermark works again.")
+            self._save_failing = ""
 
 
 class _Poll:
@@ -259,8 +310,8 @@ class _Poll:
         offset = clock.offset
         overlap = float(self.kwargs["overlap"])
         if offset is None:
-            problem = ("Hatchet's answers carry no Date header, so the watcher cannot check the local clock "
-                       "against Hatchet's: its windows follow the local clock")
+            problem = ("Hatchet's answers carry no readable Date header (none, unparseable or years off), so the "
+                       "watcher cannot check the local clock against Hatchet's: its windows follow the local clock")
         elif abs(offset.total_seconds()) > overlap:
             seconds = offset.total_seconds()
             problem = (f"The local clock is {abs(seconds):.0f} s {'behind' if seconds > 0 else 'ahead of'} "
