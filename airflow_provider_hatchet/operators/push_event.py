@@ -120,7 +120,8 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
             context["ti"].xcom_push(key=OUTPUT_KEY, value=[])
             return event_ids
         self.log.info("Waiting for the %d run(s) the events triggered.", len(run_ids))
-        trigger = self.wait_trigger(context, run_ids, batch_key=batch_key)
+        # The runs carry the batch key but no airflow_batch_index: the trigger keeps their ids, however many.
+        trigger = self.wait_trigger(context, run_ids, batch_key=batch_key, indexed_batch=False)
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
         context["ti"].xcom_push(key=OUTPUT_KEY, value=self.finish_wait(context, first_event(trigger))[0])
