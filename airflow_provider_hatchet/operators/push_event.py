@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._identity import EVENT_INDEX_KEY, TI_KEY, TRY_KEY, identity_metadata
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
+from airflow_provider_hatchet.client.errors import HatchetValidationError
 from airflow_provider_hatchet.client.events import check_events
 from airflow_provider_hatchet.client.waiter import run_sync
+from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.operators._base import OUTPUT_KEY, HatchetTriggerOperatorBase, first_event, lookback_start
 from airflow_provider_hatchet.operators._earlier_tries import created_by, earlier_tries, look_twice
 
@@ -90,7 +92,8 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
         """Check the events, push those no earlier try pushed, then find and wait for their runs if asked."""
         single = {"key": self.key, "payload": self.payload, "additional_metadata": self.additional_metadata,
                   "priority": self.priority, "scope": self.scope}
-        events = check_events([single] if self.events is None else self._event_list())
+        with failing_on_bad_arguments():
+            events = check_events([single] if self.events is None else self._event_list())
         identity = identity_metadata(context)
         batch_key = identity[TI_KEY]
         earlier = self._earlier_events(context, len(events))
@@ -134,7 +137,9 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
 
     def _event_list(self) -> list[Any]:
         if not isinstance(self.events, list):
-            raise ValueError(f"events must be a list of dicts, got {type(self.events).__name__}")
+            raise HatchetValidationError("events", f"must be a list of dicts, got {type(self.events).__name__}; with "
+                                                   "Jinja, render it natively (render_template_as_native_obj=True) "
+                                                   "or pass it from an upstream task's XCom")
         return self.events
 
     def _earlier_events(self, context: Context, count: int) -> dict[int, HatchetEvent]:
