@@ -162,7 +162,11 @@ def test_json_of_the_wrong_shape_is_an_error_naming_the_endpoint_without_the_bod
     assert err.value.__cause__ is None and err.value.__suppress_context__
 
 
-@pytest.mark.parametrize(("run_id", "kind"), [(None, "null"), ("", "empty"), (42, "a int"), ({"a": 1}, "a dict")])
+@pytest.mark.parametrize(("run_id", "kind"), [
+    (None, "null"), ("", "empty"), (42, "a int"), ({"a": 1}, "a dict"), ("not-a-run", "not a UUID"),
+    # A line break would forge a line in the task log that names the run.
+    (RUN_ID + "\n[2026-01-01] ERROR forged", "not a UUID"),
+])
 def test_a_trigger_answer_without_a_usable_run_id_is_an_error(sim: Any, run_id: Any, kind: str) -> None:
     sim.fail_next("trigger", 1, 200, body={"run": {"metadata": {"id": run_id}}})
     with client(sim) as c, pytest.raises(HatchetMalformedResponseError, match=f"run.metadata.id is {kind}"):

@@ -29,7 +29,7 @@ from airflow_provider_hatchet.client.errors import (
     HatchetValidationError,
 )
 from airflow_provider_hatchet.client.models import LogPage, RunDetails, RunPage, RunStatus, WorkflowPage
-from airflow_provider_hatchet.client.validation import check_log_limit, check_run_id
+from airflow_provider_hatchet.client.validation import check_log_limit, check_run_id, is_uuid
 
 T = TypeVar("T")
 
@@ -110,8 +110,11 @@ def _run_id(body: Any) -> str:
         run_id = body["run"]["metadata"]["id"]
     except (KeyError, TypeError):
         raise _ShapeError("the trigger response has no run.metadata.id") from None
-    if not isinstance(run_id, str) or not run_id.strip():
-        kind = "empty" if run_id == "" else "null" if run_id is None else f"a {type(run_id).__name__}"
+    if not is_uuid(run_id):
+        # An id is logged and put into XCom and URLs: one that is not a UUID (a line break in it forges a log line)
+        # is the server's error, not a run.
+        kind = ("empty" if run_id == "" else "null" if run_id is None else "not a UUID" if isinstance(run_id, str)
+                else f"a {type(run_id).__name__}")
         raise _ShapeError(f"the trigger response's run.metadata.id is {kind}, not a run id")
     return run_id
 
