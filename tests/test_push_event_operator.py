@@ -248,3 +248,19 @@ def test_a_deferred_wait_on_more_runs_than_the_trigger_stores_inline_finds_them_
     run_ids = xcom_value(dag_run, "t", "run_ids")
     assert len(run_ids) == count == len(hatchet.runs)
     assert sorted(o["run"]["echo"]["i"] for o in xcom_value(dag_run, "t", "output")) == list(range(count))
+
+
+@pytest.mark.af2
+def test_each_mapped_deferred_push_returns_its_own_event_ids(hatchet: Any, face: Any, dag_runner: Any) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetPushEventOperator
+    from tests.test_schedule_operator import make_dag as compat_dag
+
+    with compat_dag("push_mapped_deferred") as dag:
+        HatchetPushEventOperator.partial(
+            task_id="t", key="airflow:demo-event", wait_for_runs=True, deferrable=True, poll_interval=0.1,
+        ).expand(payload=[{"i": 0}, {"i": 1}])
+    dag_run = dag_runner(dag)
+
+    assert [task_state(dag_run, "t", i) for i in (0, 1)] == ["success", "success"]
+    by_input = {run.input["i"]: run.additional_metadata["hatchet__event_id"] for run in hatchet.runs}
+    assert [xcom_value(dag_run, "t", map_index=i) for i in (0, 1)] == [[by_input[0]], [by_input[1]]]

@@ -133,7 +133,9 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after deferral: push the outputs, or fail naming the failed runs."""
         context["ti"].xcom_push(key=OUTPUT_KEY, value=self.finish_wait(context, event)[0])
-        return list(context["ti"].xcom_pull(task_ids=self.task_id, key=EVENT_IDS_KEY) or [])
+        ti = context["ti"]
+        # This task instance's own XCom: without map_indexes a mapped task gets every mapped instance's.
+        return list(ti.xcom_pull(task_ids=self.task_id, key=EVENT_IDS_KEY, map_indexes=ti.map_index) or [])
 
     def _event_list(self) -> list[Any]:
         if not isinstance(self.events, list):
