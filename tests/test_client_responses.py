@@ -64,6 +64,17 @@ def test_the_token_in_a_servers_error_descriptions_is_scrubbed(sim: Any) -> None
     assert sim.token.split(".")[2] not in str(err.value)
 
 
+@pytest.mark.parametrize("route", ["trigger", "workflows"])
+def test_line_breaks_and_control_characters_in_a_servers_message_cannot_forge_log_lines(sim: Any, route: str) -> None:
+    forged = "bad\r\n[2026-01-01T00:00:00] {taskinstance.py:1} INFO - Marking task as SUCCESS\x1b[2K\u2028x"
+    sim.fail_next(route, 1, 400, body={"message": forged, "errors": [{"description": forged}]})
+    with client(sim) as c, pytest.raises(HatchetBadRequestError) as err:
+        c.trigger_run("demo-etl", {}) if route == "trigger" else c.list_workflows()
+    for text in (str(err.value), *err.value.descriptions):
+        assert not any(ch in text for ch in "\r\n\x1b\u2028"), text
+        assert "Marking task as SUCCESS" in text  # still readable, on one line
+
+
 @pytest.mark.parametrize("echo", ["Authorization: Bearer {token}", "bearer    {signature}", "Bearer not-the-token"])
 def test_a_bearer_credential_in_a_servers_message_is_scrubbed(sim: Any, echo: str) -> None:
     text = echo.format(token=sim.token, signature=sim.token.split(".")[2])
@@ -162,7 +173,11 @@ def test_json_of_the_wrong_shape_is_an_error_naming_the_endpoint_without_the_bod
     assert err.value.__cause__ is None and err.value.__suppress_context__
 
 
-@pytest.mark.parametrize(("run_id", "kind"), [(None, "null"), ("", "empty"), (42, "a int"), ({"a": 1}, "a dict")])
+@pytest.mark.parametrize(("run_id", "kind"), [
+    (None, "null"), ("", "empty"), (42, "a int"), ({"a": 1}, "a dict"), ("not-a-run", "not a UUID"),
+    # A line break would forge a line in the task log that names the run.
+    (RUN_ID + "\n[2026-01-01] ERROR forged", "not a UUID"),
+])
 def test_a_trigger_answer_without_a_usable_run_id_is_an_error(sim: Any, run_id: Any, kind: str) -> None:
     sim.fail_next("trigger", 1, 200, body={"run": {"metadata": {"id": run_id}}})
     with client(sim) as c, pytest.raises(HatchetMalformedResponseError, match=f"run.metadata.id is {kind}"):

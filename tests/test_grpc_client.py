@@ -21,6 +21,7 @@ from airflow_provider_hatchet.client.errors import (
     HatchetAuthError,
     HatchetBadRequestError,
     HatchetConfigError,
+    HatchetMalformedResponseError,
     HatchetRateLimitError,
     HatchetTransportError,
     HatchetValidationError,
@@ -31,6 +32,7 @@ from airflow_provider_hatchet.client.grpc.client import (
     AsyncGrpcClient,
     EventSpec,
     HatchetPartialPushError,
+    checked_ids,
     trigger_request,
 )
 from airflow_provider_hatchet.hooks._connection import config_from_connection
@@ -578,3 +580,17 @@ def test_a_request_failing_after_others_pushed_says_which_events_were_pushed(hat
 
     assert len(caught.value.event_ids) == 15
     assert isinstance(caught.value.cause, HatchetBadRequestError)
+
+
+@pytest.mark.parametrize(("ids", "expected", "words"), [
+    (["5b0b6fd5-5ae0-4d1c-9d4a-2f1f7c3b9a10\n[2026-01-01] ERROR forged"], 1, "1 event ids for 1 events, not all"),
+    (["not-an-event"], 1, "1 event ids for 1 events, not all"),
+    (["5b0b6fd5-5ae0-4d1c-9d4a-2f1f7c3b9a10"], 2, "1 event ids for 2 events"),
+])
+def test_ids_answered_that_are_not_uuids_are_a_malformed_answer_that_names_none(
+    ids: list[str], expected: int, words: str
+) -> None:
+    with pytest.raises(HatchetMalformedResponseError, match=words) as err:
+        checked_ids(ids, expected, "event", _protos.BULK_PUSH)
+    assert "forged" not in str(err.value) and "not-an-event" not in str(err.value)
+    assert checked_ids(["5b0b6fd5-5ae0-4d1c-9d4a-2f1f7c3b9a10"], 1, "event", _protos.BULK_PUSH)

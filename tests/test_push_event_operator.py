@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS
+from airflow_provider_hatchet.triggers.hatchet import INLINE_RUN_IDS
 from tests.airflow_helpers import task_state, xcom_value
 from tests.test_bulk_operator import make_dag
 
@@ -226,3 +228,39 @@ def test_the_connection_id_is_templated(hatchet: Any, face: Any, dag_runner: Any
     assert task_state(dag_run, "t") == "success"
     [run] = hatchet.runs
     assert xcom_value(dag_run, "t") == [run.additional_metadata["hatchet__event_id"]]
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS,
+                    reason="Airflow 2's dag.test() runs the trigger object itself, not one rebuilt from its kwargs")
+def test_a_deferred_wait_on_more_runs_than_the_trigger_stores_inline_finds_them_all(
+    hatchet: Any, face: Any, dag_runner: Any
+) -> None:
+    # Past INLINE_RUN_IDS the trigger stores a bulk batch as its key and size and reads the ids back by
+    # airflow_batch_index, which the runs of events do not carry: the push's trigger must keep its ids.
+    count = INLINE_RUN_IDS + 1
+    hatchet.visibility_delay = 0.0
+    with make_dag("push_deferred_many") as dag:
+        push(task_id="t", wait_for_runs=True, deferrable=True, settle_seconds=5.0, timeout=120,
+             events=[{"key": "airflow:demo-event", "payload": {"i": i}} for i in range(count)])
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "success"
+    run_ids = xcom_value(dag_run, "t", "run_ids")
+    assert len(run_ids) == count == len(hatchet.runs)
+    assert sorted(o["run"]["echo"]["i"] for o in xcom_value(dag_run, "t", "output")) == list(range(count))
+
+
+@pytest.mark.af2
+def test_each_mapped_deferred_push_returns_its_own_event_ids(hatchet: Any, face: Any, dag_runner: Any) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetPushEventOperator
+    from tests.test_schedule_operator import make_dag as compat_dag
+
+    with compat_dag("push_mapped_deferred") as dag:
+        HatchetPushEventOperator.partial(
+            task_id="t", key="airflow:demo-event", wait_for_runs=True, deferrable=True, poll_interval=0.1,
+        ).expand(payload=[{"i": 0}, {"i": 1}])
+    dag_run = dag_runner(dag)
+
+    assert [task_state(dag_run, "t", i) for i in (0, 1)] == ["success", "success"]
+    by_input = {run.input["i"]: run.additional_metadata["hatchet__event_id"] for run in hatchet.runs}
+    assert [xcom_value(dag_run, "t", map_index=i) for i in (0, 1)] == [[by_input[0]], [by_input[1]]]

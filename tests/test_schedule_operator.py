@@ -233,3 +233,19 @@ def test_the_connection_id_is_templated(hatchet: Any, dag_runner: Any, airflow_c
     assert task_state(dag_run, "t") == "success"
     (scheduled,) = HatchetHook("hatchet_templated").list_scheduled_runs().rows
     assert xcom_value(dag_run, "t") == scheduled.id
+
+
+def test_each_mapped_deferred_schedule_returns_its_own_scheduled_id(hatchet: Any, dag_runner: Any) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetScheduleWorkflowOperator
+
+    with make_dag("sched_mapped_deferred") as dag:
+        HatchetScheduleWorkflowOperator.partial(
+            task_id="t", workflow_name="demo-etl", trigger_at=soon(0.5), wait_for_completion=True, deferrable=True,
+            poll_interval=0.1,
+        ).expand(input=[{"i": 0}, {"i": 1}])
+    dag_run = dag_runner(dag)
+
+    assert [task_state(dag_run, "t", i) for i in (0, 1)] == ["success", "success"]
+    scheduled = [xcom_value(dag_run, "t", "hatchet_scheduled_id", map_index=i) for i in (0, 1)]
+    assert len(set(scheduled)) == 2
+    assert [xcom_value(dag_run, "t", map_index=i) for i in (0, 1)] == scheduled

@@ -17,7 +17,11 @@ from airflow_provider_hatchet.exceptions import (
     HatchetRunTimeoutError,
 )
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
-from airflow_provider_hatchet.operators.hatchet import HatchetRunWorkflowOperator, HatchetRunWorkflowsOperator
+from airflow_provider_hatchet.operators.hatchet import (
+    HatchetPushEventOperator,
+    HatchetRunWorkflowOperator,
+    HatchetRunWorkflowsOperator,
+)
 from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor
 from tests.airflow_helpers import task_state
 from tests.test_operator import cancel_when_running
@@ -213,13 +217,17 @@ def test_a_retry_policy_rule_on_the_typed_errors_decides_the_retry(hatchet: Any,
          "workflow_runs[0].input"),
         (lambda: HatchetWorkflowRunSensor(task_id="t", run_id="{{ params.text }}"), "run_id"),
         (lambda: HatchetWorkflowRunSensor(task_id="t", run_id="{{ params.list }}"), "run_id"),
+        (lambda: HatchetPushEventOperator(task_id="t", key="{{ params.empty }}"), "events[0].key"),
+        (lambda: HatchetPushEventOperator(task_id="t", events=[{"key": "k", "priority": 7}]), "events[0].priority"),
+        (lambda: HatchetPushEventOperator(task_id="t", events="{{ params.list }}"), "events"),
     ],
-    ids=["input", "unknown-workflow", "rendered-priority", "bulk-item", "rendered-run-id", "rendered-bad-list"],
+    ids=["input", "unknown-workflow", "rendered-priority", "bulk-item", "rendered-run-id", "rendered-bad-list",
+         "push-rendered-empty-key", "push-priority", "push-rendered-events"],
 )
 def test_bad_arguments_fail_at_once_without_a_retry_naming_the_field(
     hatchet: Any, dag_runner: Any, failures: Failures, task: Any, field: str
 ) -> None:
-    with make_dag("bad_arguments", params={"text": "abc", "five": 5, "list": "[abc"},
+    with make_dag("bad_arguments", params={"text": "abc", "five": 5, "list": "[abc", "empty": ""},
                   default_args={"retries": 2, "retry_delay": timedelta(0), "on_failure_callback": failures}) as dag:
         task()
     dag_run = dag_runner(dag)

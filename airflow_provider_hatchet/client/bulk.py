@@ -453,7 +453,7 @@ class BulkTrigger:
                           for _ in range(self._fallback_concurrency - self._concurrency)]
         self._concurrency = self._fallback_concurrency
         if self._on_fallback is not None:
-            self._on_fallback(f"A trigger call failed before any had succeeded ({error!r}); the batch goes on over "
+            self._on_fallback(f"A trigger call failed before any had succeeded ('{error}'); the batch goes on over "
                               f"REST, one request per run, {self._concurrency} at a time.")
         return True
 

@@ -30,7 +30,7 @@ from airflow_provider_hatchet.client.errors import (
 )
 from airflow_provider_hatchet.client.models import LogPage, RunDetails, RunPage, RunStatus, WorkflowPage
 from airflow_provider_hatchet.client.safe_text import safe_text
-from airflow_provider_hatchet.client.validation import check_log_limit, check_run_id
+from airflow_provider_hatchet.client.validation import check_log_limit, check_run_id, is_uuid
 
 T = TypeVar("T")
 
@@ -47,6 +47,9 @@ TRIGGER_500_HINT = (
     " run of an unknown workflow is not readable after 10 s)"
 )
 _BEARER = re.compile(r"(?i)\bbearer\s+\S+")
+# Line breaks and control characters (C0 but tab, DEL, C1, Unicode's line and paragraph separators): in the
+# server's text they would start a forged line of the task log, or rewrite one on a terminal.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -111,8 +114,11 @@ def _run_id(body: Any) -> str:
         run_id = body["run"]["metadata"]["id"]
     except (KeyError, TypeError):
         raise _ShapeError("the trigger response has no run.metadata.id") from None
-    if not isinstance(run_id, str) or not run_id.strip():
-        kind = "empty" if run_id == "" else "null" if run_id is None else f"a {type(run_id).__name__}"
+    if not is_uuid(run_id):
+        # An id is logged and put into XCom and URLs: one that is not a UUID (a line break in it forges a log line)
+        # is the server's error, not a run.
+        kind = ("empty" if run_id == "" else "null" if run_id is None else "not a UUID" if isinstance(run_id, str)
+                else f"a {type(run_id).__name__}")
         raise _ShapeError(f"the trigger response's run.metadata.id is {kind}, not a run id")
     return run_id
 
@@ -291,7 +297,8 @@ def list_workflows(tenant_id: str, name: str | None = None, *, offset: int = 0, 
 
 
 def scrub(text: str, token: str = "") -> str:
-    """Remove the token, and whatever follows ``Bearer``, from text the server supplied.
+    """Remove the token, and whatever follows ``Bearer``, from text the server supplied; escape its line breaks and
+    control characters (``\\n``, ``\\x1b``), so that it stays on one line of the task log.
 
     :param text: the server's text.
     :param token: the API token.
@@ -301,7 +308,9 @@ def scrub(text: str, token: str = "") -> str:
         signature = token.rsplit(".", 1)[-1]
         if len(signature) >= 16:
             text = text.replace(signature, "***")
-    return _BEARER.sub("Bearer ***", text)
+    # Credentials first: "Bearer" and its value may be separated by a line break.
+    text = _BEARER.sub("Bearer ***", text)
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _server_message(response: httpx.Response, token: str = "") -> tuple[str, list[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from airflow_provider_hatchet.client.errors import HatchetValidationError
 
@@ -17,13 +17,21 @@ MAX_WORKFLOW_NAME_LENGTH = 1000
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
+def is_uuid(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a UUID in its usual form, as the ids Hatchet hands out are.
+
+    :param value: the candidate id.
+    """
+    return isinstance(value, str) and _UUID.fullmatch(value) is not None
+
+
 def check_run_id(value: object, field: str = "run_id") -> str:
     """Return a run id if it is a UUID in its usual form (``8-4-4-4-12`` hex digits), as Hatchet's are.
 
     :param value: the candidate run id.
     :param field: the field name used in the error.
     """
-    if not isinstance(value, str) or not _UUID.fullmatch(value):
+    if not isinstance(value, str) or not is_uuid(value):
         shown = f"{value[:60]!r}" if isinstance(value, str) else type(value).__name__
         raise HatchetValidationError(field, f"must be a Hatchet run id (a UUID), got {shown}")
     return value

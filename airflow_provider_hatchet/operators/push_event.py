@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._identity import EVENT_INDEX_KEY, TI_KEY, TRY_KEY, identity_metadata
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
+from airflow_provider_hatchet.client.errors import HatchetValidationError
 from airflow_provider_hatchet.client.events import check_events
 from airflow_provider_hatchet.client.waiter import run_sync
+from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.operators._base import OUTPUT_KEY, HatchetTriggerOperatorBase, first_event, lookback_start
 from airflow_provider_hatchet.operators._earlier_tries import created_by, earlier_tries, look_twice
 
@@ -90,7 +92,8 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
         """Check the events, push those no earlier try pushed, then find and wait for their runs if asked."""
         single = {"key": self.key, "payload": self.payload, "additional_metadata": self.additional_metadata,
                   "priority": self.priority, "scope": self.scope}
-        events = check_events([single] if self.events is None else self._event_list())
+        with failing_on_bad_arguments():
+            events = check_events([single] if self.events is None else self._event_list())
         identity = identity_metadata(context)
         batch_key = identity[TI_KEY]
         earlier = self._earlier_events(context, len(events))
@@ -120,7 +123,8 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
             context["ti"].xcom_push(key=OUTPUT_KEY, value=[])
             return event_ids
         self.log.info("Waiting for the %d run(s) the events triggered.", len(run_ids))
-        trigger = self.wait_trigger(context, run_ids, batch_key=batch_key)
+        # The runs carry the batch key but no airflow_batch_index: the trigger keeps their ids, however many.
+        trigger = self.wait_trigger(context, run_ids, batch_key=batch_key, indexed_batch=False)
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
         context["ti"].xcom_push(key=OUTPUT_KEY, value=self.finish_wait(context, first_event(trigger))[0])
@@ -129,11 +133,15 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
         """Resume after deferral: push the outputs, or fail naming the failed runs."""
         context["ti"].xcom_push(key=OUTPUT_KEY, value=self.finish_wait(context, event)[0])
-        return list(context["ti"].xcom_pull(task_ids=self.task_id, key=EVENT_IDS_KEY) or [])
+        ti = context["ti"]
+        # This task instance's own XCom: without map_indexes a mapped task gets every mapped instance's.
+        return list(ti.xcom_pull(task_ids=self.task_id, key=EVENT_IDS_KEY, map_indexes=ti.map_index) or [])
 
     def _event_list(self) -> list[Any]:
         if not isinstance(self.events, list):
-            raise ValueError(f"events must be a list of dicts, got {type(self.events).__name__}")
+            raise HatchetValidationError("events", f"must be a list of dicts, got {type(self.events).__name__}; with "
+                                                   "Jinja, render it natively (render_template_as_native_obj=True) "
+                                                   "or pass it from an upstream task's XCom")
         return self.events
 
     def _earlier_events(self, context: Context, count: int) -> dict[int, HatchetEvent]:

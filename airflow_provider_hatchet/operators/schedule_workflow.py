@@ -189,7 +189,10 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
         """Resume once the run has finished: push its output, or fail with Hatchet's error."""
         outputs, _ = self.finish_wait(context, event)
         context["ti"].xcom_push(key=OUTPUT_KEY, value=outputs[0])
-        scheduled_id = self.scheduled_id or context["ti"].xcom_pull(task_ids=self.task_id, key=SCHEDULED_ID_KEY)
+        ti = context["ti"]
+        # This task instance's own XCom: without map_indexes a mapped task gets every mapped instance's.
+        scheduled_id = self.scheduled_id or ti.xcom_pull(task_ids=self.task_id, key=SCHEDULED_ID_KEY,
+                                                         map_indexes=ti.map_index)
         return None if scheduled_id is None else str(scheduled_id)
 
     def on_kill(self) -> None:

@@ -96,6 +96,9 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
     :param run_ids_digest: :func:`~airflow_provider_hatchet.client.batch_runs.ids_digest` of the batch's ids.
     :param runs_since: epoch seconds before which no run of the batch was created (default: a day before
         ``started_at``).
+    :param indexed_batch: the runs carry ``airflow_batch_index`` (a bulk operator's batch), so :meth:`serialize`
+        may write a big batch as its key, size and digest; False keeps the ids (the runs of pushed events carry
+        the batch key but no index, and one event may trigger several).
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         run_ids_digest: str | None = None,
         runs_since: float | None = None,
         cancel_on_timeout: bool = False,
+        indexed_batch: bool = True,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if isinstance(run_ids, str) or not all(isinstance(i, str) and i for i in run_ids):
@@ -144,13 +148,14 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         self.run_ids_digest = run_ids_digest
         self.runs_since = None if runs_since is None else float(runs_since)
         self.cancel_on_timeout = bool(cancel_on_timeout)
+        self.indexed_batch = bool(indexed_batch)
         self._state: WaitState | None = None
         self._finding_since: float | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the JSON-safe keyword arguments (no secrets).
 
-        A batch of more than ``INLINE_RUN_IDS`` runs is written as its key, size and ids' digest.
+        An indexed batch of more than ``INLINE_RUN_IDS`` runs is written as its key, size and ids' digest.
         """
         kwargs: dict[str, Any] = {
             "run_ids": list(self.run_ids),
@@ -167,8 +172,10 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
             "detect_batch": self.detect_batch,
             "first_poll_at": self.first_poll_at,
             "cancel_on_timeout": self.cancel_on_timeout,
+            "indexed_batch": self.indexed_batch,
         }
-        if self.batch_key is not None and (self.run_count is not None or len(self.run_ids) > INLINE_RUN_IDS):
+        big = self.run_count is not None or len(self.run_ids) > INLINE_RUN_IDS
+        if self.batch_key is not None and self.indexed_batch and big:
             kwargs.update(
                 run_ids=[],
                 run_count=self.run_count or len(self.run_ids),

@@ -94,6 +94,6 @@ async def choose_sender(config: ClientConfig, transport: str, probe_timeout: flo
             pass  # the engine itself judged the empty request
         except HatchetError as exc:
             return None, (f"over REST, one request per run: {target} accepted a connection but failed a gRPC call "
-                          f"that creates nothing (an empty bulk trigger): {str(exc)!r}")
+                          f"that creates nothing (an empty bulk trigger): '{exc}'")
     how = f"over gRPC at {target}, up to {max_runs} runs per request"
     return GrpcSender(client, max_runs=max_runs, fallback=transport == "auto"), how

@@ -16,6 +16,7 @@ from airflow_provider_hatchet.client.grpc import MAX_CHUNK_EVENTS
 from airflow_provider_hatchet.client.grpc.channel import MAX_MESSAGE_BYTES, shared_channel
 from airflow_provider_hatchet.client.grpc.chunks import chunked, encoded_size, fits_alone
 from airflow_provider_hatchet.client.grpc.errors import grpc_error
+from airflow_provider_hatchet.client.validation import is_uuid
 
 
 class HatchetPartialPushError(HatchetError):
@@ -169,11 +170,8 @@ class AsyncGrpcClient:
         response = await self._call(_protos.BULK_TRIGGER,
                                     _protos.BulkTriggerWorkflowRequest(workflows=list(requests)),
                                     _protos.BulkTriggerWorkflowResponse)
-        run_ids = [str(run_id) for run_id in response.workflow_run_ids]
-        if len(run_ids) != len(requests):
-            raise HatchetMalformedResponseError(f"{len(run_ids)} run ids for {len(requests)} runs", method="gRPC",
-                                                path=_protos.BULK_TRIGGER)
-        return run_ids
+        return checked_ids([str(run_id) for run_id in response.workflow_run_ids], len(requests), "run",
+                           _protos.BULK_TRIGGER)
 
     async def push_events(self, events: Sequence[EventSpec]) -> list[str]:
         """Push events (one with ``Push``, more with ``BulkPush`` in requests of at most 1,000 events and
@@ -208,11 +206,26 @@ class AsyncGrpcClient:
 
     @staticmethod
     def _event_ids(answers: Sequence[Any], expected: int) -> list[str]:
-        event_ids = [str(answer.event_id) for answer in answers]
-        if len(event_ids) != expected or not all(event_ids):
-            raise HatchetMalformedResponseError(f"{len(event_ids)} event ids for {expected} events",
-                                                method="gRPC", path=_protos.BULK_PUSH)
-        return event_ids
+        return checked_ids([str(answer.event_id) for answer in answers], expected, "event", _protos.BULK_PUSH)
+
+
+def checked_ids(ids: list[str], expected: int, kind: str, path: str) -> list[str]:
+    """The ids an answer carries, if there is one per item sent and each is a UUID, as Hatchet's are.
+
+    An id that is not a UUID is the server's error, not a run or an event: it would be logged, put into XCom and
+    into URLs (a line break in it forges a line of the task log).
+
+    :param ids: the ids answered.
+    :param expected: how many items were sent.
+    :param kind: ``run`` or ``event``, for the message.
+    :param path: the method path, for the message.
+    :raises HatchetMalformedResponseError: naming the count, never the ids.
+    """
+    if len(ids) != expected or not all(map(is_uuid, ids)):
+        shape = "" if all(map(is_uuid, ids)) else ", not all of them UUIDs"
+        raise HatchetMalformedResponseError(f"{len(ids)} {kind} ids for {expected} {kind}s{shape}", method="gRPC",
+                                            path=path)
+    return ids
 
 
 def _serialize(message: Any) -> bytes:
