@@ -192,6 +192,23 @@ def test_a_retry_after_the_schedule_fired_waits_on_its_run_and_schedules_nothing
     assert f"the schedule of an earlier try has fired: re-attaching to its run {run.id}" in logs()
 
 
+@pytest.mark.proves_retry("HatchetScheduleWorkflowOperator")
+def test_a_retry_after_the_scheduled_run_failed_schedules_a_new_run(
+    hatchet: Any, dag_runner: Any, logs: Any
+) -> None:
+    with make_dag("sched_retry_failed") as dag:
+        operator(task_id="t", workflow_name="demo-fail", trigger_at=soon(0.5), wait_for_completion=True,
+                 retries=1, retry_delay=timedelta(0))
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "failed"
+    first, second = sorted(hatchet.runs, key=lambda run: run.additional_metadata["airflow_try_number"])
+    assert [r.additional_metadata["airflow_try_number"] for r in (first, second)] == ["1", "2"]
+    assert schedules_created(hatchet) == 2
+    assert {hatchet.run_status(first.id), hatchet.run_status(second.id)} == {"FAILED"}
+    assert f"the run {first.id} of an earlier try's schedule is FAILED; scheduling a new run" in logs()
+
+
 def test_clearing_a_succeeded_schedule_task_schedules_anew(hatchet: Any, dag_runner: Any) -> None:
     from tests.test_rerun import clear_upstream_once, python_task
 

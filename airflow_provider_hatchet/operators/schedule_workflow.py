@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_hatchet._compat import AirflowException
 from airflow_provider_hatchet._identity import TI_KEY, identity_metadata
 from airflow_provider_hatchet.client import TriggerRequest, validation
+from airflow_provider_hatchet.client.models import RunStatus
 from airflow_provider_hatchet.client.scheduling import check_time
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
@@ -33,6 +34,9 @@ SCHEDULED_ID_KEY = "hatchet_scheduled_id"
 PAST_MARGIN = timedelta(seconds=5)
 
 
+_ENDED_BADLY = frozenset({RunStatus.FAILED, RunStatus.CANCELLED})
+
+
 @dataclass(frozen=True)
 class _Earlier:
     """What an earlier try of the generation scheduled: the schedule, or, once it has fired, the run it made."""
@@ -41,6 +45,7 @@ class _Earlier:
     trigger_at: datetime
     scheduled_id: str | None = None
     run_id: str | None = None
+    run_status: RunStatus | None = None
 
 
 class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
@@ -144,7 +149,8 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
             for run in self.hook.iter_runs(since=lookback_start(), additional_metadata={TI_KEY: mine[TI_KEY]}):
                 token = run.additional_metadata.get(SCHEDULE_TOKEN_KEY)
                 if run.has_metadata(mine) and created_by(run.additional_metadata, tries) and token:
-                    return _Earlier(str(token), run.created_at or lookback_start(), run_id=run.id)
+                    return _Earlier(str(token), run.created_at or lookback_start(), run_id=run.id,
+                                    run_status=run.status)
             return None
 
         try_number = context["ti"].try_number
@@ -155,6 +161,12 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
         elif found.scheduled_id is not None:
             self.log.info("Try %s: re-attaching to scheduled run %s (at %s) of an earlier try.", try_number,
                           found.scheduled_id, found.trigger_at.isoformat())
+        elif found.run_status in _ENDED_BADLY:
+            # As HatchetRunWorkflowOperator does: a retry runs the workflow again rather than fail the same way.
+            assert found.run_status is not None
+            self.log.info("Try %s: the run %s of an earlier try's schedule is %s; scheduling a new run.", try_number,
+                          found.run_id, found.run_status.value)
+            return None
         else:
             self.log.info("Try %s: the schedule of an earlier try has fired: re-attaching to its run %s.", try_number,
                           found.run_id)
