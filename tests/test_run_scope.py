@@ -388,3 +388,22 @@ def test_a_replay_whose_read_back_fails_is_not_failed_so_a_retry_does_not_replay
     assert len([r for r in hs.sim.requests if r.path.endswith("/tasks/replay")]) == 1
     assert hs.hook.get_run(dag).retry_count() == 1
     hook.close()
+
+
+@pytest.mark.parametrize("action", ["cancel_runs", "replay_runs"])
+def test_a_run_filter_built_directly_with_no_statuses_is_refused_not_taken_as_every_status(
+    hs: Sim, action: str
+) -> None:
+    completed = hs.run("demo-etl", group="direct")
+    hanging = hs.run("demo-hang", group="direct")
+    hs.settle()
+    hs.sim.clear_requests()
+
+    with pytest.raises(HatchetValidationError) as raised:
+        getattr(hs.hook, action)(filter=RunFilter(since=since(), statuses=(), additional_metadata={"group": "direct"}))
+    hs.settle()
+
+    assert raised.value.field == "statuses"
+    assert (hs.acted(), hs.listed()) == ([], [])
+    assert (hs.status(completed), hs.status(hanging)) == ("COMPLETED", "RUNNING")
+    assert hs.hook.get_run(completed).retry_count() == 0

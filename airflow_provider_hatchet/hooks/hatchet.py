@@ -484,7 +484,8 @@ class HatchetHook(BaseHook):
 
     def _run_filter(self, filter: RunFilter | Mapping[str, Any]) -> RunFilter:
         if isinstance(filter, RunFilter):
-            return filter
+            # One built directly skipped the checks: an empty ``statuses`` would list every status.
+            return RunFilter.checked(**{name: getattr(filter, name) for name in RunFilter.__dataclass_fields__})
         if not isinstance(filter, Mapping):
             raise HatchetValidationError("filter", f"must be a RunFilter or a dict, got {type(filter).__name__}")
         unknown = sorted(str(name) for name in filter if name not in RunFilter.__dataclass_fields__)
