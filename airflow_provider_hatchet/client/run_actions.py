@@ -9,7 +9,7 @@ idempotency keys or event ids, and stops at 20,000 runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -147,33 +147,34 @@ def in_chunks(send: Callable[[list[str]], list[str]], run_ids: Iterable[str], si
 
 def settle_after_replay(
     read: Callable[[str], RunDetails],
-    run_id: str,
-    retry_count_before: int,
+    retry_counts: Mapping[str, int],
     *,
     timeout: float = REPLAY_SETTLE_TIMEOUT,
     poll: float = REPLAY_SETTLE_POLL,
-    sleep: Callable[[float], None] = time.sleep,
-) -> RunDetails | None:
-    """Wait until a replayed run shows the replay: its status left FAILED or a task's retry count rose.
+    sleep: Callable[[float], None] | None = None,
+) -> list[str]:
+    """Wait until each replayed run shows the replay: its status left FAILED or a task's retry count rose.
 
-    Right after a replay, reads may still show the run as it was. Returns the first details that show the replay,
-    or None when ``timeout`` passed without (the caller then waits on the run all the same).
+    Right after a replay, reads may still show a run as it was. The runs are read in rounds until each shows the
+    replay or ``timeout`` passed, one bound for them all (not one per run). Returns the runs that still read as
+    before, in the order given (the caller then waits on them all the same).
 
     :param read: the client's ``get_run``.
-    :param run_id: the replayed run.
-    :param retry_count_before: :meth:`RunDetails.retry_count` before the replay.
-    :param timeout: seconds to wait at most.
-    :param poll: seconds between reads.
-    :param sleep: how to wait (tests pass a fake clock's).
+    :param retry_counts: run id -> its :meth:`RunDetails.retry_count` before the replay.
+    :param timeout: seconds to wait at most, for all the runs together.
+    :param poll: seconds between rounds.
+    :param sleep: how to wait; ``time.sleep`` by default (tests pass a fake clock's).
     """
     deadline = time.monotonic() + timeout
+    pending = dict(retry_counts)
     while True:
-        try:
-            details = read(run_id)
-            if details.status is not RunStatus.FAILED or details.retry_count() > retry_count_before:
-                return details
-        except (HatchetNotFoundError, HatchetRetryableError):
-            pass
-        if time.monotonic() >= deadline:
-            return None
-        sleep(poll)
+        for run_id, before in list(pending.items()):
+            try:
+                details = read(run_id)
+            except (HatchetNotFoundError, HatchetRetryableError):
+                continue
+            if details.status is not RunStatus.FAILED or details.retry_count() > before:
+                del pending[run_id]
+        if not pending or time.monotonic() >= deadline:
+            return list(pending)
+        (sleep or time.sleep)(poll)
