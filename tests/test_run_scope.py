@@ -422,3 +422,22 @@ def test_replaying_many_runs_waits_out_the_read_lag_once_not_once_per_run(hs: Si
     # One bound for the batch: 10,000 runs that never show their replay must not wait 10,000 times as long.
     assert hs.clock() - started <= run_actions.REPLAY_SETTLE_TIMEOUT + run_actions.REPLAY_SETTLE_POLL
     assert len([r for r in hs.sim.requests if r.path.endswith("/tasks/replay")]) == 1
+
+
+def test_a_run_list_answering_an_id_that_is_no_run_id_fails_the_task_and_forges_no_log_line(
+    hs: Sim, dag_runner: Any, logs: Any
+) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetReplayRunsOperator
+
+    forged = {"metadata": {"id": "x\nERROR - forged: every run replayed"}, "status": "FAILED",
+              "additionalMetadata": {"group": "forge"}}
+    hs.sim.fail_next("list", 1, status=200, body={"rows": [forged], "pagination": {}})
+    with make_dag("scope_forged_ids") as dag:
+        HatchetReplayRunsOperator(task_id="t", additional_metadata={"group": "forge"}, dry_run=True)
+    dag_run = dag_runner(dag)
+
+    logged = logs()
+    assert task_state(dag_run, "t") == "failed"
+    assert "\nERROR - forged" not in logged
+    assert "is not a run id" in logged
+    assert hs.acted() == []

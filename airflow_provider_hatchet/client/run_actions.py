@@ -16,6 +16,7 @@ from typing import Any
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import (
     HatchetAuthError,
+    HatchetMalformedResponseError,
     HatchetNotFoundError,
     HatchetRetryableError,
     HatchetValidationError,
@@ -23,6 +24,7 @@ from airflow_provider_hatchet.client.errors import (
 from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
 from airflow_provider_hatchet.client.run_filter import RunFilter
 from airflow_provider_hatchet.client.sync import HatchetClient
+from airflow_provider_hatchet.client.validation import check_run_id
 
 # Ids per cancel or replay request, as hatchet-sdk sends them.
 ACTION_CHUNK = 500
@@ -32,6 +34,7 @@ REPLAY_SETTLE_POLL = 0.25
 # Seconds before a run id that read 404 right after a cancel or replay is read again: it may be a run created a
 # moment ago, not yet readable.
 UNSEEN_GRACE = RUN_VISIBILITY_WINDOW
+RUNS_PATH = "/api/v1/stable/tenants/{tenant}/workflow-runs"
 # Runs counted past ``max_runs`` before a refusal gives up counting and says "at least".
 COUNT_CEILING = 100_000
 
@@ -42,6 +45,7 @@ def select_runs(client: HatchetClient, run_filter: RunFilter, workflow_ids: Sequ
     :param client: the sync client.
     :param run_filter: the filter.
     :param workflow_ids: the ids of ``run_filter.workflow_names``, resolved by the caller.
+    :raises HatchetMalformedResponseError: for a row whose id is not a run id (a UUID).
     """
     pairs = dict(run_filter.additional_metadata)
     rows = client.iter_runs(
@@ -51,6 +55,12 @@ def select_runs(client: HatchetClient, run_filter: RunFilter, workflow_ids: Sequ
     )
     seen: set[str] = set()
     for row in rows:
+        try:
+            check_run_id(row.id)
+        except HatchetValidationError:
+            # The ids are logged and sent back to act on: one that is not a run id could forge log lines.
+            raise HatchetMalformedResponseError(f"a row's id {row.id[:60]!r} is not a run id", method="GET",
+                                                path=RUNS_PATH) from None
         # A page boundary can show a run twice while runs are created; an old server may drop a pair.
         if row.id not in seen and row.has_metadata(pairs):
             seen.add(row.id)
