@@ -441,3 +441,23 @@ def test_a_run_list_answering_an_id_that_is_no_run_id_fails_the_task_and_forges_
     assert "\nERROR - forged" not in logged
     assert "is not a run id" in logged
     assert hs.acted() == []
+
+
+@pytest.mark.proves_scope("HatchetCancelRunsOperator")
+def test_a_metadata_template_that_renders_to_none_fails_the_task_before_anything_is_sent(
+    hs: Sim, dag_runner: Any
+) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetCancelRunsOperator
+
+    # Another DAG run whose batch template rendered None the same way: "None" would select its runs too.
+    elsewhere = hs.run("demo-hang", airflow_dag_id="scope_none", batch="None")
+    hs.settle()
+    hs.sim.clear_requests()
+    with make_dag("scope_none") as dag:
+        HatchetCancelRunsOperator(task_id="t", retries=2, additional_metadata={
+            "airflow_dag_id": "{{ dag.dag_id }}", "batch": "{{ params.get('missing') }}"})
+    dag_run = dag_runner(dag)
+    hs.settle()
+
+    assert task_state(dag_run, "t") == "failed"
+    assert (hs.acted(), hs.listed(), hs.status(elsewhere)) == ([], [], "RUNNING")
