@@ -461,3 +461,18 @@ def test_a_metadata_template_that_renders_to_none_fails_the_task_before_anything
 
     assert task_state(dag_run, "t") == "failed"
     assert (hs.acted(), hs.listed(), hs.status(elsewhere)) == ([], [], "RUNNING")
+
+
+def test_thousands_of_unknown_ids_are_named_in_a_bounded_message(hs: Sim, dag_runner: Any, logs: Any) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetCancelRunsOperator
+
+    unknown = [f"00000000-0000-4000-8000-{i:012d}" for i in range(2000)]
+    with make_dag("scope_many_unknown") as dag:
+        HatchetCancelRunsOperator(task_id="t", run_ids=unknown)
+    dag_run = dag_runner(dag)
+
+    logged = logs()
+    assert task_state(dag_run, "t") == "failed"
+    assert f"Hatchet has no run {unknown[0]}" in logged
+    assert "and 1,900 more" in logged
+    assert unknown[-1] not in logged  # not one 70 KB line per message

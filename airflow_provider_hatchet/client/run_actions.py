@@ -35,6 +35,8 @@ REPLAY_SETTLE_POLL = 0.25
 # moment ago, not yet readable.
 UNSEEN_GRACE = RUN_VISIBILITY_WINDOW
 RUNS_PATH = "/api/v1/stable/tenants/{tenant}/workflow-runs"
+# Ids a message names at most (10,000 unknown ids would make a 370 KB line).
+SHOWN_IDS = 100
 # Runs counted past ``max_runs`` before a refusal gives up counting and says "at least".
 COUNT_CEILING = 100_000
 
@@ -65,6 +67,16 @@ def select_runs(client: HatchetClient, run_filter: RunFilter, workflow_ids: Sequ
         if row.id not in seen and row.has_metadata(pairs):
             seen.add(row.id)
             yield row
+
+
+def shown_ids(ids: Sequence[str], limit: int = SHOWN_IDS) -> str:
+    """The ids joined for a message: the first ``limit``, then how many more.
+
+    :param ids: the ids.
+    :param limit: the most ids named.
+    """
+    more = len(ids) - limit
+    return ", ".join(ids[:limit]) + (f", and {more:,} more" if more > 0 else "")
 
 
 def at_most(rows: Iterator[RunSummary], max_runs: int) -> list[RunSummary]:

@@ -478,7 +478,8 @@ class HatchetHook(BaseHook):
                 missing = []
         if missing:
             self.log.warning("Hatchet has no run %s in this tenant (unknown, or another tenant's); the %s %s "
-                             "nothing there.", ", ".join(missing), action, "would do" if dry_run else "did")
+                             "nothing there.", run_actions.shown_ids(missing), action,
+                             "would do" if dry_run else "did")
         left_out = set(missing)
         return [run_id for run_id in ids if run_id not in left_out]
 
