@@ -476,3 +476,21 @@ def test_thousands_of_unknown_ids_are_named_in_a_bounded_message(hs: Sim, dag_ru
     assert f"Hatchet has no run {unknown[0]}" in logged
     assert "and 1,900 more" in logged
     assert unknown[-1] not in logged  # not one 70 KB line per message
+
+
+def test_a_server_error_text_cannot_forge_a_line_in_the_task_log(hs: Sim, logs: Any) -> None:
+    from airflow_provider_hatchet.client.retry import RetryPolicy
+
+    hanging = hs.run("demo-hang")
+    hs.settle()
+    hook = HatchetHook(retry=RetryPolicy(attempts=1))
+    forged = "boom\r\n[2026-12-07 03:00:00] INFO - Cancelled 0 Hatchet run(s).\x1b[2K"
+    hs.sim.fail_next("status", 1, 500, body={"message": forged})
+
+    assert hook.cancel_runs([hanging]) == [hanging]
+    hook.close()
+
+    logged = logs()
+    assert "reading the runs back failed" in logged
+    assert "boom\\r\\n[2026-12-07 03:00:00] INFO - Cancelled 0" in logged
+    assert "\n[2026-12-07 03:00:00] INFO" not in logged and "\x1b" not in logged

@@ -303,11 +303,22 @@ def scrub(text: str, token: str = "") -> str:
     return _BEARER.sub("Bearer ***", text)
 
 
+def _printable(text: str) -> str:
+    """Text the server supplied with its control characters escaped (``\\n``, ``\\x1b``), so that in a log it
+    cannot start a line of its own or move the cursor.
+
+    :param text: the server's text.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _server_message(response: httpx.Response, token: str = "") -> tuple[str, list[str]]:
     message, descriptions, plain = _raw_server_message(response)
     message = scrub(message, token)
     # A plain-text body is cut short only once the token is out of it, so no part of the token can remain.
-    return (message[:200] if plain else message), [scrub(d, token) for d in descriptions]
+    return _printable(message[:200] if plain else message), [_printable(scrub(d, token)) for d in descriptions]
 
 
 def _raw_server_message(response: httpx.Response) -> tuple[str, list[str], bool]:
