@@ -388,3 +388,109 @@ def test_a_replay_whose_read_back_fails_is_not_failed_so_a_retry_does_not_replay
     assert len([r for r in hs.sim.requests if r.path.endswith("/tasks/replay")]) == 1
     assert hs.hook.get_run(dag).retry_count() == 1
     hook.close()
+
+
+@pytest.mark.parametrize("action", ["cancel_runs", "replay_runs"])
+def test_a_run_filter_built_directly_with_no_statuses_is_refused_not_taken_as_every_status(
+    hs: Sim, action: str
+) -> None:
+    completed = hs.run("demo-etl", group="direct")
+    hanging = hs.run("demo-hang", group="direct")
+    hs.settle()
+    hs.sim.clear_requests()
+
+    with pytest.raises(HatchetValidationError) as raised:
+        getattr(hs.hook, action)(filter=RunFilter(since=since(), statuses=(), additional_metadata={"group": "direct"}))
+    hs.settle()
+
+    assert raised.value.field == "statuses"
+    assert (hs.acted(), hs.listed()) == ([], [])
+    assert (hs.status(completed), hs.status(hanging)) == ("COMPLETED", "RUNNING")
+    assert hs.hook.get_run(completed).retry_count() == 0
+
+
+def test_replaying_many_runs_waits_out_the_read_lag_once_not_once_per_run(hs: Sim) -> None:
+    failed = [hs.run("demo-etl", FAIL_ONCE) for _ in range(3)]
+    hs.settle(10)
+    counts = {run_id: hs.hook.get_run(run_id).retry_count() for run_id in failed}
+    hs.sim.replay_delay = 1000.0  # reads keep showing every run as before the replay
+    started = hs.clock()
+
+    late = hs.hook.replay_in_place(counts)
+
+    assert late == failed
+    # One bound for the batch: 10,000 runs that never show their replay must not wait 10,000 times as long.
+    assert hs.clock() - started <= run_actions.REPLAY_SETTLE_TIMEOUT + run_actions.REPLAY_SETTLE_POLL
+    assert len([r for r in hs.sim.requests if r.path.endswith("/tasks/replay")]) == 1
+
+
+def test_a_run_list_answering_an_id_that_is_no_run_id_fails_the_task_and_forges_no_log_line(
+    hs: Sim, dag_runner: Any, logs: Any
+) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetReplayRunsOperator
+
+    forged = {"metadata": {"id": "x\nERROR - forged: every run replayed"}, "status": "FAILED",
+              "additionalMetadata": {"group": "forge"}}
+    hs.sim.fail_next("list", 1, status=200, body={"rows": [forged], "pagination": {}})
+    with make_dag("scope_forged_ids") as dag:
+        HatchetReplayRunsOperator(task_id="t", additional_metadata={"group": "forge"}, dry_run=True)
+    dag_run = dag_runner(dag)
+
+    logged = logs()
+    assert task_state(dag_run, "t") == "failed"
+    assert "\nERROR - forged" not in logged
+    assert "is not a run id" in logged
+    assert hs.acted() == []
+
+
+@pytest.mark.proves_scope("HatchetCancelRunsOperator")
+def test_a_metadata_template_that_renders_to_none_fails_the_task_before_anything_is_sent(
+    hs: Sim, dag_runner: Any
+) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetCancelRunsOperator
+
+    # Another DAG run whose batch template rendered None the same way: "None" would select its runs too.
+    elsewhere = hs.run("demo-hang", airflow_dag_id="scope_none", batch="None")
+    hs.settle()
+    hs.sim.clear_requests()
+    with make_dag("scope_none") as dag:
+        HatchetCancelRunsOperator(task_id="t", retries=2, additional_metadata={
+            "airflow_dag_id": "{{ dag.dag_id }}", "batch": "{{ params.get('missing') }}"})
+    dag_run = dag_runner(dag)
+    hs.settle()
+
+    assert task_state(dag_run, "t") == "failed"
+    assert (hs.acted(), hs.listed(), hs.status(elsewhere)) == ([], [], "RUNNING")
+
+
+def test_thousands_of_unknown_ids_are_named_in_a_bounded_message(hs: Sim, dag_runner: Any, logs: Any) -> None:
+    from airflow_provider_hatchet.operators.hatchet import HatchetCancelRunsOperator
+
+    unknown = [f"00000000-0000-4000-8000-{i:012d}" for i in range(2000)]
+    with make_dag("scope_many_unknown") as dag:
+        HatchetCancelRunsOperator(task_id="t", run_ids=unknown)
+    dag_run = dag_runner(dag)
+
+    logged = logs()
+    assert task_state(dag_run, "t") == "failed"
+    assert f"Hatchet has no run {unknown[0]}" in logged
+    assert "and 1,900 more" in logged
+    assert unknown[-1] not in logged  # not one 70 KB line per message
+
+
+def test_a_server_error_text_cannot_forge_a_line_in_the_task_log(hs: Sim, logs: Any) -> None:
+    from airflow_provider_hatchet.client.retry import RetryPolicy
+
+    hanging = hs.run("demo-hang")
+    hs.settle()
+    hook = HatchetHook(retry=RetryPolicy(attempts=1))
+    forged = "boom\r\n[2026-12-07 03:00:00] INFO - Cancelled 0 Hatchet run(s).\x1b[2K"
+    hs.sim.fail_next("status", 1, 500, body={"message": forged})
+
+    assert hook.cancel_runs([hanging]) == [hanging]
+    hook.close()
+
+    logged = logs()
+    assert "reading the runs back failed" in logged
+    assert "boom\\r\\n[2026-12-07 03:00:00] INFO - Cancelled 0" in logged
+    assert "\n[2026-12-07 03:00:00] INFO" not in logged and "\x1b" not in logged

@@ -9,13 +9,14 @@ idempotency keys or event ids, and stops at 20,000 runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import (
     HatchetAuthError,
+    HatchetMalformedResponseError,
     HatchetNotFoundError,
     HatchetRetryableError,
     HatchetValidationError,
@@ -23,6 +24,7 @@ from airflow_provider_hatchet.client.errors import (
 from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
 from airflow_provider_hatchet.client.run_filter import RunFilter
 from airflow_provider_hatchet.client.sync import HatchetClient
+from airflow_provider_hatchet.client.validation import check_run_id
 
 # Ids per cancel or replay request, as hatchet-sdk sends them.
 ACTION_CHUNK = 500
@@ -32,6 +34,9 @@ REPLAY_SETTLE_POLL = 0.25
 # Seconds before a run id that read 404 right after a cancel or replay is read again: it may be a run created a
 # moment ago, not yet readable.
 UNSEEN_GRACE = RUN_VISIBILITY_WINDOW
+RUNS_PATH = "/api/v1/stable/tenants/{tenant}/workflow-runs"
+# Ids a message names at most (10,000 unknown ids would make a 370 KB line).
+SHOWN_IDS = 100
 # Runs counted past ``max_runs`` before a refusal gives up counting and says "at least".
 COUNT_CEILING = 100_000
 
@@ -42,6 +47,7 @@ def select_runs(client: HatchetClient, run_filter: RunFilter, workflow_ids: Sequ
     :param client: the sync client.
     :param run_filter: the filter.
     :param workflow_ids: the ids of ``run_filter.workflow_names``, resolved by the caller.
+    :raises HatchetMalformedResponseError: for a row whose id is not a run id (a UUID).
     """
     pairs = dict(run_filter.additional_metadata)
     rows = client.iter_runs(
@@ -51,10 +57,26 @@ def select_runs(client: HatchetClient, run_filter: RunFilter, workflow_ids: Sequ
     )
     seen: set[str] = set()
     for row in rows:
+        try:
+            check_run_id(row.id)
+        except HatchetValidationError:
+            # The ids are logged and sent back to act on: one that is not a run id could forge log lines.
+            raise HatchetMalformedResponseError(f"a row's id {row.id[:60]!r} is not a run id", method="GET",
+                                                path=RUNS_PATH) from None
         # A page boundary can show a run twice while runs are created; an old server may drop a pair.
         if row.id not in seen and row.has_metadata(pairs):
             seen.add(row.id)
             yield row
+
+
+def shown_ids(ids: Sequence[str], limit: int = SHOWN_IDS) -> str:
+    """The ids joined for a message: the first ``limit``, then how many more.
+
+    :param ids: the ids.
+    :param limit: the most ids named.
+    """
+    more = len(ids) - limit
+    return ", ".join(ids[:limit]) + (f", and {more:,} more" if more > 0 else "")
 
 
 def at_most(rows: Iterator[RunSummary], max_runs: int) -> list[RunSummary]:
@@ -147,33 +169,34 @@ def in_chunks(send: Callable[[list[str]], list[str]], run_ids: Iterable[str], si
 
 def settle_after_replay(
     read: Callable[[str], RunDetails],
-    run_id: str,
-    retry_count_before: int,
+    retry_counts: Mapping[str, int],
     *,
     timeout: float = REPLAY_SETTLE_TIMEOUT,
     poll: float = REPLAY_SETTLE_POLL,
-    sleep: Callable[[float], None] = time.sleep,
-) -> RunDetails | None:
-    """Wait until a replayed run shows the replay: its status left FAILED or a task's retry count rose.
+    sleep: Callable[[float], None] | None = None,
+) -> list[str]:
+    """Wait until each replayed run shows the replay: its status left FAILED or a task's retry count rose.
 
-    Right after a replay, reads may still show the run as it was. Returns the first details that show the replay,
-    or None when ``timeout`` passed without (the caller then waits on the run all the same).
+    Right after a replay, reads may still show a run as it was. The runs are read in rounds until each shows the
+    replay or ``timeout`` passed, one bound for them all (not one per run). Returns the runs that still read as
+    before, in the order given (the caller then waits on them all the same).
 
     :param read: the client's ``get_run``.
-    :param run_id: the replayed run.
-    :param retry_count_before: :meth:`RunDetails.retry_count` before the replay.
-    :param timeout: seconds to wait at most.
-    :param poll: seconds between reads.
-    :param sleep: how to wait (tests pass a fake clock's).
+    :param retry_counts: run id -> its :meth:`RunDetails.retry_count` before the replay.
+    :param timeout: seconds to wait at most, for all the runs together.
+    :param poll: seconds between rounds.
+    :param sleep: how to wait; ``time.sleep`` by default (tests pass a fake clock's).
     """
     deadline = time.monotonic() + timeout
+    pending = dict(retry_counts)
     while True:
-        try:
-            details = read(run_id)
-            if details.status is not RunStatus.FAILED or details.retry_count() > retry_count_before:
-                return details
-        except (HatchetNotFoundError, HatchetRetryableError):
-            pass
-        if time.monotonic() >= deadline:
-            return None
-        sleep(poll)
+        for run_id, before in list(pending.items()):
+            try:
+                details = read(run_id)
+            except (HatchetNotFoundError, HatchetRetryableError):
+                continue
+            if details.status is not RunStatus.FAILED or details.retry_count() > before:
+                del pending[run_id]
+        if not pending or time.monotonic() >= deadline:
+            return list(pending)
+        (sleep or time.sleep)(poll)

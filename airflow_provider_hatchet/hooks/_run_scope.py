@@ -19,19 +19,25 @@ THIS_DAG_RUN = '{"airflow_dag_id": "{{ dag.dag_id }}", "airflow_run_id": "{{ run
 def scoped(run_filter: RunFilter, action: str, *, allow_tenant_wide: bool) -> RunFilter:
     """The filter a cancel or replay acts on, or a refusal when it would select every run of the tenant.
 
-    A filter narrows the selection by workflow names, metadata pairs (every value non-blank), idempotency keys or
-    a triggering event; statuses and a time window alone do not. A replay without statuses selects FAILED and
-    CANCELLED runs only.
+    A filter narrows the selection by workflow names, metadata pairs (every value non-blank and not ``"None"``),
+    idempotency keys or a triggering event; statuses and a time window alone do not. A replay without statuses
+    selects FAILED and CANCELLED runs only.
 
     :param run_filter: the checked filter.
     :param action: ``cancel`` or ``replay``, for the messages.
     :param allow_tenant_wide: whether a filter that does not narrow may act on the whole tenant.
-    :raises HatchetValidationError: on field ``filter``, saying how to scope the selection.
+    :raises HatchetValidationError: on field ``filter``, saying how to scope the selection, or
+        ``additional_metadata`` for a blank or ``"None"`` value.
     """
     blank = [key for key, value in run_filter.additional_metadata.items() if not str(value).strip()]
     if blank:
         raise HatchetValidationError("additional_metadata", f"pairs {blank} have empty values (templates that "
                                      "rendered to nothing?): an empty value does not narrow a selection")
+    # Jinja renders a missing XCom or param as "None": every DAG run would render it alike and select each other's.
+    nones = [key for key, value in run_filter.additional_metadata.items() if str(value).strip() == "None"]
+    if nones:
+        raise HatchetValidationError("additional_metadata", f"pairs {nones} have the value 'None' (templates whose "
+                                     "value was None?): it names no run of this task; give the value meant")
     if not run_filter.narrowed_by() and not allow_tenant_wide:
         raise HatchetValidationError("filter", (
             f"a {action} by filter must be narrowed by workflow_names or additional_metadata (or give run_ids): "

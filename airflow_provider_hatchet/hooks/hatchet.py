@@ -417,14 +417,14 @@ class HatchetHook(BaseHook):
         return list(run_actions.select_runs(self.client, run_filter, self._workflow_ids(run_filter)))
 
     def replay_in_place(self, retry_counts: Mapping[str, int]) -> list[str]:
-        """Replay runs and wait (bounded) until reads show each replay: status out of FAILED or a retry count risen.
+        """Replay runs and wait (one bound for all) until reads show each replay: status out of FAILED or a retry
+        count risen.
 
         :param retry_counts: run id -> its :meth:`RunDetails.retry_count` before the replay.
         :return: the runs whose reads still showed them as before at the bound.
         """
         run_actions.in_chunks(self.client.replay_runs, retry_counts)
-        return [run_id for run_id, before in retry_counts.items()
-                if run_actions.settle_after_replay(self.client.get_run, run_id, before) is None]
+        return run_actions.settle_after_replay(self.client.get_run, retry_counts)
 
     def _act(self, action: str, run_ids: Iterable[str] | None, filter: RunFilter | Mapping[str, Any] | None, *,
              allow_tenant_wide: bool, max_runs: int, dry_run: bool, confirm: bool) -> list[str]:
@@ -468,13 +468,15 @@ class HatchetHook(BaseHook):
                 missing = []
         if missing:
             self.log.warning("Hatchet has no run %s in this tenant (unknown, or another tenant's); the %s %s "
-                             "nothing there.", ", ".join(missing), action, "would do" if dry_run else "did")
+                             "nothing there.", run_actions.shown_ids(missing), action,
+                             "would do" if dry_run else "did")
         left_out = set(missing)
         return [run_id for run_id in ids if run_id not in left_out]
 
     def _run_filter(self, filter: RunFilter | Mapping[str, Any]) -> RunFilter:
         if isinstance(filter, RunFilter):
-            return filter
+            # One built directly skipped the checks: an empty ``statuses`` would list every status.
+            return RunFilter.checked(**{name: getattr(filter, name) for name in RunFilter.__dataclass_fields__})
         if not isinstance(filter, Mapping):
             raise HatchetValidationError("filter", f"must be a RunFilter or a dict, got {type(filter).__name__}")
         unknown = sorted(str(name) for name in filter if name not in RunFilter.__dataclass_fields__)
