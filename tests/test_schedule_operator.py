@@ -140,6 +140,21 @@ def test_a_bad_trigger_time_fails_before_anything_is_sent(hatchet: Any, dag_runn
     assert hatchet.requests == []
 
 
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00", "9999-12-31T23:59:59+00:00"])
+def test_a_trigger_time_beyond_what_hatchet_keeps_fails_before_anything_is_sent(
+    hatchet: Any, dag_runner: Any, logs: Any, when: str
+) -> None:
+    # Year 1 was accepted and scheduled, then the wait's margin overflowed datetime after the schedule existed.
+    with make_dag("sched_far") as dag:
+        operator(task_id="t", workflow_name="demo-etl", trigger_at=when, wait_for_completion=True)
+    hatchet.clear_requests()
+    dag_run = dag_runner(dag)
+
+    assert task_state(dag_run, "t") == "failed"
+    assert "must be between 1970 and 9000" in logs()
+    assert hatchet.requests == []
+
+
 def fail_first_try(context: Any, result: Any = None) -> None:
     """A ``post_execute`` that fails try 1 after the operator scheduled: a crash past the schedule."""
     if context["ti"].try_number == 1:

@@ -96,6 +96,10 @@ class EventPage(_Model):
     pagination: Pagination = Field(default_factory=Pagination)
 
 
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST_TIME = datetime(9000, 1, 1, tzinfo=timezone.utc)
+
+
 def check_time(value: object, field: str = "trigger_at") -> datetime:
     """Return an aware datetime from a datetime or an ISO 8601 string; a naive one is taken as UTC.
 
@@ -109,7 +113,12 @@ def check_time(value: object, field: str = "trigger_at") -> datetime:
             raise HatchetValidationError(field, f"must be an ISO 8601 date-time, got {value!r}") from None
     if not isinstance(value, datetime):
         raise HatchetValidationError(field, f"must be a datetime or an ISO 8601 string, got {type(value).__name__}")
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    moment = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    # Far from any time Hatchet keeps, and near enough to datetime's bounds to overflow once a margin is added.
+    if not EARLIEST_TIME <= moment <= LATEST_TIME:
+        raise HatchetValidationError(field, f"({moment.isoformat()}) must be between {EARLIEST_TIME.year} and "
+                                     f"{LATEST_TIME.year}")
+    return moment
 
 
 def _tenant(tenant_id: str) -> str:
