@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._arguments import is_template, rendered_int
 from airflow_provider_hatchet._compat import ResumableJobMixin
 from airflow_provider_hatchet._identity import TI_KEY, TRY_KEY, first_try_of_generation, identity_metadata, ti_key
 from airflow_provider_hatchet.client import TriggerRequest, validation
-from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
 from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
@@ -22,6 +20,7 @@ from airflow_provider_hatchet.operators._base import (
     first_event,
     lookback_start,
 )
+from airflow_provider_hatchet.operators._earlier_tries import look_twice
 from airflow_provider_hatchet.operators._lineage import LineageMixin
 from airflow_provider_hatchet.operators._replay import replay_if_unchanged
 
@@ -35,8 +34,6 @@ _EARLIER_GENERATION = "CREATED_BEFORE_THE_TASK_WAS_CLEARED"
 _REUSABLE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED})
 _ACTIVE = frozenset({RunStatus.QUEUED.value, RunStatus.RUNNING.value})
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
-
-T = TypeVar("T")
 
 
 class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTriggerOperatorBase):
@@ -136,8 +133,8 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
             except HatchetNotFoundError:
                 return None
 
-        found = self._look_twice(details, lambda value: value is not None,
-                                 f"Run {external_id} is not readable yet")
+        found = look_twice(self.log, details, lambda value: value is not None,
+                           f"Run {external_id} is not readable yet")
         if found is None:
             return "NOT_FOUND"
         if not _created_since(found.run.additional_metadata, first_try):
@@ -223,8 +220,8 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
                 run.status in _REUSABLE or run.additional_metadata.get(TRY_KEY) == str(try_number - 1)
             )
 
-        latest = self._look_twice(lambda: self._latest_run(context, first_try), settled,
-                                  f"Try {try_number}: no reusable earlier run listed")
+        latest = look_twice(self.log, lambda: self._latest_run(context, first_try), settled,
+                            f"Try {try_number}: no reusable earlier run listed")
         if latest is None:
             self.log.info("Try %s: no earlier Hatchet run of this task instance since try %s; triggering a new one.",
                           try_number, first_try)
@@ -243,16 +240,6 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
     def lineage_run_ids(self) -> list[str]:
         """The run this task triggered or re-attached to, for the OpenLineage facets."""
         return [self.run_id] if self.run_id else []
-
-    def _look_twice(self, look: Callable[[], T], settled: Callable[[T], bool], unsettled_note: str) -> T:
-        """Look; if the answer may be Hatchet's read lag, look again once a just-created run would be visible."""
-        visible_from = time.monotonic() + RUN_VISIBILITY_WINDOW
-        answer = look()
-        if settled(answer):
-            return answer
-        self.log.info("%s; looking again in %.0f s.", unsettled_note, RUN_VISIBILITY_WINDOW)
-        time.sleep(max(0.0, visible_from - time.monotonic()))
-        return look()
 
     def _latest_run(self, context: Context, first_try: int) -> RunSummary | None:
         """The newest run of this task instance that a try from ``first_try`` on triggered."""
