@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -176,23 +176,22 @@ def test_clearing_a_succeeded_push_pushes_anew(hatchet: Any, face: Any, dag_runn
 
 
 def test_the_wait_finds_the_runs_by_hatchets_clock_when_the_local_clock_is_ahead(
-    hatchet: Any, face: Any, dag_runner: Any, logs: Any, monkeypatch: Any
+    dag_runner: Any, logs: Any, airflow_conn: Any
 ) -> None:
-    import airflow_provider_hatchet.operators.push_event as module
+    from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer
 
-    class Ahead(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> Any:
-            return datetime.now(tz) + timedelta(minutes=3)
+    # Hatchet's clock 3 minutes behind this machine's: its own sim, since the session's keeps the machine's time.
+    sim = HatchetSimulator(visibility_delay=0.0, wall_offset=-180)
+    sim.register_workflow("fails-on-event", "fail", on_events=["skew:key"])
+    with SimulatorServer(sim) as server, sim.grpc_server() as grpc_face:
+        airflow_conn("hatchet_default", conn_type="hatchet", host=server.url, password=sim.token,
+                     extra={"grpc_address": grpc_face.address, "grpc_tls": "false"})
+        with make_dag("push_skew") as dag:
+            push(task_id="t", key="skew:key", wait_for_runs=True, settle_seconds=1.0)
+        dag_run = dag_runner(dag)
 
-    monkeypatch.setattr(module, "datetime", Ahead)
-    hatchet.register_workflow("fails-on-event", "fail", on_events=["skew:key"])
-    with make_dag("push_skew") as dag:
-        push(task_id="t", key="skew:key", wait_for_runs=True, settle_seconds=1.0)
-    dag_run = dag_runner(dag)
-
-    [run] = hatchet.runs
-    assert hatchet.run_status(run.id) == "FAILED"
+        [run] = sim.runs
+        assert sim.run_status(run.id) == "FAILED"
     assert task_state(dag_run, "t") == "failed"
     text = logs()
     assert "triggered no run" not in text
