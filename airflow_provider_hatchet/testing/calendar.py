@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import heapq
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,6 +18,7 @@ from urllib.parse import parse_qs
 
 from ._http import SimResponse, api_errors, json_response, message
 from .binding import BindError, bind_object, metadata_filters, parse_int, parse_rfc3339, parse_time_param
+from .paging import event_pagination, workflow_pagination
 
 if TYPE_CHECKING:
     from .store import SimState, Tenant
@@ -45,31 +45,6 @@ def _priority_problem(priority: int) -> str:
 def _ms(ts: float) -> str:
     stamp = datetime.fromtimestamp(ts, tz=timezone.utc)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
-
-
-def list_pagination(total: int, offset: int, limit: int) -> dict[str, int]:
-    """The schedule and cron lists' ``PaginationResponse``: the workflow list's.
-
-    :param total: number of matching rows.
-    :param offset: rows skipped.
-    :param limit: page size.
-    """
-    from .listing import workflow_pagination  # here: listing imports the store, which imports this module
-
-    return workflow_pagination(total, offset, limit)
-
-
-def event_pagination(total: int, offset: int, limit: int, shown: int) -> dict[str, int]:
-    """The event list's ``PaginationResponse``: ``next_page`` moves on after a full page only.
-
-    :param total: number of matching rows.
-    :param offset: rows skipped.
-    :param limit: page size.
-    :param shown: rows on this page.
-    """
-    current = offset // limit + 1
-    return {"current_page": current, "next_page": current + 1 if shown == limit else current,
-            "num_pages": math.ceil(total / limit)}
 
 
 @dataclass
@@ -368,7 +343,7 @@ class CalendarApi:
         rows = [item for item in reversed(self.calendar.scheduled.values()) if item.tenant_id == tenant.id
                 and _carries(item.body.get("additionalMetadata") or {}, pairs)
                 and (not workflow_id or getattr(tenant.workflows.get(item.workflow), "id", "") == workflow_id)]
-        return json_response(200, {"pagination": list_pagination(len(rows), offset, limit),
+        return json_response(200, {"pagination": workflow_pagination(len(rows), offset, limit),
                                    "rows": [_scheduled_json(i, self.state, tenant)
                                             for i in rows[offset:offset + limit]]})
 
@@ -435,7 +410,7 @@ class CalendarApi:
         name = (q.get("cronName") or [""])[0]
         rows = [item for item in reversed(self.calendar.crons.values()) if item.tenant_id == tenant.id
                 and (not workflow or item.workflow == workflow) and (not name or item.name == name)]
-        return json_response(200, {"pagination": list_pagination(len(rows), offset, limit),
+        return json_response(200, {"pagination": workflow_pagination(len(rows), offset, limit),
                                    "rows": [_cron_json(i, tenant) for i in rows[offset:offset + limit]]})
 
     def list_events(self, tenant: Tenant, query: str) -> SimResponse:

@@ -6,13 +6,13 @@ Each function answers one request for one tenant that authentication already res
 from __future__ import annotations
 
 import functools
-import math
 import re
 from typing import Any
 from urllib.parse import parse_qs
 
 from ._http import SimResponse, json_response, message
 from .binding import BindError, metadata_filters, parse_bool, parse_int, parse_rfc3339, parse_time_param
+from .paging import run_pagination, workflow_pagination
 from .render import list_run, list_task
 from .runs import STATUSES, Run
 from .store import RunQuery, SimState, Tenant
@@ -41,30 +41,6 @@ def ilike(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(ch))
     return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
-
-
-def run_pagination(total: int, offset: int, limit: int) -> dict[str, int]:
-    """The run list's ``PaginationResponse``: ``next_page`` is always one more than ``current_page``.
-
-    :param total: number of matching rows.
-    :param offset: rows skipped.
-    :param limit: page size.
-    """
-    current = offset // limit + 1
-    return {"current_page": current, "next_page": current + 1, "num_pages": math.ceil(total / limit)}
-
-
-def workflow_pagination(total: int, offset: int, limit: int) -> dict[str, int]:
-    """The workflow list's ``PaginationResponse``: ``next_page`` stays put on the last page only.
-
-    :param total: number of matching rows.
-    :param offset: rows skipped.
-    :param limit: page size.
-    """
-    pages = math.ceil(total / limit)
-    current = 1 + math.ceil(offset / limit)
-    return {"current_page": current, "next_page": current if current == pages else current + 1,
-            "num_pages": pages}
 
 
 def _first(query: Query, name: str) -> str | None:

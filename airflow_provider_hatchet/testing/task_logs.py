@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 
 from ._http import SimResponse, json_response, message
 from .binding import BindError, parse_int, parse_time_param
+from .paging import TASK_LOG_PAGINATION
 from .runs import INF, Run
 from .workflows import OVERRIDE_KEY, default_error
 
@@ -24,7 +25,6 @@ DEFAULT_LIMIT = 1000
 LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
 # Seconds between the lines a task logs at its start, as the worker's sender spaces them out.
 LINE_GAP = 0.001
-_PAGINATION = {"current_page": 0, "next_page": 0, "num_pages": 0}
 
 
 def _log_count(run: Run, i: int) -> int:
@@ -114,4 +114,4 @@ def list_task_logs(run: Run, i: int, query: str, now: float, iso: Callable[[floa
          "taskDisplayName": display, "taskExternalId": run.task_ids[i]}
         for t, text in lines[:limit]
     ]
-    return json_response(200, {"pagination": _PAGINATION, "rows": rows})
+    return json_response(200, {"pagination": TASK_LOG_PAGINATION, "rows": rows})
