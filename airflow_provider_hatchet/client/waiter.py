@@ -54,7 +54,7 @@ from airflow_provider_hatchet.client.errors import (
     HatchetNotFoundError,
     HatchetRetryableError,
 )
-from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
+from airflow_provider_hatchet.client.models import TERMINAL_STATUSES, RunDetails, RunStatus, RunSummary
 from airflow_provider_hatchet.client.safe_text import safe_text
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 
@@ -70,7 +70,6 @@ DEFAULT_MAX_CONCURRENCY = 16
 BATCH_SINCE_MARGIN = timedelta(days=1)
 # The finished-runs window reaches this far beyond the oldest and newest unfinished runs' creation times.
 WINDOW_MARGIN = timedelta(seconds=1)
-TERMINAL_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 # Up to this many runs missing from two batch lists in a row are taken for late (read lag) and polled one by
 # one; more are taken for runs outside the batch and answered by the loose runs' list.
 FEW_LATE_RUNS = 16

@@ -11,7 +11,13 @@ from airflow_provider_hatchet._compat import ResumableJobMixin
 from airflow_provider_hatchet._identity import TI_KEY, TRY_KEY, first_try_of_generation, identity_metadata, ti_key
 from airflow_provider_hatchet.client import TriggerRequest, validation
 from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
-from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
+from airflow_provider_hatchet.client.models import (
+    REUSABLE_STATUSES,
+    UNFINISHED_STATUSES,
+    RunDetails,
+    RunStatus,
+    RunSummary,
+)
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.operators._base import (
@@ -31,8 +37,7 @@ RUN_ID_KEY = "hatchet_run_id"
 # What get_job_status answers for a run an earlier generation created (the task was cleared since): neither
 # active nor succeeded, so the mixin submits anew.
 _EARLIER_GENERATION = "CREATED_BEFORE_THE_TASK_WAS_CLEARED"
-_REUSABLE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED})
-_ACTIVE = frozenset({RunStatus.QUEUED.value, RunStatus.RUNNING.value})
+_ACTIVE = frozenset(status.value for status in UNFINISHED_STATUSES)
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 
 
@@ -217,7 +222,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         def settled(run: RunSummary | None) -> bool:
             # A try triggers one run at most, so once the previous try's run is listed, no newer one can be hiding.
             return run is not None and (
-                run.status in _REUSABLE or run.additional_metadata.get(TRY_KEY) == str(try_number - 1)
+                run.status in REUSABLE_STATUSES or run.additional_metadata.get(TRY_KEY) == str(try_number - 1)
             )
 
         latest = look_twice(self.log, lambda: self._latest_run(context, first_try), settled,
@@ -226,7 +231,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
             self.log.info("Try %s: no earlier Hatchet run of this task instance since try %s; triggering a new one.",
                           try_number, first_try)
             return None
-        if latest.status in _REUSABLE:
+        if latest.status in REUSABLE_STATUSES:
             self.log.info("Try %s: re-attaching to earlier run %s (%s).", try_number, latest.id, latest.status.value)
             return latest.id
         if (self.retry_from_failure and latest.status is RunStatus.FAILED
