@@ -18,12 +18,12 @@ from airflow_provider_hatchet.client.models import (
     RunStatus,
     RunSummary,
 )
+from airflow_provider_hatchet.client.wait_event import WaitEvent
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.operators._base import (
     OUTPUT_KEY,
     HatchetTriggerOperatorBase,
-    first_event,
     lookback_start,
 )
 from airflow_provider_hatchet.operators._earlier_tries import look_twice
@@ -160,10 +160,8 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         if self.run_id != run_id:
             self._announce(context, run_id)
         if self.wait_for_completion:
-            trigger = self.wait_trigger(context, [run_id])
-            if self.deferrable and not self._finished(run_id):
-                self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
-            self._push_output(context, first_event(trigger))
+            defer = self.deferrable and not self._finished(run_id)
+            self._push_output(context, self.wait_for_runs(context, [run_id], defer=defer))
 
     def get_job_result(self, external_id: Any, context: Context) -> str:
         """The task's return value: the run id (the output, if waited on, is in XCom ``output``).
@@ -174,7 +172,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         if self.run_id != run_id:
             self._announce(context, run_id)
             if self.wait_for_completion:
-                self._push_output(context, first_event(self.wait_trigger(context, [run_id])))
+                self._push_output(context, self.wait_for_runs(context, [run_id]))
         return run_id
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
@@ -187,8 +185,8 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         if self.run_id:
             self.cancel([self.run_id], "the task was killed")
 
-    def _push_output(self, context: Context, event: dict[str, Any] | None) -> str:
-        """Push the run's output from the trigger's event and return the run id."""
+    def _push_output(self, context: Context, event: WaitEvent | dict[str, Any] | None) -> str:
+        """Push the run's output from how the wait ended and return the run id."""
         outputs, run_ids = self.finish_wait(context, event)
         context["ti"].xcom_push(key=OUTPUT_KEY, value=outputs[0])
         self.log.info("Hatchet run %s completed.", self.run_id or run_ids[0])
