@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -70,6 +71,14 @@ def test_serialize_round_trips_json_safe_without_the_token(sim: HatchetSimulator
     assert kwargs["resume"] == {"started_at": 1.6e9, "not_found_grace": 30, "max_concurrency": 8,
                                 "detect_batch": False, "first_poll_at": 1.65e9}
     assert kwargs["cancel_on_timeout"] is True
+    # Every argument is written back; the task-to-trigger internals are grouped in resume.
+    assert set(kwargs) == set(inspect.signature(HatchetWorkflowRunTrigger).parameters)
+    assert len(kwargs) <= 10
+
+
+def test_an_unknown_resume_key_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match=r"resume has unknown keys \['started'\]"):
+        HatchetWorkflowRunTrigger(run_ids=["a"], resume={"started": 1.0})
 
 
 def test_run_ids_must_be_a_list_of_ids() -> None:

@@ -97,16 +97,6 @@ class WaitResume:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"resume has unknown keys {unknown}; known: {sorted(names)}")
-        optional_floats = ("started_at", "first_poll_at", "runs_since")
-        for name in optional_floats:
-            if data.get(name) is not None:
-                data[name] = float(data[name])
-        if data.get("run_count") is not None:
-            data["run_count"] = int(data["run_count"])
-        for name, kind in (("detect_batch", bool), ("indexed_batch", bool), ("not_found_grace", float),
-                           ("max_concurrency", int)):
-            if name in data:
-                data[name] = kind(data[name])
         return cls(**data)
 
 
