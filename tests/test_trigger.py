@@ -76,9 +76,13 @@ def test_serialize_round_trips_json_safe_without_the_token(sim: HatchetSimulator
     assert len(kwargs) <= 10
 
 
-def test_an_unknown_resume_key_is_refused_naming_it() -> None:
-    with pytest.raises(ValueError, match=r"resume has unknown keys \['started'\]"):
-        HatchetWorkflowRunTrigger(run_ids=["a"], resume={"started": 1.0})
+@pytest.mark.parametrize(("resume", "named"), [
+    ({"started": 1.0}, "resume: started: Unexpected keyword argument"),
+    ({"max_concurrency": "many"}, "resume: max_concurrency: Input should be a valid integer"),
+])
+def test_a_bad_resume_is_refused_naming_the_key(resume: dict[str, Any], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        HatchetWorkflowRunTrigger(run_ids=["a"], resume=resume)
 
 
 def test_run_ids_must_be_a_list_of_ids() -> None:

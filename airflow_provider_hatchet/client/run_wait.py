@@ -9,11 +9,12 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import anyio
+from pydantic import ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass
 
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.batch_runs import find_batch_runs, ids_digest
@@ -48,7 +49,7 @@ class Log(Protocol):
         """Log the failure that ended the wait."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class WaitResume:
     """What the task hands the wait it starts, so that the wait goes on where the task left it; JSON-safe.
 
@@ -90,14 +91,13 @@ class WaitResume:
         """Read the JSON-safe form back.
 
         :param data: what :meth:`to_dict` wrote, or None for the defaults.
-        :raises ValueError: naming a key that is not a field.
+        :raises ValueError: naming each key that is not a field or holds a value of the wrong type.
         """
-        data = dict(data or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"resume has unknown keys {unknown}; known: {sorted(names)}")
-        return cls(**data)
+        try:
+            return cls(**dict(data or {}))
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"resume: {problems}") from None
 
 
 class RunWait:
