@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from airflow_provider_hatchet._compat import AirflowException, AirflowFailException
 from airflow_provider_hatchet.client.errors import HatchetValidationError
+from airflow_provider_hatchet.client.models import TERMINAL_STATUSES, RunStatus
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 
 __all__ = [
@@ -21,9 +22,6 @@ __all__ = [
     "failing_on_bad_arguments",
     "run_error",
 ]
-
-_TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
-
 
 class HatchetRunError(AirflowException):
     """Hatchet runs the task started or waited on did not complete.
@@ -59,6 +57,9 @@ _BY_STATUS: dict[WaitStatus, type[HatchetRunError]] = {
     WaitStatus.TIMEOUT: HatchetRunTimeoutError,
 }
 RUN_ERROR_STATUSES = frozenset(_BY_STATUS)
+# The statuses as the event's strings carry them.
+_TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
+_ENDED_BADLY = frozenset({RunStatus.FAILED.value, RunStatus.CANCELLED.value})
 
 
 def run_error(event: WaitEvent, message: str | None = None) -> HatchetRunError:
@@ -71,7 +72,7 @@ def run_error(event: WaitEvent, message: str | None = None) -> HatchetRunError:
     if event.status is WaitStatus.TIMEOUT:
         concerned = [i for i in run_ids if event.statuses.get(i) not in _TERMINAL]
     else:
-        concerned = [i for i in run_ids if event.statuses.get(i) in ("FAILED", "CANCELLED")]
+        concerned = [i for i in run_ids if event.statuses.get(i) in _ENDED_BADLY]
     return _BY_STATUS[event.status](
         message or event.message or f"Hatchet run(s) ended with status {event.status.value}",
         concerned or run_ids,

@@ -132,8 +132,8 @@ def role_main(role: str) -> int:
     """One waiter: read its spec from stdin, wait for the start, wait on the runs, print the figures as JSON."""
     counter = Requests()
     counter.install()
-    from airflow_provider_hatchet.client import waiter
-    from airflow_provider_hatchet.triggers import hatchet as triggers
+    from airflow_provider_hatchet.client import run_wait, waiter
+    from airflow_provider_hatchet.sensors import hatchet as sensors
 
     rounds: list[tuple[float, int]] = []
     check_round = waiter.check_round
@@ -145,8 +145,8 @@ def role_main(role: str) -> int:
         finally:
             rounds.append((began, counter.total - before))
 
-    waiter.check_round = timed  # type: ignore[assignment]
-    triggers.check_round = timed  # type: ignore[assignment]
+    run_wait.check_round = timed  # type: ignore[assignment]
+    sensors.check_round = timed  # type: ignore[assignment]
     from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor
 
     print(f"{MARK}ready", flush=True)

@@ -183,3 +183,19 @@ def count_async_clients(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[An
         return clients
 
     return start
+
+
+@pytest.fixture
+def closed_async_clients(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every ``AsyncHatchetClient`` closed in this test, in order."""
+    from airflow_provider_hatchet.client import AsyncHatchetClient
+
+    closed: list[Any] = []
+    aclose = AsyncHatchetClient.aclose
+
+    async def recorded(self: AsyncHatchetClient) -> None:
+        closed.append(self)
+        await aclose(self)
+
+    monkeypatch.setattr(AsyncHatchetClient, "aclose", recorded)
+    return closed

@@ -54,12 +54,12 @@ def test_a_deferred_wait_on_a_big_batch_stores_small_kwargs(hatchet: Any, dag_ru
     assert dag_run.state == "success"
     (stored, kwargs), = [(s, k) for s, k in stored_triggers() if s not in before]
     assert len(stored) < 8 * 1024
-    assert kwargs["run_ids"] == [] and kwargs["run_count"] == RUNS
+    assert kwargs["run_ids"] == [] and kwargs["resume"]["run_count"] == RUNS
     runs = {int(r.additional_metadata["airflow_batch_index"]): r.id for r in hatchet.runs}
     ids = [runs[i] for i in range(RUNS)]
     assert xcom_value(dag_run, "t") == ids
     assert xcom_value(dag_run, "t", "output") == [{"run": {"i": i}} for i in range(RUNS)]
-    assert kwargs["run_ids_digest"] == ids_digest(ids)
+    assert kwargs["resume"]["run_ids_digest"] == ids_digest(ids)
     json.dumps(kwargs)
 
 
@@ -93,7 +93,8 @@ async def test_a_retried_item_resolves_to_its_newest_run(hatchet: Any) -> None:
     ids = first_try[:3] + retried + first_try[4:]
     kwargs, trigger = rebuilt(HatchetWorkflowRunTrigger(ids, batch_key=KEY, poll_interval=0.1))
 
-    assert kwargs["run_ids"] == [] and kwargs["run_count"] == 150 and kwargs["run_ids_digest"] == ids_digest(ids)
+    assert kwargs["run_ids"] == [] and kwargs["resume"]["run_count"] == 150
+    assert kwargs["resume"]["run_ids_digest"] == ids_digest(ids)
     event = await only_event(trigger)
     assert event["status"] == "success"
     assert event["run_ids"] == ids
@@ -103,7 +104,7 @@ async def test_a_retried_item_resolves_to_its_newest_run(hatchet: Any) -> None:
 async def test_a_batch_whose_runs_are_not_the_tasks_gives_an_error(hatchet: Any) -> None:
     first_try = await trigger_batch(hatchet, list(range(150)))
     await trigger_batch(hatchet, [3])
-    trigger = HatchetWorkflowRunTrigger(first_try, batch_key=KEY, poll_interval=0.1, not_found_grace=2.0)
+    trigger = HatchetWorkflowRunTrigger(first_try, batch_key=KEY, poll_interval=0.1, resume={"not_found_grace": 2.0})
     event = await only_event(rebuilt(trigger)[1])
     assert event["status"] == "error"
     assert f"150 of the 150 runs of batch {KEY!r}, but not the runs the task triggered" in event["message"]
@@ -124,6 +125,6 @@ async def test_find_batch_runs_keeps_each_items_newest_run_of_the_batch(hatchet:
 def test_a_batch_of_a_hundred_runs_keeps_its_ids() -> None:
     ids = [f"run-{i}" for i in range(100)]
     kwargs, _ = rebuilt(HatchetWorkflowRunTrigger(ids, batch_key=KEY))
-    assert kwargs["run_ids"] == ids and "run_count" not in kwargs
+    assert kwargs["run_ids"] == ids and "run_count" not in kwargs["resume"]
     with pytest.raises(ValueError, match="run_count describes a batch"):
-        HatchetWorkflowRunTrigger([], run_count=3)
+        HatchetWorkflowRunTrigger([], resume={"run_count": 3})

@@ -166,6 +166,6 @@ def test_a_trigger_cancelled_by_airflow_after_the_deadline_still_cancels_the_run
                                             cancel_on_timeout=cancel_on_timeout)
         # The deadline cuts a round in flight short, so the trigger's own event normally comes first; keep the
         # round running past the deadline, as a trigger starved of CPU would, for Airflow's cancel to come first.
-        trigger._remaining = lambda: None  # type: ignore[method-assign]
+        trigger.wait._remaining = lambda: None  # type: ignore[method-assign]
         asyncio.run(cancel_after(trigger, 1.0))
         assert settled_status(hatchet, run_id) == expected

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hatchet._compat import AIRFLOW_V_3_3_PLUS
+from airflow_provider_hatchet._compat import AIRFLOW_V_3_3_PLUS, TaskDeferred
 from airflow_provider_hatchet.client import HatchetValidationError
 from tests.airflow_helpers import task_state, xcom_value
 
@@ -190,8 +190,9 @@ def test_the_deferred_trigger_round_trips_and_holds_no_token(hatchet: Any) -> No
     op = operator(task_id="t", workflow_name="demo-etl", wait_for_completion=True, deferrable=True, timeout=60,
                   execution_timeout=timedelta(seconds=90))
     started = datetime.now(timezone.utc) - timedelta(seconds=20)
-    trigger = op.wait_trigger({"ti": SimpleNamespace(start_date=started)}, ["run-1"])
-    path, kwargs = trigger.serialize()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.wait_for_runs({"ti": SimpleNamespace(start_date=started)}, ["run-1"], defer=True)
+    path, kwargs = deferred.value.trigger.serialize()
     assert path == "airflow_provider_hatchet.triggers.hatchet.HatchetWorkflowRunTrigger"
     assert HatchetWorkflowRunTrigger(**kwargs).serialize() == (path, kwargs)
     # The earlier of timeout and execution_timeout, from the try's start.

@@ -20,17 +20,18 @@ from airflow_provider_hatchet._compat import (
     TaskDeferred,
 )
 from airflow_provider_hatchet._identity import TI_KEY
-from airflow_provider_hatchet.client import HatchetValidationError, waiter
-from airflow_provider_hatchet.client.waiter import Verdict, WaitState
+from airflow_provider_hatchet.client import HatchetValidationError, run_wait, waiter
+from airflow_provider_hatchet.client.wait_event import WaitEvent
+from airflow_provider_hatchet.client.waiter import WaitState
 from airflow_provider_hatchet.exceptions import (
     HatchetRunCancelledError,
     HatchetRunFailedError,
     HatchetRunTimeoutError,
 )
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+from airflow_provider_hatchet.sensors import hatchet as sensors
 from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor, normalize_run_ids
 from airflow_provider_hatchet.testing import HatchetSimulator, ManualClock, SimulatorServer, register_demo_workflows
-from airflow_provider_hatchet.triggers import hatchet as triggers
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 from tests.airflow_helpers import task_state, xcom_value
 
@@ -205,7 +206,7 @@ def test_deferrable_execute_pokes_once_then_defers_with_a_deadline(sim: HatchetS
     assert kwargs["cancel_on_kill"] is False
     assert before + 600 <= kwargs["execution_deadline"] <= time.time() + 600
     # The trigger goes on from this check: its first round comes one poke_interval later.
-    assert before + 3 <= kwargs["first_poll_at"] <= time.time() + 3
+    assert before + 3 <= kwargs["resume"]["first_poll_at"] <= time.time() + 3
     assert ti.xcom["hatchet_run_urls"] == [HatchetHook().run_url(i) for i in ids]
 
 
@@ -218,20 +219,20 @@ def test_deferrable_execute_finishes_without_deferring_when_done(sim: HatchetSim
 
 
 def test_poke_mode_keeps_one_client_and_the_state_from_poke_to_poke(
-    sim: HatchetSimulator, count_async_clients: Callable[[], list[Any]]
+    sim: HatchetSimulator, count_async_clients: Callable[[], list[Any]], closed_async_clients: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clients = count_async_clients()
+    closed = closed_async_clients
     sim.register_workflow("slowish", "succeed", duration=0.6, output=OUTPUT)
     ids = start("slowish", 12)
-    waiting = sensor(ids)
-    pokes = 0
-    while not (result := waiting.poke({})):
-        pokes += 1
-        time.sleep(0.1)
-    assert result.xcom_value == [{"run": OUTPUT}] * 12
-    assert pokes > 2
+    waiting = sensor(ids, poke_interval=0.1, timeout=60)
+    rounds = _count_rounds(monkeypatch, sim)
+    assert waiting.execute({"ti": _RecordingTI()}) == [{"run": OUTPUT}] * 12
+    assert len(rounds) > 2
     assert len(clients) == 1
-    assert waiting._runner is None  # closed with the last poke
+    assert [c for c in closed if c in clients] == clients  # closed when the try ended
+    assert waiting._bridge is None
     # Later pokes asked only about the runs still unfinished, with one list: details only for the outputs.
     reads = [r.route for r in sim.requests if r.route not in ("trigger", "workflows") and r.status == 200]
     assert reads.count("details") <= 12 + 1
@@ -247,14 +248,14 @@ def _count_rounds(monkeypatch: pytest.MonkeyPatch, sim: HatchetSimulator) -> lis
     rounds: list[int] = []
     check_round = waiter.check_round
 
-    async def counted(client: Any, state: WaitState, **options: Any) -> Verdict:
+    async def counted(client: Any, state: WaitState, **options: Any) -> WaitEvent:
         before = len(sim.requests)
-        verdict = await check_round(client, state, **options)
+        event = await check_round(client, state, **options)
         rounds.append(len(sim.requests) - before)
-        return verdict
+        return event
 
-    monkeypatch.setattr(waiter, "check_round", counted)
-    monkeypatch.setattr(triggers, "check_round", counted)
+    monkeypatch.setattr(sensors, "check_round", counted)
+    monkeypatch.setattr(run_wait, "check_round", counted)
     return rounds
 
 
@@ -275,7 +276,7 @@ def test_poke_mode_and_deferrable_make_the_same_requests_for_the_same_runs(
     async def tick(seconds: float) -> None:
         clock.advance(max(0.0, seconds))
 
-    monkeypatch.setattr(triggers, "asyncio", SimpleNamespace(sleep=tick))
+    monkeypatch.setattr(run_wait, "asyncio", SimpleNamespace(sleep=tick, CancelledError=asyncio.CancelledError))
     rounds = _count_rounds(monkeypatch, sim)
 
     def runs() -> list[str]:

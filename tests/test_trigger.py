@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -13,11 +14,10 @@ from typing import Any
 import pytest
 
 from airflow_provider_hatchet._identity import TI_KEY
-from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, RetryPolicy
+from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, RetryPolicy, run_wait
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer
-from airflow_provider_hatchet.triggers import hatchet as triggers
-from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
+from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger, WaitResume
 
 CONN_ID = "hatchet_trigger_tests"
 
@@ -58,8 +58,8 @@ def test_serialize_round_trips_json_safe_without_the_token(sim: HatchetSimulator
     trigger = HatchetWorkflowRunTrigger(
         run_ids=["a", "b"], hatchet_conn_id=CONN_ID, poll_interval=7, execution_deadline=1.7e9,
         fail_on_cancelled=False, batch_key="d|r|t|-1", fetch_outputs=False, cancel_on_kill=False,
-        started_at=1.6e9, not_found_grace=30, max_concurrency=8, detect_batch=False, first_poll_at=1.65e9,
-        cancel_on_timeout=True,
+        cancel_on_timeout=True, resume=WaitResume(started_at=1.6e9, not_found_grace=30, max_concurrency=8,
+                                                  detect_batch=False, first_poll_at=1.65e9),
     )
     classpath, kwargs = trigger.serialize()
     text = json.dumps(kwargs)
@@ -68,8 +68,21 @@ def test_serialize_round_trips_json_safe_without_the_token(sim: HatchetSimulator
     rebuilt = getattr(importlib.import_module(module), name)(**json.loads(text))
     assert rebuilt.serialize() == (classpath, kwargs)
     assert kwargs["run_ids"] == ["a", "b"] and kwargs["execution_deadline"] == 1.7e9
-    assert kwargs["detect_batch"] is False and kwargs["first_poll_at"] == 1.65e9
+    assert kwargs["resume"] == {"started_at": 1.6e9, "not_found_grace": 30, "max_concurrency": 8,
+                                "detect_batch": False, "first_poll_at": 1.65e9}
     assert kwargs["cancel_on_timeout"] is True
+    # Every argument is written back; the task-to-trigger internals are grouped in resume.
+    assert set(kwargs) == set(inspect.signature(HatchetWorkflowRunTrigger).parameters)
+    assert len(kwargs) <= 10
+
+
+@pytest.mark.parametrize(("resume", "named"), [
+    ({"started": 1.0}, "resume: started: Unexpected keyword argument"),
+    ({"max_concurrency": "many"}, "resume: max_concurrency: Input should be a valid integer"),
+])
+def test_a_bad_resume_is_refused_naming_the_key(resume: dict[str, Any], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        HatchetWorkflowRunTrigger(run_ids=["a"], resume=resume)
 
 
 def test_run_ids_must_be_a_list_of_ids() -> None:
@@ -217,9 +230,9 @@ async def test_the_first_round_waits_for_first_poll_at(sim: HatchetSimulator, mo
         slept.append(seconds)
         requests_when_slept.append(len(sim.requests))
 
-    monkeypatch.setattr(triggers, "asyncio", SimpleNamespace(sleep=sleep))
+    monkeypatch.setattr(run_wait, "asyncio", SimpleNamespace(sleep=sleep, CancelledError=asyncio.CancelledError))
     sim.clear_requests()
-    (event,) = await events_of(make(ids, poll_interval=30, first_poll_at=time.time() + 30))
+    (event,) = await events_of(make(ids, poll_interval=30, resume={"first_poll_at": time.time() + 30}))
     assert event["status"] == "success"
     assert 29 < slept[0] <= 30
     assert requests_when_slept[0] == 0
@@ -228,7 +241,7 @@ async def test_the_first_round_waits_for_first_poll_at(sim: HatchetSimulator, mo
 async def test_a_past_first_poll_at_starts_at_once(sim: HatchetSimulator) -> None:
     ids = await trigger_runs(sim, "etl")
     await asyncio.sleep(0.1)
-    (event,) = await events_of(make(ids, poll_interval=30, first_poll_at=time.time() - 60))
+    (event,) = await events_of(make(ids, poll_interval=30, resume={"first_poll_at": time.time() - 60}))
     assert event["status"] == "success"
 
 
@@ -236,7 +249,7 @@ async def test_detect_batch_false_reads_no_run_for_its_batch_key(sim: HatchetSim
     ids = await trigger_runs(sim, "etl", 6, **{TI_KEY: "dag|run|bulk|-1"})
     await asyncio.sleep(0.1)
     sim.clear_requests()
-    (event,) = await events_of(make(ids, detect_batch=False))
+    (event,) = await events_of(make(ids, resume={"detect_batch": False}))
     assert event["status"] == "success"
     kinds = [r.route for r in sim.requests]
     assert kinds.count("details") == 1  # one run's, to name the task of the outputs the list brought

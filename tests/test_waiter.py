@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
 from airflow_provider_hatchet._identity import TI_KEY
 from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, HatchetClient, RetryPolicy, paging
+from airflow_provider_hatchet.client.bridge import Bridge
 from airflow_provider_hatchet.client.models import RunStatus
+from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.client.waiter import (
-    Outcome,
     RunWaitError,
-    Verdict,
-    WaitRunner,
     WaitState,
     cancel_unfinished,
     check_round,
-    run_sync,
 )
 from airflow_provider_hatchet.testing import Faults, HatchetSimulator, ManualClock, SimulatorServer
 from tests.tracebacks import chained
@@ -63,7 +64,7 @@ async def trigger(client: AsyncHatchetClient, workflow: str, n: int = 1, **metad
     return [await client.trigger_run(workflow, {"i": i}, dict(metadata) or None) for i in range(n)]
 
 
-async def wait(client: AsyncHatchetClient, state: WaitState, rounds: int = 200, **kwargs: Any) -> Verdict:
+async def wait(client: AsyncHatchetClient, state: WaitState, rounds: int = 200, **kwargs: Any) -> WaitEvent:
     for _ in range(rounds):
         verdict = await check_round(client, state, **kwargs)
         if verdict.finished:
@@ -72,14 +73,10 @@ async def wait(client: AsyncHatchetClient, state: WaitState, rounds: int = 200, 
     raise AssertionError(f"still pending: {verdict.message}")
 
 
-def sync_round(config: ClientConfig, state: WaitState) -> Verdict:
+def sync_round(config: ClientConfig, state: WaitState) -> WaitEvent:
     """One round from synchronous code, through the package's sync-to-async bridge, on a client of its own."""
-
-    async def once() -> Verdict:
-        async with AsyncHatchetClient(config, retry=FAST_RETRY) as c:
-            return await check_round(c, state)
-
-    return run_sync(once)
+    with Bridge(lambda: AsyncHatchetClient(config, retry=FAST_RETRY)) as bridge:
+        return bridge.call(lambda c: check_round(c, state))
 
 
 def routes(sim: HatchetSimulator) -> list[str]:
@@ -89,10 +86,10 @@ def routes(sim: HatchetSimulator) -> list[str]:
 async def test_single_run_success_returns_outputs_by_task(client: AsyncHatchetClient) -> None:
     (run_id,) = await trigger(client, "etl")
     verdict = await wait(client, WaitState((run_id,), batch_field=TI_KEY))
-    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.status is WaitStatus.SUCCESS
     assert verdict.statuses == {run_id: "COMPLETED"}
     assert verdict.outputs == [{"run": {"rows": 3}}]
-    assert verdict.event([run_id]).to_payload()["outputs"] == [{"run": {"rows": 3}}]
+    assert verdict.to_payload()["outputs"] == [{"run": {"rows": 3}}]
     assert run_id in verdict.message
 
 
@@ -109,12 +106,12 @@ async def test_outputs_follow_run_id_order_with_duplicates(client: AsyncHatchetC
 async def test_failure_names_the_run_and_hatchets_error_per_task(client: AsyncHatchetClient) -> None:
     (run_id,) = await trigger(client, "broken")
     verdict = await wait(client, WaitState((run_id,), batch_field=TI_KEY))
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.status is WaitStatus.FAILED
     assert verdict.errors == {run_id: {"run": "ValueError: bad row 7"}}
     assert run_id in verdict.message
     assert "run: ValueError: bad row 7" in verdict.message
     assert f"/runs/{run_id}" in verdict.message
-    assert "outputs" not in verdict.event([run_id]).to_payload()
+    assert "outputs" not in verdict.to_payload()
 
 
 async def test_hatchets_error_text_cannot_forge_a_line_of_the_failure_message(
@@ -136,7 +133,7 @@ async def test_one_failure_ends_the_wait_while_others_still_run(client: AsyncHat
     hanging = await trigger(client, "forever", 3)
     broken = await trigger(client, "broken")
     verdict = await wait(client, WaitState((*hanging, *broken), batch_field=TI_KEY))
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.status is WaitStatus.FAILED
     assert {verdict.statuses[i] for i in hanging} == {"RUNNING"}
     assert verdict.statuses[broken[0]] == "FAILED"
     assert "1 failed of 4 Hatchet runs" in verdict.message
@@ -148,12 +145,12 @@ async def test_cancelled_run_fails_unless_tolerated(client: AsyncHatchetClient, 
     hanging = await trigger(client, "forever")
     await client.cancel_runs(hanging)
     verdict = await wait(client, WaitState((*done, *hanging), batch_field=TI_KEY))
-    assert verdict.outcome is Outcome.CANCELLED
+    assert verdict.status is WaitStatus.CANCELLED
     assert f"run {hanging[0]} CANCELLED" in verdict.message
     assert "1 cancelled of 2" in verdict.message
 
     tolerant = await wait(client, WaitState((*done, *hanging), fail_on_cancelled=False, batch_field=TI_KEY))
-    assert tolerant.outcome is Outcome.SUCCESS
+    assert tolerant.status is WaitStatus.SUCCESS
     assert tolerant.outputs is not None and tolerant.outputs[0] == {"run": {"rows": 3}}
     assert "1 cancelled (tolerated)" in tolerant.message
 
@@ -165,10 +162,10 @@ async def test_storm_of_transient_errors_keeps_the_runs_pending(
     sim.fail_next("status", 5, 503)
     state = WaitState((run_id,), batch_field=TI_KEY)
     first = await check_round(client, state)
-    assert first.outcome is Outcome.PENDING
+    assert first.status is WaitStatus.PENDING
     assert state.last_error is not None and "503" in state.last_error
     verdict = await wait(client, state)
-    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.status is WaitStatus.SUCCESS
     assert sim.pending_failures().get("status", 0) == 0
     assert [r.status for r in sim.requests if r.route == "status"][:5] == [503] * 5
 
@@ -180,7 +177,7 @@ async def test_rate_limits_and_dropped_connections_are_transient(
     sim.fail_next("status", 2, 429)
     sim.fail_next("details", 2, drop=True)
     verdict = await wait(client, WaitState((run_id,), batch_field=TI_KEY))
-    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.status is WaitStatus.SUCCESS
     assert verdict.outputs == [{"run": {"rows": 3}}]
 
 
@@ -190,7 +187,7 @@ async def test_a_404_within_the_grace_window_is_waited_out(
     sim.visibility_delay = 0.3
     (run_id,) = await trigger(client, "etl")
     verdict = await wait(client, WaitState((run_id,), not_found_grace=30, batch_field=TI_KEY))
-    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.status is WaitStatus.SUCCESS
     assert 404 in [r.status for r in sim.requests if r.route == "status"]
 
 
@@ -223,7 +220,7 @@ async def test_unrelated_runs_cost_one_list_per_round(client: AsyncHatchetClient
     assert set(state.created) == {*quick, *hanging}
     sim.clear_requests()
     verdict = await check_round(client, state)
-    assert verdict.outcome is Outcome.PENDING
+    assert verdict.status is WaitStatus.PENDING
     assert routes(sim) == ["list"]
     query = sim.requests[0].query
     assert sorted(query["statuses"]) == ["CANCELLED", "COMPLETED", "FAILED"]
@@ -248,7 +245,7 @@ async def test_a_round_costs_the_same_for_forty_unrelated_runs(
         if verdict.finished:
             break
         await asyncio.sleep(0.1)
-    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.status is WaitStatus.SUCCESS
     assert verdict.outputs is not None and len(verdict.outputs) == 40
     # Each run has a batch key of its own (a mapped task's instances): after two lists show that the first run's
     # batch holds no other run, one list of the finished runs answers for all of them, round after round (a
@@ -309,9 +306,9 @@ async def test_outputs_are_read_only_when_wanted(client: AsyncHatchetClient, sim
     await asyncio.sleep(0.2)
     sim.clear_requests()
     verdict = await wait(client, state, fetch_outputs=False)
-    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.status is WaitStatus.SUCCESS
     assert verdict.outputs is None
-    assert "outputs" not in verdict.event(ids).to_payload()
+    assert "outputs" not in verdict.to_payload()
     assert routes(sim).count("details") == 1  # the first run's, for its batch key
 
 
@@ -329,7 +326,7 @@ async def test_explicit_batch_key_costs_one_list_per_round_and_details_once(
         if verdict.finished:
             break
         await asyncio.sleep(0.05)
-    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.status is WaitStatus.SUCCESS
     assert len(rounds) > 1
     assert all(r == ["list"] for r in rounds[:-1])
     # With no details read before, the outputs' task name comes from one run's details.
@@ -363,7 +360,7 @@ async def test_an_unreadable_first_run_defers_the_batch_instead_of_polling_each_
     state = WaitState(tuple(ids), not_found_grace=30, batch_field=TI_KEY)
     sim.clear_requests()
     verdict = await check_round(client, state)
-    assert verdict.outcome is Outcome.PENDING
+    assert verdict.status is WaitStatus.PENDING
     assert [(r.route, r.status) for r in sim.requests] == [("details", 404)]
     assert state.batch_key is None
     await asyncio.sleep(0.35)
@@ -439,7 +436,7 @@ async def test_a_wrong_batch_key_falls_back_to_status_polls(client: AsyncHatchet
     mine = await trigger(client, "etl", 3)
     state = WaitState(tuple(mine), batch_key="someone-else", batch_field=TI_KEY)
     verdict = await wait(client, state)
-    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.status is WaitStatus.SUCCESS
     assert state.batch_key is None
 
 
@@ -449,9 +446,9 @@ async def test_transient_list_error_keeps_the_batch_pending(client: AsyncHatchet
     state = WaitState(tuple(ids), batch_key="b", batch_field=TI_KEY)
     sim.clear_requests()
     first = await check_round(client, state)
-    assert first.outcome is Outcome.PENDING
+    assert first.status is WaitStatus.PENDING
     assert "status" not in routes(sim)
-    assert (await wait(client, state)).outcome is Outcome.SUCCESS
+    assert (await wait(client, state)).status is WaitStatus.SUCCESS
 
 
 class _InFlight(httpx.AsyncBaseTransport):
@@ -479,7 +476,7 @@ async def test_requests_in_flight_are_bounded(config: ClientConfig, sim: Hatchet
         state.created.update({i: datetime.now(timezone.utc) for i in ids})
         verdict = await check_round(c, state, max_concurrency=4)
         sim.clear_faults()
-    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.status is WaitStatus.SUCCESS
     assert counter.peak == 4
 
 
@@ -502,7 +499,7 @@ def test_sync_round_runs_the_same_logic(config: ClientConfig, sim: HatchetSimula
         verdict = sync_round(config, state)
         if verdict.finished:
             break
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.status is WaitStatus.FAILED
     assert "ValueError: bad row 7" in verdict.message
 
 
@@ -520,7 +517,7 @@ async def test_sync_round_works_inside_a_running_loop(config: ClientConfig, clie
     ids = await trigger(client, "etl")
     await asyncio.sleep(0.2)
     verdict = sync_round(config, WaitState(tuple(ids), batch_field=TI_KEY))
-    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.status is WaitStatus.SUCCESS
 
 
 async def _trigger_with_fresh_client(config: ClientConfig, workflow: str) -> list[str]:
@@ -608,7 +605,7 @@ async def test_no_finish_is_missed_when_runs_finish_during_a_list_scan(
             if verdict.finished:
                 break
             clock.advance(1.0)
-    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.status is WaitStatus.SUCCESS
     assert {state.statuses[i].value for i in ids} == {"COMPLETED"}
     # The hard cases happened: lists of several pages, rows seen twice as runs finished or were created, a
     # failed list.
@@ -618,21 +615,55 @@ async def test_no_finish_is_missed_when_runs_finish_during_a_list_scan(
     busy.other.close()
 
 
-def test_a_runner_keeps_one_client_across_rounds(
-    config: ClientConfig, sim: HatchetSimulator, count_async_clients: Callable[[], list[Any]]
+def test_a_bridge_keeps_one_client_across_rounds_and_closes_it_with_its_thread(
+    config: ClientConfig, sim: HatchetSimulator, count_async_clients: Callable[[], list[Any]],
+    closed_async_clients: list[Any],
 ) -> None:
     ids = asyncio.run(_trigger_with_fresh_client(config, "forever"))
     ids += asyncio.run(_trigger_with_fresh_client(config, "forever"))
     clients = count_async_clients()
-    runner = WaitRunner(lambda: AsyncHatchetClient(config, retry=FAST_RETRY))
+    closed = closed_async_clients
+    threads = set(threading.enumerate())
     state = WaitState(tuple(ids), batch_field=TI_KEY)
-    try:
+    with Bridge(lambda: AsyncHatchetClient(config, retry=FAST_RETRY)) as bridge:
         for _ in range(3):
-            assert runner.check(state).outcome is Outcome.PENDING
-    finally:
-        runner.close()
+            assert bridge.call(lambda c: check_round(c, state)).status is WaitStatus.PENDING
+        assert set(threading.enumerate()) - threads  # the loop's thread
     assert len(clients) == 1
+    assert [c for c in closed if c in clients] == clients
+    assert set(threading.enumerate()) <= threads
     assert set(state.statuses) == set(ids)
+
+
+def test_an_interrupted_call_is_cancelled_and_its_cleanup_ends_before_the_client_closes(
+    config: ClientConfig, closed_async_clients: list[Any]
+) -> None:
+    """As Airflow's execution_timeout does: a signal raises in the thread blocked on the bridge."""
+    cleanups: list[int] = []
+
+    async def hang(client: AsyncHatchetClient) -> None:
+        try:
+            await anyio.sleep(60)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.1)  # cleanup that takes a while, like cancelling runs at a deadline
+                cleanups.append(len(closed_async_clients))
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise TimeoutError("execution_timeout")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    threads = set(threading.enumerate())
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(TimeoutError), Bridge(lambda: AsyncHatchetClient(config)) as bridge:
+            bridge.call(hang)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert cleanups == [0]  # the cleanup ran, before any client closed
+    assert len(closed_async_clients) == 1
+    assert set(threading.enumerate()) <= threads
 
 
 async def test_a_replayed_dag_run_reading_failed_between_its_tasks_stays_pending(
@@ -642,7 +673,7 @@ async def test_a_replayed_dag_run_reading_failed_between_its_tasks_stays_pending
 
     sim.replay_delay, sim.replay_gap = 0.0, 60.0  # the replay shows at once; the gap after extract is long
     run_id = await client.trigger_run("multi", {"__sim__": {"behaviour": "fail_first_attempt"}})
-    assert (await wait(client, WaitState((run_id,), batch_field=TI_KEY))).outcome is Outcome.FAILED
+    assert (await wait(client, WaitState((run_id,), batch_field=TI_KEY))).status is WaitStatus.FAILED
     await client.replay_runs([run_id])
     for _ in range(500):  # until extract, re-run, completed
         if (await client.get_run(run_id)).tasks_in_order()[0].status is RunStatus.COMPLETED:
@@ -652,8 +683,8 @@ async def test_a_replayed_dag_run_reading_failed_between_its_tasks_stays_pending
     assert await client.get_run_status(run_id) is RunStatus.FAILED
 
     verdict = await check_round(client, WaitState((run_id,), batch_field=TI_KEY))
-    assert verdict.outcome is Outcome.PENDING
+    assert verdict.status is WaitStatus.PENDING
 
     monkeypatch.setattr(waiter, "REPLAY_GRACE", 0.0)  # past the grace, FAILED is believed
     verdict = await check_round(client, WaitState((run_id,), batch_field=TI_KEY))
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.status is WaitStatus.FAILED

@@ -65,12 +65,11 @@ from airflow_provider_hatchet.client.errors import (
     HatchetServerError,
     HatchetTransportError,
 )
-from airflow_provider_hatchet.client.models import RunStatus, RunSummary
+from airflow_provider_hatchet.client.models import REUSABLE_STATUSES, RunStatus, RunSummary
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 
 __all__ = [
     "DEFAULT_INDEX_KEY",
-    "DEFAULT_REUSE_STATUSES",
     "BulkItem",
     "BulkProgress",
     "BulkResult",
@@ -82,7 +81,6 @@ __all__ = [
 ]
 
 DEFAULT_INDEX_KEY = "batch_index"
-DEFAULT_REUSE_STATUSES: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED})
 DEFAULT_VISIBILITY_WINDOW = RUN_VISIBILITY_WINDOW
 
 ProgressCallback = Callable[[BulkProgress], None]
@@ -228,7 +226,7 @@ class BulkTrigger:
         index_key: str = DEFAULT_INDEX_KEY,
         max_concurrency: int = 32,
         resume: bool = False,
-        reuse_statuses: Collection[RunStatus] = DEFAULT_REUSE_STATUSES,
+        reuse_statuses: Collection[RunStatus] = REUSABLE_STATUSES,
         keep_runs: Collection[str] = (),
         visibility_window: float = DEFAULT_VISIBILITY_WINDOW,
         lookup_rounds: int = 3,

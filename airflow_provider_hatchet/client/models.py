@@ -26,10 +26,15 @@ class RunStatus(str, enum.Enum):
     @property
     def is_terminal(self) -> bool:
         """Whether the run has finished and its status will not change again."""
-        return self in _TERMINAL
+        return self in TERMINAL_STATUSES
 
 
-_TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.CANCELLED, RunStatus.FAILED})
+# The statuses of a finished run, which will not change again, in the order list queries name them.
+TERMINAL_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+# The statuses of a run not finished yet.
+UNFINISHED_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+# The statuses of a run a retry may re-attach to instead of triggering another: queued, running or completed.
+REUSABLE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED})
 # Go's zero time: what the server sends for a start or finish that has not happened.
 _GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 

@@ -1,5 +1,6 @@
-"""The event a wait ends with: built from a round's verdict (or the trigger's own timeout and error), carried as a
-trigger event's JSON payload, and read back by the operators and the sensor.
+"""Where a wait stands: what each round of checks answers (pending until the wait ends), the trigger's own timeout
+and error, carried as a trigger event's JSON payload only across the trigger boundary, and read by the operators
+and the sensor.
 
 Payload schema: ``status`` (one of :class:`WaitStatus`), ``run_ids`` (the runs waited on, in order), ``message``,
 ``statuses`` (run id -> last known status), ``errors`` (run id -> task name -> Hatchet's error message) and, on
@@ -15,8 +16,9 @@ from typing import Any
 
 
 class WaitStatus(str, enum.Enum):
-    """How a wait ended."""
+    """Where a wait stands: pending, or how it ended."""
 
+    PENDING = "pending"
     SUCCESS = "success"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -26,9 +28,9 @@ class WaitStatus(str, enum.Enum):
 
 @dataclass(frozen=True)
 class WaitEvent:
-    """How a wait ended, with what it learnt of the runs.
+    """Where a wait stands, or how it ended, with what it learnt of the runs.
 
-    :param status: how it ended.
+    :param status: pending, or how it ended.
     :param run_ids: the runs waited on, in order.
     :param message: a readable summary.
     :param statuses: each run's last known status.
@@ -42,6 +44,11 @@ class WaitEvent:
     statuses: dict[str, str] = field(default_factory=dict)
     errors: dict[str, dict[str, str]] = field(default_factory=dict)
     outputs: list[dict[str, Any]] | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the wait is over."""
+        return self.status is not WaitStatus.PENDING
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON-safe payload; outputs travel on success only."""

@@ -35,12 +35,9 @@ yet); a persistent 404 or a 403 raises :class:`RunWaitError`.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -54,7 +51,7 @@ from airflow_provider_hatchet.client.errors import (
     HatchetNotFoundError,
     HatchetRetryableError,
 )
-from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
+from airflow_provider_hatchet.client.models import TERMINAL_STATUSES, RunDetails, RunStatus, RunSummary
 from airflow_provider_hatchet.client.safe_text import safe_text
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 
@@ -70,7 +67,6 @@ DEFAULT_MAX_CONCURRENCY = 16
 BATCH_SINCE_MARGIN = timedelta(days=1)
 # The finished-runs window reaches this far beyond the oldest and newest unfinished runs' creation times.
 WINDOW_MARGIN = timedelta(seconds=1)
-TERMINAL_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 # Up to this many runs missing from two batch lists in a row are taken for late (read lag) and polled one by
 # one; more are taken for runs outside the batch and answered by the loose runs' list.
 FEW_LATE_RUNS = 16
@@ -84,20 +80,6 @@ MAX_MESSAGE_LINES = 20
 # later task failed without retries).
 REPLAY_GRACE = 15.0
 
-
-
-class Outcome(str, enum.Enum):
-    """Where the wait stands after a round; a finished one's value is the :class:`WaitStatus` it ends with."""
-
-    PENDING = "pending"
-    SUCCESS = "success"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        """Whether the wait is over."""
-        return self is not Outcome.PENDING
 
 
 class RunWaitError(HatchetError):
@@ -169,38 +151,6 @@ class WaitState:
         return {i: s.value for i, s in self.statuses.items()}
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The result of one round.
-
-    :param outcome: pending, or how the wait ended.
-    :param message: a readable summary naming the runs that failed or were cancelled.
-    :param statuses: the last known status of each run seen so far.
-    :param errors: Hatchet's error messages per failed run, keyed by task name.
-    :param outputs: on success, each run's outputs keyed by task name, in ``run_ids`` order (None when not
-        fetched).
-    """
-
-    outcome: Outcome
-    message: str
-    statuses: dict[str, str]
-    errors: dict[str, dict[str, str]]
-    outputs: list[dict[str, Any]] | None = None
-
-    @property
-    def finished(self) -> bool:
-        """Whether the wait is over."""
-        return self.outcome.finished
-
-    def event(self, run_ids: Sequence[str]) -> WaitEvent:
-        """The wait's end as an event (only a finished verdict makes one).
-
-        :param run_ids: the runs waited on.
-        """
-        return WaitEvent(WaitStatus(self.outcome.value), list(run_ids), self.message, self.statuses, self.errors,
-                         self.outputs)
-
-
 async def _bounded(limit: int, items: Iterable[str], call: Callable[[str], Awaitable[T]]) -> list[tuple[str, T]]:
     semaphore = asyncio.Semaphore(max(1, limit))
 
@@ -247,7 +197,7 @@ class _Round:
         self.ids = set(state.run_ids)
         self.transient: list[str] = []
 
-    async def run(self) -> Verdict:
+    async def run(self) -> WaitEvent:
         state = self.state
         pending = state.pending()
         if pending:
@@ -259,17 +209,17 @@ class _Round:
             # A failed run's details may show a replay under way: it is pending again.
             failed, cancelled = self._failures()
         if failed or cancelled:
-            return self._failure_verdict(failed, cancelled)
+            return self._failure_event(failed, cancelled)
         if state.pending():
-            return self._verdict(Outcome.PENDING, self._pending_message())
+            return self._event(WaitStatus.PENDING, self._pending_message())
         if self.fetch_outputs:
             await self._fetch_outputs()
             if self.transient:
                 state.last_error = "; ".join(self.transient[:3])
-                return self._verdict(Outcome.PENDING, "all runs finished; reading their outputs again next round")
+                return self._event(WaitStatus.PENDING, "all runs finished; reading their outputs again next round")
             outputs = [state.outputs.get(i, {}) for i in state.run_ids]
-            return self._verdict(Outcome.SUCCESS, self._success_message(), outputs)
-        return self._verdict(Outcome.SUCCESS, self._success_message())
+            return self._event(WaitStatus.SUCCESS, self._success_message(), outputs)
+        return self._event(WaitStatus.SUCCESS, self._success_message())
 
     # Status
 
@@ -546,9 +496,9 @@ class _Round:
 
     # Messages
 
-    def _verdict(self, outcome: Outcome, message: str, outputs: list[dict[str, Any]] | None = None) -> Verdict:
+    def _event(self, status: WaitStatus, message: str, outputs: list[dict[str, Any]] | None = None) -> WaitEvent:
         errors = {i: dict(e) for i, e in self.state.errors.items()}
-        return Verdict(outcome, message, self.state.status_strings(), errors, outputs)
+        return WaitEvent(status, list(self.state.run_ids), message, self.state.status_strings(), errors, outputs)
 
     def _describe(self, run_id: str) -> str:
         status = self.state.statuses[run_id].value
@@ -560,7 +510,7 @@ class _Round:
                                      for task, message in errors.items())
         return line
 
-    def _failure_verdict(self, failed: list[str], cancelled: list[str]) -> Verdict:
+    def _failure_event(self, failed: list[str], cancelled: list[str]) -> WaitEvent:
         total = len(self.state.unique_ids())
         bad = failed + cancelled
         parts = []
@@ -575,8 +525,8 @@ class _Round:
         unfinished = len(self.state.pending())
         if unfinished:
             lines.append(f"{unfinished} other run{'s' if unfinished != 1 else ''} not finished (not waited for)")
-        outcome = Outcome.FAILED if failed else Outcome.CANCELLED
-        return self._verdict(outcome, head + ":\n" + "\n".join(lines))
+        status = WaitStatus.FAILED if failed else WaitStatus.CANCELLED
+        return self._event(status, head + ":\n" + "\n".join(lines))
 
     def _pending_message(self) -> str:
         pending = self.state.pending()
@@ -601,7 +551,7 @@ async def check_round(
     *,
     fetch_outputs: bool = True,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-) -> Verdict:
+) -> WaitEvent:
     """Run one round of checks on the runs not yet finished and say where the wait stands.
 
     :param client: the async client (not closed here).
@@ -623,103 +573,6 @@ async def cancel_unfinished(client: AsyncHatchetClient, state: WaitState) -> lis
     if ids:
         await client.cancel_runs(ids)
     return ids
-
-
-def run_sync(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to completion from synchronous code, also when this thread already runs an event loop.
-
-    :param factory: makes the awaitable (called in the thread that runs it).
-    """
-
-    async def main() -> T:
-        return await factory()
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        in_loop = False
-    else:
-        in_loop = True
-    # Run outside the except block: an error of the coroutine must not come chained to "no running event loop".
-    if not in_loop:
-        return asyncio.run(main())
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, main()).result()
-
-
-class WaitRunner:
-    """Rounds for a synchronous caller that checks many times (a sensor's pokes): one event loop, in a thread of
-    its own, and one client, kept from round to round until :meth:`close`.
-
-    :param new_client: builds the client, in the runner's loop (the hook's ``async_client_factory``).
-    :param max_concurrency: the most requests in flight at once.
-    """
-
-    def __init__(self, new_client: Callable[[], AsyncHatchetClient], *,
-                 max_concurrency: int = DEFAULT_MAX_CONCURRENCY) -> None:
-        self.new_client = new_client
-        self.max_concurrency = max_concurrency
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._client: AsyncHatchetClient | None = None
-        self._lock = threading.Lock()
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="hatchet-wait", daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
-
-    def _call(self, factory: Callable[[], Awaitable[T]]) -> T:
-        async def main() -> T:
-            return await factory()
-
-        return asyncio.run_coroutine_threadsafe(main(), self._running_loop()).result()
-
-    def check(self, state: WaitState, *, fetch_outputs: bool = True) -> Verdict:
-        """Run one round of :func:`check_round` on the kept client.
-
-        :param state: the wait state; updated in place.
-        :param fetch_outputs: fetch each run's outputs once all runs have finished.
-        :raises RunWaitError: a persistent 404, a 403, or another rejected request.
-        """
-
-        async def once() -> Verdict:
-            if self._client is None:
-                self._client = self.new_client()
-            return await check_round(self._client, state, fetch_outputs=fetch_outputs,
-                                     max_concurrency=self.max_concurrency)
-
-        return self._call(once)
-
-    def close(self) -> None:
-        """Close the client and stop the loop's thread; a later :meth:`check` starts them again."""
-        with self._lock:
-            loop, thread, client = self._loop, self._thread, self._client
-            self._loop = self._thread = self._client = None
-        if loop is None:
-            return
-
-        async def shutdown() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if client is not None:
-                await client.aclose()
-
-        try:
-            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
-        except Exception:  # closing is best effort: the thread is a daemon
-            log.debug("Closing the wait's client failed", exc_info=True)
-        loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            thread.join(timeout=10)
-        if not loop.is_running():
-            loop.close()
 
 
 def _missed_twice(misses: dict[str, int], run_ids: list[str]) -> list[str]:

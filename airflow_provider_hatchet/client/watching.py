@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
-from airflow_provider_hatchet.client.models import RunStatus, RunSummary
+from airflow_provider_hatchet.client.models import TERMINAL_STATUSES, UNFINISHED_STATUSES, RunStatus, RunSummary
 from airflow_provider_hatchet.client.paging import WATCH_PAGE_SIZE, has_more
 from airflow_provider_hatchet.client.scheduling import HatchetEvent
 from airflow_provider_hatchet.client.server_clock import utcnow
@@ -36,8 +36,6 @@ from airflow_provider_hatchet.client.server_clock import utcnow
 # The largest run output or event payload (bytes of JSON) a trigger event carries; a larger one is left out
 # and flagged, since each trigger event is stored in Airflow's metadata database.
 MAX_PAYLOAD_BYTES = 16 * 1024
-UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING)
-TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 def _iso(moment: datetime) -> str:
@@ -256,7 +254,7 @@ async def run_snapshot(
     since: datetime,
     now: datetime,
     overlap: float,
-    statuses: Sequence[RunStatus] = TERMINAL,
+    statuses: Sequence[RunStatus] = TERMINAL_STATUSES,
     additional_metadata: Mapping[str, str] | None = None,
     include_output: bool = False,
 ) -> Snapshot:
@@ -276,7 +274,7 @@ async def run_snapshot(
     :param include_output: read the outputs, for the payload.
     """
     settled = horizon = now - timedelta(seconds=overlap)
-    async for row in client.iter_runs(since=since, page_size=WATCH_PAGE_SIZE, statuses=UNFINISHED,
+    async for row in client.iter_runs(since=since, page_size=WATCH_PAGE_SIZE, statuses=UNFINISHED_STATUSES,
                                       workflow_ids=[workflow_id]):
         horizon = min(horizon, _aware(row.inserted_at or row.created_at or horizon))
     items = []

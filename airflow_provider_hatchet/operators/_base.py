@@ -1,16 +1,18 @@
-"""What the single and bulk trigger operators share: the hook, waiting through the trigger, cancelling."""
+"""What the single and bulk trigger operators share: the hook, waiting (in the worker or deferred), cancelling."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_hatchet._arguments import check_seconds, default_deferrable
 from airflow_provider_hatchet._compat import AirflowException, BaseOperator
+from airflow_provider_hatchet.client.bridge import Bridge
 from airflow_provider_hatchet.client.errors import HatchetError
+from airflow_provider_hatchet.client.run_wait import WaitResume
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
-from airflow_provider_hatchet.client.waiter import run_sync
 from airflow_provider_hatchet.exceptions import RUN_ERROR_STATUSES, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.operators._log_forwarding import (
@@ -19,10 +21,10 @@ from airflow_provider_hatchet.operators._log_forwarding import (
     LogForwarding,
     forward_logs,
 )
-from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger, wait_deadline
+from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger, run_wait, wait_deadline
 
 if TYPE_CHECKING:
-    from airflow_provider_hatchet._compat import Context
+    from airflow_provider_hatchet._compat import BaseTrigger, Context
 
 DEFAULT_TIMEOUT = 7 * 24 * 3600.0
 REUSE_LOOKBACK = timedelta(days=7)
@@ -34,8 +36,8 @@ def lookback_start() -> datetime:
     return datetime.now(timezone.utc) - REUSE_LOOKBACK
 
 
-def first_event(trigger: HatchetWorkflowRunTrigger) -> dict[str, Any]:
-    """Run a trigger in a fresh event loop until its event: waiting in the worker reuses the trigger's logic.
+def first_event(trigger: BaseTrigger) -> dict[str, Any]:
+    """Run a trigger in the worker until its first event (a scheduled run's trigger, waiting for it to fire).
 
     :param trigger: the trigger to run.
     """
@@ -48,7 +50,8 @@ def first_event(trigger: HatchetWorkflowRunTrigger) -> dict[str, Any]:
             await HatchetHook.aclose_loop_clients()
         raise AirflowException("The Hatchet trigger ended without an event")
 
-    return run_sync(_first)
+    with Bridge() as bridge:
+        return bridge.run(_first)
 
 
 class HatchetTriggerOperatorBase(BaseOperator):
@@ -102,33 +105,45 @@ class HatchetTriggerOperatorBase(BaseOperator):
         """The Hatchet hook for this task."""
         return HatchetHook(self.hatchet_conn_id, namespace=self.namespace)
 
-    def wait_trigger(self, context: Context, run_ids: list[str], **kwargs: Any) -> HatchetWorkflowRunTrigger:
-        """The trigger that waits on the runs and, at this try's deadline, cancels the unfinished ones.
+    def wait_for_runs(self, context: Context, run_ids: list[str], *, defer: bool = False, batch_key: str | None = None,
+                      runs_since: float | None = None, indexed_batch: bool = True) -> WaitEvent:
+        """Wait on the runs until they finish, one fails, or this try's deadline passes (which cancels the
+        unfinished ones): here in the worker, or, when ``defer``, in the triggerer (this raises ``TaskDeferred``,
+        and ``execute_complete`` resumes the task with the trigger's event).
 
         :param context: the task context (the deadline counts from the try's start).
         :param run_ids: the runs.
-        :param kwargs: more trigger arguments (e.g. ``batch_key``).
+        :param defer: wait in the triggerer.
+        :param batch_key: the ``airflow_ti`` metadata the runs share, if known.
+        :param runs_since: epoch seconds before which no run of the batch was created.
+        :param indexed_batch: the runs carry ``airflow_batch_index``, so a big batch is stored as its key, size and
+            digest when deferred.
         """
-        return HatchetWorkflowRunTrigger(
-            run_ids=run_ids,
-            hatchet_conn_id=self.hatchet_conn_id,
-            poll_interval=self.poll_interval,
-            execution_deadline=wait_deadline(context, self.timeout, self.execution_timeout),
-            cancel_on_timeout=True,
-            **kwargs,
-        )
+        arguments: dict[str, Any] = {
+            "poll_interval": self.poll_interval,
+            "execution_deadline": wait_deadline(context, self.timeout, self.execution_timeout),
+            "batch_key": batch_key,
+            "cancel_on_timeout": True,
+            "resume": WaitResume(runs_since=runs_since, indexed_batch=indexed_batch),
+        }
+        if defer:
+            trigger = HatchetWorkflowRunTrigger(run_ids, self.hatchet_conn_id, **arguments)
+            self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
+        wait = run_wait(run_ids, **arguments)
+        with Bridge(self.hook.async_client_factory()) as bridge:
+            return bridge.call(lambda client: wait.run(client, self.log))
 
-    def finish_wait(self, context: Context, event: dict[str, Any] | None) -> tuple[list[Any], list[str]]:
-        """Check the trigger's event: return the outputs and the run ids on success; raise on failure or timeout.
+    def finish_wait(self, context: Context, event: WaitEvent | Mapping[str, Any] | None) -> tuple[list[Any], list[str]]:
+        """Check how the wait ended: return the outputs and the run ids on success; raise on failure or timeout.
 
         Runs that failed, were cancelled or timed out raise the matching subclass of
         :class:`~airflow_provider_hatchet.exceptions.HatchetRunError`.
 
         :param context: the task context.
-        :param event: the trigger's event payload.
+        :param event: how the wait ended: the wait's event, or the trigger's event payload.
         """
         try:
-            wait = WaitEvent.from_payload(event)
+            wait = event if isinstance(event, WaitEvent) else WaitEvent.from_payload(event)
         except ValueError as exc:
             raise AirflowException(str(exc)) from None
         forward_logs(self.hook, self.log, wait, self.log_forwarding)

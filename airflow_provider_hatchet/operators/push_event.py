@@ -7,12 +7,12 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._identity import EVENT_INDEX_KEY, TI_KEY, TRY_KEY, identity_metadata
+from airflow_provider_hatchet.client.bridge import Bridge
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import HatchetValidationError
 from airflow_provider_hatchet.client.events import check_events
-from airflow_provider_hatchet.client.waiter import run_sync
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
-from airflow_provider_hatchet.operators._base import OUTPUT_KEY, HatchetTriggerOperatorBase, first_event, lookback_start
+from airflow_provider_hatchet.operators._base import OUTPUT_KEY, HatchetTriggerOperatorBase, lookback_start
 from airflow_provider_hatchet.operators._earlier_tries import created_by, earlier_tries, look_twice
 
 if TYPE_CHECKING:
@@ -104,7 +104,8 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
         if missing:
             stamped = [{**events[i], "additional_metadata": {**events[i]["additional_metadata"],
                                                              EVENT_INDEX_KEY: str(i)}} for i in missing]
-            new_ids = run_sync(lambda: self.hook.apush_events(stamped, identity))
+            with Bridge() as bridge:
+                new_ids = bridge.run(lambda: self.hook.apush_events(stamped, identity))
             self.log.info("Pushed %d event(s) to Hatchet: %s", len(new_ids), ", ".join(new_ids[:20]))
         by_index = {i: event.id for i, event in earlier.items()} | dict(zip(missing, new_ids, strict=True))
         event_ids = [by_index[i] for i in range(len(events))]
@@ -124,10 +125,8 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
             return event_ids
         self.log.info("Waiting for the %d run(s) the events triggered.", len(run_ids))
         # The runs carry the batch key but no airflow_batch_index: the trigger keeps their ids, however many.
-        trigger = self.wait_trigger(context, run_ids, batch_key=batch_key, indexed_batch=False)
-        if self.deferrable:
-            self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
-        context["ti"].xcom_push(key=OUTPUT_KEY, value=self.finish_wait(context, first_event(trigger))[0])
+        wait = self.wait_for_runs(context, run_ids, defer=self.deferrable, batch_key=batch_key, indexed_batch=False)
+        context["ti"].xcom_push(key=OUTPUT_KEY, value=self.finish_wait(context, wait)[0])
         return event_ids
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:

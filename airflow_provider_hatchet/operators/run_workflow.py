@@ -11,13 +11,19 @@ from airflow_provider_hatchet._compat import ResumableJobMixin
 from airflow_provider_hatchet._identity import TI_KEY, TRY_KEY, first_try_of_generation, identity_metadata, ti_key
 from airflow_provider_hatchet.client import TriggerRequest, validation
 from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
-from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
+from airflow_provider_hatchet.client.models import (
+    REUSABLE_STATUSES,
+    UNFINISHED_STATUSES,
+    RunDetails,
+    RunStatus,
+    RunSummary,
+)
+from airflow_provider_hatchet.client.wait_event import WaitEvent
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.operators._base import (
     OUTPUT_KEY,
     HatchetTriggerOperatorBase,
-    first_event,
     lookback_start,
 )
 from airflow_provider_hatchet.operators._earlier_tries import look_twice
@@ -31,8 +37,7 @@ RUN_ID_KEY = "hatchet_run_id"
 # What get_job_status answers for a run an earlier generation created (the task was cleared since): neither
 # active nor succeeded, so the mixin submits anew.
 _EARLIER_GENERATION = "CREATED_BEFORE_THE_TASK_WAS_CLEARED"
-_REUSABLE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED})
-_ACTIVE = frozenset({RunStatus.QUEUED.value, RunStatus.RUNNING.value})
+_ACTIVE = frozenset(status.value for status in UNFINISHED_STATUSES)
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 
 
@@ -155,10 +160,8 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         if self.run_id != run_id:
             self._announce(context, run_id)
         if self.wait_for_completion:
-            trigger = self.wait_trigger(context, [run_id])
-            if self.deferrable and not self._finished(run_id):
-                self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
-            self._push_output(context, first_event(trigger))
+            defer = self.deferrable and not self._finished(run_id)
+            self._push_output(context, self.wait_for_runs(context, [run_id], defer=defer))
 
     def get_job_result(self, external_id: Any, context: Context) -> str:
         """The task's return value: the run id (the output, if waited on, is in XCom ``output``).
@@ -169,7 +172,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         if self.run_id != run_id:
             self._announce(context, run_id)
             if self.wait_for_completion:
-                self._push_output(context, first_event(self.wait_trigger(context, [run_id])))
+                self._push_output(context, self.wait_for_runs(context, [run_id]))
         return run_id
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
@@ -182,8 +185,8 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         if self.run_id:
             self.cancel([self.run_id], "the task was killed")
 
-    def _push_output(self, context: Context, event: dict[str, Any] | None) -> str:
-        """Push the run's output from the trigger's event and return the run id."""
+    def _push_output(self, context: Context, event: WaitEvent | dict[str, Any] | None) -> str:
+        """Push the run's output from how the wait ended and return the run id."""
         outputs, run_ids = self.finish_wait(context, event)
         context["ti"].xcom_push(key=OUTPUT_KEY, value=outputs[0])
         self.log.info("Hatchet run %s completed.", self.run_id or run_ids[0])
@@ -217,7 +220,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         def settled(run: RunSummary | None) -> bool:
             # A try triggers one run at most, so once the previous try's run is listed, no newer one can be hiding.
             return run is not None and (
-                run.status in _REUSABLE or run.additional_metadata.get(TRY_KEY) == str(try_number - 1)
+                run.status in REUSABLE_STATUSES or run.additional_metadata.get(TRY_KEY) == str(try_number - 1)
             )
 
         latest = look_twice(self.log, lambda: self._latest_run(context, first_try), settled,
@@ -226,7 +229,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
             self.log.info("Try %s: no earlier Hatchet run of this task instance since try %s; triggering a new one.",
                           try_number, first_try)
             return None
-        if latest.status in _REUSABLE:
+        if latest.status in REUSABLE_STATUSES:
             self.log.info("Try %s: re-attaching to earlier run %s (%s).", try_number, latest.id, latest.status.value)
             return latest.id
         if (self.retry_from_failure and latest.status is RunStatus.FAILED

@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_hatchet._compat import AirflowException
 from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY, first_try_of_generation, identity_metadata
 from airflow_provider_hatchet.client import TriggerRequest
+from airflow_provider_hatchet.client.bridge import Bridge
 from airflow_provider_hatchet.client.bulk import BulkProgress, BulkResult, BulkTrigger, TriggerSender
 from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
 from airflow_provider_hatchet.client.errors import HatchetError, HatchetNotFoundError, HatchetRetryableError
 from airflow_provider_hatchet.client.grpc import MAX_CHUNK_RUNS, TRANSPORTS
-from airflow_provider_hatchet.client.waiter import run_sync
+from airflow_provider_hatchet.client.wait_event import WaitEvent
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.operators._base import (
     OUTPUT_KEY,
     HatchetTriggerOperatorBase,
-    first_event,
     lookback_start,
 )
 from airflow_provider_hatchet.operators._lineage import LineageMixin
@@ -118,7 +118,8 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
                       self.max_concurrency, ", reusing earlier runs" if resume else "")
         replayed = (replay_failed_items(self.hook, self.log, {TI_KEY: batch_key}, BATCH_INDEX_KEY, items,
                                         lookback_start()) if resume and self.retry_from_failure else set())
-        result, stopped = run_sync(lambda: self._trigger_all(items, batch_key, resume, replayed))
+        with Bridge() as bridge:
+            result, stopped = bridge.run(lambda: self._trigger_all(items, batch_key, resume, replayed))
         if stopped is not None:
             context["ti"].xcom_push(key=CREATED_RUNS_KEY, value=result.run_ids)
             self.log.error("The batch stopped at once: %s. %d of %d items have a run; their ids are in XCom %r.",
@@ -135,11 +136,9 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
         self.log.info("The run ids, in item order, are the task's return value (XCom 'return_value').")
         self.run_ids = [run_id for run_id in result.run_ids if run_id is not None]
         if self.wait_for_completion:
-            trigger = self.wait_trigger(context, self.run_ids, batch_key=batch_key,
-                                        runs_since=lookback_start().timestamp())
-            if self.deferrable and not self._all_finished(batch_key):
-                self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
-            self._push_outputs(context, first_event(trigger))
+            defer = self.deferrable and not self._all_finished(batch_key)
+            self._push_outputs(context, self.wait_for_runs(context, self.run_ids, defer=defer, batch_key=batch_key,
+                                                           runs_since=lookback_start().timestamp()))
         return self.run_ids
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:
@@ -228,8 +227,8 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
             return False
         return finished.issuperset(self.run_ids)
 
-    def _push_outputs(self, context: Context, event: dict[str, Any] | None) -> list[str]:
-        """Push the runs' outputs from the trigger's event and return the run ids."""
+    def _push_outputs(self, context: Context, event: WaitEvent | dict[str, Any] | None) -> list[str]:
+        """Push the runs' outputs from how the wait ended and return the run ids."""
         outputs, run_ids = self.finish_wait(context, event)
         context["ti"].xcom_push(key=OUTPUT_KEY, value=outputs)
         self.log.info("All %d Hatchet runs completed.", len(run_ids))

@@ -14,6 +14,7 @@ from airflow_provider_hatchet._identity import TI_KEY, identity_metadata
 from airflow_provider_hatchet.client import TriggerRequest, validation
 from airflow_provider_hatchet.client.models import RunStatus
 from airflow_provider_hatchet.client.scheduling import check_time
+from airflow_provider_hatchet.client.wait_event import WaitEvent
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.operators._base import (
@@ -129,7 +130,7 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
         )
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_fired", timeout=None)
-        return self._wait_for_run(context, first_event(trigger))  # type: ignore[arg-type]
+        return self._wait_for_run(context, first_event(trigger))
 
     def _earlier(self, context: Context) -> _Earlier | None:
         """What an earlier try of this generation scheduled, or None on a try that starts anew."""
@@ -192,12 +193,9 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
         context["ti"].xcom_push(key=RUN_URL_XCOM_KEY, value=self.hook.run_url(run_id))
         self.log.info("Scheduled run %s fired: Hatchet run %s", self.scheduled_id or "(of an earlier try)",
                       self.hook.run_url(run_id))
-        trigger = self.wait_trigger(context, [run_id])
-        if self.deferrable:
-            self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
-        return self.execute_complete(context, first_event(trigger))
+        return self.execute_complete(context, self.wait_for_runs(context, [run_id], defer=self.deferrable))
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str | None:
+    def execute_complete(self, context: Context, event: WaitEvent | dict[str, Any] | None = None) -> str | None:
         """Resume once the run has finished: push its output, or fail with Hatchet's error."""
         outputs, _ = self.finish_wait(context, event)
         context["ti"].xcom_push(key=OUTPUT_KEY, value=outputs[0])

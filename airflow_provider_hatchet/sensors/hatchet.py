@@ -5,9 +5,8 @@ from __future__ import annotations
 import ast
 import json
 import time
-import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_provider_hatchet._arguments import check_seconds, default_deferrable, is_template
 from airflow_provider_hatchet._compat import (
@@ -20,15 +19,16 @@ from airflow_provider_hatchet._compat import (
 )
 from airflow_provider_hatchet._identity import TI_KEY
 from airflow_provider_hatchet.client import validation
+from airflow_provider_hatchet.client.bridge import Bridge
 from airflow_provider_hatchet.client.errors import HatchetValidationError
+from airflow_provider_hatchet.client.run_wait import WaitResume
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.client.waiter import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_NOT_FOUND_GRACE,
     RunWaitError,
-    Verdict,
-    WaitRunner,
     WaitState,
+    check_round,
 )
 from airflow_provider_hatchet.exceptions import HatchetRunError, failing_on_bad_arguments, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
@@ -40,6 +40,9 @@ from airflow_provider_hatchet.operators._log_forwarding import (
     forward_logs,
 )
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger, wait_deadline
+
+if TYPE_CHECKING:
+    from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 
 
 def normalize_run_ids(value: Any, *, rendered: bool = True) -> tuple[list[str], bool]:
@@ -160,7 +163,7 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         self.max_concurrency = max_concurrency
         self.cancel_on_kill = cancel_on_kill
         self._state: WaitState | None = None
-        self._runner: WaitRunner | None = None
+        self._bridge: Bridge | None = None
         self._started_at: float | None = None
 
     # Entry points
@@ -172,10 +175,12 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         self._state = None
         self._started_at = self._first_start(context)
         self._push_urls(context, run_ids, single)
+        # One loop and one client for every poke of this try, closed when it ends.
+        self._bridge = self._new_bridge()
         try:
             if not self.deferrable:
                 return super().execute(context)
-            verdict = self._check(run_ids)
+            event = self._check(run_ids)
         except AirflowSensorTimeout as exc:
             # Airflow's poke loop timed out: the same typed error as a deferred wait's timeout.
             pending = self._state.pending() if self._state else run_ids
@@ -183,10 +188,11 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
             raise run_error(WaitEvent(WaitStatus.TIMEOUT, pending),
                             f"{exc} Not finished (left running): {shown}") from None
         finally:
-            self._close_runner()
-        if verdict.finished:
-            return self._result(verdict.event(run_ids), single)
-        self.log.info("%s; deferring.", verdict.message)
+            bridge, self._bridge = self._bridge, None
+            bridge.close()
+        if event.finished:
+            return self._result(event, single)
+        self.log.info("%s; deferring.", event.message)
         state = self._state
         self.defer(
             trigger=HatchetWorkflowRunTrigger(
@@ -198,11 +204,13 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
                 batch_key=state.batch_key if state else self.batch_key,
                 fetch_outputs=self.fetch_outputs,
                 cancel_on_kill=self.cancel_on_kill,
-                started_at=self._started_at,
-                not_found_grace=self.not_found_grace,
-                max_concurrency=self.max_concurrency,
-                detect_batch=not (state and state.batch_checked and state.batch_key is None),
-                first_poll_at=time.time() + float(self.poke_interval),
+                resume=WaitResume(
+                    started_at=self._started_at,
+                    first_poll_at=time.time() + float(self.poke_interval),
+                    detect_batch=not (state and state.batch_checked and state.batch_key is None),
+                    not_found_grace=self.not_found_grace,
+                    max_concurrency=self.max_concurrency,
+                ),
             ),
             method_name="execute_complete",
             timeout=None,
@@ -211,16 +219,11 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
     def poke(self, context: Context) -> Any:
         """Check the unfinished runs once; return the outputs once all have completed."""
         run_ids, single = normalize_run_ids(self.run_id)
-        try:
-            verdict = self._check(run_ids)
-        except BaseException:
-            self._close_runner()
-            raise
-        if not verdict.finished:
-            self.log.info("%s", verdict.message)
+        event = self._check(run_ids)
+        if not event.finished:
+            self.log.info("%s", event.message)
             return False
-        self._close_runner()
-        return PokeReturnValue(is_done=True, xcom_value=self._result(verdict.event(run_ids), single))
+        return PokeReturnValue(is_done=True, xcom_value=self._result(event, single))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Turn the trigger's event into the task's result or failure.
@@ -243,28 +246,29 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
 
     # Helpers
 
-    def _check(self, run_ids: list[str]) -> Verdict:
+    def _check(self, run_ids: list[str]) -> WaitEvent:
+        """One round of checks, on this try's bridge (a poke called outside :meth:`execute` opens its own)."""
         if self._state is None or self._state.run_ids != tuple(run_ids):
             self._state = WaitState(
                 tuple(run_ids), fail_on_cancelled=self.fail_on_cancelled, batch_key=self.batch_key or None,
                 started_at=self._started_at or time.time(), not_found_grace=self.not_found_grace, batch_field=TI_KEY,
             )
-        if self._runner is None:
-            hook = HatchetHook(self.hatchet_conn_id)
-            runner = WaitRunner(hook.async_client_factory(max_connections=self.max_concurrency),
-                                max_concurrency=self.max_concurrency)
-            # A caller that stops poking without finishing (a test, a killed task) still frees the thread.
-            weakref.finalize(self, runner.close)
-            self._runner = runner
+        state = self._state
+
+        async def one_round(client: AsyncHatchetClient) -> WaitEvent:
+            return await check_round(client, state, fetch_outputs=self.fetch_outputs,
+                                     max_concurrency=self.max_concurrency)
+
         try:
-            return self._runner.check(self._state, fetch_outputs=self.fetch_outputs)
+            if self._bridge is not None:
+                return self._bridge.call(one_round)
+            with self._new_bridge() as bridge:
+                return bridge.call(one_round)
         except RunWaitError as exc:
             raise AirflowException(str(exc)) from exc
 
-    def _close_runner(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.close()
+    def _new_bridge(self) -> Bridge:
+        return Bridge(HatchetHook(self.hatchet_conn_id).async_client_factory(max_connections=self.max_concurrency))
 
     def _forward_logs(self, wait: WaitEvent) -> None:
         hook = HatchetHook(self.hatchet_conn_id)

@@ -30,10 +30,9 @@ from airflow_provider_hatchet._compat import BaseEventTrigger, TriggerEvent, wat
 from airflow_provider_hatchet.client import validation
 from airflow_provider_hatchet.client.config import apply_namespace
 from airflow_provider_hatchet.client.errors import HatchetValidationError
-from airflow_provider_hatchet.client.models import RunStatus
+from airflow_provider_hatchet.client.models import TERMINAL_STATUSES, RunStatus
 from airflow_provider_hatchet.client.server_clock import ServerClock
 from airflow_provider_hatchet.client.watching import (
-    TERMINAL,
     Item,
     Snapshot,
     Watermark,
@@ -409,7 +408,7 @@ class HatchetWorkflowRunEventTrigger(_HatchetWatcher):
         client = await hook.aget_client()
         workflow = apply_namespace(kwargs["workflow_name"], config.namespace)
         shared = "statuses" not in kwargs
-        statuses = TERMINAL if shared else tuple(RunStatus(s) for s in kwargs["statuses"])
+        statuses = TERMINAL_STATUSES if shared else tuple(RunStatus(s) for s in kwargs["statuses"])
         metadata = None if shared else kwargs.get("additional_metadata")
         found = await client.find_workflow(workflow)
         if found is None:

@@ -24,7 +24,8 @@ import pytest
 from airflow_provider_hatchet._identity import TI_KEY
 from airflow_provider_hatchet.client import AsyncHatchetClient, waiter
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY
-from airflow_provider_hatchet.client.waiter import Outcome, Verdict, WaitState
+from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
+from airflow_provider_hatchet.client.waiter import WaitState
 from tests.airflow_helpers import task_state, xcom_value
 from tests.real.conftest import Backend
 from tests.real.faults import (
@@ -65,7 +66,7 @@ class Round:
     :param unlisted: runs never seen that an earlier round's list lacked, when the round began.
     :param proxied: what reached the server through the proxy.
     :param seen: what the client got back.
-    :param outcome: the round's verdict.
+    :param outcome: where the wait stood after the round.
     :param all_finished: whether every run was known to be finished after the round.
     """
 
@@ -74,7 +75,7 @@ class Round:
     unlisted: int
     proxied: ProxyStats
     seen: ClientSeen
-    outcome: Outcome
+    outcome: WaitStatus
     all_finished: bool
 
     def lost(self, route: str) -> int:
@@ -105,12 +106,13 @@ def record_rounds(monkeypatch: pytest.MonkeyPatch, chain: FaultChain, seen: Clie
     """Wrap the waiter's round, as the sensor's poke and the trigger call it, to record each round; the faults
     start with the first round (the bulk trigger under faults is test_bulk_faults.py's subject, and its lookup
     after lost answers would give the runs time to finish before the wait begins)."""
-    from airflow_provider_hatchet.triggers import hatchet as triggers
+    from airflow_provider_hatchet.client import run_wait
+    from airflow_provider_hatchet.sensors import hatchet as sensors
 
     rounds: list[Round] = []
     check_round = waiter.check_round
 
-    async def recorded(client: Any, state: WaitState, **options: Any) -> Verdict:
+    async def recorded(client: Any, state: WaitState, **options: Any) -> WaitEvent:
         if not rounds:
             start_faults(chain)
         mark, before = chain.http.mark(), seen.snapshot()
@@ -118,11 +120,11 @@ def record_rounds(monkeypatch: pytest.MonkeyPatch, chain: FaultChain, seen: Clie
         unlisted = sum(1 for run_id in state.unlisted if run_id not in state.statuses)
         verdict = await check_round(client, state, **options)
         rounds.append(Round(key_known, outputs_known, unlisted, chain.http.stats(mark, chain.http.mark()),
-                            seen.snapshot() - before, verdict.outcome, not state.pending()))
+                            seen.snapshot() - before, verdict.status, not state.pending()))
         return verdict
 
-    monkeypatch.setattr(waiter, "check_round", recorded)
-    monkeypatch.setattr(triggers, "check_round", recorded)
+    monkeypatch.setattr(sensors, "check_round", recorded)
+    monkeypatch.setattr(run_wait, "check_round", recorded)
     return rounds
 
 
@@ -161,7 +163,7 @@ def test_a_300_run_batch_costs_one_list_per_round_through_faults(
     assert task_state(dag_run, "wait") == "success", logs()[-3000:]
     outputs = xcom_value(dag_run, "wait")
     assert [output["run"]["echo"]["i"] for output in outputs] == list(range(RUNS))
-    assert rounds and rounds[-1].outcome is Outcome.SUCCESS
+    assert rounds and rounds[-1].outcome is WaitStatus.SUCCESS
 
     # Until the batch key is read from the first run, a round costs that run's details alone (and the round
     # that reads it lists the batch at once); then one list answers for all 300 runs, every round, and every
@@ -216,14 +218,14 @@ def test_a_round_costs_one_list_when_some_runs_are_not_in_the_batch(backend: Bac
 
     state = WaitState(tuple(in_batch + outside), batch_key=batch_key, batch_field=TI_KEY)
 
-    async def one_round(url: str) -> Verdict:
+    async def one_round(url: str) -> WaitEvent:
         async with AsyncHatchetClient(backend.config(server_url=url)) as proxied:
             return await waiter.check_round(proxied, state, fetch_outputs=False)
 
     with BadGatewayProxy(backend.server_url) as proxy:
         verdict = asyncio.run(one_round(proxy.url))
 
-    assert verdict.outcome is Outcome.PENDING
+    assert verdict.status is WaitStatus.PENDING
     assert set(state.statuses) == set(in_batch)
     # The two runs outside the batch are polled on their own only if the next round's list lacks them too.
     assert proxy.stats().requests == {LIST: 1}

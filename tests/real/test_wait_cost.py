@@ -21,7 +21,8 @@ import pytest
 from airflow_provider_hatchet._identity import TI_KEY
 from airflow_provider_hatchet.client import AsyncHatchetClient, RunPage, paging, waiter
 from airflow_provider_hatchet.client.errors import HatchetError
-from airflow_provider_hatchet.client.waiter import Outcome, Verdict, WaitState
+from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
+from airflow_provider_hatchet.client.waiter import WaitState
 from tests.real.conftest import Backend
 
 RUNS = 40
@@ -88,7 +89,7 @@ def test_no_finish_is_missed_while_runs_finish_and_start_during_list_scans(
     log = ListLog()
     state = WaitState(tuple(ids), not_found_grace=120, batch_field=TI_KEY)
 
-    async def wait() -> tuple[Verdict, int]:
+    async def wait() -> tuple[WaitEvent, int]:
         owed: set[str] = set()
         async with AsyncHatchetClient(backend.config()) as waiting:
             log.watch(waiting)
@@ -114,7 +115,7 @@ def test_no_finish_is_missed_while_runs_finish_and_start_during_list_scans(
         stop.set()
         creator.join(timeout=10)
 
-    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.status is WaitStatus.SUCCESS
     assert {state.statuses[i].value for i in ids} == {"COMPLETED"}
     scans = log.scans()
     pages_per_scan = [len(scan) for scan in scans]
@@ -148,7 +149,7 @@ def test_a_round_costs_one_list_for_thirty_unrelated_runs(backend: Backend) -> N
     rounds: list[dict[str, int]] = []
     pending: list[int] = []
 
-    async def wait() -> Verdict:
+    async def wait() -> WaitEvent:
         async with AsyncHatchetClient(backend.config()) as waiting:
             calls: dict[str, int] = {}
             for name in ("list_runs", "get_run", "get_run_status"):
@@ -170,7 +171,7 @@ def test_a_round_costs_one_list_for_thirty_unrelated_runs(backend: Backend) -> N
 
     time.sleep(0.5)
     verdict = asyncio.run(wait())
-    assert verdict.outcome is Outcome.SUCCESS
+    assert verdict.status is WaitStatus.SUCCESS
     assert verdict.outputs is not None
     assert [output["run"]["echo"]["i"] for output in verdict.outputs] == list(range(30))
     # Round 1 reads the first run (its batch holds no other run) and lists its batch; round 2 lists the batch again,

@@ -1,0 +1,317 @@
+"""A whole wait on Hatchet runs: rounds of :func:`~airflow_provider_hatchet.client.waiter.check_round` every poll
+interval until the runs finish, one fails, or the deadline passes. The trigger runs it in the triggerer, and a task
+that waits in the worker runs the same one through :class:`~airflow_provider_hatchet.client.bridge.Bridge`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import anyio
+from pydantic import ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass
+
+from airflow_provider_hatchet.client.aio import AsyncHatchetClient
+from airflow_provider_hatchet.client.batch_runs import find_batch_runs, ids_digest
+from airflow_provider_hatchet.client.errors import HatchetError, HatchetRetryableError
+from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
+from airflow_provider_hatchet.client.waiter import (
+    BATCH_SINCE_MARGIN,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_NOT_FOUND_GRACE,
+    RunWaitError,
+    WaitState,
+    cancel_unfinished,
+    check_round,
+)
+
+# A batch of more runs than this is stored as its key, size and digest rather than its ids.
+INLINE_RUN_IDS = 100
+# How long cancelling the runs may take once the wait itself is being cancelled past the deadline.
+CANCEL_BUDGET = 30.0
+
+
+class Log(Protocol):
+    """Where a wait's progress goes: a task's or trigger's logger."""
+
+    def info(self, msg: str, /, *args: Any) -> Any:
+        """Log progress."""
+
+    def warning(self, msg: str, /, *args: Any) -> Any:
+        """Log a problem the wait goes on after."""
+
+    def exception(self, msg: str, /, *args: Any) -> Any:
+        """Log the failure that ended the wait."""
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class WaitResume:
+    """What the task hands the wait it starts, so that the wait goes on where the task left it; JSON-safe.
+
+    :param started_at: when waiting began (epoch seconds); the 404 grace of runs never seen counts from it. None
+        is now.
+    :param first_poll_at: wall-clock epoch seconds before which the first round does not start (the task's own
+        check was one round already); None starts at once.
+    :param detect_batch: read the batch key from the first run when none is given (False when the task has
+        already looked).
+    :param not_found_grace: seconds a 404 is taken for a run not readable yet.
+    :param max_concurrency: the most requests in flight at once.
+    :param run_count: with the batch key and ``run_ids_digest`` and no run ids: the batch's size; its runs are read
+        back from the run list.
+    :param run_ids_digest: :func:`~airflow_provider_hatchet.client.batch_runs.ids_digest` of the batch's ids.
+    :param runs_since: epoch seconds before which no run of the batch was created (default: a day before
+        ``started_at``).
+    :param indexed_batch: the runs carry their index in the batch, so a big batch may be stored as its key, size
+        and digest; False keeps the ids (runs that events triggered carry the batch key but no index).
+    """
+
+    started_at: float | None = None
+    first_poll_at: float | None = None
+    detect_batch: bool = True
+    not_found_grace: float = DEFAULT_NOT_FOUND_GRACE
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    run_count: int | None = None
+    run_ids_digest: str | None = None
+    runs_since: float | None = None
+    indexed_batch: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-safe form; only the values that differ from the defaults, to keep it small."""
+        default = WaitResume()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> WaitResume:
+        """Read the JSON-safe form back.
+
+        :param data: what :meth:`to_dict` wrote, or None for the defaults.
+        :raises ValueError: naming each key that is not a field or holds a value of the wrong type.
+        """
+        try:
+            return cls(**dict(data or {}))
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"resume: {problems}") from None
+
+
+class RunWait:
+    """One wait on Hatchet runs, from its first round to the event it ends with.
+
+    :param run_ids: the runs to wait on.
+    :param poll_interval: seconds between rounds.
+    :param execution_deadline: wall-clock epoch seconds after which the wait ends with ``timeout``.
+    :param fail_on_cancelled: a CANCELLED run ends the wait as ``cancelled``; otherwise it counts as finished.
+    :param batch_key: the batch key the runs share (one list query per round answers for all of them); when None
+        it is read from the first run if there are several runs.
+    :param fetch_outputs: fetch the runs' outputs for the success event.
+    :param cancel_on_timeout: cancel the unfinished runs once the deadline has passed.
+    :param resume: what the task hands the wait (see :class:`WaitResume`).
+    :param batch_field: the metadata key that holds the batch key; None turns batch lists off.
+    :param index_key: the metadata key that holds a run's index in its batch.
+    :raises ValueError: for run ids that are not a list of strings, or a ``run_count`` without its batch.
+    """
+
+    def __init__(
+        self,
+        run_ids: Sequence[str],
+        *,
+        poll_interval: float = 5.0,
+        execution_deadline: float | None = None,
+        fail_on_cancelled: bool = True,
+        batch_key: str | None = None,
+        fetch_outputs: bool = True,
+        cancel_on_timeout: bool = False,
+        resume: WaitResume | None = None,
+        batch_field: str | None = None,
+        index_key: str | None = None,
+    ) -> None:
+        resume = resume or WaitResume()
+        if isinstance(run_ids, str) or not all(isinstance(i, str) and i for i in run_ids):
+            raise ValueError(f"run_ids must be a list of non-empty strings, got {run_ids!r}")
+        if resume.run_count is not None and (run_ids or not batch_key or not resume.run_ids_digest
+                                             or resume.run_count < 1):
+            raise ValueError(
+                "run_count describes a batch by its key instead of its ids: give it with batch_key and "
+                f"run_ids_digest, and no run_ids (got run_count={resume.run_count!r}, {len(run_ids)} run_ids, "
+                f"batch_key={batch_key!r}, run_ids_digest={resume.run_ids_digest!r})"
+            )
+        if resume.started_at is None:
+            resume = dataclasses.replace(resume, started_at=time.time())
+        self.run_ids = list(run_ids)
+        self.poll_interval = float(poll_interval)
+        self.execution_deadline = None if execution_deadline is None else float(execution_deadline)
+        self.fail_on_cancelled = bool(fail_on_cancelled)
+        self.batch_key = batch_key
+        self.fetch_outputs = bool(fetch_outputs)
+        self.cancel_on_timeout = bool(cancel_on_timeout)
+        self.resume = resume
+        self.batch_field = batch_field
+        self.index_key = index_key
+        self.state = self._new_state()
+        self._finding_since: float | None = None
+
+    @property
+    def started_at(self) -> float:
+        """When waiting began (epoch seconds)."""
+        assert self.resume.started_at is not None
+        return self.resume.started_at
+
+    def arguments(self) -> dict[str, Any]:
+        """The JSON-safe keyword arguments that make this wait again; a batch of more than ``INLINE_RUN_IDS`` runs
+        that carry their index is written as its key, size and ids' digest."""
+        resume = self.resume
+        big = resume.run_count is not None or len(self.run_ids) > INLINE_RUN_IDS
+        run_ids = list(self.run_ids)
+        if self.batch_key is not None and resume.indexed_batch and big:
+            resume = dataclasses.replace(resume, run_count=resume.run_count or len(run_ids),
+                                         run_ids_digest=resume.run_ids_digest or ids_digest(run_ids))
+            run_ids = []
+        return {
+            "run_ids": run_ids,
+            "poll_interval": self.poll_interval,
+            "execution_deadline": self.execution_deadline,
+            "fail_on_cancelled": self.fail_on_cancelled,
+            "batch_key": self.batch_key,
+            "fetch_outputs": self.fetch_outputs,
+            "cancel_on_timeout": self.cancel_on_timeout,
+            "resume": resume.to_dict(),
+        }
+
+    def _new_state(self) -> WaitState:
+        return WaitState(
+            tuple(self.run_ids), fail_on_cancelled=self.fail_on_cancelled, batch_key=self.batch_key,
+            detect_batch=self.resume.detect_batch, started_at=self.started_at,
+            not_found_grace=self.resume.not_found_grace, batch_field=self.batch_field,
+        )
+
+    def ended(self, status: WaitStatus, message: str) -> WaitEvent:
+        """The event for a wait this object ends itself (a timeout, an error), with what the rounds learnt.
+
+        :param status: how it ended.
+        :param message: the summary.
+        """
+        state = self.state
+        return WaitEvent(status, list(self.run_ids), message, state.status_strings(),
+                         {i: dict(e) for i, e in state.errors.items()})
+
+    async def run(self, client: AsyncHatchetClient, log: Log) -> WaitEvent:
+        """Check the unfinished runs every ``poll_interval`` seconds (from ``first_poll_at``) until the wait ends.
+
+        A failure to wait (a persistent 404, a 403, a bug) ends it with an ``error`` event. Cancelled past the
+        deadline, it first cancels the unfinished runs if ``cancel_on_timeout``.
+
+        :param client: the async client (not closed here).
+        :param log: where progress goes.
+        """
+        try:
+            return await self._rounds(client, log)
+        except asyncio.CancelledError:
+            if self.execution_deadline is not None and time.time() >= self.execution_deadline:
+                # Shielded: a cancelled anyio scope would cancel the cleanup too.
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_BUDGET):
+                    await self._cancel_at_deadline(client, log)
+            raise
+        except Exception as exc:
+            log.exception("Waiting on Hatchet runs failed")
+            return self.ended(WaitStatus.ERROR, f"{type(exc).__name__}: {exc}")
+
+    async def cancel(self, client: AsyncHatchetClient, log: Log) -> list[str]:
+        """Ask Hatchet to cancel the runs not known to be finished; return the ids sent.
+
+        :param client: the async client.
+        :param log: where a failure to list a batch's runs goes.
+        """
+        if not self.run_ids:
+            await self._find_batch(client, log)
+        return await cancel_unfinished(client, self.state)
+
+    async def _cancel_at_deadline(self, client: AsyncHatchetClient, log: Log) -> None:
+        """Cancel the unfinished runs, if asked to; best effort: a failure to cancel is logged, not raised."""
+        if not self.cancel_on_timeout or not self.run_ids:
+            return
+        try:
+            cancelled = await cancel_unfinished(client, self.state)
+        except HatchetError as exc:
+            log.warning("The deadline passed, but the unfinished Hatchet runs could not be cancelled: %s", exc)
+            return
+        log.info("The deadline passed: asked Hatchet to cancel %d run(s): %s", len(cancelled), ", ".join(cancelled))
+
+    async def _rounds(self, client: AsyncHatchetClient, log: Log) -> WaitEvent:
+        last_message = ""
+        if self.resume.first_poll_at is not None:
+            until = self.resume.first_poll_at
+            if self.execution_deadline is not None:
+                until = min(until, self.execution_deadline)
+            if until > time.time():
+                await asyncio.sleep(until - time.time())
+        while True:
+            event: WaitEvent | None = None
+            # The deadline also cuts short a round in flight (a slow server, requests queued behind others).
+            with anyio.move_on_after(self._remaining()):
+                if not self.run_ids:
+                    await self._find_batch(client, log)
+                if self.run_ids:
+                    event = await check_round(client, self.state, fetch_outputs=self.fetch_outputs,
+                                              max_concurrency=self.resume.max_concurrency)
+            if event is not None and event.finished:
+                return event
+            if event is not None and event.message != last_message:
+                last_message = event.message
+                log.info("%s", event.message)
+            remaining = self._remaining()
+            if remaining is not None and remaining <= 0:
+                message = self._timeout_message()
+                await self._cancel_at_deadline(client, log)
+                return self.ended(WaitStatus.TIMEOUT, message)
+            await asyncio.sleep(self.poll_interval if remaining is None else min(self.poll_interval, remaining))
+
+    async def _find_batch(self, client: AsyncHatchetClient, log: Log) -> None:
+        """Read the batch's run ids back from the run list; until the list shows them all, wait (read lag) for up
+        to ``not_found_grace`` seconds from the first look."""
+        resume = self.resume
+        assert self.batch_key and resume.run_count and self.batch_field and self.index_key
+        if self._finding_since is None:
+            self._finding_since = time.time()
+        try:
+            found = await find_batch_runs(client, (self.batch_field, self.batch_key), resume.run_count,
+                                          since=self._batch_since(), index_key=self.index_key)
+        except HatchetRetryableError as exc:
+            log.info("Could not list the runs of batch %r yet: %s", self.batch_key, exc)
+            return
+        ids = [i for i in found if i is not None]
+        if len(ids) == resume.run_count and ids_digest(ids) == resume.run_ids_digest:
+            self.run_ids = ids
+            self.state = self._new_state()
+            return
+        if time.time() - self._finding_since > resume.not_found_grace:
+            which = "" if len(ids) < resume.run_count else ", but not the runs the task triggered"
+            raise RunWaitError(
+                f"The run list shows {len(ids)} of the {resume.run_count} runs of batch {self.batch_key!r}{which} "
+                f"after {resume.not_found_grace:g} s"
+            )
+
+    def _batch_since(self) -> datetime:
+        since = self.resume.runs_since
+        if since is None:
+            since = self.started_at - BATCH_SINCE_MARGIN.total_seconds()
+        return datetime.fromtimestamp(since, timezone.utc)
+
+    def _remaining(self) -> float | None:
+        return None if self.execution_deadline is None else max(0.0, self.execution_deadline - time.time())
+
+    def _timeout_message(self) -> str:
+        if not self.run_ids:
+            return (f"The execution deadline passed before the run list showed the {self.resume.run_count} runs of "
+                    f"batch {self.batch_key!r}")
+        pending = self.state.pending()
+        fate = "cancelled" if self.cancel_on_timeout else "left running"
+        return (
+            f"The execution deadline passed with {len(pending)} of {len(self.state.unique_ids())} Hatchet runs not "
+            f"finished ({fate}): {', '.join(pending[:10])}{' ...' if len(pending) > 10 else ''}"
+        )
