@@ -58,7 +58,7 @@ def test_it_schedules_with_namespace_metadata_and_priority_and_returns_the_id(
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", scheduled.input["day"])
     assert scheduled.additional_metadata["k"] == "v"
     assert scheduled.additional_metadata["airflow_task_id"] == "t"
-    assert len(scheduled.additional_metadata["airflow_schedule_token"]) == 32
+    assert len(scheduled.additional_metadata["airflow_schedule_marker"]) == 32
     assert hatchet.run_count() == 0
 
 
@@ -121,7 +121,7 @@ def test_the_deferred_trigger_deletes_an_unfired_schedule_on_kill(hatchet: Any) 
     from airflow_provider_hatchet.triggers.scheduled import HatchetScheduledRunTrigger
 
     scheduled = HatchetHook().schedule_workflow("demo-etl", soon(3600))
-    trigger = HatchetScheduledRunTrigger(scheduled.id, "token", scheduled.trigger_at.isoformat())
+    trigger = HatchetScheduledRunTrigger(scheduled.id, "marker", scheduled.trigger_at.isoformat())
     path, kwargs = trigger.serialize()
     assert HatchetScheduledRunTrigger(**kwargs).serialize() == (path, kwargs)
     assert hatchet.token not in repr(kwargs)
