@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_hatchet._arguments import check_seconds, default_deferrable
-from airflow_provider_hatchet._compat import AirflowException, BaseOperator
+from airflow_provider_hatchet._arguments import check_seconds
+from airflow_provider_hatchet._compat import AirflowException, BaseOperator, conf
 from airflow_provider_hatchet.client.errors import HatchetError
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.client.waiter import run_sync
@@ -51,13 +51,25 @@ def first_event(trigger: HatchetWorkflowRunTrigger) -> dict[str, Any]:
     return run_sync(_first)
 
 
-class HatchetTriggerOperatorBase(BaseOperator):
+class HatchetHookMixin:
+    """The operators' ``hook``: one :class:`HatchetHook` per task, from its ``hatchet_conn_id`` and ``namespace``."""
+
+    hatchet_conn_id: str
+    namespace: str | None
+
+    @cached_property
+    def hook(self) -> HatchetHook:
+        """The Hatchet hook for this task."""
+        return HatchetHook(self.hatchet_conn_id, namespace=self.namespace)
+
+
+class HatchetTriggerOperatorBase(HatchetHookMixin, BaseOperator):
     """Base of the operators that trigger Hatchet runs and may wait for them.
 
     :param hatchet_conn_id: the Hatchet connection. (templated)
     :param namespace: overrides the connection's namespace; ``""`` disables it.
     :param wait_for_completion: wait until the runs finish; their outputs go to XCom ``output``.
-    :param deferrable: wait in the triggerer instead of the worker.
+    :param deferrable: wait in the triggerer instead of the worker (default from ``[operators] default_deferrable``).
     :param poll_interval: seconds between status checks, more than 0.
     :param timeout: seconds, more than 0, from the try's start after which unfinished runs are cancelled and the
         task fails; None waits forever. An earlier ``execution_timeout`` ends the wait the same way, also while
@@ -79,7 +91,7 @@ class HatchetTriggerOperatorBase(BaseOperator):
         hatchet_conn_id: str = HatchetHook.default_conn_name,
         namespace: str | None = None,
         wait_for_completion: bool = False,
-        deferrable: bool = default_deferrable(),
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 5.0,
         timeout: float | None = DEFAULT_TIMEOUT,
         forward_logs: str = "on_failure",
@@ -96,11 +108,6 @@ class HatchetTriggerOperatorBase(BaseOperator):
         self.deferrable = deferrable
         self.poll_interval = check_seconds(poll_interval, "poll_interval")
         self.timeout = check_seconds(timeout, "timeout", optional=True)
-
-    @cached_property
-    def hook(self) -> HatchetHook:
-        """The Hatchet hook for this task."""
-        return HatchetHook(self.hatchet_conn_id, namespace=self.namespace)
 
     def wait_trigger(self, context: Context, run_ids: list[str], **kwargs: Any) -> HatchetWorkflowRunTrigger:
         """The trigger that waits on the runs and, at this try's deadline, cancels the unfinished ones.

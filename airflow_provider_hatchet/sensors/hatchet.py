@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
-from airflow_provider_hatchet._arguments import check_seconds, default_deferrable, is_template
+from airflow_provider_hatchet._arguments import check_seconds, is_template
 from airflow_provider_hatchet._compat import (
     AirflowException,
     AirflowSensorTimeout,
@@ -17,6 +17,7 @@ from airflow_provider_hatchet._compat import (
     BaseSensorOperator,
     Context,
     PokeReturnValue,
+    conf,
 )
 from airflow_provider_hatchet._identity import TI_KEY
 from airflow_provider_hatchet.client import validation
@@ -134,7 +135,7 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         fail_on_cancelled: bool = True,
         batch_key: str | None = None,
         fetch_outputs: bool = True,
-        deferrable: bool = default_deferrable(),
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         cancel_on_kill: bool = False,
