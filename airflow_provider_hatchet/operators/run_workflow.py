@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._arguments import is_template, rendered_int
-from airflow_provider_hatchet._compat import ResumableJobMixin
 from airflow_provider_hatchet._identity import TI_KEY, TRY_KEY, first_try_of_generation, identity_metadata, ti_key
+from airflow_provider_hatchet._task_state import ResumableJobMixin
 from airflow_provider_hatchet.client import TriggerRequest, validation
 from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
 from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
