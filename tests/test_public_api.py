@@ -112,6 +112,17 @@ def test_every_operator_and_sensor_templates_its_connection(task_class: type) ->
     assert "hatchet_conn_id" in task_class.template_fields  # type: ignore[attr-defined]
 
 
+def test_an_argument_templated_on_one_operator_is_templated_on_every_operator_that_takes_it() -> None:
+    classes = _public_task_classes()
+    templated = {field for task_class in classes for field in task_class.template_fields}  # type: ignore[attr-defined]
+    untemplated = {
+        task_class.__name__: sorted(templated.intersection(inspect.signature(task_class.__init__).parameters)
+                                    - set(task_class.template_fields))  # type: ignore[attr-defined]
+        for task_class in classes
+    }
+    assert {name: fields for name, fields in untemplated.items() if fields} == {}
+
+
 def _deferrable_defaults(path: Path) -> list[tuple[int, str | None]]:
     """Each ``__init__`` parameter named ``deferrable`` in a module: its line and its default as written."""
     found = []

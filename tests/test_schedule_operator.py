@@ -267,6 +267,20 @@ def test_the_connection_id_is_templated(hatchet: Any, dag_runner: Any, airflow_c
     assert xcom_value(dag_run, "t") == scheduled.id
 
 
+
+def test_a_templated_priority_is_rendered_then_checked(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    with make_dag("sched_priority_templated") as dag:
+        operator(task_id="ok", workflow_name="demo-etl", trigger_at=soon(3600), priority="{{ params.p }}",
+                 params={"p": 2})
+        operator(task_id="bad", workflow_name="demo-etl", trigger_at=soon(3600), priority="{{ params.p + 5 }}",
+                 params={"p": 2})
+    dag_run = dag_runner(dag)
+
+    assert (task_state(dag_run, "ok"), task_state(dag_run, "bad")) == ("success", "failed")
+    (scheduled,) = HatchetHook().list_scheduled_runs().rows
+    assert (scheduled.id, scheduled.priority) == (xcom_value(dag_run, "ok"), 2)
+    assert "priority: must be from 1 to 3, got 7" in logs()
+
 def test_each_mapped_deferred_schedule_returns_its_own_scheduled_id(hatchet: Any, dag_runner: Any) -> None:
     from airflow_provider_hatchet.operators.hatchet import HatchetScheduleWorkflowOperator
 

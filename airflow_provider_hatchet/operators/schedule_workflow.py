@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow_provider_hatchet._arguments import is_template, rendered_int
 from airflow_provider_hatchet._compat import AirflowException
 from airflow_provider_hatchet._identity import TI_KEY, identity_metadata
 from airflow_provider_hatchet.client import TriggerRequest, validation
@@ -68,13 +69,13 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
     :param trigger_at: when the run is to start: a datetime (naive means UTC) or an ISO 8601 string. (templated)
     :param input: the run input, a JSON object. (templated)
     :param additional_metadata: metadata the run will carry; JSON scalars become strings. (templated)
-    :param priority: 1 (lowest) to 3.
+    :param priority: 1 (lowest) to 3; checked when the task is defined, or once rendered if templated. (templated)
     :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
         ``poll_interval``, ``timeout`` (seconds after ``trigger_at``; see :class:`HatchetTriggerOperatorBase`)
         and BaseOperator's arguments.
     """
 
-    template_fields: Sequence[str] = ("workflow_name", "trigger_at", "input", "additional_metadata",
+    template_fields: Sequence[str] = ("workflow_name", "trigger_at", "input", "additional_metadata", "priority",
                                       "hatchet_conn_id")
     template_fields_renderers: ClassVar[dict[str, str]] = {"input": "json", "additional_metadata": "json"}
     operator_extra_links = (HatchetRunLink(),)
@@ -94,14 +95,15 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
         self.trigger_at = trigger_at
         self.input = input
         self.additional_metadata = additional_metadata
-        self.priority = validation.check_priority(priority)
+        self.priority = priority if is_template(priority) else validation.check_priority(priority)
         self.scheduled_id: str | None = None
         self.run_id: str | None = None
 
     def execute(self, context: Context) -> str | None:
         """Check the arguments, schedule the run (or re-attach on a retry), then wait if asked."""
         with failing_on_bad_arguments():
-            request = TriggerRequest.checked(self.workflow_name, self.input, self.additional_metadata, self.priority)
+            request = TriggerRequest.checked(self.workflow_name, self.input, self.additional_metadata,
+                                             rendered_int(self.priority))
             trigger_at = check_time(self.trigger_at)
             earlier = self._earlier(context)
             if earlier is None:
