@@ -89,4 +89,8 @@ if not TYPE_CHECKING and not _IN_TASK_SDK:  # Airflow 2, and Airflow 3 before th
     )
     from airflow.hooks.base import BaseHook
     from airflow.sensors.base import PokeReturnValue
-    from airflow.utils.log.secrets_masker import mask_secret, redact
+
+    if AIRFLOW_V_3_0_PLUS:  # the masker the task runner logs through
+        from airflow.sdk.execution_time.secrets_masker import mask_secret, redact
+    else:
+        from airflow.utils.log.secrets_masker import mask_secret, redact
