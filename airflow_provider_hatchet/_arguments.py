@@ -1,16 +1,10 @@
-"""Operator and sensor arguments: their shared defaults, and checks when the task is defined or once rendered."""
+"""Operator and sensor arguments: checks when the task is defined or once rendered."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_hatchet._compat import conf
 from airflow_provider_hatchet.client.errors import HatchetValidationError
-
-
-def default_deferrable() -> bool:
-    """``[operators] default_deferrable`` from the Airflow configuration: every task's ``deferrable`` default."""
-    return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
 def is_template(value: object) -> bool:

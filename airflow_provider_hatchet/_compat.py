@@ -1,19 +1,15 @@
-"""The one module that tells Airflow 2 from Airflow 3.
+"""Where the installed Airflow keeps what the provider imports: the one module that tells Airflow 2 from 3.
 
-Everything else in the package imports Airflow symbols from here. The version flags are computed
-eagerly, from ``airflow.__version__`` when Airflow is already imported and else from installed metadata.
-The symbols are resolved lazily on first access, so importing this module costs nothing beyond what the
-first symbol a caller uses already costs.
-Type checkers see the Airflow 3 locations.
+Plain imports by version, as the ASF providers' ``version_compat.py`` has them. An Airflow 3 release from before
+a symbol moved into the Task SDK still has it at its Airflow 2 place, hence the one fallback. Type checkers see
+the newest locations.
 """
 
 from __future__ import annotations
 
-import importlib
-import re
-import sys
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
+
+from airflow_provider_hatchet._airflow_version import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS, AIRFLOW_VERSION
 
 __all__ = [
     "AIRFLOW_VERSION",
@@ -32,165 +28,45 @@ __all__ = [
     "BaseTrigger",
     "Context",
     "PokeReturnValue",
-    "ResumableJobMixin",
     "TaskDeferred",
     "TriggerEvent",
     "XCom",
     "conf",
     "mask_secret",
     "redact",
-    "task_traceparent",
-    "watcher_state_store",
 ]
 
+# Whether the exceptions, conf, BaseHook and the secrets masker are in the Task SDK (they moved during Airflow 3).
+_IN_TASK_SDK = False
 
-def _installed_airflow_version() -> tuple[int, int, int]:
-    loaded = sys.modules.get("airflow")
-    raw = getattr(loaded, "__version__", None)
-    if raw is None:
-        try:
-            raw = version("apache-airflow")
-        except PackageNotFoundError:
-            from airflow import __version__ as raw
-    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", str(raw))
-    if match is None:
-        raise RuntimeError(f"Cannot parse the Airflow version {raw!r}")
-    major, minor, patch = match.groups()
-    return int(major), int(minor), int(patch or 0)
+if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
+    from airflow.sdk import BaseOperator, BaseOperatorLink, BaseSensorOperator, Context
+    from airflow.sdk.execution_time.xcom import XCom
+    from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
+    try:
+        from airflow.sdk import BaseHook, PokeReturnValue
+        from airflow.sdk.configuration import conf
+        from airflow.sdk.exceptions import (
+            AirflowException,
+            AirflowFailException,
+            AirflowNotFoundException,
+            AirflowSensorTimeout,
+            AirflowSkipException,
+            TaskDeferred,
+        )
+        from airflow.sdk.log import mask_secret, redact  # type: ignore[attr-defined]  # redact: not in its __all__
 
-AIRFLOW_VERSION: tuple[int, int, int] = _installed_airflow_version()
-AIRFLOW_V_3_0_PLUS: bool = AIRFLOW_VERSION >= (3, 0, 0)
-AIRFLOW_V_3_3_PLUS: bool = AIRFLOW_VERSION >= (3, 3, 0)
-
-# name -> (Airflow 3 modules, tried in order; Airflow 2 module). On Airflow 3 the Airflow 2 module is the
-# last fallback, which covers 3.x releases that had not moved a symbol into the SDK yet.
-_LOCATIONS: dict[str, tuple[tuple[str, ...], str]] = {
-    "BaseHook": (("airflow.sdk",), "airflow.hooks.base"),
-    "BaseOperator": (("airflow.sdk",), "airflow.models.baseoperator"),
-    "BaseOperatorLink": (("airflow.sdk",), "airflow.models.baseoperatorlink"),
-    "BaseSensorOperator": (("airflow.sdk",), "airflow.sensors.base"),
-    "PokeReturnValue": (("airflow.sdk",), "airflow.sensors.base"),
-    "Context": (("airflow.sdk",), "airflow.utils.context"),
-    "XCom": (("airflow.sdk.execution_time.xcom",), "airflow.models.xcom"),
-    "conf": (("airflow.sdk.configuration",), "airflow.configuration"),
-    "AirflowException": (("airflow.sdk.exceptions",), "airflow.exceptions"),
-    "AirflowSkipException": (("airflow.sdk.exceptions",), "airflow.exceptions"),
-    "AirflowNotFoundException": (("airflow.sdk.exceptions",), "airflow.exceptions"),
-    "AirflowFailException": (("airflow.sdk.exceptions",), "airflow.exceptions"),
-    "AirflowSensorTimeout": (("airflow.sdk.exceptions",), "airflow.exceptions"),
-    "TaskDeferred": (("airflow.sdk.exceptions",), "airflow.exceptions"),
-    "mask_secret": (
-        ("airflow.sdk.log", "airflow.sdk.execution_time.secrets_masker"),
-        "airflow.utils.log.secrets_masker",
-    ),
-    "redact": (("airflow.sdk.log",), "airflow.utils.log.secrets_masker"),
-    "BaseTrigger": ((), "airflow.triggers.base"),
-    "TriggerEvent": ((), "airflow.triggers.base"),
-}
-
-
-def _resolve(name: str) -> Any:
-    modern, legacy = _LOCATIONS[name]
-    candidates = (*modern, legacy) if AIRFLOW_V_3_0_PLUS else (legacy,)
-    for module_name in candidates[:-1]:
-        try:
-            return getattr(importlib.import_module(module_name), name)
-        except (ImportError, AttributeError):
-            continue
-    return getattr(importlib.import_module(candidates[-1]), name)
-
-
-class _ResumableJobStandIn:
-    """Stand-in for ``airflow.sdk.ResumableJobMixin`` below Airflow 3.3.
-
-    There is no ``task_state_store`` to resume from, so every try submits a new job: exactly what the
-    operator does without the mixin. Subclasses implement the same methods as for the real mixin.
-
-    :param durable: accepted for signature compatibility; it has no effect here.
-    """
-
-    external_id_key: str = "remote_job_id"
-
-    def __init__(self, *, durable: bool = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.durable = False
-
-    def submit_job(self, context: Any) -> Any:
-        """Submit the external job and return its id.
-
-        :param context: the task context.
-        """
-        raise NotImplementedError
-
-    def poll_until_complete(self, external_id: Any, context: Any) -> None:
-        """Block until the external job is finished.
-
-        :param external_id: the id ``submit_job`` returned.
-        :param context: the task context.
-        """
-        raise NotImplementedError
-
-    def get_job_result(self, external_id: Any, context: Any) -> Any:
-        """Return the task's result for a finished job.
-
-        :param external_id: the id ``submit_job`` returned.
-        :param context: the task context.
-        """
-        raise NotImplementedError
-
-    def execute_resumable(self, context: Any) -> Any:
-        """Submit, wait and return the result; never reconnects.
-
-        :param context: the task context.
-        """
-        external_id = self.submit_job(context)
-        self.poll_until_complete(external_id, context)
-        return self.get_job_result(external_id, context)
-
-
-def task_traceparent(context: Any) -> str | None:
-    """The W3C ``traceparent`` of the task's span when Airflow's tracing is on (``[traces] otel_on``), else None.
-
-    Airflow 3: the span the task runner runs the task in (the current OpenTelemetry span), else the task
-    instance's trace carrier. Airflow 2.10: the task instance's span, whose ids Airflow derives from the DAG run
-    and the task instance (``airflow.traces.utils``), as the scheduler does when it records the span.
-
-    :param context: the task context.
-    """
-    settings = _resolve("conf")
-    if not settings.getboolean("traces", "otel_on", fallback=False):
-        return None
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    carrier: dict[str, str] = {}
-    TraceContextTextMapPropagator().inject(carrier)
-    if carrier.get("traceparent"):
-        return carrier["traceparent"]
-    ti = context["ti"]
-    if AIRFLOW_V_3_0_PLUS:
-        found = (getattr(ti, "context_carrier", None) or {}).get("traceparent")
-        return str(found) if found else None
-    from airflow.traces import NO_TRACE_ID
-    from airflow.traces.utils import gen_span_id, gen_trace_id
-
-    trace_id = gen_trace_id(context["dag_run"])
-    return None if trace_id == NO_TRACE_ID else f"00-{trace_id}-{gen_span_id(ti)}-01"
-
-
-def watcher_state_store(trigger: Any) -> Any | None:
-    """The store an event trigger keeps its watermark in: the watched asset's state store (Airflow 3.3+, one
-    watched asset), else None, and the watermark lives only as long as the trigger runs.
-
-    :param trigger: a running ``BaseEventTrigger``.
-    """
-    if not AIRFLOW_V_3_3_PLUS:
-        return None
-    return getattr(trigger, "asset_state_store", None)
-
-
-def _event_trigger_stand_in() -> type:
-    from airflow.triggers.base import BaseTrigger
+        _IN_TASK_SDK = True
+    except ImportError:
+        pass
+else:
+    from airflow.models.baseoperator import BaseOperator
+    from airflow.models.baseoperatorlink import BaseOperatorLink
+    from airflow.models.xcom import XCom
+    from airflow.sensors.base import BaseSensorOperator
+    from airflow.triggers.base import BaseTrigger, TriggerEvent
+    from airflow.utils.context import Context
 
     class BaseEventTrigger(BaseTrigger):
         """Stand-in below Airflow 3.0, which has no event-driven scheduling (``AssetWatcher``)."""
@@ -201,22 +77,9 @@ def _event_trigger_stand_in() -> type:
                 f"not exist in Airflow {'.'.join(map(str, AIRFLOW_VERSION))}"
             )
 
-    return BaseEventTrigger
-
-
-if TYPE_CHECKING:
-    from airflow.sdk import (
-        BaseHook,
-        BaseOperator,
-        BaseOperatorLink,
-        BaseSensorOperator,
-        Context,
-        PokeReturnValue,
-        ResumableJobMixin,
-    )
-    from airflow.sdk._shared.secrets_masker.secrets_masker import redact
-    from airflow.sdk.configuration import conf
-    from airflow.sdk.exceptions import (
+if not TYPE_CHECKING and not _IN_TASK_SDK:  # Airflow 2, and Airflow 3 before they moved
+    from airflow.configuration import conf
+    from airflow.exceptions import (
         AirflowException,
         AirflowFailException,
         AirflowNotFoundException,
@@ -224,36 +87,10 @@ if TYPE_CHECKING:
         AirflowSkipException,
         TaskDeferred,
     )
-    from airflow.sdk.execution_time.xcom import XCom
-    from airflow.sdk.log import mask_secret
-    from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
-else:
+    from airflow.hooks.base import BaseHook
+    from airflow.sensors.base import PokeReturnValue
 
-    def __getattr__(name: str) -> Any:
-        if name == "ResumableJobMixin":
-            value = _resolve_resumable_job_mixin()
-        elif name == "BaseEventTrigger":
-            value = _resolve_event_trigger()
-        elif name in _LOCATIONS:
-            value = _resolve(name)
-        else:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        globals()[name] = value
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *__all__})
-
-    def _resolve_event_trigger() -> type:
-        if AIRFLOW_V_3_0_PLUS:
-            from airflow.triggers.base import BaseEventTrigger
-
-            return BaseEventTrigger
-        return _event_trigger_stand_in()
-
-    def _resolve_resumable_job_mixin() -> type:
-        if AIRFLOW_V_3_3_PLUS:
-            from airflow.sdk import ResumableJobMixin
-
-            return ResumableJobMixin
-        return _ResumableJobStandIn
+    if AIRFLOW_V_3_0_PLUS:  # the masker the task runner logs through
+        from airflow.sdk.execution_time.secrets_masker import mask_secret, redact
+    else:
+        from airflow.utils.log.secrets_masker import mask_secret, redact

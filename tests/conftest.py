@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 # Neither module imports Airflow, so the environment below is still in place before Airflow is first imported.
-from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS
+from airflow_provider_hatchet._airflow_version import AIRFLOW_V_3_0_PLUS
 from tests.airflow_helpers import INLINE_BUNDLE, conn_env_var, conn_json, run_dag
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""``_compat`` hands out the symbols of the installed Airflow major version."""
+"""``_compat`` hands out the symbols of the installed Airflow major version; ``_task_state`` its state stores."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hatchet import _compat
+from airflow_provider_hatchet import _compat, _task_state
 
 pytestmark = pytest.mark.af2
 
@@ -79,8 +79,9 @@ def test_everything_in_all_resolves() -> None:
     assert missing == []
 
 
-def test_importing_the_module_alone_does_not_import_airflow() -> None:
-    probe = "import sys, airflow_provider_hatchet._compat as c; print(c.AIRFLOW_V_3_0_PLUS, 'airflow' in sys.modules)"
+def test_the_version_flags_do_not_import_airflow() -> None:
+    probe = ("import sys, airflow_provider_hatchet._airflow_version as v; "
+             "print(v.AIRFLOW_V_3_0_PLUS, 'airflow' in sys.modules)")
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL
     )
@@ -97,9 +98,9 @@ def test_resumable_job_mixin_is_the_sdk_class_from_3_3_and_the_stand_in_below() 
     if INSTALLED >= (3, 3, 0):
         from airflow.sdk import ResumableJobMixin
 
-        assert _compat.ResumableJobMixin is ResumableJobMixin
+        assert _task_state.ResumableJobMixin is ResumableJobMixin
     else:
-        assert _compat.ResumableJobMixin is _compat._ResumableJobStandIn
+        assert _task_state.ResumableJobMixin is _task_state._ResumableJobStandIn
 
 
 def test_exceptions_keep_their_hierarchy() -> None:
@@ -130,7 +131,7 @@ def test_mask_secret_redacts_the_value_in_logged_text() -> None:
     assert "hatchet-compat-token-4f2a" not in str(_compat.redact("token hatchet-compat-token-4f2a"))
 
 
-class _Job(_compat._ResumableJobStandIn, _compat.BaseOperator):
+class _Job(_task_state._ResumableJobStandIn, _compat.BaseOperator):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.calls: list[tuple[str, Any]] = []

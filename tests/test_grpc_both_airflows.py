@@ -37,7 +37,7 @@ def test_a_grpc_batch_and_an_event_run_and_wait(hatchet: Any, face: Any, dag_run
         HatchetRunWorkflowsOperator(task_id="bulk", transport="grpc", wait_for_completion=True, poll_interval=0.1,
                                     workflow_runs=[{"workflow_name": "demo-etl", "input": {"i": i}}
                                                    for i in range(30)])
-        HatchetPushEventOperator(task_id="event", key="airflow:demo-event", payload={"e": 1}, wait_for_runs=True,
+        HatchetPushEventOperator(task_id="event", key="airflow:demo-event", payload={"e": 1}, wait_for_completion=True,
                                  poll_interval=0.1)
     dag_run = dag_runner(dag)
 

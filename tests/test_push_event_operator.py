@@ -37,7 +37,7 @@ def test_an_event_triggers_the_subscribed_workflow_and_the_task_returns_its_outp
 ) -> None:
     with make_dag("push_one") as dag:
         push(task_id="t", key="airflow:demo-event", payload={"day": "{{ ds }}"}, additional_metadata={"k": 1},
-             priority=2, wait_for_runs=True, deferrable=deferrable)
+             priority=2, wait_for_completion=True, deferrable=deferrable)
     dag_run = dag_runner(dag)
 
     assert dag_run.state == "success"
@@ -58,7 +58,7 @@ def test_a_list_of_events_goes_in_one_bulk_push_and_unsubscribed_keys_are_logged
 ) -> None:
     hatchet.register_workflow("second-listener", "succeed", duration=0.1, on_events=["airflow:demo-event"])
     with make_dag("push_many") as dag:
-        push(task_id="t", wait_for_runs=True, settle_seconds=0.5, events=[
+        push(task_id="t", wait_for_completion=True, settle_seconds=0.5, events=[
             {"key": "airflow:demo-event", "payload": {"i": 0}},
             {"key": "nobody:listens", "payload": {"i": 1}},
             {"key": "airflow:demo-event", "payload": {"i": 2}, "scope": "s"},
@@ -118,7 +118,7 @@ def test_a_retry_re_attaches_to_the_event_an_earlier_try_pushed_and_waits_on_its
     hatchet: Any, face: Any, dag_runner: Any, logs: Any, deferrable: bool
 ) -> None:
     with make_dag(f"push_retry_{int(deferrable)}") as dag:
-        push(task_id="t", key="airflow:demo-event", payload={"n": 1}, wait_for_runs=True, deferrable=deferrable,
+        push(task_id="t", key="airflow:demo-event", payload={"n": 1}, wait_for_completion=True, deferrable=deferrable,
              retries=1, retry_delay=timedelta(0), post_execute=fail_first_try)
     dag_run = dag_runner(dag)
 
@@ -163,7 +163,7 @@ def test_clearing_a_succeeded_push_pushes_anew(hatchet: Any, face: Any, dag_runn
     from tests.test_rerun import clear_upstream_once, python_task
 
     with make_dag("push_cleared") as dag:
-        push(task_id="t", key="airflow:demo-event", payload={"n": 1}, wait_for_runs=True) >> python_task(
+        push(task_id="t", key="airflow:demo-event", payload={"n": 1}, wait_for_completion=True) >> python_task(
             "clear_t", clear_upstream_once)
     dag_run = dag_runner(dag)
 
@@ -188,7 +188,7 @@ def test_the_wait_finds_the_runs_by_hatchets_clock_when_the_local_clock_is_ahead
         airflow_conn("hatchet_default", conn_type="hatchet", host=server.url, password=sim.token,
                      extra={"grpc_address": grpc_face.address, "grpc_tls": "false"})
         with make_dag("push_skew") as dag:
-            push(task_id="t", key="skew:key", wait_for_runs=True, settle_seconds=1.0)
+            push(task_id="t", key="skew:key", wait_for_completion=True, settle_seconds=1.0)
         dag_run = dag_runner(dag)
 
         [run] = sim.runs
@@ -210,7 +210,7 @@ def test_a_push_that_created_its_events_then_failed_is_not_pushed_again_by_the_r
     hatchet.fail_next("events", 1, status=503, after_create=True)  # stored and triggered, the answer lost
     with make_dag("push_ambiguous") as dag:
         push(task_id="t", events=[{"key": "airflow:demo-event", "payload": {"i": i}} for i in range(3)],
-             wait_for_runs=True, retries=1, retry_delay=timedelta(0))
+             wait_for_completion=True, retries=1, retry_delay=timedelta(0))
     dag_run = dag_runner(dag)
 
     assert task_state(dag_run, "t") == "success"
@@ -245,7 +245,7 @@ def test_a_deferred_wait_on_more_runs_than_the_trigger_stores_inline_finds_them_
     count = INLINE_RUN_IDS + 1
     hatchet.visibility_delay = 0.0
     with make_dag("push_deferred_many") as dag:
-        push(task_id="t", wait_for_runs=True, deferrable=True, settle_seconds=5.0, timeout=120,
+        push(task_id="t", wait_for_completion=True, deferrable=True, settle_seconds=5.0, timeout=120,
              events=[{"key": "airflow:demo-event", "payload": {"i": i}} for i in range(count)])
     dag_run = dag_runner(dag)
 
@@ -262,7 +262,7 @@ def test_each_mapped_deferred_push_returns_its_own_event_ids(hatchet: Any, face:
 
     with compat_dag("push_mapped_deferred") as dag:
         HatchetPushEventOperator.partial(
-            task_id="t", key="airflow:demo-event", wait_for_runs=True, deferrable=True, poll_interval=0.1,
+            task_id="t", key="airflow:demo-event", wait_for_completion=True, deferrable=True, poll_interval=0.1,
         ).expand(payload=[{"i": 0}, {"i": 1}])
     dag_run = dag_runner(dag)
 

@@ -58,7 +58,7 @@ def test_it_schedules_with_namespace_metadata_and_priority_and_returns_the_id(
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", scheduled.input["day"])
     assert scheduled.additional_metadata["k"] == "v"
     assert scheduled.additional_metadata["airflow_task_id"] == "t"
-    assert len(scheduled.additional_metadata["airflow_schedule_token"]) == 32
+    assert len(scheduled.additional_metadata["airflow_schedule_marker"]) == 32
     assert hatchet.run_count() == 0
 
 
@@ -121,7 +121,7 @@ def test_the_deferred_trigger_deletes_an_unfired_schedule_on_kill(hatchet: Any) 
     from airflow_provider_hatchet.triggers.scheduled import HatchetScheduledRunTrigger
 
     scheduled = HatchetHook().schedule_workflow("demo-etl", soon(3600))
-    trigger = HatchetScheduledRunTrigger(scheduled.id, "token", scheduled.trigger_at.isoformat())
+    trigger = HatchetScheduledRunTrigger(scheduled.id, "marker", scheduled.trigger_at.isoformat())
     path, kwargs = trigger.serialize()
     assert HatchetScheduledRunTrigger(**kwargs).serialize() == (path, kwargs)
     assert hatchet.token not in repr(kwargs)
@@ -266,6 +266,20 @@ def test_the_connection_id_is_templated(hatchet: Any, dag_runner: Any, airflow_c
     (scheduled,) = HatchetHook("hatchet_templated").list_scheduled_runs().rows
     assert xcom_value(dag_run, "t") == scheduled.id
 
+
+
+def test_a_templated_priority_is_rendered_then_checked(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    with make_dag("sched_priority_templated") as dag:
+        operator(task_id="ok", workflow_name="demo-etl", trigger_at=soon(3600), priority="{{ params.p }}",
+                 params={"p": 2})
+        operator(task_id="bad", workflow_name="demo-etl", trigger_at=soon(3600), priority="{{ params.p + 5 }}",
+                 params={"p": 2})
+    dag_run = dag_runner(dag)
+
+    assert (task_state(dag_run, "ok"), task_state(dag_run, "bad")) == ("success", "failed")
+    (scheduled,) = HatchetHook().list_scheduled_runs().rows
+    assert (scheduled.id, scheduled.priority) == (xcom_value(dag_run, "ok"), 2)
+    assert "priority: must be from 1 to 3, got 7" in logs()
 
 def test_each_mapped_deferred_schedule_returns_its_own_scheduled_id(hatchet: Any, dag_runner: Any) -> None:
     from airflow_provider_hatchet.operators.hatchet import HatchetScheduleWorkflowOperator

@@ -103,7 +103,7 @@ def test_the_grpc_paths_show_no_token_even_at_debug_level(
                                         workflow_runs=[{"workflow_name": "demo-etl"}] * 5,
                                         wait_for_completion=True, poll_interval=0.1)
             HatchetPushEventOperator(task_id="push", key="airflow:demo-event", payload={"x": 1},
-                                     wait_for_runs=True, poll_interval=0.1)
+                                     wait_for_completion=True, poll_interval=0.1)
             HatchetPushEventOperator(task_id="refused", key="airflow:demo-event", payload={"x": 1},
                                      hatchet_conn_id="hatchet_refused")
         dag_run = dag_runner(dag)

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_hatchet._arguments import check_seconds, default_deferrable
-from airflow_provider_hatchet._compat import AirflowException, BaseOperator
+from airflow_provider_hatchet._arguments import check_seconds
+from airflow_provider_hatchet._compat import AirflowException, BaseOperator, conf
 from airflow_provider_hatchet.client.bridge import Bridge
 from airflow_provider_hatchet.client.errors import HatchetError
 from airflow_provider_hatchet.client.run_wait import WaitResume
@@ -54,13 +54,25 @@ def first_event(trigger: BaseTrigger) -> dict[str, Any]:
         return bridge.run(_first)
 
 
-class HatchetTriggerOperatorBase(BaseOperator):
+class HatchetHookMixin:
+    """The operators' ``hook``: one :class:`HatchetHook` per task, from its ``hatchet_conn_id`` and ``namespace``."""
+
+    hatchet_conn_id: str
+    namespace: str | None
+
+    @cached_property
+    def hook(self) -> HatchetHook:
+        """The Hatchet hook for this task."""
+        return HatchetHook(self.hatchet_conn_id, namespace=self.namespace)
+
+
+class HatchetTriggerOperatorBase(HatchetHookMixin, BaseOperator):
     """Base of the operators that trigger Hatchet runs and may wait for them.
 
     :param hatchet_conn_id: the Hatchet connection. (templated)
     :param namespace: overrides the connection's namespace; ``""`` disables it.
     :param wait_for_completion: wait until the runs finish; their outputs go to XCom ``output``.
-    :param deferrable: wait in the triggerer instead of the worker.
+    :param deferrable: wait in the triggerer instead of the worker (default from ``[operators] default_deferrable``).
     :param poll_interval: seconds between status checks, more than 0.
     :param timeout: seconds, more than 0, from the try's start after which unfinished runs are cancelled and the
         task fails; None waits forever. An earlier ``execution_timeout`` ends the wait the same way, also while
@@ -82,7 +94,7 @@ class HatchetTriggerOperatorBase(BaseOperator):
         hatchet_conn_id: str = HatchetHook.default_conn_name,
         namespace: str | None = None,
         wait_for_completion: bool = False,
-        deferrable: bool = default_deferrable(),
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 5.0,
         timeout: float | None = DEFAULT_TIMEOUT,
         forward_logs: str = "on_failure",
@@ -99,11 +111,6 @@ class HatchetTriggerOperatorBase(BaseOperator):
         self.deferrable = deferrable
         self.poll_interval = check_seconds(poll_interval, "poll_interval")
         self.timeout = check_seconds(timeout, "timeout", optional=True)
-
-    @cached_property
-    def hook(self) -> HatchetHook:
-        """The Hatchet hook for this task."""
-        return HatchetHook(self.hatchet_conn_id, namespace=self.namespace)
 
     def wait_for_runs(self, context: Context, run_ids: list[str], *, defer: bool = False, batch_key: str | None = None,
                       runs_since: float | None = None, indexed_batch: bool = True) -> WaitEvent:

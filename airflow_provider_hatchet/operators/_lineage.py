@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_hatchet._compat import task_traceparent
+from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS, conf
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
@@ -97,6 +97,34 @@ def operator_lineage(operator: Any, hook: HatchetHook, run_ids: Sequence[str]) -
                                                     processingType="BATCH"),
         },
     )
+
+
+def task_traceparent(context: Any) -> str | None:
+    """The W3C ``traceparent`` of the task's span when Airflow's tracing is on (``[traces] otel_on``), else None.
+
+    Airflow 3: the span the task runner runs the task in (the current OpenTelemetry span), else the task
+    instance's trace carrier. Airflow 2.10: the task instance's span, whose ids Airflow derives from the DAG run
+    and the task instance (``airflow.traces.utils``), as the scheduler does when it records the span.
+
+    :param context: the task context.
+    """
+    if not conf.getboolean("traces", "otel_on", fallback=False):
+        return None
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    if carrier.get("traceparent"):
+        return carrier["traceparent"]
+    ti = context["ti"]
+    if AIRFLOW_V_3_0_PLUS:
+        found = (getattr(ti, "context_carrier", None) or {}).get("traceparent")
+        return str(found) if found else None
+    from airflow.traces import NO_TRACE_ID
+    from airflow.traces.utils import gen_span_id, gen_trace_id
+
+    trace_id = gen_trace_id(context["dag_run"])
+    return None if trace_id == NO_TRACE_ID else f"00-{trace_id}-{gen_span_id(ti)}-01"
 
 
 class LineageMixin:

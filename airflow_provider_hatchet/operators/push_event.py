@@ -30,7 +30,7 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
     """Push one event (``Push``) or a list of them (``BulkPush``) to Hatchet over its gRPC API; return the ids.
 
     Every workflow subscribed to an event's key runs once per event, with the payload as input and the event's
-    metadata, to which the Airflow identity is added. With ``wait_for_runs=True`` the task finds those runs
+    metadata, to which the Airflow identity is added. With ``wait_for_completion=True`` the task finds those runs
     (listed by ``triggering_event_external_id``) and waits for them, in the worker or deferred, as
     :class:`HatchetRunWorkflowsOperator` does; their outputs go to XCom ``output`` and their ids to XCom
     ``run_ids``. As with hatchet-sdk, an event pushed before a workflow subscribes to its key triggers nothing,
@@ -48,11 +48,10 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
     :param scope: the scope Hatchet's event filters match against. (templated)
     :param events: instead of the five above, a list of ``{"key", "payload", "additional_metadata", "priority",
         "scope"}``, sent in one ``BulkPush`` (at most 1,000). (templated)
-    :param wait_for_runs: wait until the triggered runs finish; an event that triggered none within
-        ``settle_seconds`` is logged, not waited for.
     :param settle_seconds: how long to look for an event's first run.
-    :param kwargs: ``hatchet_conn_id``, ``namespace``, ``deferrable``, ``poll_interval``, ``timeout`` (see
-        :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
+    :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion`` (wait until the triggered runs
+        finish; an event that triggered none within ``settle_seconds`` is logged, not waited for), ``deferrable``,
+        ``poll_interval``, ``timeout`` (see :class:`HatchetTriggerOperatorBase`) and BaseOperator's arguments.
     """
 
     template_fields: Sequence[str] = ("key", "payload", "additional_metadata", "priority", "scope", "events",
@@ -69,13 +68,10 @@ class HatchetPushEventOperator(HatchetTriggerOperatorBase):
         priority: int | None = None,
         scope: str | None = None,
         events: list[dict[str, Any]] | str | None = None,
-        wait_for_runs: bool = False,
         settle_seconds: float = 2 * RUN_VISIBILITY_WINDOW,
         **kwargs: Any,
     ) -> None:
-        if kwargs.pop("wait_for_completion", None) is not None:
-            raise ValueError("HatchetPushEventOperator waits with wait_for_runs, not wait_for_completion")
-        super().__init__(wait_for_completion=wait_for_runs, **kwargs)
+        super().__init__(**kwargs)
         if (key is None) == (events is None):
             raise ValueError("give either key (one event) or events (a list), not both and not neither")
         if key is None and any(v is not None for v in (payload, additional_metadata, priority, scope)):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._arguments import is_template
@@ -16,7 +15,7 @@ from airflow_provider_hatchet.client.run_filter import RunFilter
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.hooks._run_scope import DEFAULT_MAX_RUNS, check_flag, check_max_runs, scoped
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
-from airflow_provider_hatchet.operators._base import lookback_start
+from airflow_provider_hatchet.operators._base import HatchetHookMixin, lookback_start
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
@@ -26,7 +25,7 @@ _FILTER_FIELDS = ("statuses", "since", "until", "workflow_names", "additional_me
 DRY_RUN_SHOWN = 100
 
 
-class HatchetRunsActionOperator(BaseOperator):
+class HatchetRunsActionOperator(HatchetHookMixin, BaseOperator):
     """Base of the operators that act on existing runs, given by ``run_ids`` or by a filter (not both).
 
     The filter selects the runs created in ``[since, until]`` that match every criterion given; the runs are
@@ -96,11 +95,6 @@ class HatchetRunsActionOperator(BaseOperator):
                                               for name in ("workflow_names", "additional_metadata")):
             # Only statuses or times are templated: nothing can narrow the selection once rendered.
             self._scoped(RunFilter.checked(since=lookback_start()))
-
-    @cached_property
-    def hook(self) -> HatchetHook:
-        """The Hatchet hook for this task."""
-        return HatchetHook(self.hatchet_conn_id, namespace=self.namespace)
 
     def execute(self, context: Context) -> list[str]:
         """Check the rendered arguments, then act on the runs (or, in a dry run, list them).

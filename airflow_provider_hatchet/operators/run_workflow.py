@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._arguments import is_template, rendered_int
-from airflow_provider_hatchet._compat import ResumableJobMixin
-from airflow_provider_hatchet._identity import TI_KEY, TRY_KEY, first_try_of_generation, identity_metadata, ti_key
+from airflow_provider_hatchet._identity import TI_KEY, TRY_KEY, identity_metadata, ti_key
+from airflow_provider_hatchet._task_state import ResumableJobMixin
 from airflow_provider_hatchet.client import TriggerRequest, validation
 from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
 from airflow_provider_hatchet.client.models import (
@@ -26,7 +26,7 @@ from airflow_provider_hatchet.operators._base import (
     HatchetTriggerOperatorBase,
     lookback_start,
 )
-from airflow_provider_hatchet.operators._earlier_tries import look_twice
+from airflow_provider_hatchet.operators._earlier_tries import created_by, earlier_tries, look_twice
 from airflow_provider_hatchet.operators._lineage import LineageMixin
 from airflow_provider_hatchet.operators._replay import replay_if_unchanged
 
@@ -128,8 +128,8 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         cleared reads as neither active nor succeeded, and a new run is triggered. A run triggered moments before
         the earlier try stopped may not be readable yet, so a 404 is asked again once such a run would be visible.
         """
-        first_try = first_try_of_generation(context)
-        if context["ti"].try_number <= first_try:
+        tries = earlier_tries(context)
+        if not tries:
             return _EARLIER_GENERATION
 
         def details() -> RunDetails | None:
@@ -142,7 +142,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
                            f"Run {external_id} is not readable yet")
         if found is None:
             return "NOT_FOUND"
-        if not _created_since(found.run.additional_metadata, first_try):
+        if not created_by(found.run.additional_metadata, tries):
             return _EARLIER_GENERATION
         return found.status.value
 
@@ -208,8 +208,8 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
     def _reusable_run(self, context: Context) -> str | None:
         """An earlier run of this generation (tries since the task instance was last cleared) to re-attach to."""
         try_number = context["ti"].try_number
-        first_try = first_try_of_generation(context)
-        if try_number <= first_try:
+        tries = earlier_tries(context)
+        if not tries:
             if try_number > 1:
                 self.log.info("Try %s is the first since the task instance was cleared; triggering a new run.",
                               try_number)
@@ -223,11 +223,11 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
                 run.status in REUSABLE_STATUSES or run.additional_metadata.get(TRY_KEY) == str(try_number - 1)
             )
 
-        latest = look_twice(self.log, lambda: self._latest_run(context, first_try), settled,
+        latest = look_twice(self.log, lambda: self._latest_run(context, tries), settled,
                             f"Try {try_number}: no reusable earlier run listed")
         if latest is None:
             self.log.info("Try %s: no earlier Hatchet run of this task instance since try %s; triggering a new one.",
-                          try_number, first_try)
+                          try_number, tries.start)
             return None
         if latest.status in REUSABLE_STATUSES:
             self.log.info("Try %s: re-attaching to earlier run %s (%s).", try_number, latest.id, latest.status.value)
@@ -244,16 +244,10 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         """The run this task triggered or re-attached to, for the OpenLineage facets."""
         return [self.run_id] if self.run_id else []
 
-    def _latest_run(self, context: Context, first_try: int) -> RunSummary | None:
-        """The newest run of this task instance that a try from ``first_try`` on triggered."""
+    def _latest_run(self, context: Context, tries: range) -> RunSummary | None:
+        """The newest run of this task instance that one of ``tries`` triggered."""
         mine = {TI_KEY: ti_key(context)}
         earlier = self.hook.iter_runs(since=lookback_start(), additional_metadata=mine)
-        return max((run for run in earlier if run.has_metadata(mine)
-                    and _created_since(run.additional_metadata, first_try)),
+        return max((run for run in earlier if run.has_metadata(mine) and created_by(run.additional_metadata, tries)),
                    key=lambda run: run.created_at or _EPOCH, default=None)
 
-
-def _created_since(metadata: dict[str, Any], first_try: int) -> bool:
-    """Whether a run's ``airflow_try_number`` says a try from ``first_try`` on triggered it."""
-    created_by = metadata.get(TRY_KEY)
-    return isinstance(created_by, str) and created_by.isdecimal() and int(created_by) >= first_try

@@ -58,7 +58,7 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
         ``{"workflow_name", "input", "options": {"additional_metadata"}}``, with ``workflowName``,
         ``additionalMetadata`` and a ``priority`` accepted too. (templated)
     :param max_concurrency: trigger requests in flight at once.
-    :param reuse_existing_runs: on a retry after a failed try, keep the batch's runs that are queued, running or
+    :param reuse_existing_run: on a retry after a failed try, keep the batch's runs that are queued, running or
         completed.
     :param transport: ``auto`` (default) sends the batch over Hatchet's gRPC API, up to 1,000 runs per request,
         when the server accepts a connection on it and answers a call that creates nothing, else over REST with one
@@ -84,7 +84,7 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
         *,
         workflow_runs: list[dict[str, Any]] | str,
         max_concurrency: int = 32,
-        reuse_existing_runs: bool = True,
+        reuse_existing_run: bool = True,
         transport: str = "auto",
         grpc_chunk_size: int = MAX_CHUNK_RUNS,
         retry_from_failure: bool = False,
@@ -101,7 +101,7 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
         self.grpc_chunk_size = grpc_chunk_size
         self.workflow_runs = workflow_runs
         self.max_concurrency = max_concurrency
-        self.reuse_existing_runs = reuse_existing_runs
+        self.reuse_existing_run = reuse_existing_run
         self.retry_from_failure = retry_from_failure
         self.run_ids: list[str] = []
 
@@ -205,7 +205,7 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
         if try_number == first_try > 1:
             self.log.info("Try %s is the first since the task instance was cleared; triggering a new batch.",
                           try_number)
-        return batch_key, self.reuse_existing_runs and try_number > first_try
+        return batch_key, self.reuse_existing_run and try_number > first_try
 
     def lineage_run_ids(self) -> list[str]:
         """The batch's runs, in item order, for the OpenLineage facets."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow_provider_hatchet._arguments import is_template, rendered_int
 from airflow_provider_hatchet._compat import AirflowException
 from airflow_provider_hatchet._identity import TI_KEY, identity_metadata
 from airflow_provider_hatchet.client import TriggerRequest, validation
@@ -25,7 +26,7 @@ from airflow_provider_hatchet.operators._base import (
 )
 from airflow_provider_hatchet.operators._earlier_tries import created_by, earlier_tries, look_twice
 from airflow_provider_hatchet.operators.run_workflow import RUN_ID_KEY
-from airflow_provider_hatchet.triggers.scheduled import SCHEDULE_TOKEN_KEY, HatchetScheduledRunTrigger
+from airflow_provider_hatchet.triggers.scheduled import SCHEDULE_MARKER_KEY, HatchetScheduledRunTrigger
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
@@ -42,7 +43,7 @@ _ENDED_BADLY = frozenset({RunStatus.FAILED, RunStatus.CANCELLED})
 class _Earlier:
     """What an earlier try of the generation scheduled: the schedule, or, once it has fired, the run it made."""
 
-    token: str
+    schedule_marker: str
     trigger_at: datetime
     scheduled_id: str | None = None
     run_id: str | None = None
@@ -53,7 +54,7 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
     """Schedule one run of a Hatchet workflow at ``trigger_at``; optionally wait for it, in the worker or deferred.
 
     The schedule carries the Airflow identity in its metadata (as :class:`HatchetRunWorkflowOperator`'s runs do)
-    and an ``airflow_schedule_token``, by which the run it makes is found: a scheduled run disappears once it
+    and an ``airflow_schedule_marker``, by which the run it makes is found: a scheduled run disappears once it
     fires. The return value is the scheduled run's id (also in XCom ``hatchet_scheduled_id``). With
     ``wait_for_completion`` the task waits until the schedule has fired, then until its run finishes: the run id
     goes to XCom ``hatchet_run_id``, its output to ``output``. Killing the task before the schedule has fired
@@ -69,13 +70,13 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
     :param trigger_at: when the run is to start: a datetime (naive means UTC) or an ISO 8601 string. (templated)
     :param input: the run input, a JSON object. (templated)
     :param additional_metadata: metadata the run will carry; JSON scalars become strings. (templated)
-    :param priority: 1 (lowest) to 3.
+    :param priority: 1 (lowest) to 3; checked when the task is defined, or once rendered if templated. (templated)
     :param kwargs: ``hatchet_conn_id``, ``namespace``, ``wait_for_completion``, ``deferrable``,
         ``poll_interval``, ``timeout`` (seconds after ``trigger_at``; see :class:`HatchetTriggerOperatorBase`)
         and BaseOperator's arguments.
     """
 
-    template_fields: Sequence[str] = ("workflow_name", "trigger_at", "input", "additional_metadata",
+    template_fields: Sequence[str] = ("workflow_name", "trigger_at", "input", "additional_metadata", "priority",
                                       "hatchet_conn_id")
     template_fields_renderers: ClassVar[dict[str, str]] = {"input": "json", "additional_metadata": "json"}
     operator_extra_links = (HatchetRunLink(),)
@@ -95,22 +96,23 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
         self.trigger_at = trigger_at
         self.input = input
         self.additional_metadata = additional_metadata
-        self.priority = validation.check_priority(priority)
+        self.priority = priority if is_template(priority) else validation.check_priority(priority)
         self.scheduled_id: str | None = None
         self.run_id: str | None = None
 
     def execute(self, context: Context) -> str | None:
         """Check the arguments, schedule the run (or re-attach on a retry), then wait if asked."""
         with failing_on_bad_arguments():
-            request = TriggerRequest.checked(self.workflow_name, self.input, self.additional_metadata, self.priority)
+            request = TriggerRequest.checked(self.workflow_name, self.input, self.additional_metadata,
+                                             rendered_int(self.priority))
             trigger_at = check_time(self.trigger_at)
             earlier = self._earlier(context)
             if earlier is None:
-                token = uuid.uuid4().hex
-                request = request.with_metadata({**identity_metadata(context), SCHEDULE_TOKEN_KEY: token})
+                marker = uuid.uuid4().hex
+                request = request.with_metadata({**identity_metadata(context), SCHEDULE_MARKER_KEY: marker})
                 scheduled = self.hook.schedule(request, trigger_at)
                 self._note_past(trigger_at, scheduled.created_at)
-                earlier = _Earlier(token, trigger_at, scheduled_id=scheduled.id)
+                earlier = _Earlier(marker, trigger_at, scheduled_id=scheduled.id)
                 self.log.info("Scheduled Hatchet workflow %s at %s: scheduled run %s",
                               self.hook.full_workflow_name(request.workflow_name), trigger_at.isoformat(),
                               scheduled.id)
@@ -125,8 +127,8 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
         trigger_at = earlier.trigger_at
         deadline = None if self.timeout is None else max(trigger_at.timestamp(), time.time()) + self.timeout
         trigger = HatchetScheduledRunTrigger(
-            earlier.scheduled_id, earlier.token, trigger_at.isoformat(), self.hatchet_conn_id, self.poll_interval,
-            deadline,
+            earlier.scheduled_id, earlier.schedule_marker, trigger_at.isoformat(), self.hatchet_conn_id,
+            self.poll_interval, deadline,
         )
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_fired", timeout=None)
@@ -144,13 +146,13 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
         def look() -> _Earlier | None:
             # The schedules first, then the runs: one that fires in between shows as a run.
             for item in sorted(self.hook.find_scheduled_runs(mine), key=lambda s: s.trigger_at, reverse=True):
-                token = item.additional_metadata.get(SCHEDULE_TOKEN_KEY)
-                if created_by(item.additional_metadata, tries) and token:
-                    return _Earlier(str(token), item.trigger_at, scheduled_id=item.id)
+                marker = item.additional_metadata.get(SCHEDULE_MARKER_KEY)
+                if created_by(item.additional_metadata, tries) and marker:
+                    return _Earlier(str(marker), item.trigger_at, scheduled_id=item.id)
             for run in self.hook.iter_runs(since=lookback_start(), additional_metadata={TI_KEY: mine[TI_KEY]}):
-                token = run.additional_metadata.get(SCHEDULE_TOKEN_KEY)
-                if run.has_metadata(mine) and created_by(run.additional_metadata, tries) and token:
-                    return _Earlier(str(token), run.created_at or lookback_start(), run_id=run.id,
+                marker = run.additional_metadata.get(SCHEDULE_MARKER_KEY)
+                if run.has_metadata(mine) and created_by(run.additional_metadata, tries) and marker:
+                    return _Earlier(str(marker), run.created_at or lookback_start(), run_id=run.id,
                                     run_status=run.status)
             return None
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow_provider_hatchet._arguments import check_seconds, default_deferrable, is_template
+from airflow_provider_hatchet._arguments import check_seconds, is_template
 from airflow_provider_hatchet._compat import (
     AirflowException,
     AirflowSensorTimeout,
@@ -16,6 +16,7 @@ from airflow_provider_hatchet._compat import (
     BaseSensorOperator,
     Context,
     PokeReturnValue,
+    conf,
 )
 from airflow_provider_hatchet._identity import TI_KEY
 from airflow_provider_hatchet.client import validation
@@ -137,7 +138,7 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         fail_on_cancelled: bool = True,
         batch_key: str | None = None,
         fetch_outputs: bool = True,
-        deferrable: bool = default_deferrable(),
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         cancel_on_kill: bool = False,

@@ -1,7 +1,7 @@
 """The trigger that waits, in the triggerer, until a Hatchet scheduled run has fired, and names the run it made.
 
 A scheduled run disappears once it fires (its GET answers 404), and the run it made does not carry its id, only
-its input and metadata; so the operator stamps a unique token into the metadata, and this trigger finds the run
+its input and metadata; so the operator stamps a unique marker into the metadata, and this trigger finds the run
 by it once the schedule's time has come.
 """
 
@@ -19,19 +19,19 @@ from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import HatchetNotFoundError
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 
-SCHEDULE_TOKEN_KEY = "airflow_schedule_token"
+SCHEDULE_MARKER_KEY = "airflow_schedule_marker"
 # How far before the schedule's time the run list reaches: the engine may fire a moment early by its own clock.
 FIRE_MARGIN = timedelta(minutes=1)
 
 
-async def find_fired_run(client: AsyncHatchetClient, token: str, trigger_at: datetime) -> str | None:
-    """The id of the run a schedule made, found by its token, or None.
+async def find_fired_run(client: AsyncHatchetClient, schedule_marker: str, trigger_at: datetime) -> str | None:
+    """The id of the run a schedule made, found by its marker, or None.
 
     :param client: the async client.
-    :param token: the schedule's ``airflow_schedule_token`` metadata.
+    :param schedule_marker: the schedule's ``airflow_schedule_marker`` metadata.
     :param trigger_at: the schedule's time.
     """
-    pairs = {SCHEDULE_TOKEN_KEY: token}
+    pairs = {SCHEDULE_MARKER_KEY: schedule_marker}
     page = await client.list_runs(since=trigger_at - FIRE_MARGIN, additional_metadata=pairs, limit=10)
     found = [row for row in page.rows if row.has_metadata(pairs)]
     return found[-1].id if found else None
@@ -40,12 +40,12 @@ async def find_fired_run(client: AsyncHatchetClient, token: str, trigger_at: dat
 class HatchetScheduledRunTrigger(BaseTrigger):
     """Wait until a scheduled run has fired; yield ``{"status": "fired", "run_id", "scheduled_id"}``.
 
-    Other events: ``deleted`` (the schedule is gone and no run carries its token), ``timeout`` (the deadline
+    Other events: ``deleted`` (the schedule is gone and no run carries its marker), ``timeout`` (the deadline
     passed first) and ``error``. On Airflow 3.3+ marking the deferred task failed or success, or clearing it,
     deletes a schedule that has not fired.
 
     :param scheduled_id: the scheduled run's id.
-    :param token: the unique ``airflow_schedule_token`` metadata the run will carry.
+    :param schedule_marker: the unique ``airflow_schedule_marker`` metadata the run will carry (not a secret).
     :param trigger_at: the schedule's time, ISO 8601.
     :param hatchet_conn_id: the Hatchet connection.
     :param poll_interval: seconds between checks once the time has come.
@@ -55,7 +55,7 @@ class HatchetScheduledRunTrigger(BaseTrigger):
     def __init__(
         self,
         scheduled_id: str,
-        token: str,
+        schedule_marker: str,
         trigger_at: str,
         hatchet_conn_id: str = HatchetHook.default_conn_name,
         poll_interval: float = 5.0,
@@ -63,7 +63,7 @@ class HatchetScheduledRunTrigger(BaseTrigger):
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.scheduled_id = scheduled_id
-        self.token = token
+        self.schedule_marker = schedule_marker
         self.trigger_at = trigger_at
         self.hatchet_conn_id = hatchet_conn_id
         self.poll_interval = float(poll_interval)
@@ -73,7 +73,7 @@ class HatchetScheduledRunTrigger(BaseTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the JSON-safe keyword arguments (no secrets)."""
         return f"{type(self).__module__}.{type(self).__qualname__}", {
-            "scheduled_id": self.scheduled_id, "token": self.token, "trigger_at": self.trigger_at,
+            "scheduled_id": self.scheduled_id, "schedule_marker": self.schedule_marker, "trigger_at": self.trigger_at,
             "hatchet_conn_id": self.hatchet_conn_id, "poll_interval": self.poll_interval,
             "execution_deadline": self.execution_deadline,
         }
@@ -95,7 +95,7 @@ class HatchetScheduledRunTrigger(BaseTrigger):
                 await asyncio.sleep(wait)
             gone_since: float | None = None
             while True:
-                run_id = await find_fired_run(client, self.token, trigger_at)
+                run_id = await find_fired_run(client, self.schedule_marker, trigger_at)
                 if run_id is not None:
                     self._fired = True
                     yield self._event("fired", f"Scheduled run {self.scheduled_id} fired: run {run_id}", run_id)
@@ -104,7 +104,7 @@ class HatchetScheduledRunTrigger(BaseTrigger):
                     gone_since = time.monotonic()
                 if gone_since is not None and time.monotonic() - gone_since > RUN_VISIBILITY_WINDOW:
                     yield self._event("deleted", f"Scheduled run {self.scheduled_id} was deleted before it fired "
-                                      "(no run carries its token)")
+                                      "(no run carries its marker)")
                     return
                 if self.execution_deadline is not None and time.time() >= self.execution_deadline:
                     yield self._event("timeout", f"Scheduled run {self.scheduled_id} had not fired by the deadline")

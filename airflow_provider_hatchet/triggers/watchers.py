@@ -26,7 +26,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mappin
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_provider_hatchet._compat import BaseEventTrigger, TriggerEvent, watcher_state_store
+from airflow_provider_hatchet._compat import BaseEventTrigger, TriggerEvent
+from airflow_provider_hatchet._task_state import watcher_state_store
 from airflow_provider_hatchet.client import validation
 from airflow_provider_hatchet.client.config import apply_namespace
 from airflow_provider_hatchet.client.errors import HatchetValidationError

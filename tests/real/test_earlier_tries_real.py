@@ -94,7 +94,7 @@ def test_a_push_retry_through_airflow_pushes_nothing_and_waits_on_the_first_run(
     backend.connect(airflow_conn, grpc_address=grpc_address, grpc_tls="false")
     with make_dag(f"real_push_retry_{backend.tag}") as dag:
         HatchetPushEventOperator(task_id="t", key=EVENT_KEY, payload={"tag": backend.tag},
-                                 additional_metadata={"test_tag": backend.tag}, wait_for_runs=True,
+                                 additional_metadata={"test_tag": backend.tag}, wait_for_completion=True,
                                  poll_interval=0.2, settle_seconds=3, retries=1, retry_delay=timedelta(0),
                                  post_execute=fail_first_try)
     dag_run = dag_runner(dag)

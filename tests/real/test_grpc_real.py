@@ -126,7 +126,7 @@ def test_events_trigger_the_subscribed_workflow_and_the_task_waits_for_its_outpu
 
     backend.connect(airflow_conn, grpc_address=grpc_address, grpc_tls="false")
     with make_dag(f"real_events_{backend.tag}") as dag:
-        HatchetPushEventOperator(task_id="t", wait_for_runs=True, deferrable=deferrable, poll_interval=0.2,
+        HatchetPushEventOperator(task_id="t", wait_for_completion=True, deferrable=deferrable, poll_interval=0.2,
                                  settle_seconds=3, events=[
             {"key": EVENT_KEY, "payload": {"i": 0}, "additional_metadata": {"test_tag": backend.tag}},
             {"key": f"nobody-{backend.tag}", "payload": {"i": 1}},
