@@ -34,6 +34,8 @@ from airflow_provider_hatchet.triggers import hatchet as triggers
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 from tests.airflow_helpers import task_state, xcom_value
 
+pytestmark = pytest.mark.loopback
+
 OUTPUT = {"rows": 3}
 R1, R2 = str(uuid.uuid4()), str(uuid.uuid4())
 

@@ -18,7 +18,7 @@ import pytest
 from airflow_provider_hatchet.testing import DEMO_WORKFLOWS, HatchetSimulator, SimulatorServer
 from tests.openapi_spec import validate_response
 
-pytestmark = pytest.mark.af2
+pytestmark = [pytest.mark.af2, pytest.mark.loopback]
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer
 from airflow_provider_hatchet.triggers import hatchet as triggers
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 
+pytestmark = pytest.mark.loopback
+
 CONN_ID = "hatchet_trigger_tests"
 
 
