@@ -93,16 +93,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"airflow harness: {figures}")
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if session.config.getoption("offline") and (AIRFLOW_HOME / "airflow.db").exists():
-        session.config.get_terminal_writer().line(
-            "--offline: a test created the Airflow metadata DB without the airflow_db fixture", red=True
-        )
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_db(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under ``--offline``, fail the session (on its last test, so that xdist reports it) if the metadata DB exists."""
+    yield
+    if request.config.getoption("offline") and (AIRFLOW_HOME / "airflow.db").exists():
+        pytest.fail("--offline: a test created the Airflow metadata DB without the airflow_db fixture")
 
 
 @pytest.fixture(autouse=True)
