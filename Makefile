@@ -123,8 +123,9 @@ typecheck: env
 check: lint typecheck unit
 
 # --offline fails a test that opens a TCP socket or creates the metadata DB: it belongs to pytest, not here.
+# No xdist: in one process these take ~15 s, less than two workers take to start.
 unit: env
-	$(VENV)/bin/python $(PYTEST) -n 2 --offline -m "$(CHECK_MARKS)"
+	$(VENV)/bin/python $(PYTEST) --offline -m "$(CHECK_MARKS)"
 
 # The two suites side by side, each with its own xdist workers; each one's output shows when it ends.
 pytest: env env-af2
