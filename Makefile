@@ -28,6 +28,13 @@ STAMP_WORKER := $(VENV_WORKER)/.make-env-stamp
 STAMP := $(VENV)/.make-env-stamp
 STAMP_AF2 := $(VENV_AF2)/.make-env-stamp
 LINT_PATHS := airflow_provider_hatchet tests benchmarks dags_examples e2e scripts
+PYTEST := -m pytest -q -p no:cacheprovider --durations=25 --timeout=600
+# xdist workers per suite: the suites mostly wait on the simulator's windows and polls, not on the CPU, so more
+# workers than cores pay off. A file's tests stay on one worker (module fixtures, one Postgres cluster per file).
+PYTEST_WORKERS ?= 4
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
+# `make check`: no server on loopback, no Go, no Airflow metadata DB (the markers are in pyproject.toml).
+CHECK_MARKS := not (airflow or loopback or faults or real_hatchet)
 
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
@@ -35,23 +42,27 @@ export UV_NO_PROGRESS := 1
 export UV_COMPILE_BYTECODE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help env env-af2 env-worker env-prod e2e-prod lint typecheck pytest pytest-af2 e2e test demo bench clean \
-	hatchet-up hatchet-down test-real real-hatchet grpc-pins
+.PHONY: help env env-af2 env-worker env-prod e2e-prod lint typecheck check unit pytest pytest-af3 pytest-af2 \
+	test-faults e2e test demo bench clean hatchet-up hatchet-down test-real real-hatchet grpc-pins
 
 help:
 	@echo "make env         .venv: Airflow $(AIRFLOW_VERSION) + this package editable [testing,dev,lineage]"
 	@echo "make env-af2     .venv-af2: Airflow $(AIRFLOW2_VERSION) + this package editable [testing,dev]"
 	@echo "make lint        ruff check"
 	@echo "make typecheck   mypy --strict on the package"
-	@echo "make pytest      full test suite on Airflow $(AIRFLOW_VERSION)"
+	@echo "make check       lint + typecheck + unit (the inner loop: no server, no Go, no Airflow DB)"
+	@echo "make unit        the tests of make check: -m \"$(CHECK_MARKS)\""
+	@echo "make pytest      pytest-af3 and pytest-af2 side by side (everything on the simulator, no Toxiproxy)"
+	@echo "make pytest-af3  the suite on Airflow $(AIRFLOW_VERSION), but real_hatchet and faults"
 	@echo "make pytest-af2  tests marked af2 on Airflow $(AIRFLOW2_VERSION)"
+	@echo "make test-faults the faults tier on the simulator, through Toxiproxy (built with go)"
 	@echo "make e2e         end-to-end script (e2e/run.sh) if present"
 	@echo "make e2e-prod    Airflow on Postgres + Celery/Redis against the real Hatchet, with crashes (README)"
 	@echo "make hatchet-up  a real Hatchet $(HATCHET_VERSION) on 127.0.0.1 (Postgres, engine, API, worker)"
 	@echo "make hatchet-down stop it"
 	@echo "make test-real   the real_hatchet tests against the running server (build/hatchet/env)"
 	@echo "make grpc-pins   installing this package leaves Airflow's grpcio and protobuf as they were"
-	@echo "make test        env + lint + typecheck + pytest + pytest-af2 + grpc-pins + e2e + real-hatchet + e2e-prod"
+	@echo "make test        env + lint + typecheck + pytest + test-faults + grpc-pins + e2e + real-hatchet + e2e-prod"
 	@echo "make demo        env + scripts/demo.sh"
 	@echo "make bench       import-time benchmark"
 	@echo "make clean       remove environments, tools and caches"
@@ -109,12 +120,34 @@ lint: env
 typecheck: env
 	$(VENV)/bin/mypy
 
+check: lint typecheck unit
+
+# --offline fails a test that opens a TCP socket or creates the metadata DB: it belongs to pytest, not here.
+# No xdist: in one process these take ~15 s, less than two workers take to start.
+unit: env
+	$(VENV)/bin/python $(PYTEST) --offline -m "$(CHECK_MARKS)"
+
+# The two suites side by side, each with its own xdist workers; each one's output shows when it ends.
+pytest: env env-af2
+	@$(MAKE) --no-print-directory -j2 --output-sync=target pytest-af3 pytest-af2
+
 # Exit code 5 (nothing collected) fails the main suite on purpose.
-pytest: env
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not real_hatchet"
+pytest-af3: env
+	$(VENV)/bin/python $(PYTEST) $(XDIST) -m "not (real_hatchet or faults)"
 
 pytest-af2: env-af2
-	$(VENV_AF2)/bin/python -m pytest -q -p no:cacheprovider -m af2 || { rc=$$?; [ $$rc -eq 5 ] && echo "no af2 tests collected"; [ $$rc -eq 5 ]; }
+	$(VENV_AF2)/bin/python $(PYTEST) $(XDIST) -m "af2 and not faults" \
+		|| { rc=$$?; [ $$rc -eq 5 ] && echo "no af2 tests collected"; [ $$rc -eq 5 ]; }
+
+# The [sim] half of the fault tests, through a Toxiproxy built here (never inside pytest). Without go (and no
+# cached build) it skips with a loud line, except under CI=true, where that is a failure, as real-hatchet does.
+test-faults: env
+	@if ! bin="$$(python3 e2e/hatchet/binaries.py toxiproxy $(TOXIPROXY_VERSION))"; then \
+		echo "!!!!!! test-faults SKIPPED: no toxiproxy-server, and it could not be built (above) !!!!!!"; \
+		[ "$${CI:-}" != true ] || { echo "test-faults: CI=true, and skipped fault tests fail CI" >&2; exit 1; }; \
+		exit 0; \
+	fi; \
+	TOXIPROXY_BIN="$$bin/toxiproxy-server" $(VENV)/bin/python $(PYTEST) $(XDIST) -m "faults and not real_hatchet"
 
 e2e: env
 	@if [ -f e2e/run.sh ]; then bash e2e/run.sh; else echo "e2e/run.sh not present; skipping"; fi
@@ -141,7 +174,7 @@ grpc-pins: env
 e2e-prod: env env-worker env-prod
 	@MAKE="$(MAKE)" bash e2e/run_prod.sh
 
-test: env lint typecheck pytest pytest-af2 grpc-pins e2e real-hatchet e2e-prod
+test: env lint typecheck pytest test-faults grpc-pins e2e real-hatchet e2e-prod
 
 demo: env
 	bash scripts/demo.sh

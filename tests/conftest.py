@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,22 +56,29 @@ os.environ.update(
 _timings: dict[str, float] = {}
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "af2: also runs on Airflow 2.10 (`make pytest-af2`); the module must import there too"
-    )
-    config.addinivalue_line(
-        "markers", "real_hatchet: needs the real Hatchet server (`make hatchet-up`, then `make test-real`)"
-    )
-    config.addinivalue_line(
-        "markers", "proves_retry(*operators): shows these operators re-attach on a retry (tests/test_invariants.py)"
-    )
-    config.addinivalue_line(
-        "markers", "proves_scope(*operators): shows these operators refuse an unscoped selection (test_invariants)"
+# A test that uses one of these fixtures gets the marker: the tiers of the Makefile select by marker.
+TIER_FIXTURES = {
+    "airflow_db": "airflow",
+    "hatchet_server": "loopback",
+    "backend": "loopback",
+    "toxiproxy": "faults",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--offline", action="store_true",
+        help="fail a test that opens a TCP socket, and the run if it created the Airflow metadata DB (`make check`)",
     )
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # tryfirst: the markers must be on the items before `-m` deselects by them.
+    for item in items:
+        for fixture, marker in TIER_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
     if AIRFLOW_V_3_0_PLUS:
         return
     skip = pytest.mark.skip(reason="Airflow 3 only (not marked af2)")
@@ -87,6 +95,39 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_db(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under ``--offline``, fail the session (on its last test, so that xdist reports it) if the metadata DB exists."""
+    yield
+    if request.config.getoption("offline") and (AIRFLOW_HOME / "airflow.db").exists():
+        pytest.fail("--offline: a test created the Airflow metadata DB without the airflow_db fixture")
+
+
+@pytest.fixture(autouse=True)
+def _offline(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Under ``--offline``, fail a test that connects or binds a TCP socket: it belongs to a tier with servers."""
+    if not request.config.getoption("offline"):
+        yield
+        return
+    used: list[str] = []
+
+    def guarded(name: str) -> Callable[..., Any]:
+        original = getattr(socket.socket, name)
+
+        def call(self: socket.socket, address: Any, *args: Any) -> Any:
+            if self.family in (socket.AF_INET, socket.AF_INET6):
+                used.append(f"{name}({address!r})")
+            return original(self, address, *args)
+
+        return call
+
+    for name in ("connect", "connect_ex", "bind"):
+        monkeypatch.setattr(socket.socket, name, guarded(name))
+    yield
+    if used:
+        pytest.fail(f"--offline: this test used TCP ({', '.join(used[:3])}); use a server fixture or mark it loopback")
 
 
 @pytest.fixture(scope="session")

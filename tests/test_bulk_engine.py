@@ -25,6 +25,8 @@ from airflow_provider_hatchet.client.errors import HatchetAPIError, HatchetAuthE
 from airflow_provider_hatchet.client.models import RunStatus
 from airflow_provider_hatchet.testing import Faults, HatchetSimulator, RunInfo, SimulatorServer
 
+pytestmark = pytest.mark.loopback
+
 VISIBILITY = 0.05
 FAST_RETRY = RetryPolicy(attempts=6, initial=0.005, maximum=0.05, jitter=0.005)
 WORKFLOW = "bulk-etl"

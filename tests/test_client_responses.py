@@ -28,7 +28,7 @@ from tests.http_helpers import CannedServer
 from tests.test_client import FAST, ONCE
 from tests.tokens import make_token
 
-pytestmark = pytest.mark.af2
+pytestmark = [pytest.mark.af2, pytest.mark.loopback]
 
 RUN_ID = "5b0b6fd5-5ae0-4d1c-9d4a-2f1f7c3b9a10"
 

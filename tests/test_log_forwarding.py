@@ -16,7 +16,7 @@ from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.testing import HatchetSimulator, ManualClock, SimulatorServer, register_demo_workflows
 from tests.airflow_helpers import task_state, xcom_value
 
-pytestmark = pytest.mark.af2
+pytestmark = [pytest.mark.af2, pytest.mark.loopback]
 
 
 def make_dag(dag_id: str) -> Any:

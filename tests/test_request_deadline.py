@@ -17,7 +17,7 @@ from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.testing import HatchetSimulator
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 
-pytestmark = pytest.mark.af2
+pytestmark = [pytest.mark.af2, pytest.mark.loopback]
 
 RUN_ID = "0b5e6b9e-1b7a-4a8e-9a39-2f3c7d1e5a01"
 HEAD = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n'

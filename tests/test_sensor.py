@@ -35,6 +35,8 @@ from airflow_provider_hatchet.testing import HatchetSimulator, ManualClock, Simu
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 from tests.airflow_helpers import task_state, xcom_value
 
+pytestmark = pytest.mark.loopback
+
 OUTPUT = {"rows": 3}
 R1, R2 = str(uuid.uuid4()), str(uuid.uuid4())
 

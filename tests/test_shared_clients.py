@@ -14,7 +14,7 @@ from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 
-pytestmark = pytest.mark.af2
+pytestmark = [pytest.mark.af2, pytest.mark.loopback]
 
 CONN_ID = "hatchet_shared_clients"
 

@@ -97,7 +97,7 @@ def sim(clock: ManualClock) -> HatchetSimulator:
     return sim
 
 
-@pytest.fixture(params=["in-process", "loopback"])
+@pytest.fixture(params=["in-process", pytest.param("loopback", marks=pytest.mark.loopback)])
 def api(request: pytest.FixtureRequest, sim: HatchetSimulator, clock: ManualClock) -> Iterator[Api]:
     hooks = {"response": [_validate_hook]}
     if request.param == "in-process":

@@ -23,6 +23,8 @@ from types import ModuleType
 
 import pytest
 
+pytestmark = pytest.mark.loopback
+
 HATCHET_DIR = Path(__file__).resolve().parent.parent / "e2e" / "hatchet"
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -19,6 +19,8 @@ from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger, WaitResume
 
+pytestmark = pytest.mark.loopback
+
 CONN_ID = "hatchet_trigger_tests"
 
 

@@ -28,6 +28,8 @@ from airflow_provider_hatchet.client.waiter import (
 from airflow_provider_hatchet.testing import Faults, HatchetSimulator, ManualClock, SimulatorServer
 from tests.tracebacks import chained
 
+pytestmark = pytest.mark.loopback
+
 FAST_RETRY = RetryPolicy(attempts=2, initial=0.01, maximum=0.02, jitter=0.0)
 
 

@@ -18,6 +18,8 @@ from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.triggers.hatchet import HatchetEventTrigger, HatchetWorkflowRunEventTrigger
 from tests.test_watchers import collect, requests_of, until
 
+pytestmark = pytest.mark.loopback
+
 CONN = "hatchet_skewed"
 WATCH = {"hatchet_conn_id": CONN, "poll_interval": 0.05, "overlap": 30.0}
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)

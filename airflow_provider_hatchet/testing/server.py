@@ -22,6 +22,9 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     """
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it. Without uvloop, asyncio leaves Nagle on for them, and an answer written as
+    # headers then body waits for the client's delayed ACK: about 40 ms a request instead of 1 to 4.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)

@@ -20,7 +20,8 @@ TOXIPROXY_BIN="$(python3 e2e/hatchet/binaries.py toxiproxy "${TOXIPROXY_VERSION:
 mkdir -p build/real
 rm -f build/real/summary.txt
 rc=0
-"$PYTHON" -m pytest -p no:cacheprovider -q -m real_hatchet tests/real --junitxml=build/real/junit.xml \
+"$PYTHON" -m pytest -p no:cacheprovider -q --durations=25 --timeout=900 -m real_hatchet tests/real \
+    --junitxml=build/real/junit.xml \
     || rc=$?
 "$PYTHON" - <<'PY'
 import os, xml.etree.ElementTree as ET

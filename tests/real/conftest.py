@@ -1,9 +1,9 @@
 """One set of scenarios, two servers: the simulator and a real Hatchet.
 
-Every test here takes the ``backend`` fixture and so runs twice: against the simulator (in ``make pytest``) and,
-marked ``real_hatchet``, against the real server that ``make hatchet-up`` started (in ``make test-real``, which
-reads ``build/hatchet/env``). The real server's side of each workflow is ``e2e/hatchet/worker.py``; the
-simulator registers the same names with the same behaviours.
+Every test here takes the ``backend`` fixture and so runs twice: against the simulator (in ``make pytest``, or
+``make test-faults`` for those through Toxiproxy) and, marked ``real_hatchet``, against the real server that
+``make hatchet-up`` started (in ``make test-real``, which reads ``build/hatchet/env``). The real server's side of
+each workflow is ``e2e/hatchet/worker.py``; the simulator registers the same names with the same behaviours.
 """
 
 from __future__ import annotations

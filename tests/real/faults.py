@@ -23,13 +23,11 @@ import random
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -39,8 +37,6 @@ from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetClient, e
 from airflow_provider_hatchet.client.errors import HatchetAPIError, HatchetError, HatchetTransportError
 from airflow_provider_hatchet.testing.server import bind_socket, make_uvicorn_server, serve_in_thread, url_of
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TOXIPROXY_VERSION = os.environ.get("TOXIPROXY_VERSION", "v2.5.0")
 _UUID = re.compile(r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|$)")
 _HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
@@ -80,18 +76,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def toxiproxy_binary() -> str:
-    """The ``toxiproxy-server`` to run: ``$TOXIPROXY_BIN``, else the one ``e2e/hatchet/binaries.py`` caches (built
-    with ``go`` if needed); the test is skipped when neither is available."""
+    """The ``toxiproxy-server`` to run: ``$TOXIPROXY_BIN``, which ``make test-faults`` and ``make test-real`` set
+    after building it; the test is skipped without it (pytest never builds it: that needs ``go``)."""
     binary = os.environ.get("TOXIPROXY_BIN")
-    if binary:
-        return binary
-    build = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "e2e" / "hatchet" / "binaries.py"), "toxiproxy", TOXIPROXY_VERSION],
-        capture_output=True, text=True, check=False,
-    )
-    if build.returncode != 0:
-        pytest.skip(f"no toxiproxy-server: set TOXIPROXY_BIN or install go ({build.stderr.strip()[-200:]})")
-    return str(Path(build.stdout.strip()) / "toxiproxy-server")
+    if not binary:
+        pytest.skip("no toxiproxy-server: run 'make test-faults', or set TOXIPROXY_BIN")
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"TOXIPROXY_BIN={binary!r} is not an executable file")
+    return binary
 
 
 class Toxiproxy:
