@@ -29,7 +29,7 @@ from airflow_provider_hatchet.client.errors import (
     HatchetValidationError,
 )
 from airflow_provider_hatchet.client.models import LogPage, RunDetails, RunPage, RunStatus, WorkflowPage
-from airflow_provider_hatchet.client.safe_text import safe_text
+from airflow_provider_hatchet.client.safe_text import escape_controls, safe_text
 from airflow_provider_hatchet.client.validation import check_log_limit, check_run_id, is_uuid
 
 T = TypeVar("T")
@@ -47,9 +47,6 @@ TRIGGER_500_HINT = (
     " run of an unknown workflow is not readable after 10 s)"
 )
 _BEARER = re.compile(r"(?i)\bbearer\s+\S+")
-# Line breaks and control characters (C0 but tab, DEL, C1, Unicode's line and paragraph separators): in the
-# server's text they would start a forged line of the task log, or rewrite one on a terminal.
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -298,7 +295,7 @@ def list_workflows(tenant_id: str, name: str | None = None, *, offset: int = 0, 
 
 def scrub(text: str, token: str = "") -> str:
     """Remove the token, and whatever follows ``Bearer``, from text the server supplied; escape its line breaks and
-    control characters (``\\n``, ``\\x1b``), so that it stays on one line of the task log.
+    control characters (``\\x0a``, ``\\x1b``), so that it stays on one line of the task log.
 
     :param text: the server's text.
     :param token: the API token.
@@ -310,7 +307,7 @@ def scrub(text: str, token: str = "") -> str:
             text = text.replace(signature, "***")
     # Credentials first: "Bearer" and its value may be separated by a line break.
     text = _BEARER.sub("Bearer ***", text)
-    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+    return escape_controls(text)
 
 
 def _server_message(response: httpx.Response, token: str = "") -> tuple[str, list[str]]:
