@@ -220,9 +220,9 @@ def test_deferrable_execute_finishes_without_deferring_when_done(sim: HatchetSim
 def test_poke_mode_keeps_one_client_and_the_state_from_poke_to_poke(
     sim: HatchetSimulator, count_async_clients: Callable[[], list[Any]]
 ) -> None:
-    clients = count_async_clients()
     sim.register_workflow("slowish", "succeed", duration=0.6, output=OUTPUT)
     ids = start("slowish", 12)
+    clients = count_async_clients()  # after the triggers: the sync client that sent them runs on an async one
     waiting = sensor(ids)
     pokes = 0
     while not (result := waiting.poke({})):

@@ -20,12 +20,12 @@ _UNSAFE_AND_NEWLINE = re.compile(f"[\n{_UNSAFE}]")
 
 
 def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 def escape_controls(text: str, *, newlines: bool = True) -> str:
-    """Write the characters that could end a line, move the cursor or reorder text as ``\\xNN`` or ``\\uNNNN``.
+    """Write the characters that could end a line, move the cursor or reorder text as Python escapes (``\\r``,
+    ``\\n``, ``\\x1b``, ``\\u2028``).
 
     :param text: the text.
     :param newlines: escape ``\\n`` too (False where the caller marks continuation lines itself).
@@ -36,8 +36,9 @@ def escape_controls(text: str, *, newlines: bool = True) -> str:
 def safe_text(text: str, limit: int = MAX_LINE_CHARS) -> str:
     """Hatchet's text made safe to write into the task log: it cannot end a line or forge one.
 
-    Control characters (but tab) are written as ``\\xNN`` or ``\\uNNNN``; each line after an embedded newline starts
-    with :data:`CONTINUATION`; text beyond ``limit`` characters is cut, with a note of how much.
+    Control characters (but tab) are written as Python escapes (``\\r``, ``\\x1b``, ``\\u2028``); each line after an
+    embedded newline starts with :data:`CONTINUATION`; text beyond ``limit`` characters is cut, with a note of how
+    much.
 
     :param text: the text, already masked.
     :param limit: the most characters kept.

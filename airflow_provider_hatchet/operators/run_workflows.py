@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._compat import AirflowException
 from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY, first_try_of_generation, identity_metadata
-from airflow_provider_hatchet.client import TriggerRequest
+from airflow_provider_hatchet.client import TriggerRequest, endpoints
 from airflow_provider_hatchet.client.bulk import BulkProgress, BulkResult, BulkTrigger, TriggerSender
 from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
 from airflow_provider_hatchet.client.errors import HatchetError, HatchetNotFoundError, HatchetRetryableError
@@ -222,7 +222,7 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
 
     def _all_finished(self, batch_key: str) -> bool:
         try:
-            runs = self.hook.iter_runs(since=lookback_start(), additional_metadata={TI_KEY: batch_key})
+            runs = self.hook.iter_rows(endpoints.runs(since=lookback_start(), additional_metadata={TI_KEY: batch_key}))
             finished = {run.id for run in runs if run.status.is_terminal}
         except (HatchetNotFoundError, HatchetRetryableError):
             return False
