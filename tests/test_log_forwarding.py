@@ -278,7 +278,7 @@ def test_a_forwarded_line_cannot_end_a_line_or_forge_one(stepped: Any, message: 
 
 
 def test_a_lone_surrogate_is_escaped_so_a_utf8_log_handler_keeps_the_line() -> None:
-    from airflow_provider_hatchet.client.safe_text import safe_text
+    from airflow_provider_hatchet.client.escaping import safe_text
 
     # A server's JSON can carry one (as \ud800), but httpx refuses to send one, so the text is given directly.
     shown = safe_text("lone\ud800surrogate")
@@ -287,7 +287,7 @@ def test_a_lone_surrogate_is_escaped_so_a_utf8_log_handler_keeps_the_line() -> N
 
 
 def test_a_huge_forwarded_line_is_cut_with_a_note_of_how_much(stepped: Any) -> None:
-    from airflow_provider_hatchet.client.safe_text import MAX_LINE_CHARS
+    from airflow_provider_hatchet.client.escaping import MAX_LINE_CHARS
     from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 
     _, clock = stepped

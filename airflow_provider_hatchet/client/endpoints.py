@@ -29,6 +29,7 @@ from airflow_provider_hatchet.client.errors import (
     HatchetUnexpectedResponseError,
     HatchetValidationError,
 )
+from airflow_provider_hatchet.client.escaping import escape_controls, safe_text
 from airflow_provider_hatchet.client.models import (
     LogLine,
     LogPage,
@@ -40,7 +41,6 @@ from airflow_provider_hatchet.client.models import (
     WorkflowPage,
 )
 from airflow_provider_hatchet.client.paging import RUN_PAGE_SIZE, WORKFLOW_PAGE_SIZE, Pages
-from airflow_provider_hatchet.client.safe_text import escape_controls, safe_text
 from airflow_provider_hatchet.client.validation import check_log_limit, check_run_id, is_uuid
 
 if TYPE_CHECKING:

@@ -54,8 +54,8 @@ from airflow_provider_hatchet.client.errors import (
     HatchetNotFoundError,
     HatchetRetryableError,
 )
+from airflow_provider_hatchet.client.escaping import safe_text
 from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
-from airflow_provider_hatchet.client.safe_text import safe_text
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 
 log = logging.getLogger(__name__)

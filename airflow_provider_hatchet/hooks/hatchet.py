@@ -23,9 +23,9 @@ from airflow_provider_hatchet.client.errors import (
     HatchetTransportError,
     HatchetValidationError,
 )
+from airflow_provider_hatchet.client.escaping import safe_text
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_hatchet.client.run_filter import RunFilter
-from airflow_provider_hatchet.client.safe_text import safe_text
 from airflow_provider_hatchet.hooks._connection import (
     aget_airflow_connection,
     config_from_connection,

@@ -11,11 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_hatchet._arguments import check_forward_logs, check_line_cap
 from airflow_provider_hatchet._compat import redact
-from airflow_provider_hatchet.client import endpoints
-from airflow_provider_hatchet.client.models import RunStatus, TaskSummary
-from airflow_provider_hatchet.client.safe_text import safe_text
+from airflow_provider_hatchet.client import RunStatus, TaskSummary, WaitEvent, WaitStatus, endpoints, safe_text
 from airflow_provider_hatchet.client.validation import MAX_LOG_LIMIT
-from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet.hooks.hatchet import HatchetHook

@@ -7,9 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_hatchet.client import TriggerRequest, endpoints
-from airflow_provider_hatchet.client.models import RunStatus
-from airflow_provider_hatchet.client.run_actions import REPLAY_SETTLE_TIMEOUT
+from airflow_provider_hatchet.client import REPLAY_SETTLE_TIMEOUT, RunStatus, TriggerRequest, endpoints
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 
 CHANGED_INPUT = "a replay cannot change the input, so a new run is triggered"

@@ -9,9 +9,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_hatchet._arguments import is_template, rendered_int
 from airflow_provider_hatchet._compat import ResumableJobMixin
 from airflow_provider_hatchet._identity import TI_KEY, TRY_KEY, first_try_of_generation, identity_metadata, ti_key
-from airflow_provider_hatchet.client import TriggerRequest, endpoints, validation
-from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
-from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary
+from airflow_provider_hatchet.client import (
+    HatchetNotFoundError,
+    HatchetRetryableError,
+    RunDetails,
+    RunStatus,
+    RunSummary,
+    TriggerRequest,
+    endpoints,
+    validation,
+)
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.operators._base import (

@@ -7,12 +7,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._compat import AirflowException
 from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY, first_try_of_generation, identity_metadata
-from airflow_provider_hatchet.client import TriggerRequest, endpoints
-from airflow_provider_hatchet.client.bulk import BulkProgress, BulkResult, BulkTrigger, TriggerSender
-from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
-from airflow_provider_hatchet.client.errors import HatchetError, HatchetNotFoundError, HatchetRetryableError
-from airflow_provider_hatchet.client.grpc import MAX_CHUNK_RUNS, TRANSPORTS
-from airflow_provider_hatchet.client.waiter import run_sync
+from airflow_provider_hatchet.client import (
+    MAX_CHUNK_RUNS,
+    TRANSPORTS,
+    BulkProgress,
+    BulkResult,
+    BulkTrigger,
+    HatchetBulkTriggerError,
+    HatchetError,
+    HatchetNotFoundError,
+    HatchetRetryableError,
+    TriggerRequest,
+    TriggerSender,
+    endpoints,
+    run_sync,
+)
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.operators._base import (
     OUTPUT_KEY,
@@ -181,7 +190,7 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
                     return engine.result(), exc
             finally:
                 if self.transport != "rest":
-                    from airflow_provider_hatchet.client.grpc.channel import close_channels
+                    from airflow_provider_hatchet.client import close_channels
 
                     await close_channels()
 

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._compat import AirflowException
 from airflow_provider_hatchet._identity import TI_KEY, identity_metadata
-from airflow_provider_hatchet.client import TriggerRequest, endpoints, validation
-from airflow_provider_hatchet.client.models import RunStatus
+from airflow_provider_hatchet.client import RunStatus, TriggerRequest, endpoints, validation
 from airflow_provider_hatchet.client.scheduling import check_time
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink

@@ -19,16 +19,17 @@ from airflow_provider_hatchet._compat import (
     PokeReturnValue,
 )
 from airflow_provider_hatchet._identity import TI_KEY
-from airflow_provider_hatchet.client import validation
-from airflow_provider_hatchet.client.errors import HatchetValidationError
-from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
-from airflow_provider_hatchet.client.waiter import (
+from airflow_provider_hatchet.client import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_NOT_FOUND_GRACE,
+    HatchetValidationError,
     RunWaitError,
     Verdict,
+    WaitEvent,
     WaitRunner,
     WaitState,
+    WaitStatus,
+    validation,
 )
 from airflow_provider_hatchet.exceptions import HatchetRunError, failing_on_bad_arguments, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook

@@ -12,18 +12,21 @@ import anyio
 
 from airflow_provider_hatchet._compat import BaseTrigger, TriggerEvent
 from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY
-from airflow_provider_hatchet.client.batch_runs import find_batch_runs, ids_digest
-from airflow_provider_hatchet.client.errors import HatchetError, HatchetRetryableError
-from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
-from airflow_provider_hatchet.client.waiter import (
+from airflow_provider_hatchet.client import (
     BATCH_SINCE_MARGIN,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_NOT_FOUND_GRACE,
+    HatchetError,
+    HatchetRetryableError,
     RunWaitError,
     Verdict,
+    WaitEvent,
     WaitState,
+    WaitStatus,
     cancel_unfinished,
     check_round,
+    find_batch_runs,
+    ids_digest,
 )
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.triggers.scheduled import HatchetScheduledRunTrigger

@@ -14,10 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_hatchet._compat import BaseTrigger, TriggerEvent
-from airflow_provider_hatchet.client import endpoints, scheduling
-from airflow_provider_hatchet.client.aio import AsyncHatchetClient
+from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetNotFoundError, endpoints, scheduling
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
-from airflow_provider_hatchet.client.errors import HatchetNotFoundError
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 
 SCHEDULE_TOKEN_KEY = "airflow_schedule_token"

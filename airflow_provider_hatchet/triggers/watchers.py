@@ -27,18 +27,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_hatchet._compat import BaseEventTrigger, TriggerEvent, watcher_state_store
-from airflow_provider_hatchet.client import endpoints, validation
-from airflow_provider_hatchet.client.config import apply_namespace
-from airflow_provider_hatchet.client.errors import HatchetValidationError
-from airflow_provider_hatchet.client.models import RunStatus
-from airflow_provider_hatchet.client.server_clock import ServerClock
-from airflow_provider_hatchet.client.watching import (
+from airflow_provider_hatchet.client import (
     TERMINAL,
+    HatchetValidationError,
     Item,
+    RunStatus,
+    ServerClock,
     Snapshot,
     Watermark,
+    apply_namespace,
+    endpoints,
     event_snapshot,
     run_snapshot,
+    validation,
 )
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook, unknown_workflow_error
 
