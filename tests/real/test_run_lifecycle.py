@@ -216,8 +216,8 @@ def test_cancel_and_replay_by_ids_leave_out_the_runs_the_tenant_lacks(
     assert [wait_terminal(client, r) for r in (failed, dag)] == [RunStatus.FAILED] * 2
     hook, foreign = HatchetHook(), HatchetHook("hatchet_foreign")
     try:
-        assert foreign.send(endpoints.cancel([hang])) == []
-        assert foreign.send(endpoints.replay([failed])) == []
+        assert foreign.cancel_runs([hang]) == []
+        assert foreign.replay_runs([failed]) == []
         assert hook.replay_runs([failed, UNKNOWN, dag]) == [failed, dag]
         assert [wait_replayed(client, r) for r in (failed, dag)] == [RunStatus.COMPLETED] * 2
         assert client.send(endpoints.run_status(hang)) is RunStatus.RUNNING  # the other tenant's cancel did nothing
