@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_hatchet._identity import TI_KEY
-from airflow_provider_hatchet.client import AsyncHatchetClient, RunPage, paging, waiter
+from airflow_provider_hatchet.client import AsyncHatchetClient, RunPage, TriggerRequest, endpoints, paging, waiter
 from airflow_provider_hatchet.client.errors import HatchetError
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.client.waiter import WaitState
@@ -69,20 +69,34 @@ def keep_creating(backend: Backend, stop: threading.Event, created: list[str]) -
     """Trigger a short run every 0.2 s until stopped: rows the waiter's lists must page past."""
     client = backend.client()
     while not stop.is_set():
-        created.append(client.trigger_run("demo-etl", {"__sim__": {"duration": 0.2}}, {"test_tag": backend.tag}))
+        created.append(
+            client.send(
+                endpoints.trigger(TriggerRequest("demo-etl", {"__sim__": {"duration": 0.2}}, {"test_tag": backend.tag}))
+            )
+        )
         stop.wait(0.2)
 
 
 def test_no_finish_is_missed_while_runs_finish_and_start_during_list_scans(
-    backend: Backend, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+    backend: Backend,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
     record_property: Callable[[str, object], None],
 ) -> None:
     monkeypatch.setattr(paging, "RUN_PAGE_SIZE", PAGE_SIZE)
     if backend.sim is not None:
         backend.sim.visibility_delay = 0.3  # a lagging server: new runs are unreadable for a moment
     client = backend.client()
-    ids = [client.trigger_run("demo-etl", {"i": i, "__sim__": {"duration": 0.5 + (i * 7 % RUNS) * 0.1}},
-                              {"test_tag": backend.tag}) for i in range(RUNS)]
+    ids = [
+        client.send(
+            endpoints.trigger(
+                TriggerRequest(
+                    "demo-etl", {"i": i, "__sim__": {"duration": 0.5 + (i * 7 % RUNS) * 0.1}}, {"test_tag": backend.tag}
+                )
+            )
+        )
+        for i in range(RUNS)
+    ]
     stop, noise = threading.Event(), []
     creator = threading.Thread(target=keep_creating, args=(backend, stop, noise), daemon=True)
     creator.start()
@@ -123,8 +137,15 @@ def test_no_finish_is_missed_while_runs_finish_and_start_during_list_scans(
     # Lists did the work, over several pages, while other runs were being created.
     assert max(pages_per_scan) > 1
     assert len(noise) > 5
-    figures = {"backend": backend.kind, "rounds": rounds, "scans": len(scans), "pages_per_scan": pages_per_scan,
-               "rows_seen_twice": duplicates, "failed_lists": log.failures, "runs_created_meanwhile": len(noise)}
+    figures = {
+        "backend": backend.kind,
+        "rounds": rounds,
+        "scans": len(scans),
+        "pages_per_scan": pages_per_scan,
+        "rows_seen_twice": duplicates,
+        "failed_lists": log.failures,
+        "runs_created_meanwhile": len(noise),
+    }
     for key, value in figures.items():
         record_property(key, value)
     with capfd.disabled():
@@ -133,7 +154,7 @@ def test_no_finish_is_missed_while_runs_finish_and_start_during_list_scans(
 
 def _finished(client: Any, run_id: str) -> bool:
     try:
-        return bool(client.get_run_status(run_id).is_terminal)
+        return bool(client.send(endpoints.run_status(run_id)).is_terminal)
     except HatchetError:
         return False
 
@@ -142,9 +163,18 @@ def test_a_round_costs_one_list_for_thirty_unrelated_runs(backend: Backend) -> N
     """Runs that share no batch key: the first run's details, one list to learn when the runs were created, then
     one list per round whatever the number of unfinished runs, and the outputs from those lists."""
     client = backend.client()
-    ids = [client.trigger_run("demo-etl", {"i": i, "__sim__": {"duration": 2.0 + 0.1 * i}},
-                              {"airflow_ti": f"wait_cost|{backend.tag}|{i}", "test_tag": backend.tag})
-           for i in range(30)]
+    ids = [
+        client.send(
+            endpoints.trigger(
+                TriggerRequest(
+                    "demo-etl",
+                    {"i": i, "__sim__": {"duration": 2.0 + 0.1 * i}},
+                    {"airflow_ti": f"wait_cost|{backend.tag}|{i}", "test_tag": backend.tag},
+                )
+            )
+        )
+        for i in range(30)
+    ]
     state = WaitState(tuple(ids), batch_field=TI_KEY)
     rounds: list[dict[str, int]] = []
     pending: list[int] = []
