@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 import uuid
@@ -636,7 +637,7 @@ async def test_no_finish_is_missed_when_runs_finish_during_a_list_scan(
     busy.other.close()
 
 
-def test_a_bridge_keeps_one_client_across_rounds_and_closes_it_with_its_thread(
+def test_a_bridge_keeps_one_client_across_rounds_and_closes_it_on_the_process_loop(
     config: ClientConfig, sim: HatchetSimulator, count_async_clients: Callable[[], list[Any]],
     closed_async_clients: list[Any],
 ) -> None:
@@ -644,16 +645,41 @@ def test_a_bridge_keeps_one_client_across_rounds_and_closes_it_with_its_thread(
     ids += asyncio.run(_trigger_with_fresh_client(config, "forever"))
     clients = count_async_clients()
     closed = closed_async_clients
-    threads = set(threading.enumerate())
     state = WaitState(tuple(ids), batch_field=TI_KEY)
     with Bridge(lambda: AsyncHatchetClient(config, retry=FAST_RETRY)) as bridge:
         for _ in range(3):
             assert bridge.call(lambda c: check_round(c, state)).status is WaitStatus.PENDING
-        assert set(threading.enumerate()) - threads  # the loop's thread
+        assert not [c for c in closed if c in clients]
     assert len(clients) == 1
     assert [c for c in closed if c in clients] == clients
-    assert set(threading.enumerate()) <= threads
+    assert bridge_threads() == 1  # the process's one loop, shared by every bridge and sync client
     assert set(state.statuses) == set(ids)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_sync_client_used_before_a_fork_sends_from_the_forked_child(
+    config: ClientConfig, sim: HatchetSimulator
+) -> None:
+    """Airflow's executors fork after parsing DAGs: the parent's loop thread is not copied into the child, which
+    gets a loop and a client of its own."""
+    with HatchetClient(config, retry=FAST_RETRY) as client:
+        run_id = client.send(endpoints.trigger(TriggerRequest("etl", {"i": 0})))
+        pid = os.fork()
+        if pid == 0:  # the child: it must never return into pytest
+            code = 1
+            try:
+                signal.alarm(30)  # a child stuck on the parent's loop is killed, and the test fails
+                client.send(endpoints.run_details(run_id))
+                code = 0 if bridge_threads() == 1 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert client.send(endpoints.run_details(run_id)).run.id == run_id
+
+
+def bridge_threads() -> int:
+    return sum(t.name == "hatchet-bridge" for t in threading.enumerate())
 
 
 def test_an_interrupted_call_is_cancelled_and_its_cleanup_ends_before_the_client_closes(
@@ -674,7 +700,6 @@ def test_an_interrupted_call_is_cancelled_and_its_cleanup_ends_before_the_client
         raise TimeoutError("execution_timeout")
 
     previous = signal.signal(signal.SIGALRM, interrupt)
-    threads = set(threading.enumerate())
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.3)
         with pytest.raises(TimeoutError), Bridge(lambda: AsyncHatchetClient(config)) as bridge:
@@ -684,7 +709,7 @@ def test_an_interrupted_call_is_cancelled_and_its_cleanup_ends_before_the_client
         signal.signal(signal.SIGALRM, previous)
     assert cleanups == [0]  # the cleanup ran, before any client closed
     assert len(closed_async_clients) == 1
-    assert set(threading.enumerate()) <= threads
+    assert bridge_threads() == 1
 
 
 async def test_a_replayed_dag_run_reading_failed_between_its_tasks_stays_pending(

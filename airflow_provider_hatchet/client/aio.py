@@ -85,6 +85,8 @@ class AsyncHatchetClient:
     :param retry: how idempotent requests are retried.
     :param transport: an httpx transport to use instead of the network (e.g. the simulator's).
     :param max_connections: the connection pool size: requests in flight at once.
+    :param server_clock: where Hatchet's time is kept (the sync client's, which outlives its async clients); a new
+        one by default.
     """
 
     def __init__(
@@ -94,11 +96,12 @@ class AsyncHatchetClient:
         retry: RetryPolicy = DEFAULT_RETRY,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        server_clock: ServerClock | None = None,
     ) -> None:
         self.config = config
         self.retry = retry
         # Hatchet's time, from the Date header of every answer: what the watchers anchor their windows to.
-        self.server_clock = ServerClock()
+        self.server_clock = server_clock or ServerClock()
         self._http = http_client(config, transport, max_connections)
 
     def __repr__(self) -> str:

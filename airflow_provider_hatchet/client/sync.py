@@ -1,24 +1,20 @@
-"""The synchronous Hatchet REST client: the async client, run on one event loop per process.
+"""The synchronous Hatchet REST client: the async client, run through a :class:`~.bridge.Bridge`.
 
-Each sync call is handed to that loop and waited for, so there is one way to send a call, and a request's total
-time is bounded by ``anyio.fail_after`` there (httpx's own timeouts restart with every chunk read).
+Each sync call is handed to the process's bridge loop and waited for, so there is one way to send a call, and a
+request's total time is bounded by ``anyio.fail_after`` there (httpx's own timeouts restart with every chunk read).
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
 from types import TracebackType
 from typing import TypeVar
 
-import anyio
 import httpx
-from anyio.from_thread import BlockingPortal
 
 from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client.aio import DEFAULT_MAX_CONNECTIONS, AsyncHatchetClient
+from airflow_provider_hatchet.client.bridge import Bridge
 from airflow_provider_hatchet.client.config import ClientConfig
 from airflow_provider_hatchet.client.paging import Pages
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
@@ -26,30 +22,6 @@ from airflow_provider_hatchet.client.server_clock import ServerClock
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-_lock = threading.Lock()
-_portal: tuple[int, BlockingPortal] | None = None
-
-
-def _serve(started: Future[BlockingPortal]) -> None:
-    async def serve() -> None:
-        async with BlockingPortal() as portal:
-            started.set_result(portal)
-            await portal.sleep_until_stopped()
-
-    anyio.run(serve)
-
-
-def shared_portal() -> BlockingPortal:
-    """The process's event loop for sync clients, in a daemon thread (so that a client never closed cannot hold
-    the interpreter open); started on first use, and again in a forked child."""
-    global _portal
-    with _lock:
-        if _portal is None or _portal[0] != os.getpid():
-            started: Future[BlockingPortal] = Future()
-            threading.Thread(target=_serve, args=(started,), name="hatchet-sync-client", daemon=True).start()
-            _portal = (os.getpid(), started.result())
-        return _portal[1]
 
 
 class HatchetClient:
@@ -69,18 +41,16 @@ class HatchetClient:
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        self._async = AsyncHatchetClient(config, retry=retry, transport=transport, max_connections=max_connections)
-        self._portal = shared_portal()
+        self.config = config
+        # Hatchet's time, kept here: the async client under it is built anew in a forked child.
+        self.server_clock = ServerClock()
 
-    @property
-    def config(self) -> ClientConfig:
-        """The client settings."""
-        return self._async.config
+        def new_client() -> AsyncHatchetClient:
+            return AsyncHatchetClient(config, retry=retry, transport=transport, max_connections=max_connections,
+                                      server_clock=self.server_clock)
 
-    @property
-    def server_clock(self) -> ServerClock:
-        """Hatchet's time, from the ``Date`` header of every answer."""
-        return self._async.server_clock
+        # Built now, so that a bad setting (a proxy URL) fails here rather than on the first call.
+        self._bridge = Bridge(new_client, client=new_client())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(server_url={self.config.server_url!r}, tenant_id={self.config.tenant_id!r})"
@@ -93,8 +63,8 @@ class HatchetClient:
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self._portal.call(self._async.aclose)
+        """Close the connection pool (a later call opens a new one)."""
+        self._bridge.close()
 
     def run_url(self, run_id: str) -> str:
         """The dashboard link of a run.
@@ -108,7 +78,7 @@ class HatchetClient:
 
         :param call: the call, e.g. ``endpoints.run_details(run_id)``.
         """
-        return self._portal.call(self._async.send, call)
+        return self._bridge.call(lambda client: client.send(call))
 
     def iter_rows(self, pages: Pages[R]) -> Iterator[R]:
         """Yield every row of a list, page after page.
