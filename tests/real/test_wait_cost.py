@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_hatchet._identity import TI_KEY
-from airflow_provider_hatchet.client import AsyncHatchetClient, RunPage, TriggerRequest, endpoints, paging, waiter
+from airflow_provider_hatchet.client import AsyncHatchetClient, TriggerRequest, endpoints, paging, waiter
 from airflow_provider_hatchet.client.errors import HatchetError
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.client.waiter import WaitState
@@ -38,22 +38,24 @@ class ListLog:
     failures: int = 0
 
     def watch(self, client: AsyncHatchetClient) -> None:
-        """Record the client's list calls (the waiter's scans go through ``list_runs``).
+        """Record the client's list calls (the waiter's scans send ``endpoints.list_runs``).
 
         :param client: the client the waiter uses.
         """
-        list_runs = client.list_runs
+        send = client.send
 
-        async def logged(**kwargs: Any) -> RunPage:
+        async def logged(call: endpoints.Call[Any]) -> Any:
+            if call_name(call) != "list_runs":
+                return await send(call)
             try:
-                page = await list_runs(**kwargs)
+                page = await send(call)
             except HatchetError:
                 self.failures += 1
                 raise
-            self.pages.append((int(kwargs.get("offset", 0)), [row.id for row in page.rows]))
+            self.pages.append((int(dict(call.params or ()).get("offset", 0)), [row.id for row in page.rows]))
             return page
 
-        client.list_runs = logged  # type: ignore[method-assign]
+        client.send = logged  # type: ignore[method-assign]
 
     def scans(self, since: int = 0) -> list[list[list[str]]]:
         """The pages logged from index ``since`` on, grouped by scan (a scan starts at offset 0)."""
@@ -63,6 +65,14 @@ class ListLog:
                 grouped.append([])
             grouped[-1].append(rows)
         return grouped
+
+
+def call_name(call: endpoints.Call[Any]) -> str:
+    """The waiter's reads by name: ``list_runs``, ``get_run`` (details) or ``get_run_status``."""
+    names = {"GET /api/v1/stable/tenants/{tenant}/workflow-runs": "list_runs",
+             "GET /api/v1/stable/workflow-runs/{id}": "get_run",
+             "GET /api/v1/stable/workflow-runs/{id}/status": "get_run_status"}
+    return names.get(call.endpoint, call.endpoint)
 
 
 def keep_creating(backend: Backend, stop: threading.Event, created: list[str]) -> None:
@@ -182,14 +192,14 @@ def test_a_round_costs_one_list_for_thirty_unrelated_runs(backend: Backend) -> N
     async def wait() -> WaitEvent:
         async with AsyncHatchetClient(backend.config()) as waiting:
             calls: dict[str, int] = {}
-            for name in ("list_runs", "get_run", "get_run_status"):
-                original = getattr(waiting, name)
+            send = waiting.send
 
-                def counted(*args: Any, _call: Any = original, _name: str = name, **kwargs: Any) -> Any:
-                    calls[_name] = calls.get(_name, 0) + 1
-                    return _call(*args, **kwargs)
+            def counted(call: endpoints.Call[Any]) -> Any:
+                name = call_name(call)
+                calls[name] = calls.get(name, 0) + 1
+                return send(call)
 
-                setattr(waiting, name, counted)
+            waiting.send = counted  # type: ignore[method-assign]
             while True:
                 calls.clear()
                 pending.append(len(state.pending()))
