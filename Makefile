@@ -116,6 +116,7 @@ env-prod: $(STAMP_PROD)
 
 lint: env
 	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: env
 	$(VENV)/bin/mypy

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from bulk_trigger import WORKFLOW, LazyItems, simulator
 
-from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig
+from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, endpoints
 from airflow_provider_hatchet.client.bulk import BulkResult, trigger_many
 from airflow_provider_hatchet.client.grpc.bulk import GrpcSender
 from airflow_provider_hatchet.client.grpc.channel import close_channels
@@ -111,8 +111,8 @@ def wait_idle(config: ClientConfig, timeout: float = 600.0) -> float:
     start = time.monotonic()
     with HatchetClient(config) as client:
         while time.monotonic() - start < timeout:
-            page = client.list_runs(since=datetime.now(timezone.utc) - timedelta(hours=2), limit=1,
-                                    statuses=[RunStatus.QUEUED, RunStatus.RUNNING])
+            page = client.send(endpoints.list_runs(since=datetime.now(timezone.utc) - timedelta(hours=2), limit=1,
+                                    statuses=[RunStatus.QUEUED, RunStatus.RUNNING]))
             if not page.rows:
                 break
             time.sleep(2.0)

@@ -54,6 +54,8 @@ os.environ.pop("AIRFLOW_CONFIG", None)
 
 import httpx  # noqa: E402
 
+from airflow_provider_hatchet.client import TriggerRequest, endpoints  # noqa: E402
+
 WORKFLOW = "demo-etl"
 INPUT = {"customer": "acme", "day": "2026-01-31", "tables": ["orders", "customers"]}
 DAG_ID = "bench_operator_overhead"
@@ -220,7 +222,7 @@ def build_variants(info: dict[str, Any], raw: httpx.Client) -> list[Variant]:
     hook = HatchetHook()
 
     def client_trigger(i: int) -> object:
-        return hook.client.trigger_run(WORKFLOW, INPUT, identity(f"t{i}"))
+        return hook.client.send(endpoints.trigger(TriggerRequest(WORKFLOW, INPUT, identity(f"t{i}"))))
 
     steady_op = HatchetRunWorkflowOperator(task_id="t", workflow_name=WORKFLOW, input=INPUT)
 
@@ -291,9 +293,9 @@ def execute(operator: Any, context: dict[str, Any]) -> object:
 
 def forget_process_caches() -> None:
     """Drop the provider's per-process caches (the SSL context): a new Airflow 3 task process starts without them."""
-    from airflow_provider_hatchet.client import _base
+    from airflow_provider_hatchet.client import aio
 
-    cached = getattr(_base, "ssl_context", None)
+    cached = getattr(aio, "ssl_context", None)
     if cached is not None and hasattr(cached, "cache_clear"):
         cached.cache_clear()
 

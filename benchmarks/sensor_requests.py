@@ -38,6 +38,8 @@ from airflow_provider_hatchet.client import (
     ClientConfig,
     HatchetClient,
     RunStatus,
+    TriggerRequest,
+    endpoints,
 )
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor
@@ -52,7 +54,11 @@ def trigger_batch(client: HatchetClient, durations: list[float], batch_key: str 
     for i, duration in enumerate(durations):
         if metadata is not None:
             metadata["airflow_batch_index"] = str(i)
-        ids.append(client.trigger_run("bench", {"i": i, "__sim__": {"duration": duration}}, metadata))
+        ids.append(
+            client.send(
+                endpoints.trigger(TriggerRequest("bench", {"i": i, "__sim__": {"duration": duration}}, metadata))
+            )
+        )
     return ids
 
 
@@ -82,9 +88,9 @@ def baseline(config: ClientConfig, ids: list[str], concurrency: int = 16) -> Cal
             return await asyncio.gather(*(one(i) for i in ids))
 
     def poll() -> bool:
-        statuses = asyncio.run(each(lambda c, i: c.get_run_status(i)))
+        statuses = asyncio.run(each(lambda c, i: c.send(endpoints.run_status(i))))
         if all(isinstance(s, RunStatus) and s.is_terminal for s in statuses):
-            asyncio.run(each(lambda c, i: c.get_run(i)))
+            asyncio.run(each(lambda c, i: c.send(endpoints.run_details(i))))
             return True
         return False
 
@@ -141,7 +147,8 @@ def main() -> int:
     results: list[Result] = []
     with SimulatorServer(sim) as server:
         os.environ["AIRFLOW_CONN_HATCHET_DEFAULT"] = json.dumps(
-            {"conn_type": "hatchet", "host": server.url, "password": sim.token})
+            {"conn_type": "hatchet", "host": server.url, "password": sim.token}
+        )
         hook = HatchetHook()
         scenarios: list[tuple[str, str | None, Callable[[list[str]], Callable[[], bool]]]] = [
             ("baseline: status per run per round", None, lambda ids: baseline(hook.config, ids)),
@@ -157,8 +164,10 @@ def main() -> int:
                 assert all(sim.run_status(i) == RunStatus.COMPLETED.value for i in ids)
                 results.append(Result(name, rounds))
 
-    print(f"{args.runs} runs lasting 1..{args.max_duration:.0f} s (seed {args.seed}), a poll round every "
-          f"{args.interval:.1f} s; requests counted by the simulator\n")
+    print(
+        f"{args.runs} runs lasting 1..{args.max_duration:.0f} s (seed {args.seed}), a poll round every "
+        f"{args.interval:.1f} s; requests counted by the simulator\n"
+    )
     width = max(len(r.name) for r in results)
     for r in results:
         print(f"{r.name:<{width}}  rounds {len(r.rounds):>3}  total {r.total:>6}  by route {r.by_route}")
@@ -167,8 +176,11 @@ def main() -> int:
     for r in results[1:]:
         print(f"{r.name}: {r.total / base:.1%} of the baseline's requests")
     if args.json:
-        print(json.dumps([{"name": r.name, "per_round": r.per_round, "total": r.total, "by_route": r.by_route}
-                          for r in results]))
+        print(
+            json.dumps(
+                [{"name": r.name, "per_round": r.per_round, "total": r.total, "by_route": r.by_route} for r in results]
+            )
+        )
     return 0
 
 

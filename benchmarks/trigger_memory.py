@@ -25,6 +25,8 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_hatchet.client import TriggerRequest, endpoints
+
 os.environ.setdefault("AIRFLOW_HOME", str(Path(tempfile.gettempdir()) / "airflow-hatchet-bench"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
@@ -74,7 +76,7 @@ async def bench(n: int, poll_interval: float, window: float, info: dict[str, Any
 
         async def start(i: int) -> str:
             async with slots:
-                return await client.trigger_run("demo-hang", {"i": i})
+                return await client.send(endpoints.trigger(TriggerRequest("demo-hang", {"i": i})))
 
         run_ids = await asyncio.gather(*(start(i) for i in range(n + 1)))
 

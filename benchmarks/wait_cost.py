@@ -66,6 +66,7 @@ from airflow_provider_hatchet.client import (
     HatchetError,
     RetryPolicy,
     RunStatus,
+    TriggerRequest,
     endpoints,
 )
 
@@ -197,13 +198,13 @@ async def naive(config: ClientConfig, ids: list[str], interval: float, rounds: l
         async def status(run_id: str) -> tuple[str, RunStatus | None]:
             async with semaphore:
                 try:
-                    return run_id, await client.get_run_status(run_id)
+                    return run_id, await client.send(endpoints.run_status(run_id))
                 except Exception:
                     return run_id, None
 
         async def details(run_id: str) -> dict[str, Any]:
             async with semaphore:
-                return (await client.get_run(run_id)).task_outputs()
+                return (await client.send(endpoints.run_details(run_id))).task_outputs()
 
         next_round = time.time()
         while unfinished:
@@ -290,9 +291,9 @@ async def trigger_runs(config: ClientConfig, keys: list[str], offsets: list[floa
                 for attempt in range(3):  # a lost answer may leave a run behind: harmless here
                     duration = max(0.1, start_at + offsets[i] - time.time())
                     try:
-                        ids[i] = await client.trigger_run(
+                        ids[i] = await client.send(endpoints.trigger(TriggerRequest(
                             WORKFLOW, {"i": i, "__sim__": {"duration": round(duration, 3)}},
-                            {"airflow_ti": keys[i], "bench": tag})
+                            {"airflow_ti": keys[i], "bench": tag})))
                         break
                     except HatchetError:
                         if attempt == 2:
@@ -308,7 +309,7 @@ async def wait_visible(config: ClientConfig, run_id: str, timeout: float = 60) -
         deadline = time.time() + timeout
         while True:
             try:
-                if (await client.get_run_status(run_id)).is_terminal:
+                if (await client.send(endpoints.run_status(run_id))).is_terminal:
                     return
             except Exception:
                 pass

@@ -44,6 +44,8 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_hatchet.client import TriggerRequest, endpoints
+
 os.environ.setdefault("AIRFLOW_HOME", str(Path(tempfile.gettempdir()) / "airflow-hatchet-bench"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -93,7 +95,7 @@ async def trigger_finished_runs(info: dict[str, Any], n: int) -> None:
 
         async def start(i: int) -> str:
             async with slots:
-                return await client.trigger_run("demo-etl", {"i": i})
+                return await client.send(endpoints.trigger(TriggerRequest("demo-etl", {"i": i})))
 
         await asyncio.gather(*(start(i) for i in range(n)))
     async with httpx.AsyncClient(base_url=info["admin_url"]) as admin:

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from airflow_provider_hatchet.client import endpoints
+
 if TYPE_CHECKING:
     from airflow.models.dagrun import DagRun
     from sqlalchemy.orm import Session
@@ -135,7 +137,7 @@ def find_runs(hook: HatchetHook, dag_run: DagRun) -> list[RunSummary]:
     metadata = {"airflow_dag_id": dag_run.dag_id, "airflow_run_id": dag_run.run_id}
     deadline = time.monotonic() + LIST_WAIT
     while True:
-        runs = list(hook.client.iter_runs(since=since, additional_metadata=metadata))
+        runs = list(hook.client.iter_rows(endpoints.runs(since=since, additional_metadata=metadata)))
         if runs or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -186,7 +188,7 @@ def summary(dag_ids: Sequence[str]) -> int:
 
     logging.getLogger("airflow.task.hooks").setLevel(logging.WARNING)
     hook = HatchetHook()
-    workflow_names = {w.id: w.name for w in hook.client.list_workflows().rows}
+    workflow_names = {w.id: w.name for w in hook.client.send(endpoints.list_workflows()).rows}
     failed = False
     with create_session() as session:
         for dag_id in dag_ids:
@@ -203,7 +205,7 @@ def summary(dag_ids: Sequence[str]) -> int:
             runs = find_runs(hook, dag_run)
             print(f"Hatchet runs it triggered: {len(runs)}")
             for found in runs:
-                print_run(hook, hook.get_run(found.id), workflow_names)
+                print_run(hook, hook.send(endpoints.run_details(found.id)), workflow_names)
             failed = failed or str(dag_run.state) != "success" or not runs
     hook.close()
     return 1 if failed else 0

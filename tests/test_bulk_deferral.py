@@ -11,7 +11,7 @@ import pytest
 
 from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS
 from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY
-from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, RetryPolicy
+from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, RetryPolicy, TriggerRequest, endpoints
 from airflow_provider_hatchet.client.batch_runs import find_batch_runs, ids_digest
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 from tests.airflow_helpers import xcom_value
@@ -69,7 +69,9 @@ KEY = "dag|run|bulk|-1"
 async def trigger_batch(sim: Any, indexes: list[int]) -> list[str]:
     async with AsyncHatchetClient(ClientConfig.from_token(sim.token), retry=RetryPolicy(attempts=1)) as client:
         return [
-            await client.trigger_run("demo-etl", {"i": i}, {TI_KEY: KEY, BATCH_INDEX_KEY: str(i)})
+            await client.send(
+                endpoints.trigger(TriggerRequest("demo-etl", {"i": i}, {TI_KEY: KEY, BATCH_INDEX_KEY: str(i)}))
+            )
             for i in indexes
         ]
 

@@ -17,8 +17,9 @@ from airflow_provider_hatchet.client import (
     HatchetClient,
     HatchetConfigError,
     HatchetTransportError,
+    TriggerRequest,
+    endpoints,
 )
-from airflow_provider_hatchet.client._base import environment_proxy
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from tests.http_helpers import ForwardProxy
 from tests.test_client import ONCE
@@ -50,8 +51,8 @@ def dead_url() -> str:
 
 def trigger_and_read(config: ClientConfig) -> str:
     with HatchetClient(config, retry=ONCE) as client:
-        run_id = client.trigger_run("demo-etl", {"via": "proxy"})
-        client.list_workflows(limit=1)
+        run_id = client.send(endpoints.trigger(TriggerRequest("demo-etl", {"via": "proxy"})))
+        client.send(endpoints.list_workflows(limit=1))
         return run_id
 
 
@@ -88,16 +89,6 @@ def test_no_proxy_bypasses_the_proxy(
     assert len(hatchet.runs) == 1
 
 
-def test_no_proxy_matches_as_httpx_does(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
-    monkeypatch.setenv("NO_PROXY", ".corp.example,hatchet.internal")
-    assert environment_proxy("https://cloud.onhatchet.run") == "http://proxy.internal:3128"
-    assert environment_proxy("https://api.corp.example") is None
-    assert environment_proxy("https://corp.example") == "http://proxy.internal:3128"
-    assert environment_proxy("https://hatchet.internal:8443") is None
-    assert environment_proxy("http://cloud.onhatchet.run") is None  # only HTTPS_PROXY is set
-
-
 def test_the_connections_proxy_wins_over_the_environment(
     hatchet: Any, proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -114,7 +105,7 @@ def test_a_dead_proxy_is_a_transport_error_not_a_direct_connection(
     with HatchetClient(ClientConfig.from_token(hatchet.token), retry=ONCE) as client, pytest.raises(
         HatchetTransportError
     ) as err:
-        client.trigger_run("demo-etl", {})
+        client.send(endpoints.trigger(TriggerRequest("demo-etl", {})))
     assert err.value.maybe_sent is False
     assert hatchet.runs == []
 
@@ -131,8 +122,9 @@ def test_the_async_clients_lanes_go_through_the_proxy(
 
     async def scenario() -> list[str]:
         async with AsyncHatchetClient(config, retry=ONCE, max_connections=4) as client:
-            run_ids = await asyncio.gather(*(client.trigger_run("demo-etl", {"i": i}) for i in range(8)))
-            await client.list_workflows(limit=1)
+            triggers = (client.send(endpoints.trigger(TriggerRequest("demo-etl", {"i": i}))) for i in range(8))
+            run_ids = await asyncio.gather(*triggers)
+            await client.send(endpoints.list_workflows(limit=1))
             return list(run_ids)
 
     run_ids = asyncio.run(scenario())
@@ -147,7 +139,7 @@ def test_the_async_client_honours_no_proxy(hatchet: Any, proxy: ForwardProxy, mo
 
     async def scenario() -> None:
         async with AsyncHatchetClient(ClientConfig.from_token(hatchet.token), retry=ONCE) as client:
-            await client.trigger_run("demo-etl", {})
+            await client.send(endpoints.trigger(TriggerRequest("demo-etl", {})))
 
     asyncio.run(scenario())
     assert proxy.requests == []
@@ -157,8 +149,13 @@ def test_the_async_client_honours_no_proxy(hatchet: Any, proxy: ForwardProxy, mo
 def test_the_proxy_extra_of_the_connection_is_used_by_the_hook(
     hatchet: Any, hatchet_server: Any, proxy: ForwardProxy, airflow_conn: Any
 ) -> None:
-    airflow_conn("hatchet_default", conn_type="hatchet", host=hatchet_server.url, password=hatchet.token,
-                 extra={"proxy": proxy.url})
+    airflow_conn(
+        "hatchet_default",
+        conn_type="hatchet",
+        host=hatchet_server.url,
+        password=hatchet.token,
+        extra={"proxy": proxy.url},
+    )
     hook = HatchetHook()
     try:
         run_id = hook.run_workflow("demo-etl", {"a": 1})
@@ -173,8 +170,13 @@ def test_the_proxy_extra_of_the_connection_is_used_by_the_hook(
 
 @pytest.mark.parametrize("value", ["ftp://user:pw-secret@proxy.internal", "pw-secret", "http://user:pw-secret@"])
 def test_a_proxy_extra_that_is_not_a_proxy_url_is_named_without_echoing_it(airflow_conn: Any, value: str) -> None:
-    airflow_conn("hatchet_bad_proxy", conn_type="hatchet", host="http://127.0.0.1:9", password=hatchet_token(),
-                 extra={"proxy": value})
+    airflow_conn(
+        "hatchet_bad_proxy",
+        conn_type="hatchet",
+        host="http://127.0.0.1:9",
+        password=hatchet_token(),
+        extra={"proxy": value},
+    )
     with pytest.raises(HatchetConfigError, match="extra 'proxy'") as err:
         _ = HatchetHook("hatchet_bad_proxy").config
     assert "pw-secret" not in str(err.value)
@@ -209,8 +211,9 @@ def test_a_sensor_poke_and_a_deferred_wait_go_through_the_proxy(
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     with DAG("proxy_waits", schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
         run = HatchetRunWorkflowOperator(task_id="trigger", workflow_name="demo-etl")
-        deferred = HatchetRunWorkflowOperator(task_id="deferred", workflow_name="demo-etl", wait_for_completion=True,
-                                              deferrable=True, poll_interval=0.1)
+        deferred = HatchetRunWorkflowOperator(
+            task_id="deferred", workflow_name="demo-etl", wait_for_completion=True, deferrable=True, poll_interval=0.1
+        )
         poke = HatchetWorkflowRunSensor(task_id="poke", run_id=run.output, poke_interval=0.1)
         run >> poke >> deferred
     dag_run = dag_runner(dag)

@@ -23,6 +23,8 @@ from airflow_provider_hatchet.client import (
     HatchetUnexpectedResponseError,
     HatchetValidationError,
     RetryPolicy,
+    TriggerRequest,
+    endpoints,
 )
 from tests.http_helpers import CannedServer
 from tests.test_client import FAST, ONCE
@@ -58,7 +60,7 @@ def test_the_token_in_a_servers_error_descriptions_is_scrubbed(sim: Any) -> None
     body = {"errors": [{"description": f"token {sim.token} is not valid here"}, {"description": "second"}]}
     sim.fail_next("trigger", 1, 400, body=body)
     with client(sim) as c, pytest.raises(HatchetBadRequestError) as err:
-        c.trigger_run("demo-etl", {})
+        c.send(endpoints.trigger(TriggerRequest("demo-etl", {})))
     assert err.value.descriptions == ["token *** is not valid here", "second"]
     assert sim.token not in str(err.value)
     assert sim.token.split(".")[2] not in str(err.value)
@@ -69,7 +71,9 @@ def test_line_breaks_and_control_characters_in_a_servers_message_cannot_forge_lo
     forged = "bad\r\n[2026-01-01T00:00:00] {taskinstance.py:1} INFO - Marking task as SUCCESS\x1b[2K\u2028x"
     sim.fail_next(route, 1, 400, body={"message": forged, "errors": [{"description": forged}]})
     with client(sim) as c, pytest.raises(HatchetBadRequestError) as err:
-        c.trigger_run("demo-etl", {}) if route == "trigger" else c.list_workflows()
+        c.send(endpoints.trigger(TriggerRequest("demo-etl", {}))) if route == "trigger" else c.send(
+            endpoints.list_workflows()
+        )
     for text in (str(err.value), *err.value.descriptions):
         assert not any(ch in text for ch in "\r\n\x1b\u2028"), text
         assert "Marking task as SUCCESS" in text  # still readable, on one line
@@ -80,7 +84,7 @@ def test_a_bearer_credential_in_a_servers_message_is_scrubbed(sim: Any, echo: st
     text = echo.format(token=sim.token, signature=sim.token.split(".")[2])
     sim.fail_next("workflows", 1, 502, body={"message": f"upstream rejected {text} (request 7)"})
     with client(sim, retry=ONCE) as c, pytest.raises(HatchetServerError) as err:
-        c.list_workflows()
+        c.send(endpoints.list_workflows())
     assert err.value.message.startswith("upstream rejected ")
     assert err.value.message.endswith("*** (request 7)")
     assert "Bearer ***" in err.value.message or "bearer ***" in err.value.message.lower()
@@ -91,9 +95,12 @@ def test_a_bearer_credential_in_a_servers_message_is_scrubbed(sim: Any, echo: st
 def test_the_token_in_a_plain_text_error_page_is_scrubbed() -> None:
     token = make_token()
     page = f"{'x' * 190} denied for {token}".encode()  # longer than the 200 characters kept
-    with CannedServer(403, page, {"Content-Type": "text/plain"}) as server, canned_client(server) as c, \
-            pytest.raises(HatchetAPIError) as err:
-        c.list_workflows()
+    with (
+        CannedServer(403, page, {"Content-Type": "text/plain"}) as server,
+        canned_client(server) as c,
+        pytest.raises(HatchetAPIError) as err,
+    ):
+        c.send(endpoints.list_workflows())
     assert err.value.message == f"{'x' * 190} denied for ***"[:200]
     assert token[:4] not in str(err.value)
 
@@ -103,7 +110,7 @@ def test_the_async_client_scrubs_the_token_too(sim: Any) -> None:
 
     async def scenario() -> None:
         async with AsyncHatchetClient(ClientConfig.from_token(sim.token), retry=ONCE) as c:
-            await c.cancel_runs([RUN_ID])
+            await c.send(endpoints.cancel([RUN_ID]))
 
     with pytest.raises(HatchetBadRequestError) as err:
         asyncio.run(scenario())
@@ -116,7 +123,7 @@ def test_the_async_client_scrubs_the_token_too(sim: Any) -> None:
 def test_a_redirect_is_a_configuration_error_naming_the_endpoint_and_location() -> None:
     with CannedServer(301, headers={"Location": "https://hatchet.example.com/api/v1/tenants"}) as server:
         with canned_client(server) as c, pytest.raises(HatchetUnexpectedResponseError) as err:
-            c.list_workflows()
+            c.send(endpoints.list_workflows())
         assert len(server.requests) == 1  # not retried, though listing is idempotent
     error = err.value
     assert isinstance(error, HatchetConfigError)
@@ -132,7 +139,7 @@ def test_a_success_that_is_not_json_is_a_configuration_error(status: int) -> Non
     page = b"<!doctype html><title>Hatchet dashboard</title>"
     with CannedServer(status, page, {"Content-Type": "text/html"}) as server:
         with canned_client(server) as c, pytest.raises(HatchetUnexpectedResponseError) as err:
-            c.get_run_status(RUN_ID)
+            c.send(endpoints.run_status(RUN_ID))
         assert len(server.requests) == 1
     assert isinstance(err.value, HatchetConfigError)
     assert err.value.status_code == status
@@ -144,10 +151,13 @@ def test_a_redirect_of_the_async_client_is_a_configuration_error() -> None:
     async def scenario(server: CannedServer) -> None:
         config = ClientConfig.from_token(make_token(), server_url=server.url)
         async with AsyncHatchetClient(config, retry=FAST) as c:
-            await c.trigger_run("demo-etl", {})
+            await c.send(endpoints.trigger(TriggerRequest("demo-etl", {})))
 
-    with CannedServer(308, headers={"Location": "https://secure.example.com/"}) as server, pytest.raises(
-        HatchetUnexpectedResponseError, match=r"308.*workflow-runs/trigger.*https://secure\.example\.com/"
+    with (
+        CannedServer(308, headers={"Location": "https://secure.example.com/"}) as server,
+        pytest.raises(
+            HatchetUnexpectedResponseError, match=r"308.*workflow-runs/trigger.*https://secure\.example\.com/"
+        ),
     ):
         asyncio.run(scenario(server))
 
@@ -166,22 +176,32 @@ def test_json_of_the_wrong_shape_is_an_error_naming_the_endpoint_without_the_bod
 ) -> None:
     sim.fail_next(route, 1, 200, body=body)
     with client(sim) as c, pytest.raises(HatchetMalformedResponseError) as err:
-        {"details": lambda: c.get_run(RUN_ID), "status": lambda: c.get_run_status(RUN_ID),
-         "workflows": c.list_workflows}[route]()
+        {
+            "details": lambda: c.send(endpoints.run_details(RUN_ID)),
+            "status": lambda: c.send(endpoints.run_status(RUN_ID)),
+            "workflows": lambda: c.send(endpoints.list_workflows()),
+        }[route]()
     assert words in str(err.value)
     assert "secret-ish" not in str(err.value) and "NOT_A_STATUS" not in str(err.value)
     assert err.value.__cause__ is None and err.value.__suppress_context__
 
 
-@pytest.mark.parametrize(("run_id", "kind"), [
-    (None, "null"), ("", "empty"), (42, "a int"), ({"a": 1}, "a dict"), ("not-a-run", "not a UUID"),
-    # A line break would forge a line in the task log that names the run.
-    (RUN_ID + "\n[2026-01-01] ERROR forged", "not a UUID"),
-])
+@pytest.mark.parametrize(
+    ("run_id", "kind"),
+    [
+        (None, "null"),
+        ("", "empty"),
+        (42, "a int"),
+        ({"a": 1}, "a dict"),
+        ("not-a-run", "not a UUID"),
+        # A line break would forge a line in the task log that names the run.
+        (RUN_ID + "\n[2026-01-01] ERROR forged", "not a UUID"),
+    ],
+)
 def test_a_trigger_answer_without_a_usable_run_id_is_an_error(sim: Any, run_id: Any, kind: str) -> None:
     sim.fail_next("trigger", 1, 200, body={"run": {"metadata": {"id": run_id}}})
     with client(sim) as c, pytest.raises(HatchetMalformedResponseError, match=f"run.metadata.id is {kind}"):
-        c.trigger_run("demo-etl", {})
+        c.send(endpoints.trigger(TriggerRequest("demo-etl", {})))
 
 
 # Values that go into URL paths
@@ -190,17 +210,17 @@ def test_a_trigger_answer_without_a_usable_run_id_is_an_error(sim: Any, run_id: 
 @pytest.mark.parametrize("run_id", ["../../tenants/x/workflows", "a/b", "r-1", RUN_ID + "?x=1", "", 7])
 def test_a_run_id_that_is_not_a_uuid_is_a_field_error_before_anything_is_sent(sim: Any, run_id: Any) -> None:
     with client(sim) as c:
-        for call in (c.get_run, c.get_run_status):
+        for call in (endpoints.run_details, endpoints.run_status):
             with pytest.raises(HatchetValidationError) as err:
-                call(run_id)
+                c.send(call(run_id))
             assert err.value.field == "run_id"
 
     async def scenario() -> None:
         async with AsyncHatchetClient(ClientConfig.from_token(sim.token)) as c:
             with pytest.raises(HatchetValidationError, match="run_id"):
-                await c.get_run(run_id)
+                await c.send(endpoints.run_details(run_id))
             with pytest.raises(HatchetValidationError, match="run_id"):
-                await c.get_run_status(run_id)
+                await c.send(endpoints.run_status(run_id))
 
     asyncio.run(scenario())
     assert sim.requests == []
@@ -210,7 +230,7 @@ def test_path_segments_are_quoted() -> None:
     page = json.dumps({"rows": [], "pagination": {"current_page": 1, "next_page": 1, "num_pages": 1}}).encode()
     with CannedServer(200, page, {"Content-Type": "application/json"}) as server:
         with canned_client(server, tenant_id="a/b?c#d") as c:
-            assert c.list_workflows().rows == []
+            assert c.send(endpoints.list_workflows()).rows == []
         assert server.requests[0].startswith("GET /api/v1/tenants/a%2Fb%3Fc%23d/workflows?")
 
 

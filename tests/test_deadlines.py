@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS
+from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from tests.airflow_helpers import task_state
 
@@ -55,7 +56,7 @@ def run_timed(dag_runner: Callable[..., Any], dag: Any) -> tuple[dict[str, str |
 
 def lifetime(run_id: str) -> float:
     """Seconds from a run's creation to its end, by Hatchet's record."""
-    run = HatchetHook().get_run(run_id).run
+    run = HatchetHook().send(endpoints.run_details(run_id)).run
     assert run.created_at is not None and run.finished_at is not None
     return (run.finished_at - run.created_at).total_seconds()
 

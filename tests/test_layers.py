@@ -1,15 +1,26 @@
-"""Layering rules: the client stays free of Airflow, and only the hook builds clients."""
+"""The import rules, as import-linter contracts (``[tool.importlinter]`` in pyproject.toml), and that the client
+names nothing of Airflow."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import airflow_provider_hatchet.client
 
 CLIENT = Path(airflow_provider_hatchet.client.__file__).parent
+ROOT = CLIENT.parent.parent
 # Airflow metadata names (``airflow_ti``, ...) and Airflow imports; the package's own name does not count.
 AIRFLOW_WORD = re.compile(r"\bairflow_(?!provider_hatchet\b)\w+|^\s*(from|import) airflow\b")
+
+
+def test_the_import_contracts_are_kept() -> None:
+    lint_imports = Path(sys.executable).parent / "lint-imports"
+    result = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
 
 
 def test_the_client_names_nothing_of_airflow() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client.models import RunDetails
 from tests.airflow_helpers import task_state, xcom_value
 from tests.real.recording import load_real_answers
@@ -73,7 +74,7 @@ def test_a_retry_replays_the_failed_run_in_place(
 
     assert task_state(dag_run, "t") == "success"
     [run] = hatchet.runs
-    retries = HatchetHook().get_run(run.id).retry_count()
+    retries = HatchetHook().send(endpoints.run_details(run.id)).retry_count()
     assert (xcom_value(dag_run, "t"), retries, hatchet.run_status(run.id)) == (run.id, 1, "COMPLETED")
     assert set(xcom_value(dag_run, "t", "output")) == OUTPUT_TASKS[workflow]
     text = logs()
@@ -108,7 +109,7 @@ def test_a_bulk_retry_replays_failed_one_task_and_multi_task_runs(
     assert (len(hatchet.runs), sorted(by_index)) == (3, [0, 1, 2])
     assert xcom_value(dag_run, "t") == [by_index[i].id for i in range(3)]
     hook = HatchetHook()
-    assert [hook.get_run(by_index[i].id).retry_count() for i in range(3)] == [0, 1, 1]
+    assert [hook.send(endpoints.run_details(by_index[i].id)).retry_count() for i in range(3)] == [0, 1, 1]
     assert {hatchet.run_status(r.id) for r in hatchet.runs} == {"COMPLETED"}
     text = logs()
     assert "Replaying 2 failed run(s) of the batch in place" in text

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_hatchet.client import endpoints
 from tests.airflow_helpers import task_state, xcom_value
 from tests.test_rerun import make_dag
 
@@ -31,7 +32,7 @@ def test_a_retry_replays_the_failed_run_in_place(hatchet: Any, dag_runner: Any, 
     [run] = hatchet.runs
     from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 
-    retries = HatchetHook().get_run(run.id).retry_count()
+    retries = HatchetHook().send(endpoints.run_details(run.id)).retry_count()
     assert (xcom_value(dag_run, "t"), retries, hatchet.run_status(run.id)) == (run.id, 1, "COMPLETED")
     assert f"Replaying the failed run {run.id} in place" in logs()
 
@@ -63,4 +64,4 @@ def test_the_operators_cancel_and_replay_by_filter(hatchet: Any, dag_runner: Any
         if hatchet.run_status(failed) == "COMPLETED":
             break
         time.sleep(0.05)
-    assert (hatchet.run_status(failed), hook.get_run(failed).retry_count()) == ("COMPLETED", 1)
+    assert (hatchet.run_status(failed), hook.send(endpoints.run_details(failed)).retry_count()) == ("COMPLETED", 1)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, HatchetClient, RetryPolicy
+from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, HatchetClient, RetryPolicy, endpoints
 from airflow_provider_hatchet.client.errors import HatchetTransportError
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.testing import HatchetSimulator
@@ -87,7 +87,7 @@ def test_the_sync_client_gives_up_on_a_trickling_answer(dripping: DrippingServer
     config = config_for(dripping, timeout=2)
     with HatchetClient(config, retry=RetryPolicy(attempts=1)) as client, \
             pytest.raises(HatchetTransportError) as err:
-        client.get_run_status(RUN_ID)
+        client.send(endpoints.run_status(RUN_ID))
     check_timeout_error(err.value, config.token)
     assert err.value.maybe_sent
     wait_for(lambda: bool(dripping.abandoned))
@@ -98,7 +98,7 @@ async def test_the_async_client_gives_up_on_a_trickling_answer(dripping: Drippin
     config = config_for(dripping, timeout=2)
     async with AsyncHatchetClient(config, retry=RetryPolicy(attempts=1)) as client:
         with pytest.raises(HatchetTransportError) as err:
-            await client.get_run_status(RUN_ID)
+            await client.send(endpoints.run_status(RUN_ID))
     check_timeout_error(err.value, config.token)
     await asyncio.to_thread(wait_for, lambda: bool(dripping.abandoned))
     assert dripping.abandoned == [True]

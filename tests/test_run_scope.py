@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hatchet.client import ClientConfig, HatchetClient, run_actions
+from airflow_provider_hatchet.client import ClientConfig, HatchetClient, TriggerRequest, endpoints, run_actions
 from airflow_provider_hatchet.client.errors import HatchetValidationError
 from airflow_provider_hatchet.client.run_filter import RunFilter
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
@@ -146,7 +146,7 @@ def test_more_runs_than_max_runs_are_refused_before_acting_naming_the_count(hs: 
 def test_the_default_max_runs_is_a_thousand(hs: Sim) -> None:
     client = hs.hook.client
     for _ in range(1001):
-        client.trigger_run("demo-hang", {}, {"group": "big"})
+        client.send(endpoints.trigger(TriggerRequest("demo-hang", {}, {"group": "big"})))
     hs.settle()
     hs.sim.clear_requests()
 
@@ -194,7 +194,7 @@ def test_a_replay_by_filter_selects_failed_and_cancelled_runs_unless_statuses_sa
     hs.settle()
 
     assert sorted(replayed) == sorted([failed, cancelled])
-    assert hs.hook.get_run(completed).retry_count() == 0
+    assert hs.hook.send(endpoints.run_details(completed)).retry_count() == 0
     assert hs.status(failed) == "COMPLETED"  # the replay ran it again
     assert sorted(hs.hook.replay_runs(filter={"since": since(), "additional_metadata": {"group": "a"},
                                               "statuses": ["COMPLETED"]})) == sorted([completed, failed])
@@ -220,7 +220,7 @@ def _foreign_run(hs: Sim, workflow: str, run_input: dict[str, Any] | None = None
     tenant = hs.sim.add_tenant("foreign")
     hs.sim.register_workflow(workflow, "hang" if workflow == "demo-hang" else "succeed", tenant_id=tenant)
     with HatchetClient(ClientConfig.from_token(hs.sim.token_for(tenant), server_url=hs.url)) as foreign:
-        return foreign.trigger_run(workflow, run_input or {})
+        return foreign.send(endpoints.trigger(TriggerRequest(workflow, run_input or {})))
 
 
 def test_a_cancel_by_ids_returns_only_the_runs_the_tenant_has_and_warns_about_the_others(hs: Sim, logs: Any) -> None:
@@ -247,7 +247,7 @@ def test_a_replay_by_ids_returns_only_the_runs_hatchet_replayed(hs: Sim, logs: A
     hs.settle(10)
 
     assert replayed == [failed, dag]  # a DAG run is answered with its tasks' ids, not its own
-    assert [hs.hook.get_run(r).retry_count() for r in (failed, dag)] == [1, 1]
+    assert [hs.hook.send(endpoints.run_details(r)).retry_count() for r in (failed, dag)] == [1, 1]
     assert f"Hatchet has no run {UNKNOWN}, {theirs} in this tenant" in logs()
 
 
@@ -352,7 +352,7 @@ def test_the_dry_run_operator_logs_and_returns_the_ids_and_acts_on_nothing(
     assert "Dry run: would have replayed 1 Hatchet run(s) by filter" in logged
     assert failed in logged
     assert hs.acted() == []
-    assert hs.hook.get_run(failed).retry_count() == 0
+    assert hs.hook.send(endpoints.run_details(failed)).retry_count() == 0
 
 
 def test_the_operator_fails_naming_the_ids_the_tenant_lacks_after_acting_on_the_others(
@@ -386,7 +386,7 @@ def test_a_replay_whose_read_back_fails_is_not_failed_so_a_retry_does_not_replay
 
     assert "The replay was sent, but reading the runs back failed" in logs()
     assert len([r for r in hs.sim.requests if r.path.endswith("/tasks/replay")]) == 1
-    assert hs.hook.get_run(dag).retry_count() == 1
+    assert hs.hook.send(endpoints.run_details(dag)).retry_count() == 1
     hook.close()
 
 
@@ -406,13 +406,13 @@ def test_a_run_filter_built_directly_with_no_statuses_is_refused_not_taken_as_ev
     assert raised.value.field == "statuses"
     assert (hs.acted(), hs.listed()) == ([], [])
     assert (hs.status(completed), hs.status(hanging)) == ("COMPLETED", "RUNNING")
-    assert hs.hook.get_run(completed).retry_count() == 0
+    assert hs.hook.send(endpoints.run_details(completed)).retry_count() == 0
 
 
 def test_replaying_many_runs_waits_out_the_read_lag_once_not_once_per_run(hs: Sim) -> None:
     failed = [hs.run("demo-etl", FAIL_ONCE) for _ in range(3)]
     hs.settle(10)
-    counts = {run_id: hs.hook.get_run(run_id).retry_count() for run_id in failed}
+    counts = {run_id: hs.hook.send(endpoints.run_details(run_id)).retry_count() for run_id in failed}
     hs.sim.replay_delay = 1000.0  # reads keep showing every run as before the replay
     started = hs.clock()
 

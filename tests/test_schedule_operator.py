@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS
+from airflow_provider_hatchet.client import scheduling
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from tests.airflow_helpers import task_state, xcom_value
 
@@ -53,7 +54,7 @@ def test_it_schedules_with_namespace_metadata_and_priority_and_returns_the_id(
     assert dag_run.state == "success"
     scheduled_id = xcom_value(dag_run, "t", "return_value")
     assert xcom_value(dag_run, "t", "hatchet_scheduled_id") == scheduled_id
-    (scheduled,) = HatchetHook().list_scheduled_runs().rows
+    (scheduled,) = HatchetHook().send(scheduling.list_scheduled()).rows
     assert (scheduled.id, scheduled.workflow_name, scheduled.priority) == (scheduled_id, "team_etl", 3)
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", scheduled.input["day"])
     assert scheduled.additional_metadata["k"] == "v"
@@ -87,7 +88,7 @@ def test_a_schedule_deleted_before_it_fires_fails_the_waiting_task(
     def delete_when_scheduled() -> None:
         hook = HatchetHook()
         for _ in range(200):
-            rows = hook.list_scheduled_runs().rows
+            rows = hook.send(scheduling.list_scheduled()).rows
             if rows:
                 hook.delete_scheduled_run(rows[0].id)
                 return
@@ -114,7 +115,7 @@ def test_killing_the_task_before_the_schedule_fires_deletes_it(hatchet: Any, dag
 
         with pytest.raises(AirflowTaskTimeout):
             dag_runner(dag)
-    assert HatchetHook().list_scheduled_runs().rows == []
+    assert HatchetHook().send(scheduling.list_scheduled()).rows == []
 
 
 def test_the_deferred_trigger_deletes_an_unfired_schedule_on_kill(hatchet: Any) -> None:
@@ -126,7 +127,7 @@ def test_the_deferred_trigger_deletes_an_unfired_schedule_on_kill(hatchet: Any) 
     assert HatchetScheduledRunTrigger(**kwargs).serialize() == (path, kwargs)
     assert hatchet.token not in repr(kwargs)
     asyncio.run(trigger.on_kill())
-    assert HatchetHook().list_scheduled_runs().rows == []
+    assert HatchetHook().send(scheduling.list_scheduled()).rows == []
 
 
 def test_a_bad_trigger_time_fails_before_anything_is_sent(hatchet: Any, dag_runner: Any, logs: Any) -> None:
@@ -175,7 +176,7 @@ def test_a_retry_re_attaches_to_the_schedule_an_earlier_try_created(
     dag_run = dag_runner(dag)
 
     assert task_state(dag_run, "t") == "success"
-    (scheduled,) = HatchetHook().list_scheduled_runs().rows
+    (scheduled,) = HatchetHook().send(scheduling.list_scheduled()).rows
     assert schedules_created(hatchet) == 1
     assert scheduled.additional_metadata["airflow_try_number"] == "1"
     assert xcom_value(dag_run, "t", "return_value") == scheduled.id
@@ -233,7 +234,7 @@ def test_clearing_a_succeeded_schedule_task_schedules_anew(hatchet: Any, dag_run
     dag_run = dag_runner(dag)
 
     assert (task_state(dag_run, "t"), task_state(dag_run, "clear_t")) == ("success", "success")
-    rows = HatchetHook().list_scheduled_runs().rows
+    rows = HatchetHook().send(scheduling.list_scheduled()).rows
     assert sorted(r.additional_metadata["airflow_try_number"] for r in rows) == ["1", "2"]
     assert schedules_created(hatchet) == 2
     [second] = [r for r in rows if r.additional_metadata["airflow_try_number"] == "2"]
@@ -263,7 +264,7 @@ def test_the_connection_id_is_templated(hatchet: Any, dag_runner: Any, airflow_c
     dag_run = dag_runner(dag)
 
     assert task_state(dag_run, "t") == "success"
-    (scheduled,) = HatchetHook("hatchet_templated").list_scheduled_runs().rows
+    (scheduled,) = HatchetHook("hatchet_templated").send(scheduling.list_scheduled()).rows
     assert xcom_value(dag_run, "t") == scheduled.id
 
 

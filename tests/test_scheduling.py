@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hatchet.client import HatchetNotFoundError, HatchetValidationError
+from airflow_provider_hatchet.client import HatchetNotFoundError, HatchetValidationError, scheduling
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 
 pytestmark = pytest.mark.af2
@@ -33,16 +33,16 @@ def test_a_scheduled_run_fires_on_time_with_its_input_metadata_and_priority(hatc
     hook = HatchetHook()
     scheduled = hook.schedule_workflow("demo-etl", soon(0.4), {"day": 1}, {"team": "data", "n": 3}, priority=2)
     assert scheduled.workflow_name == "demo-etl"
-    assert hook.get_scheduled_run(scheduled.id).additional_metadata == {"team": "data", "n": "3"}
-    assert [s.id for s in hook.list_scheduled_runs().rows] == [scheduled.id]
+    assert hook.send(scheduling.get_scheduled(scheduled.id)).additional_metadata == {"team": "data", "n": "3"}
+    assert [s.id for s in hook.send(scheduling.list_scheduled()).rows] == [scheduled.id]
     assert hatchet.run_count() == 0
 
     run = wait_for(lambda: hatchet.runs)[0]
     assert (run.workflow_name, run.body["input"], run.body["additionalMetadata"], run.body["priority"]) == (
         "demo-etl", {"day": 1}, {"team": "data", "n": "3"}, 2)
     with pytest.raises(HatchetNotFoundError):
-        hook.get_scheduled_run(scheduled.id)
-    assert hook.list_scheduled_runs().rows == []
+        hook.send(scheduling.get_scheduled(scheduled.id))
+    assert hook.send(scheduling.list_scheduled()).rows == []
     assert hook.delete_scheduled_run(scheduled.id) is False
 
 
@@ -51,7 +51,7 @@ def test_a_deleted_schedule_never_fires(hatchet: Any) -> None:
     scheduled = hook.schedule_workflow("demo-etl", soon(0.3))
     assert hook.delete_scheduled_run(scheduled.id) is True
     time.sleep(0.5)
-    assert hook.list_scheduled_runs().rows == []
+    assert hook.send(scheduling.list_scheduled()).rows == []
     assert hatchet.run_count() == 0
 
 
@@ -86,12 +86,12 @@ def test_crons_are_created_listed_disabled_enabled_and_deleted(hatchet: Any) -> 
     hook = HatchetHook()
     cron = hook.create_cron("demo-etl", "nightly", "0 2 * * *", {"a": 1}, {"k": "v"})
     assert (cron.name, cron.cron, cron.enabled, cron.input) == ("nightly", "0 2 * * *", True, {"a": 1})
-    hook.disable_cron(cron.id)
+    hook.send(scheduling.set_cron_enabled(cron.id, False))
     assert [(c.id, c.enabled) for c in hook.list_crons("demo-etl").rows] == [(cron.id, False)]
-    hook.enable_cron(cron.id)
+    hook.send(scheduling.set_cron_enabled(cron.id, True))
     assert hook.list_crons(cron_name="nightly").rows[0].enabled is True
     assert hook.list_crons("demo-fail").rows == []
-    hook.delete_cron(cron.id)
+    hook.send(scheduling.delete_cron(cron.id))
     assert hook.list_crons().rows == []
 
 
@@ -109,12 +109,12 @@ def test_events_are_listed_newest_first_by_key_time_and_metadata(hatchet: Any) -
     hatchet.push_event("orders:cancelled", {"order": 1})
     third = hatchet.push_event("orders:new", {"order": 2}, {"shop": "b"})
     client = HatchetHook().client
-    page = client.list_events(since=start, keys=["orders:new"])
+    page = client.send(scheduling.list_events(since=start, keys=["orders:new"]))
     assert [(e.id, e.payload, e.additional_metadata) for e in page.rows] == [
         (third, {"order": 2}, {"shop": "b"}), (first, {"order": 1}, {"shop": "a"})]
-    assert [e.id for e in client.list_events(since=start, keys=["orders:new"],
-                                             additional_metadata={"shop": "a"}).rows] == [first]
-    assert client.list_events(since=datetime.now(timezone.utc) + timedelta(seconds=5)).rows == []
+    assert [e.id for e in client.send(scheduling.list_events(since=start, keys=["orders:new"],
+                                             additional_metadata={"shop": "a"})).rows] == [first]
+    assert client.send(scheduling.list_events(since=datetime.now(timezone.utc) + timedelta(seconds=5))).rows == []
 
 
 def test_the_async_client_lists_events_and_schedules(hatchet: Any) -> None:
@@ -123,8 +123,8 @@ def test_the_async_client_lists_events_and_schedules(hatchet: Any) -> None:
 
     async def read() -> tuple[int, int]:
         client = await hook.aget_client()
-        events = await client.list_events(since=soon(-60), keys=["k"])
-        schedules = await client.list_scheduled_runs()
+        events = await client.send(scheduling.list_events(since=soon(-60), keys=["k"]))
+        schedules = await client.send(scheduling.list_scheduled())
         return len(events.rows), len(schedules.rows)
 
     assert asyncio.run(read()) == (1, 0)

@@ -224,10 +224,10 @@ def test_poke_mode_keeps_one_client_and_the_state_from_poke_to_poke(
     sim: HatchetSimulator, count_async_clients: Callable[[], list[Any]], closed_async_clients: list[Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    clients = count_async_clients()
     closed = closed_async_clients
     sim.register_workflow("slowish", "succeed", duration=0.6, output=OUTPUT)
     ids = start("slowish", 12)
+    clients = count_async_clients()  # after the triggers: the sync client that sent them runs on an async one
     waiting = sensor(ids, poke_interval=0.1, timeout=60)
     rounds = _count_rounds(monkeypatch, sim)
     assert waiting.execute({"ti": _RecordingTI()}) == [{"run": OUTPUT}] * 12

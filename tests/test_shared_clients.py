@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, RetryPolicy
+from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, RetryPolicy, TriggerRequest, endpoints
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
@@ -37,7 +37,7 @@ def sim(server: SimulatorServer, airflow_conn: Callable[..., str]) -> HatchetSim
 def trigger_runs(sim: HatchetSimulator, n: int) -> list[str]:
     async def trigger() -> list[str]:
         async with AsyncHatchetClient(ClientConfig.from_token(sim.token), retry=RetryPolicy(attempts=1)) as client:
-            return [await client.trigger_run("etl", {"i": i}) for i in range(n)]
+            return [await client.send(endpoints.trigger(TriggerRequest("etl", {"i": i}))) for i in range(n)]
 
     return asyncio.run(trigger())
 
@@ -142,7 +142,7 @@ def test_the_replaced_client_is_closed_once_no_trigger_holds_it(
             airflow_conn(CONN_ID, conn_type="hatchet", host=server.url, password=sim.mint_token(sim.tenant_id))
             new = await HatchetHook(CONN_ID).aget_client()
             counts.append(len(closed))  # the old client is still leased
-            await old.list_workflows()  # and still works
+            await old.send(endpoints.list_workflows())  # and still works
         counts.append(len(closed))
         assert await HatchetHook(CONN_ID).aget_client() is new
         await HatchetHook.aclose_loop_clients()

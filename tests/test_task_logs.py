@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, HatchetClient, RetryPolicy
+from airflow_provider_hatchet.client import (
+    AsyncHatchetClient,
+    ClientConfig,
+    HatchetClient,
+    RetryPolicy,
+    TriggerRequest,
+    endpoints,
+)
 from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetValidationError
 from airflow_provider_hatchet.client.models import RunDetails
 from tests import openapi_spec
@@ -40,10 +47,10 @@ def client(sim: Any) -> Iterator[HatchetClient]:
 
 
 def finished(client: HatchetClient, workflow: str, run_input: dict[str, Any]) -> RunDetails:
-    run_id = client.trigger_run(workflow, run_input)
+    run_id = client.send(endpoints.trigger(TriggerRequest(workflow, run_input)))
     for _ in range(200):
         try:
-            details = client.get_run(run_id)
+            details = client.send(endpoints.run_details(run_id))
         except HatchetNotFoundError:
             details = None
         if details is not None and details.status.is_terminal:
@@ -57,7 +64,7 @@ def test_a_failed_tasks_lines_come_oldest_first_with_their_attempt(client: Hatch
     [task] = details.tasks
     assert task.attempt == 1
 
-    lines = client.get_task_logs(str(task.task_external_id))
+    lines = client.send(endpoints.task_logs(str(task.task_external_id)))
 
     assert [line.message for line in lines] == [
         "demo-fail:run started", 'input: {"__sim__": {"log_lines": 2}}', "line 1 of 2", "line 2 of 2",
@@ -71,17 +78,17 @@ def test_limit_order_attempt_and_since_filter_the_lines(client: HatchetClient) -
     [task] = finished(client, "demo-fail", {"__sim__": {"log_lines": 3}}).tasks
     task_id = str(task.task_external_id)
 
-    newest = client.get_task_logs(task_id, limit=2, newest_first=True)
+    newest = client.send(endpoints.task_logs(task_id, limit=2, newest_first=True))
     assert [line.message for line in newest] == ["demo-fail:run failing: simulated failure in demo-fail:run",
                                                  "line 3 of 3"]
-    assert client.get_task_logs(task_id, attempt=2) == []
-    after = client.get_task_logs(task_id, since=newest[1].created_at)
+    assert client.send(endpoints.task_logs(task_id, attempt=2)) == []
+    after = client.send(endpoints.task_logs(task_id, since=newest[1].created_at))
     assert [line.message for line in after] == [newest[0].message]
 
 
 def test_each_task_of_a_dag_has_its_own_lines(client: HatchetClient) -> None:
     details = finished(client, "demo-multi", {})
-    logged = {task.name: [line.message for line in client.get_task_logs(str(task.task_external_id))]
+    logged = {task.name: [line.message for line in client.send(endpoints.task_logs(str(task.task_external_id)))]
               for task in details.tasks_in_order()}
     assert logged == {name: [f"demo-multi:{name} started", "input: {}", f"demo-multi:{name} done"]
                       for name in ("extract", "transform", "load")}
@@ -92,22 +99,28 @@ def test_the_async_client_reads_the_same_lines(sim: Any, client: HatchetClient) 
 
     async def read() -> list[str]:
         async with AsyncHatchetClient(ClientConfig.from_token(sim.token), retry=FAST) as aclient:
-            return [line.message for line in await aclient.get_task_logs(str(task.task_external_id))]
+            return [line.message for line in await aclient.send(endpoints.task_logs(str(task.task_external_id)))]
 
-    assert asyncio.run(read()) == [line.message for line in client.get_task_logs(str(task.task_external_id))]
+    assert asyncio.run(read()) == [
+        line.message for line in client.send(endpoints.task_logs(str(task.task_external_id)))
+    ]
 
 
-@pytest.mark.parametrize(("arguments", "field"), [
-    ({"task_id": "not-a-task"}, "task_id"),
-    ({"limit": 0}, "limit"),
-    ({"limit": 10_001}, "limit"),
-    ({"limit": True}, "limit"),
-])
-def test_bad_arguments_fail_before_anything_is_sent(sim: Any, client: HatchetClient, arguments: dict[str, Any],
-                                                    field: str) -> None:
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"task_id": "not-a-task"}, "task_id"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 10_001}, "limit"),
+        ({"limit": True}, "limit"),
+    ],
+)
+def test_bad_arguments_fail_before_anything_is_sent(
+    sim: Any, client: HatchetClient, arguments: dict[str, Any], field: str
+) -> None:
     task_id = arguments.pop("task_id", "00000000-0000-0000-0000-000000000001")
     with pytest.raises(HatchetValidationError, match=field) as caught:
-        client.get_task_logs(task_id, **arguments)
+        client.send(endpoints.task_logs(task_id, **arguments))
     assert caught.value.field == field
     assert [r for r in sim.requests if r.route == "logs"] == []
 
@@ -119,6 +132,6 @@ def test_the_hook_reads_a_tasks_lines(sim: Any, client: HatchetClient, airflow_c
     [task] = finished(client, "demo-fail", {}).tasks
     hook = HatchetHook("hatchet_logs")
 
-    lines = hook.get_task_logs(str(task.task_external_id), limit=1)
+    lines = hook.send(endpoints.task_logs(str(task.task_external_id), limit=1))
 
     assert [line.message for line in lines] == ["demo-fail:run started"]

@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 
 from airflow_provider_hatchet._identity import TI_KEY
-from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, RetryPolicy, run_wait
+from airflow_provider_hatchet.client import (
+    AsyncHatchetClient,
+    ClientConfig,
+    RetryPolicy,
+    TriggerRequest,
+    endpoints,
+    run_wait,
+)
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger, WaitResume
@@ -44,7 +51,10 @@ def sim(server: SimulatorServer, airflow_conn: Callable[..., str]) -> HatchetSim
 async def trigger_runs(sim: HatchetSimulator, workflow: str, n: int = 1, **metadata: str) -> list[str]:
     config = ClientConfig.from_token(sim.token)
     async with AsyncHatchetClient(config, retry=RetryPolicy(attempts=1)) as client:
-        return [await client.trigger_run(workflow, {"i": i}, dict(metadata) or None) for i in range(n)]
+        return [
+            await client.send(endpoints.trigger(TriggerRequest(workflow, {"i": i}, dict(metadata))))
+            for i in range(n)
+        ]
 
 
 def make(run_ids: list[str], **kwargs: Any) -> HatchetWorkflowRunTrigger:
@@ -121,7 +131,7 @@ async def test_cancelled_event(sim: HatchetSimulator) -> None:
     hanging = await trigger_runs(sim, "forever")
     config = ClientConfig.from_token(sim.token)
     async with AsyncHatchetClient(config) as client:
-        await client.cancel_runs(hanging)
+        await client.send(endpoints.cancel(hanging))
     (event,) = await events_of(make(hanging))
     assert event["status"] == "cancelled"
     assert event["statuses"] == {hanging[0]: "CANCELLED"}
@@ -157,8 +167,9 @@ def test_a_deadline_cancels_once_when_the_loop_ends_after_the_first_event(sim: H
     assert [r.route for r in sim.requests].count("cancel") == 1
 
 
-async def test_forbidden_gives_an_error_event(sim: HatchetSimulator, airflow_conn: Callable[..., str],
-                                              server: SimulatorServer) -> None:
+async def test_forbidden_gives_an_error_event(
+    sim: HatchetSimulator, airflow_conn: Callable[..., str], server: SimulatorServer
+) -> None:
     ids = await trigger_runs(sim, "etl")
     airflow_conn(CONN_ID, conn_type="hatchet", host=server.url, password=sim.token_for(sim.add_tenant("x")))
     (event,) = await events_of(make(ids))
@@ -177,7 +188,7 @@ async def test_batch_key_polls_with_one_list_per_round(sim: HatchetSimulator) ->
     assert kinds.count("details") == 1
     assert set(kinds) == {"list", "details"}
     async with AsyncHatchetClient(ClientConfig.from_token(sim.token)) as client:
-        assert event["outputs"] == [(await client.get_run(i)).task_outputs() for i in ids]
+        assert event["outputs"] == [(await client.send(endpoints.run_details(i))).task_outputs() for i in ids]
 
 
 async def test_cancelling_the_trigger_propagates(sim: HatchetSimulator) -> None:

@@ -25,9 +25,9 @@ def make_dag(dag_id: str) -> Any:
 
 
 def test_a_wait_in_the_worker_builds_no_trigger_and_one_client_it_closes(
-    hatchet: Any, dag_runner: Any, count_async_clients: Any, closed_async_clients: list[Any],
-    monkeypatch: pytest.MonkeyPatch,
+    hatchet: Any, dag_runner: Any, closed_async_clients: list[Any], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
     from airflow_provider_hatchet.operators.hatchet import HatchetRunWorkflowOperator, HatchetRunWorkflowsOperator
 
     def refuse(*args: Any, **kwargs: Any) -> None:
@@ -41,7 +41,15 @@ def test_a_wait_in_the_worker_builds_no_trigger_and_one_client_it_closes(
         HatchetRunWorkflowsOperator(task_id="many", workflow_runs=[{"workflow_name": "demo-etl", "input": {"x": i}}
                                                                    for i in range(3)],
                                     wait_for_completion=True, poll_interval=0.1, transport="rest")
-    clients = count_async_clients()
+    # The async clients of the tasks' own (the sync client's, which sent the trigger, is the hook's).
+    clients: list[Any] = []
+    build = HatchetHook._new_async_client
+
+    def counted(self: HatchetHook, *args: Any, **kwargs: Any) -> Any:
+        clients.append(build(self, *args, **kwargs))
+        return clients[-1]
+
+    monkeypatch.setattr(HatchetHook, "_new_async_client", counted)
     dag_run = dag_runner(dag)
 
     assert dag_run.state == "success"

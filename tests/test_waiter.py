@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 import uuid
@@ -15,8 +16,16 @@ import httpx
 import pytest
 
 from airflow_provider_hatchet._identity import TI_KEY
-from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, HatchetClient, RetryPolicy, paging
-from airflow_provider_hatchet.client.bridge import Bridge
+from airflow_provider_hatchet.client import (
+    AsyncHatchetClient,
+    Bridge,
+    ClientConfig,
+    HatchetClient,
+    RetryPolicy,
+    TriggerRequest,
+    endpoints,
+    paging,
+)
 from airflow_provider_hatchet.client.models import RunStatus
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.client.waiter import (
@@ -63,7 +72,10 @@ async def client(config: ClientConfig) -> AsyncIterator[AsyncHatchetClient]:
 
 
 async def trigger(client: AsyncHatchetClient, workflow: str, n: int = 1, **metadata: str) -> list[str]:
-    return [await client.trigger_run(workflow, {"i": i}, dict(metadata) or None) for i in range(n)]
+    return [
+        await client.send(endpoints.trigger(TriggerRequest(workflow, {"i": i}, dict(metadata))))
+        for i in range(n)
+    ]
 
 
 async def wait(client: AsyncHatchetClient, state: WaitState, rounds: int = 200, **kwargs: Any) -> WaitEvent:
@@ -145,7 +157,7 @@ async def test_one_failure_ends_the_wait_while_others_still_run(client: AsyncHat
 async def test_cancelled_run_fails_unless_tolerated(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
     done = await trigger(client, "etl")
     hanging = await trigger(client, "forever")
-    await client.cancel_runs(hanging)
+    await client.send(endpoints.cancel(hanging))
     verdict = await wait(client, WaitState((*done, *hanging), batch_field=TI_KEY))
     assert verdict.status is WaitStatus.CANCELLED
     assert f"run {hanging[0]} CANCELLED" in verdict.message
@@ -183,9 +195,7 @@ async def test_rate_limits_and_dropped_connections_are_transient(
     assert verdict.outputs == [{"run": {"rows": 3}}]
 
 
-async def test_a_404_within_the_grace_window_is_waited_out(
-    client: AsyncHatchetClient, sim: HatchetSimulator
-) -> None:
+async def test_a_404_within_the_grace_window_is_waited_out(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
     sim.visibility_delay = 0.3
     (run_id,) = await trigger(client, "etl")
     verdict = await wait(client, WaitState((run_id,), not_found_grace=30, batch_field=TI_KEY))
@@ -234,8 +244,16 @@ async def test_a_round_costs_the_same_for_forty_unrelated_runs(
     client: AsyncHatchetClient, sim: HatchetSimulator
 ) -> None:
     sim.register_workflow("staggered", "succeed", duration=0.3)
-    ids = [await client.trigger_run("staggered", {"i": i, "__sim__": {"duration": 1.0 + 0.02 * i}},
-                                    {TI_KEY: f"dag|run|task|{i}"}) for i in range(40)]
+    ids = [
+        await client.send(
+            endpoints.trigger(
+                TriggerRequest(
+                    "staggered", {"i": i, "__sim__": {"duration": 1.0 + 0.02 * i}}, {TI_KEY: f"dag|run|task|{i}"}
+                )
+            )
+        )
+        for i in range(40)
+    ]
     state = WaitState(tuple(ids), batch_field=TI_KEY)
     rounds: list[list[str]] = []
     pending: list[int] = []
@@ -261,7 +279,7 @@ async def test_a_round_costs_the_same_for_forty_unrelated_runs(
     # details taught. Only a run answered by a status request is read again for its outputs.
     answered_alone = sum(r.count("status") for r in rounds)
     assert sum(r.count("details") for r in rounds[1:]) <= answered_alone
-    assert verdict.outputs == [(await client.get_run(i)).task_outputs() for i in ids]
+    assert verdict.outputs == [(await client.send(endpoints.run_details(i))).task_outputs() for i in ids]
 
 
 async def test_a_crowded_window_makes_a_round_poll_the_unfinished_runs_one_by_one(
@@ -333,7 +351,7 @@ async def test_explicit_batch_key_costs_one_list_per_round_and_details_once(
     assert all(r == ["list"] for r in rounds[:-1])
     # With no details read before, the outputs' task name comes from one run's details.
     assert sorted(rounds[-1]) == ["details", "list"]
-    assert verdict.outputs == [(await client.get_run(i)).task_outputs() for i in ids]
+    assert verdict.outputs == [(await client.send(endpoints.run_details(i))).task_outputs() for i in ids]
     list_query = next(r for r in sim.requests if r.route == "list").query
     assert list_query["additional_metadata"] == [f"{TI_KEY}:dag|run|bulk|-1"]
     assert list_query["include_payloads"] == ["true"]
@@ -505,7 +523,6 @@ def test_sync_round_runs_the_same_logic(config: ClientConfig, sim: HatchetSimula
     assert "ValueError: bad row 7" in verdict.message
 
 
-
 def test_a_sync_round_error_is_not_chained_to_the_loop_probe(config: ClientConfig) -> None:
     ghost = str(uuid.uuid4())
     state = WaitState((ghost,), started_at=0.0, not_found_grace=0.0)
@@ -547,7 +564,7 @@ class _BusyServer(httpx.AsyncBaseTransport):
             rows = [r["metadata"]["id"] for r in response.json()["rows"]] if response.status_code == 200 else []
             self.pages.append((offset, response.status_code, rows))
             self.clock.advance(0.1)
-            self.other.trigger_run("noise", {})
+            self.other.send(endpoints.trigger(TriggerRequest("noise", {})))
         return response
 
     def scans(self, since: int) -> list[list[tuple[int, int, list[str]]]]:
@@ -578,7 +595,11 @@ async def test_no_finish_is_missed_when_runs_finish_during_a_list_scan(
     async with AsyncHatchetClient(config, retry=FAST_RETRY, transport=busy) as client:
         ids = []
         for i in range(40):
-            ids.append(await client.trigger_run("job", {"__sim__": {"duration": 0.5 + (i * 7 % 40) * 0.2}}))
+            ids.append(
+                await client.send(
+                    endpoints.trigger(TriggerRequest("job", {"__sim__": {"duration": 0.5 + (i * 7 % 40) * 0.2}}))
+                )
+            )
             created[ids[-1]] = clock()
             clock.advance(0.05)
         state = WaitState(tuple(ids), not_found_grace=600, batch_field=TI_KEY)
@@ -598,7 +619,8 @@ async def test_no_finish_is_missed_when_runs_finish_during_a_list_scan(
                 seen = [row for _, _, rows in scan for row in rows]
                 duplicates += len(seen) - len(set(seen))
             cut = any(page[1] != 200 for scan in scans for page in scan) or any(
-                len(scan[-1][2]) == paging.RUN_PAGE_SIZE for scan in scans)
+                len(scan[-1][2]) == paging.RUN_PAGE_SIZE for scan in scans
+            )
             if cut:
                 owed = finished - known
             else:
@@ -617,7 +639,7 @@ async def test_no_finish_is_missed_when_runs_finish_during_a_list_scan(
     busy.other.close()
 
 
-def test_a_bridge_keeps_one_client_across_rounds_and_closes_it_with_its_thread(
+def test_a_bridge_keeps_one_client_across_rounds_and_closes_it_on_the_process_loop(
     config: ClientConfig, sim: HatchetSimulator, count_async_clients: Callable[[], list[Any]],
     closed_async_clients: list[Any],
 ) -> None:
@@ -625,16 +647,41 @@ def test_a_bridge_keeps_one_client_across_rounds_and_closes_it_with_its_thread(
     ids += asyncio.run(_trigger_with_fresh_client(config, "forever"))
     clients = count_async_clients()
     closed = closed_async_clients
-    threads = set(threading.enumerate())
     state = WaitState(tuple(ids), batch_field=TI_KEY)
     with Bridge(lambda: AsyncHatchetClient(config, retry=FAST_RETRY)) as bridge:
         for _ in range(3):
             assert bridge.call(lambda c: check_round(c, state)).status is WaitStatus.PENDING
-        assert set(threading.enumerate()) - threads  # the loop's thread
+        assert not [c for c in closed if c in clients]
     assert len(clients) == 1
     assert [c for c in closed if c in clients] == clients
-    assert set(threading.enumerate()) <= threads
+    assert bridge_threads() == 1  # the process's one loop, shared by every bridge and sync client
     assert set(state.statuses) == set(ids)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_sync_client_used_before_a_fork_sends_from_the_forked_child(
+    config: ClientConfig, sim: HatchetSimulator
+) -> None:
+    """Airflow's executors fork after parsing DAGs: the parent's loop thread is not copied into the child, which
+    gets a loop and a client of its own."""
+    with HatchetClient(config, retry=FAST_RETRY) as client:
+        run_id = client.send(endpoints.trigger(TriggerRequest("etl", {"i": 0})))
+        pid = os.fork()
+        if pid == 0:  # the child: it must never return into pytest
+            code = 1
+            try:
+                signal.alarm(30)  # a child stuck on the parent's loop is killed, and the test fails
+                client.send(endpoints.run_details(run_id))
+                code = 0 if bridge_threads() == 1 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert client.send(endpoints.run_details(run_id)).run.id == run_id
+
+
+def bridge_threads() -> int:
+    return sum(t.name == "hatchet-bridge" for t in threading.enumerate())
 
 
 def test_an_interrupted_call_is_cancelled_and_its_cleanup_ends_before_the_client_closes(
@@ -655,7 +702,6 @@ def test_an_interrupted_call_is_cancelled_and_its_cleanup_ends_before_the_client
         raise TimeoutError("execution_timeout")
 
     previous = signal.signal(signal.SIGALRM, interrupt)
-    threads = set(threading.enumerate())
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.3)
         with pytest.raises(TimeoutError), Bridge(lambda: AsyncHatchetClient(config)) as bridge:
@@ -665,7 +711,7 @@ def test_an_interrupted_call_is_cancelled_and_its_cleanup_ends_before_the_client
         signal.signal(signal.SIGALRM, previous)
     assert cleanups == [0]  # the cleanup ran, before any client closed
     assert len(closed_async_clients) == 1
-    assert set(threading.enumerate()) <= threads
+    assert bridge_threads() == 1
 
 
 async def test_a_replayed_dag_run_reading_failed_between_its_tasks_stays_pending(
@@ -674,15 +720,17 @@ async def test_a_replayed_dag_run_reading_failed_between_its_tasks_stays_pending
     from airflow_provider_hatchet.client import waiter
 
     sim.replay_delay, sim.replay_gap = 0.0, 60.0  # the replay shows at once; the gap after extract is long
-    run_id = await client.trigger_run("multi", {"__sim__": {"behaviour": "fail_first_attempt"}})
+    run_id = await client.send(
+        endpoints.trigger(TriggerRequest("multi", {"__sim__": {"behaviour": "fail_first_attempt"}}))
+    )
     assert (await wait(client, WaitState((run_id,), batch_field=TI_KEY))).status is WaitStatus.FAILED
-    await client.replay_runs([run_id])
+    await client.send(endpoints.replay([run_id]))
     for _ in range(500):  # until extract, re-run, completed
-        if (await client.get_run(run_id)).tasks_in_order()[0].status is RunStatus.COMPLETED:
+        if (await client.send(endpoints.run_details(run_id))).tasks_in_order()[0].status is RunStatus.COMPLETED:
             break
         await asyncio.sleep(0.02)
     # In the gap: the run reads FAILED, its failed task (load) still the first attempt.
-    assert await client.get_run_status(run_id) is RunStatus.FAILED
+    assert await client.send(endpoints.run_status(run_id)) is RunStatus.FAILED
 
     verdict = await check_round(client, WaitState((run_id,), batch_field=TI_KEY))
     assert verdict.status is WaitStatus.PENDING

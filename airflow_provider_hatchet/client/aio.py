@@ -1,44 +1,92 @@
-"""The asynchronous Hatchet REST client, for triggers and bulk fan-out."""
+"""The asynchronous Hatchet REST client: it sends :class:`~.endpoints.Call` s; the sync client runs on it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
-from datetime import datetime
+import ssl
+from collections.abc import AsyncIterator
+from functools import lru_cache
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import anyio
 import httpx
 
-from airflow_provider_hatchet.client import endpoints, scheduling
-from airflow_provider_hatchet.client._base import DEFAULT_MAX_CONNECTIONS as _MAX
-from airflow_provider_hatchet.client._base import ClientBase
+from airflow_provider_hatchet import __version__
+from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client.config import ClientConfig
+from airflow_provider_hatchet.client.errors import HatchetConfigError
 from airflow_provider_hatchet.client.lanes import LaneTransport
-from airflow_provider_hatchet.client.models import (
-    LogLine,
-    RunDetails,
-    RunPage,
-    RunStatus,
-    RunSummary,
-    Workflow,
-    WorkflowPage,
-)
-from airflow_provider_hatchet.client.paging import RUN_PAGE_SIZE, WORKFLOW_PAGE_SIZE, has_more
+from airflow_provider_hatchet.client.paging import Pages
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
-from airflow_provider_hatchet.client.scheduling import Cron, CronPage, EventPage, ScheduledRun, ScheduledRunPage
-from airflow_provider_hatchet.client.trigger_request import TriggerRequest
+from airflow_provider_hatchet.client.server_clock import ServerClock
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_MAX_CONNECTIONS = 32
 
 
-class AsyncHatchetClient(ClientBase):
+@lru_cache(maxsize=8)
+def ssl_context(verify: bool | str) -> ssl.SSLContext:
+    """One SSL context per setting and process: building one costs about 25 ms, and httpx builds one per client.
+
+    :param verify: True for the default CA bundle, False for no verification, or a CA bundle path.
+    """
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return httpx.create_ssl_context(verify=verify)
+
+
+def http_client(config: ClientConfig, transport: httpx.AsyncBaseTransport | None,
+                max_connections: int) -> httpx.AsyncClient:
+    """The httpx client for a config: its token, timeouts and SSL context, and the connection's ``proxy``, else
+    the environment's (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, by httpx's own rules).
+
+    :param config: the client settings.
+    :param transport: a transport to use instead of the network and any proxy (e.g. the simulator's).
+    :param max_connections: the connection pool size: requests in flight at once.
+    :raises HatchetConfigError: for a proxy URL httpx cannot use, or a SOCKS proxy without ``socksio``.
+    """
+    verify = ssl_context(config.verify if config.server_url.startswith("https://") else False)
+    if transport is not None:
+        return httpx.AsyncClient(headers=_headers(config), transport=transport, trust_env=False,
+                                 timeout=_timeout(config))
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    source = "The connection extra 'proxy'" if config.proxy else "The proxy set in the environment"
+    # The lanes serve every URL no proxy is mounted for (a transport given as ``transport`` would turn the
+    # environment's proxies off). "all://*" ranks with "all://" and after it, so ALL_PROXY still wins; a proxied
+    # server, or one NO_PROXY names, gets httpx's own pool.
+    lanes = None if config.proxy else {"all://*": LaneTransport(max_connections, verify=verify)}
+    try:
+        return httpx.AsyncClient(headers=_headers(config), timeout=_timeout(config), verify=verify, limits=limits,
+                                 proxy=config.proxy, trust_env=True, mounts=lanes)
+    except ImportError:
+        raise HatchetConfigError("A SOCKS proxy needs the socksio package: pip install 'httpx[socks]'") from None
+    except (ValueError, httpx.InvalidURL):
+        # Not echoed: a proxy URL may hold a password.
+        raise HatchetConfigError(
+            f"{source} is not a usable proxy URL (schemes http, https, socks5, socks5h)"
+        ) from None
+
+
+def _headers(config: ClientConfig) -> dict[str, str]:
+    return {"Authorization": f"Bearer {config.token}", "User-Agent": f"airflow-provider-hatchet/{__version__}",
+            "Accept": "application/json"}
+
+
+def _timeout(config: ClientConfig) -> httpx.Timeout:
+    return httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0))
+
+
+class AsyncHatchetClient:
     """An asynchronous client for Hatchet's v1 REST API, with one connection pool.
 
     :param config: the client settings.
     :param retry: how idempotent requests are retried.
     :param transport: an httpx transport to use instead of the network (e.g. the simulator's).
     :param max_connections: the connection pool size: requests in flight at once.
+    :param server_clock: where Hatchet's time is kept (the sync client's, which outlives its async clients); a new
+        one by default.
     """
 
     def __init__(
@@ -47,253 +95,69 @@ class AsyncHatchetClient(ClientBase):
         *,
         retry: RetryPolicy = DEFAULT_RETRY,
         transport: httpx.AsyncBaseTransport | None = None,
-        max_connections: int = _MAX,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        server_clock: ServerClock | None = None,
     ) -> None:
-        super().__init__(config, retry)
-        self._transport = transport or self.check_proxy_support(
-            lambda: LaneTransport(max_connections, verify=self.ssl_context(), proxy=self.proxy)
-        )
+        self.config = config
+        self.retry = retry
+        # Hatchet's time, from the Date header of every answer: what the watchers anchor their windows to.
+        self.server_clock = server_clock or ServerClock()
+        self._http = http_client(config, transport, max_connections)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(server_url={self.config.server_url!r}, tenant_id={self.config.tenant_id!r})"
 
     async def __aenter__(self) -> AsyncHatchetClient:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+                        tb: TracebackType | None) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self._transport.aclose()
+        await self._http.aclose()
+
+    def run_url(self, run_id: str) -> str:
+        """The dashboard link of a run.
+
+        :param run_id: the run id.
+        """
+        return self.config.run_url(run_id)
 
     async def send(self, call: endpoints.Call[T]) -> T:
         """Send one call, retrying it under the retry policy if it is idempotent.
 
-        :param call: the call.
+        :param call: the call, e.g. ``endpoints.run_details(run_id)``.
         """
+        call = call.for_tenant(self.config.tenant_id)
         if not call.idempotent:
             return await self._send_once(call)
         return cast(T, await self.retry.async_retrying()(self._send_once, call))
 
+    async def iter_rows(self, pages: Pages[R]) -> AsyncIterator[R]:
+        """Yield every row of a list, page after page.
+
+        :param pages: the list, e.g. ``endpoints.runs(since=...)``.
+        """
+        offset: int | None = 0
+        while offset is not None:
+            page = await self.send(pages.call(offset))
+            for row in page.rows:
+                yield row
+            offset = pages.next_offset(offset, page)
+
     async def _send_once(self, call: endpoints.Call[T]) -> T:
-        request = self.build_request(call)
         clock = self.server_clock
         sent = clock.local()
         try:
             # httpx's timeouts restart with every read: this bounds the whole request.
             with anyio.fail_after(self.config.timeout):
-                response = await self._transport.handle_async_request(request)
-                response.request = request
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
+                response = await self._http.request(
+                    call.method, self.config.server_url + call.path, params=call.params, json=call.json)
             clock.observe(sent, clock.local(), response.headers.get("date"))
         except httpx.TransportError as exc:
             raise endpoints.transport_error(exc) from exc
         except TimeoutError as exc:
             raise endpoints.total_timeout(call, self.config.timeout) from exc
         return endpoints.parse(call, response, self.config.token)
-
-    async def trigger(self, request: TriggerRequest) -> str:
-        """Trigger one run (the workflow's full name, namespace applied) and return its id.
-
-        Sent once, never retried: a failed trigger may have created the run.
-
-        :param request: the run to trigger.
-        """
-        return await self.send(endpoints.trigger(self.config.tenant_id, request.body()))
-
-    async def trigger_run(
-        self,
-        workflow_name: str,
-        input: Mapping[str, Any],
-        additional_metadata: Mapping[str, str] | None = None,
-        priority: int | None = None,
-    ) -> str:
-        """:meth:`trigger` with the request's fields as arguments.
-
-        :param workflow_name: the full workflow name.
-        :param input: the run input.
-        :param additional_metadata: string metadata.
-        :param priority: 1..3 or None.
-        """
-        return await self.trigger(TriggerRequest(workflow_name, input, additional_metadata or {}, priority))
-
-    async def get_run(self, run_id: str) -> RunDetails:
-        """Return a run with its tasks, outputs and errors.
-
-        :param run_id: the run id.
-        """
-        return await self.send(endpoints.run_details(run_id))
-
-    async def get_task_logs(self, task_id: str, **filters: Any) -> list[LogLine]:
-        """Return the lines a task logged; see :func:`endpoints.task_logs` for the filters.
-
-        :param task_id: the task's external id.
-        :param filters: ``limit``, ``since``, ``until``, ``attempt``, ``newest_first``.
-        """
-        return (await self.send(endpoints.task_logs(task_id, **filters))).rows
-
-    async def get_run_status(self, run_id: str) -> RunStatus:
-        """Return a run's status: the cheapest call.
-
-        :param run_id: the run id.
-        """
-        return await self.send(endpoints.run_status(run_id))
-
-    async def list_runs(self, *, since: datetime, **filters: Any) -> RunPage:
-        """Return one page of workflow runs; see :func:`endpoints.list_runs` for the filters.
-
-        :param since: the earliest creation time.
-        :param filters: the other filters and paging.
-        """
-        return await self.send(endpoints.list_runs(self.config.tenant_id, since=since, **filters))
-
-    async def iter_runs(
-        self, *, since: datetime, page_size: int = RUN_PAGE_SIZE, **filters: Any
-    ) -> AsyncIterator[RunSummary]:
-        """Yield every matching workflow run, page after page.
-
-        :param since: the earliest creation time.
-        :param page_size: rows per request.
-        :param filters: the filters of :func:`endpoints.list_runs`.
-        """
-        offset = 0
-        while True:
-            page = await self.list_runs(since=since, offset=offset, limit=page_size, **filters)
-            for row in page.rows:
-                yield row
-            if not has_more(len(page.rows), page_size, page.pagination):
-                return
-            offset += len(page.rows)
-
-    async def cancel_runs(self, run_ids: Iterable[str] = (), *, filter: Mapping[str, Any] | None = None) -> list[str]:
-        """Ask Hatchet to cancel runs, by ids or by a ``V1TaskFilter`` body. Cancellation completes a moment
-        later; poll the status to see it.
-
-        :param run_ids: the run ids.
-        :param filter: a filter body (:meth:`RunFilter.body`) instead of ids; the server ORs its metadata pairs.
-        """
-        return await self.send(endpoints.cancel(self.config.tenant_id, run_ids, filter=filter))
-
-    async def replay_runs(self, run_ids: Iterable[str] = (), *, filter: Mapping[str, Any] | None = None) -> list[str]:
-        """Replay runs in place (same ids, input unchanged), by ids or by a ``V1TaskFilter`` body; sent once.
-
-        :param run_ids: the run ids.
-        :param filter: a filter body (:meth:`RunFilter.body`) instead of ids; the server ORs its metadata pairs.
-        """
-        return await self.send(endpoints.replay(self.config.tenant_id, run_ids, filter=filter))
-
-    async def list_workflows(self, name: str | None = None, *, offset: int = 0,
-                       limit: int = WORKFLOW_PAGE_SIZE) -> WorkflowPage:
-        """Return one page of workflows whose name contains ``name`` (case-insensitive).
-
-        :param name: the search text.
-        :param offset: rows to skip.
-        :param limit: rows per page.
-        """
-        return await self.send(endpoints.list_workflows(self.config.tenant_id, name, offset=offset, limit=limit))
-
-    async def find_workflow(self, workflow_name: str) -> Workflow | None:
-        """Return the workflow with exactly this (full, case-sensitive) name, or None.
-
-        :param workflow_name: the full workflow name.
-        """
-        offset = 0
-        while True:
-            page = await self.list_workflows(workflow_name, offset=offset)
-            for workflow in page.rows:
-                if workflow.name == workflow_name:
-                    return workflow
-            if not has_more(len(page.rows), WORKFLOW_PAGE_SIZE, page.pagination):
-                return None
-            offset += len(page.rows)
-
-    # Scheduled runs, crons and events
-
-    async def schedule_run(self, workflow_name: str, trigger_at: datetime, input: Mapping[str, Any],
-                     additional_metadata: Mapping[str, str] | None = None,
-                     priority: int | None = None) -> ScheduledRun:
-        """Schedule one run of a workflow (full name) at ``trigger_at``; sent once, never retried.
-
-        :param workflow_name: the full workflow name.
-        :param trigger_at: when the run is to start.
-        :param input: the run input.
-        :param additional_metadata: string metadata, carried by the run.
-        :param priority: 1..3 or None.
-        """
-        return await self.send(scheduling.schedule(self.config.tenant_id, workflow_name, trigger_at, input,
-                                             additional_metadata, priority))
-
-    async def get_scheduled_run(self, scheduled_id: str) -> ScheduledRun:
-        """Return a scheduled run that has not fired; 404 (:class:`HatchetNotFoundError`) once it has.
-
-        :param scheduled_id: the scheduled run's id.
-        """
-        return await self.send(scheduling.get_scheduled(self.config.tenant_id, scheduled_id))
-
-    async def list_scheduled_runs(self, **filters: Any) -> ScheduledRunPage:
-        """Return one page of scheduled runs; see :func:`scheduling.list_scheduled` for the filters.
-
-        :param filters: the filters and paging.
-        """
-        return await self.send(scheduling.list_scheduled(self.config.tenant_id, **filters))
-
-    async def delete_scheduled_run(self, scheduled_id: str) -> None:
-        """Delete a scheduled run that has not fired.
-
-        :param scheduled_id: the scheduled run's id.
-        """
-        await self.send(scheduling.delete_scheduled(self.config.tenant_id, scheduled_id))
-
-    async def reschedule_run(self, scheduled_id: str, trigger_at: datetime) -> ScheduledRun:
-        """Move a scheduled run that has not fired to another time.
-
-        :param scheduled_id: the scheduled run's id.
-        :param trigger_at: the new time.
-        """
-        return await self.send(scheduling.reschedule(self.config.tenant_id, scheduled_id, trigger_at))
-
-    async def create_cron(self, workflow_name: str, cron_name: str, expression: str, input: Mapping[str, Any],
-                    additional_metadata: Mapping[str, str] | None = None, priority: int | None = None) -> Cron:
-        """Create a cron trigger of a workflow (full name); sent once, never retried.
-
-        :param workflow_name: the full workflow name.
-        :param cron_name: the cron's name.
-        :param expression: a five-field cron expression.
-        :param input: the input of each run.
-        :param additional_metadata: string metadata of each run.
-        :param priority: 1..3 or None.
-        """
-        return await self.send(scheduling.create_cron(self.config.tenant_id, workflow_name, cron_name, expression,
-                                                input, additional_metadata, priority))
-
-    async def list_crons(self, **filters: Any) -> CronPage:
-        """Return one page of crons; see :func:`scheduling.list_crons` for the filters.
-
-        :param filters: the filters and paging.
-        """
-        return await self.send(scheduling.list_crons(self.config.tenant_id, **filters))
-
-    async def set_cron_enabled(self, cron_id: str, enabled: bool) -> None:
-        """Enable or disable a cron.
-
-        :param cron_id: the cron's id.
-        :param enabled: whether it fires.
-        """
-        await self.send(scheduling.set_cron_enabled(self.config.tenant_id, cron_id, enabled))
-
-    async def delete_cron(self, cron_id: str) -> None:
-        """Delete a cron.
-
-        :param cron_id: the cron's id.
-        """
-        await self.send(scheduling.delete_cron(self.config.tenant_id, cron_id))
-
-    async def list_events(self, *, since: datetime, **filters: Any) -> EventPage:
-        """Return one page of events, newest first; see :func:`scheduling.list_events` for the filters.
-
-        :param since: the earliest time the server stored the event.
-        :param filters: the other filters and paging.
-        """
-        return await self.send(scheduling.list_events(self.config.tenant_id, since=since, **filters))

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 
+from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.models import RunSummary
 from airflow_provider_hatchet.client.paging import RUN_PAGE_SIZE, has_more
@@ -44,7 +45,8 @@ async def batch_rows(
     while True:
         if on_page is not None:
             on_page()
-        page = await client.list_runs(since=since, additional_metadata=batch, offset=offset, limit=RUN_PAGE_SIZE)
+        page = await client.send(endpoints.list_runs(since=since, additional_metadata=batch, offset=offset,
+                                                     limit=RUN_PAGE_SIZE))
         for row in page.rows:
             raw = row.additional_metadata.get(index_key)
             if isinstance(raw, str) and raw.isdecimal() and int(raw) < count and row.has_metadata(batch):

@@ -1,21 +1,27 @@
-"""The one way synchronous code (a task in the worker, a poking sensor) runs async code: an anyio blocking portal.
+"""The one way synchronous code (a task in the worker, a poking sensor, the sync client) runs async code.
 
-The portal is an event loop in a thread of its own, so it works whether or not the calling thread already runs a
-loop. A :class:`Bridge` keeps one async client in that loop from call to call, and closes both when the ``with``
-block ends, also when the caller is interrupted mid-call (a task's timeout, a kill): the call in flight is
-cancelled, and its cleanup (cancelling runs at a deadline) finishes before the client closes.
+Each process has one event loop for it, in a daemon thread (a client never closed cannot hold the interpreter
+open), served through an anyio blocking portal; it works whether or not the calling thread already runs a loop.
+The loop is started on first use, and again in a child forked after it started (Airflow's executors fork after
+parsing DAGs): the parent's loop thread does not exist there.
+
+A :class:`Bridge` is one user of that loop: it keeps one async client from call to call and closes it when the
+``with`` block ends, also when the caller is interrupted mid-call (a task's timeout, a kill): the call in flight
+is cancelled, and its cleanup (cancelling runs at a deadline) finishes before the client closes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
+from concurrent.futures import Future
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 
@@ -26,19 +32,54 @@ T = TypeVar("T")
 # How long closing waits for an interrupted call's cleanup before it closes the client anyway.
 CLOSE_BUDGET = 30.0
 
+_lock = threading.Lock()
+_portal: tuple[int, BlockingPortal] | None = None
+
+
+def _forget_in_child() -> None:
+    # The lock may have been held by another thread at the fork, and the loop's thread is not copied.
+    global _lock, _portal
+    _lock = threading.Lock()
+    _portal = None
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
+def _serve(started: Future[BlockingPortal]) -> None:
+    async def serve() -> None:
+        async with BlockingPortal() as portal:
+            started.set_result(portal)
+            await portal.sleep_until_stopped()
+
+    anyio.run(serve)
+
+
+def process_portal() -> BlockingPortal:
+    """The process's event loop for synchronous callers, started on first use (and again in a forked child)."""
+    global _portal
+    with _lock:
+        if _portal is None or _portal[0] != os.getpid():
+            started: Future[BlockingPortal] = Future()
+            threading.Thread(target=_serve, args=(started,), name="hatchet-bridge", daemon=True).start()
+            _portal = (os.getpid(), started.result())
+        return _portal[1]
+
 
 class Bridge:
-    """Run coroutines from synchronous code on one event loop, with one async client kept until the block ends.
+    """Run coroutines from synchronous code on the process's loop, with one async client kept until closed.
 
-    :param new_client: builds the client, in the bridge's loop, the first time a call asks for it (the hook's
+    :param new_client: builds the client, in the loop, the first time a call asks for it (the hook's
         ``async_client_factory``); None for calls that need no client.
+    :param client: a client already built, kept as if the first call had built it.
     """
 
-    def __init__(self, new_client: Callable[[], AsyncHatchetClient] | None = None) -> None:
+    def __init__(self, new_client: Callable[[], AsyncHatchetClient] | None = None, *,
+                 client: AsyncHatchetClient | None = None) -> None:
         self.new_client = new_client
-        self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
-        self._portal: BlockingPortal | None = None
-        self._client: AsyncHatchetClient | None = None
+        self._client = client
+        self._pid = os.getpid()
+        self._tasks: set[Future[Any]] = set()
         self._busy = 0
         self._idle: anyio.Event | None = None
 
@@ -50,9 +91,9 @@ class Bridge:
         self.close()
 
     def run(self, factory: Callable[[], Awaitable[T]]) -> T:
-        """Run a coroutine in the bridge's loop and return its result.
+        """Run a coroutine in the loop and return its result.
 
-        :param factory: makes the awaitable (called in the bridge's loop).
+        :param factory: makes the awaitable (called in the loop).
         """
         return self._call(factory)
 
@@ -72,29 +113,28 @@ class Bridge:
         return self._call(with_client)
 
     def close(self) -> None:
-        """Close the client and stop the loop's thread; a later call starts them again."""
-        portal_cm, portal = self._portal_cm, self._portal
-        self._portal_cm = self._portal = None
-        if portal_cm is None or portal is None:
+        """Close the kept client, once the calls in flight have ended (at most ``CLOSE_BUDGET`` s); a later call
+        builds a new one."""
+        self._forget_parent()
+        if self._client is None and not self._tasks:
             return
         try:
-            portal.call(self._aclose)
-        except Exception:  # closing is best effort: the loop stops below either way
+            process_portal().call(self._aclose)
+        except Exception:  # closing is best effort
             log.debug("Closing the bridge's client failed", exc_info=True)
-        finally:
-            # A call still running past the close budget is cancelled rather than waited for.
-            portal.call(portal.stop, True)
-            portal_cm.__exit__(None, None, None)
 
-    def _open(self) -> BlockingPortal:
-        if self._portal is None:
-            portal_cm = start_blocking_portal()
-            self._portal = portal_cm.__enter__()
-            self._portal_cm = portal_cm
-        return self._portal
+    def _forget_parent(self) -> None:
+        # In a forked child the parent's client and calls belong to a loop that does not run here: dropped, not
+        # closed (closing would touch the parent's connections).
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._client, self._tasks, self._busy, self._idle = None, set(), 0, None
 
     def _call(self, factory: Callable[[], Awaitable[T]]) -> T:
-        future = self._open().start_task_soon(self._tracked, factory)
+        self._forget_parent()
+        future = process_portal().start_task_soon(self._tracked, factory)
+        self._tasks.add(future)
+        future.add_done_callback(self._tasks.discard)
         try:
             return future.result()
         except BaseException:
@@ -116,6 +156,8 @@ class Bridge:
             self._idle = anyio.Event()
             with anyio.move_on_after(CLOSE_BUDGET):
                 await self._idle.wait()
+            for task in list(self._tasks):  # past the budget: cancelled rather than waited for
+                task.cancel()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()

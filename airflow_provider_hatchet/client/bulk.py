@@ -43,6 +43,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.batch_runs import batch_rows
 from airflow_provider_hatchet.client.bulk_result import (
@@ -167,7 +168,7 @@ class RestSender:
         :param requests: a list holding one :class:`BulkItem`.
         """
         (item,) = requests
-        return [await self._client.trigger(item)]
+        return [await self._client.send(endpoints.trigger(item))]
 
     def unusable(self, exc: HatchetError) -> bool:
         """Never: REST is what a batch falls back to.

@@ -1,16 +1,17 @@
-"""The request/response layer both clients share: one :class:`Call` per endpoint, and error mapping.
+"""The REST API, one :class:`Call` per endpoint, and the mapping of answers to results and errors.
 
-A :class:`Call` says what to send and how to read the answer; the sync and async clients only differ in
-how they send it.
+A :class:`Call` says what to send and how to read the answer; a client only sends it
+(``client.send(endpoints.run_details(run_id))``). A path under the tenant holds ``{tenant}``, which the client
+fills in from its config; a list read page after page is a :class:`~.paging.Pages` (``client.iter_rows(...)``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -28,11 +29,25 @@ from airflow_provider_hatchet.client.errors import (
     HatchetUnexpectedResponseError,
     HatchetValidationError,
 )
-from airflow_provider_hatchet.client.models import LogPage, RunDetails, RunPage, RunStatus, WorkflowPage
-from airflow_provider_hatchet.client.safe_text import safe_text
+from airflow_provider_hatchet.client.escaping import escape_controls, safe_text
+from airflow_provider_hatchet.client.models import (
+    LogLine,
+    LogPage,
+    RunDetails,
+    RunPage,
+    RunStatus,
+    RunSummary,
+    Workflow,
+    WorkflowPage,
+)
+from airflow_provider_hatchet.client.paging import RUN_PAGE_SIZE, WORKFLOW_PAGE_SIZE, Pages
 from airflow_provider_hatchet.client.validation import check_log_limit, check_run_id, is_uuid
 
+if TYPE_CHECKING:
+    from airflow_provider_hatchet.client.trigger_request import TriggerRequest
+
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 # Seconds a run may stay invisible to the status, details and list endpoints after its trigger returned: reads
 # go to the OLAP copy, which lags the write. Whoever looks a run up to decide whether to trigger it again must
@@ -40,6 +55,8 @@ T = TypeVar("T")
 RUN_VISIBILITY_WINDOW = 5.0
 
 Params = list[tuple[str, str]]
+# The tenant's segment of a path: filled in by the client that sends the call.
+TENANT = "/api/v1/stable/tenants/{tenant}"
 TRIGGER_PATH_SUFFIX = "/workflow-runs/trigger"
 # A workflow-level idempotency key that is already held answers a bare 500 with no run id (gRPC AlreadyExists).
 TRIGGER_500_HINT = (
@@ -47,17 +64,14 @@ TRIGGER_500_HINT = (
     " run of an unknown workflow is not readable after 10 s)"
 )
 _BEARER = re.compile(r"(?i)\bbearer\s+\S+")
-# Line breaks and control characters (C0 but tab, DEL, C1, Unicode's line and paragraph separators): in the
-# server's text they would start a forged line of the task log, or rewrite one on a terminal.
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
-class Call(Generic[T]):
+class Call(Generic[T_co]):
     """One API call.
 
     :param method: the HTTP method.
-    :param path: the path below the server URL.
+    :param path: the path below the server URL; ``{tenant}`` where the tenant id goes.
     :param parse: turns the decoded JSON body of a 2xx answer into the result.
     :param params: query parameters, repeated keys allowed.
     :param json: the JSON body, if any.
@@ -67,7 +81,7 @@ class Call(Generic[T]):
 
     method: str
     path: str
-    parse: Callable[[Any], T]
+    parse: Callable[[Any], T_co]
     params: tuple[tuple[str, str], ...] | None = None
     json: Any = None
     idempotent: bool = True
@@ -77,6 +91,16 @@ class Call(Generic[T]):
     def endpoint(self) -> str:
         """The method and path template, e.g. ``GET /api/v1/stable/workflow-runs/{id}/status``."""
         return f"{self.method} {self.template or self.path}"
+
+    def for_tenant(self, tenant_id: str) -> Call[T_co]:
+        """The call with the tenant id in its path (the template keeps ``{tenant}``).
+
+        :param tenant_id: the tenant.
+        """
+        if "{tenant}" not in self.path:
+            return self
+        return replace(self, path=self.path.replace("{tenant}", segment(tenant_id)),
+                       template=self.template or self.path)
 
 
 def format_time(moment: datetime) -> str:
@@ -123,16 +147,13 @@ def _run_id(body: Any) -> str:
     return run_id
 
 
-def trigger(tenant_id: str, body: Mapping[str, Any]) -> Call[str]:
-    """``POST .../workflow-runs/trigger``; the result is the new run's id.
+def trigger(request: TriggerRequest) -> Call[str]:
+    """``POST .../workflow-runs/trigger`` of one run (the workflow's full name, namespace applied); the result is
+    the new run's id. Sent once, never retried: a failed trigger may have created the run.
 
-    :param tenant_id: the tenant.
-    :param body: a ``V1TriggerWorkflowRunRequest``.
+    :param request: the run to trigger.
     """
-    return Call(
-        "POST", f"/api/v1/stable/tenants/{segment(tenant_id)}{TRIGGER_PATH_SUFFIX}", _run_id, json=dict(body),
-        idempotent=False, template=f"/api/v1/stable/tenants/{{tenant}}{TRIGGER_PATH_SUFFIX}",
-    )
+    return Call("POST", TENANT + TRIGGER_PATH_SUFFIX, _run_id, json=request.body(), idempotent=False)
 
 
 def run_details(run_id: str) -> Call[RunDetails]:
@@ -154,7 +175,6 @@ def run_status(run_id: str) -> Call[RunStatus]:
 
 
 def list_runs(
-    tenant_id: str,
     *,
     since: datetime,
     until: datetime | None = None,
@@ -172,7 +192,6 @@ def list_runs(
     Several metadata pairs are ANDed: one pair is always ANDed by the server, and several are asked
     for with ``additional_metadata_operator=AND``.
 
-    :param tenant_id: the tenant.
     :param since: the earliest creation time.
     :param until: the latest creation time.
     :param statuses: only runs in these statuses.
@@ -201,9 +220,17 @@ def list_runs(
     if additional_metadata:
         params += [("additional_metadata", kv) for kv in metadata_filter(additional_metadata)]
         params.append(("additional_metadata_operator", "AND"))
-    path = f"/api/v1/stable/tenants/{segment(tenant_id)}/workflow-runs"
-    return Call("GET", path, RunPage.model_validate, params=tuple(params),
-                template="/api/v1/stable/tenants/{tenant}/workflow-runs")
+    return Call("GET", f"{TENANT}/workflow-runs", RunPage.model_validate, params=tuple(params))
+
+
+def runs(*, since: datetime, page_size: int = RUN_PAGE_SIZE, **filters: Any) -> Pages[RunSummary]:
+    """Every workflow run :func:`list_runs` selects, page after page.
+
+    :param since: the earliest creation time.
+    :param page_size: rows per request.
+    :param filters: the other filters of :func:`list_runs`.
+    """
+    return Pages(lambda offset, limit: list_runs(since=since, offset=offset, limit=limit, **filters), page_size)
 
 
 def task_logs(
@@ -214,7 +241,7 @@ def task_logs(
     until: datetime | None = None,
     attempt: int | None = None,
     newest_first: bool = False,
-) -> Call[LogPage]:
+) -> Call[list[LogLine]]:
     """``GET /api/v1/stable/tasks/{task}/logs``: the lines a task logged, oldest first unless ``newest_first``.
 
     :param task_id: the task's external id (``taskExternalId``), not the run's.
@@ -233,8 +260,11 @@ def task_logs(
         params.append(("attempt", str(attempt)))
     params.append(("order_by_direction", "DESC" if newest_first else "ASC"))
     path = f"/api/v1/stable/tasks/{segment(check_run_id(task_id, 'task_id'))}/logs"
-    return Call("GET", path, LogPage.model_validate, params=tuple(params),
-                template="/api/v1/stable/tasks/{task}/logs")
+    return Call("GET", path, _log_lines, params=tuple(params), template="/api/v1/stable/tasks/{task}/logs")
+
+
+def _log_lines(body: Any) -> list[LogLine]:
+    return LogPage.model_validate(body).rows
 
 
 def _ids_or_filter(run_ids: Iterable[str], filter: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -250,40 +280,32 @@ def _echoed_ids(body: Any) -> list[str]:
     return [str(i) for i in (body or {}).get("ids") or []]
 
 
-def cancel(tenant_id: str, run_ids: Iterable[str] = (), *, filter: Mapping[str, Any] | None = None) -> Call[list[str]]:
+def cancel(run_ids: Iterable[str] = (), *, filter: Mapping[str, Any] | None = None) -> Call[list[str]]:
     """``POST .../tasks/cancel`` by run ids or by a ``V1TaskFilter``; cancelling is idempotent. The result is the
     ids the server echoes: it lists unknown ids too, so it does not confirm that each run exists.
 
-    :param tenant_id: the tenant.
     :param run_ids: workflow-run ids.
     :param filter: a ``V1TaskFilter`` body (:meth:`RunFilter.body`) instead of ids.
     """
-    return Call(
-        "POST", f"/api/v1/stable/tenants/{segment(tenant_id)}/tasks/cancel", _echoed_ids,
-        json=_ids_or_filter(run_ids, filter), template="/api/v1/stable/tenants/{tenant}/tasks/cancel",
-    )
+    return Call("POST", f"{TENANT}/tasks/cancel", _echoed_ids, json=_ids_or_filter(run_ids, filter))
 
 
-def replay(tenant_id: str, run_ids: Iterable[str] = (), *, filter: Mapping[str, Any] | None = None) -> Call[list[str]]:
+def replay(run_ids: Iterable[str] = (), *, filter: Mapping[str, Any] | None = None) -> Call[list[str]]:
     """``POST .../tasks/replay`` by run ids or by a ``V1TaskFilter``: each run is re-run in place (same id, its
     tasks' retry count one higher), with its original input. Never retried: a replay that reached the server
     re-runs the tasks. The result is the ids of the tasks replayed.
 
-    :param tenant_id: the tenant.
     :param run_ids: workflow-run ids.
     :param filter: a ``V1TaskFilter`` body (:meth:`RunFilter.body`) instead of ids.
     """
-    return Call(
-        "POST", f"/api/v1/stable/tenants/{segment(tenant_id)}/tasks/replay", _echoed_ids,
-        json=_ids_or_filter(run_ids, filter), idempotent=False,
-        template="/api/v1/stable/tenants/{tenant}/tasks/replay",
-    )
+    return Call("POST", f"{TENANT}/tasks/replay", _echoed_ids, json=_ids_or_filter(run_ids, filter),
+                idempotent=False)
 
 
-def list_workflows(tenant_id: str, name: str | None = None, *, offset: int = 0, limit: int = 200) -> Call[WorkflowPage]:
+def list_workflows(name: str | None = None, *, offset: int = 0,
+                   limit: int = WORKFLOW_PAGE_SIZE) -> Call[WorkflowPage]:
     """``GET /api/v1/tenants/{tenant}/workflows``; the server matches ``name`` as a case-insensitive substring.
 
-    :param tenant_id: the tenant.
     :param name: the search text.
     :param offset: rows to skip.
     :param limit: rows per page.
@@ -291,9 +313,25 @@ def list_workflows(tenant_id: str, name: str | None = None, *, offset: int = 0, 
     params: Params = [("offset", str(offset)), ("limit", str(limit))]
     if name:
         params.append(("name", name))
-    path = f"/api/v1/tenants/{segment(tenant_id)}/workflows"
-    return Call("GET", path, WorkflowPage.model_validate, params=tuple(params),
-                template="/api/v1/tenants/{tenant}/workflows")
+    return Call("GET", "/api/v1/tenants/{tenant}/workflows", WorkflowPage.model_validate, params=tuple(params))
+
+
+def workflows(name: str | None = None) -> Pages[Workflow]:
+    """Every workflow whose name contains ``name`` (case-insensitive), page after page; :func:`exact_workflow`
+    picks the one of exactly that name.
+
+    :param name: the search text.
+    """
+    return Pages(lambda offset, limit: list_workflows(name, offset=offset, limit=limit), WORKFLOW_PAGE_SIZE)
+
+
+def exact_workflow(rows: Iterable[Workflow], name: str) -> Workflow | None:
+    """The workflow with exactly this (full, case-sensitive) name among ``rows``, or None.
+
+    :param rows: the workflows :func:`workflows` read.
+    :param name: the full workflow name.
+    """
+    return next((workflow for workflow in rows if workflow.name == name), None)
 
 
 def scrub(text: str, token: str = "") -> str:
@@ -310,7 +348,7 @@ def scrub(text: str, token: str = "") -> str:
             text = text.replace(signature, "***")
     # Credentials first: "Bearer" and its value may be separated by a line break.
     text = _BEARER.sub("Bearer ***", text)
-    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+    return escape_controls(text)
 
 
 def _server_message(response: httpx.Response, token: str = "") -> tuple[str, list[str]]:

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_hatchet.client import validation
+from airflow_provider_hatchet.client import endpoints, scheduling, validation
 from airflow_provider_hatchet.client.errors import HatchetValidationError
-from airflow_provider_hatchet.client.paging import WATCH_PAGE_SIZE, has_more
+from airflow_provider_hatchet.client.paging import WATCH_PAGE_SIZE
 from airflow_provider_hatchet.client.scheduling import HatchetEvent
 from airflow_provider_hatchet.client.sync import HatchetClient
 
@@ -77,7 +77,7 @@ def find_triggered_runs(client: HatchetClient, event_ids: Sequence[str], *, sinc
     while True:
         for event_id, runs in found.items():
             if not runs:
-                rows = client.iter_runs(since=since, triggering_event_external_id=event_id)
+                rows = client.iter_rows(endpoints.runs(since=since, triggering_event_external_id=event_id))
                 runs.extend(row.id for row in reversed(list(rows)))
         if all(found.values()) or time.monotonic() >= deadline:
             return found
@@ -96,11 +96,6 @@ def events_carrying(client: HatchetClient, pairs: Mapping[str, str], *, since: d
     :param since: the earliest time the server stored the event (by its clock).
     :param page_size: rows per request.
     """
-    found: dict[str, HatchetEvent] = {}
-    offset = 0
-    while True:
-        page = client.list_events(since=since, additional_metadata=pairs, offset=offset, limit=page_size)
-        found.update((event.id, event) for event in page.rows if event.has_metadata(pairs))
-        if not has_more(len(page.rows), page_size, page.pagination):
-            return sorted(found.values(), key=lambda event: event.created_at)
-        offset += len(page.rows)
+    rows = client.iter_rows(scheduling.events(since=since, additional_metadata=pairs, page_size=page_size))
+    found = {event.id: event for event in rows if event.has_metadata(pairs)}
+    return sorted(found.values(), key=lambda event: event.created_at)

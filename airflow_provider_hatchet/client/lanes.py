@@ -47,25 +47,33 @@ class LaneTransport(httpx.AsyncBaseTransport):
     def __init__(self, lanes: int, **transport_options: Any) -> None:
         if lanes < 1:
             raise ValueError(f"lanes must be at least 1, got {lanes}")
-        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        self._lanes = [httpx.AsyncHTTPTransport(limits=one, **transport_options) for _ in range(lanes)]
+        self._size = lanes
+        self._options = {"limits": httpx.Limits(max_connections=1, max_keepalive_connections=1), **transport_options}
+        # Built as they are first needed: a task that sends one request at a time builds one.
+        self._lanes: list[httpx.AsyncHTTPTransport] = []
         self._free: asyncio.LifoQueue[httpx.AsyncHTTPTransport] | None = None
 
     def _queue(self) -> asyncio.LifoQueue[httpx.AsyncHTTPTransport]:
         if self._free is None:
             self._free = asyncio.LifoQueue()
-            for lane in reversed(self._lanes):
-                self._free.put_nowait(lane)
         return self._free
+
+    async def _lane(self, free: asyncio.LifoQueue[httpx.AsyncHTTPTransport],
+                    request: httpx.Request) -> httpx.AsyncHTTPTransport:
+        if free.empty() and len(self._lanes) < self._size:
+            lane = httpx.AsyncHTTPTransport(**self._options)
+            self._lanes.append(lane)
+            return lane
+        pool_timeout = request.extensions.get("timeout", {}).get("pool")
+        try:
+            return await asyncio.wait_for(free.get(), pool_timeout)
+        except asyncio.TimeoutError:
+            raise httpx.PoolTimeout("no free connection in time", request=request) from None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send the request on a free lane, waiting for one up to the pool timeout."""
         free = self._queue()
-        pool_timeout = request.extensions.get("timeout", {}).get("pool")
-        try:
-            lane = await asyncio.wait_for(free.get(), pool_timeout)
-        except asyncio.TimeoutError:
-            raise httpx.PoolTimeout("no free connection in time", request=request) from None
+        lane = await self._lane(free, request)
         try:
             response = await lane.handle_async_request(request)
         except BaseException:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
+from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import (
     HatchetAuthError,
@@ -50,11 +51,11 @@ def select_runs(client: HatchetClient, run_filter: RunFilter, workflow_ids: Sequ
     :raises HatchetMalformedResponseError: for a row whose id is not a run id (a UUID).
     """
     pairs = dict(run_filter.additional_metadata)
-    rows = client.iter_runs(
+    rows = client.iter_rows(endpoints.runs(
         since=run_filter.since, until=run_filter.until, statuses=run_filter.statuses or (),
         additional_metadata=pairs or None, workflow_ids=workflow_ids, idempotency_keys=run_filter.idempotency_keys,
         triggering_event_external_id=run_filter.triggering_event_external_id,
-    )
+    ))
     seen: set[str] = set()
     for row in rows:
         try:

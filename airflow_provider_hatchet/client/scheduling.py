@@ -14,9 +14,10 @@ from typing import Any
 
 from pydantic import AliasPath, Field
 
-from airflow_provider_hatchet.client.endpoints import Call, Params, format_time, metadata_filter, segment
+from airflow_provider_hatchet.client.endpoints import TENANT, Call, Params, format_time, metadata_filter, segment
 from airflow_provider_hatchet.client.errors import HatchetValidationError
 from airflow_provider_hatchet.client.models import OptionalTime, Pagination, _Model
+from airflow_provider_hatchet.client.paging import WATCH_PAGE_SIZE, WORKFLOW_PAGE_SIZE, Pages
 from airflow_provider_hatchet.client.validation import check_run_id
 
 
@@ -121,19 +122,17 @@ def check_time(value: object, field: str = "trigger_at") -> datetime:
     return moment
 
 
-def _tenant(tenant_id: str) -> str:
-    return f"/api/v1/tenants/{segment(tenant_id)}/workflows"
+_WORKFLOWS = "/api/v1/tenants/{tenant}/workflows"
 
 
 def _nothing(body: Any) -> None:
     return None
 
 
-def schedule(tenant_id: str, workflow_name: str, trigger_at: datetime, input: Mapping[str, Any],
+def schedule(workflow_name: str, trigger_at: datetime, input: Mapping[str, Any],
              additional_metadata: Mapping[str, str] | None = None, priority: int | None = None) -> Call[ScheduledRun]:
     """``POST /api/v1/tenants/{tenant}/workflows/{workflow}/scheduled``; sent once, never retried.
 
-    :param tenant_id: the tenant.
     :param workflow_name: the full (namespaced) workflow name.
     :param trigger_at: when the run is to start.
     :param input: the run input.
@@ -144,26 +143,24 @@ def schedule(tenant_id: str, workflow_name: str, trigger_at: datetime, input: Ma
                             "triggerAt": format_time(trigger_at)}
     if priority is not None:
         body["priority"] = priority
-    path = f"{_tenant(tenant_id)}/{segment(workflow_name)}/scheduled"
+    path = f"{_WORKFLOWS}/{segment(workflow_name)}/scheduled"
     return Call("POST", path, ScheduledRun.model_validate, json=body, idempotent=False)
 
 
-def get_scheduled(tenant_id: str, scheduled_id: str) -> Call[ScheduledRun]:
+def get_scheduled(scheduled_id: str) -> Call[ScheduledRun]:
     """``GET .../workflows/scheduled/{id}``: 404 once the schedule has fired or was deleted.
 
-    :param tenant_id: the tenant.
     :param scheduled_id: the scheduled run's id.
     """
-    path = f"{_tenant(tenant_id)}/scheduled/{segment(check_run_id(scheduled_id, 'scheduled_id'))}"
+    path = f"{_WORKFLOWS}/scheduled/{segment(check_run_id(scheduled_id, 'scheduled_id'))}"
     return Call("GET", path, ScheduledRun.model_validate)
 
 
-def list_scheduled(tenant_id: str, *, workflow_id: str | None = None,
+def list_scheduled(*, workflow_id: str | None = None,
                    additional_metadata: Mapping[str, str] | None = None, offset: int = 0,
                    limit: int = 100) -> Call[ScheduledRunPage]:
     """``GET .../workflows/scheduled``: the schedules that have not fired yet.
 
-    :param tenant_id: the tenant.
     :param workflow_id: only this workflow's (its id, not its name).
     :param additional_metadata: only schedules carrying these pairs.
     :param offset: rows to skip.
@@ -173,35 +170,41 @@ def list_scheduled(tenant_id: str, *, workflow_id: str | None = None,
     if workflow_id:
         params.append(("workflowId", workflow_id))
     params += [("additionalMetadata", kv) for kv in metadata_filter(additional_metadata or {})]
-    return Call("GET", f"{_tenant(tenant_id)}/scheduled", ScheduledRunPage.model_validate, params=tuple(params))
+    return Call("GET", f"{_WORKFLOWS}/scheduled", ScheduledRunPage.model_validate, params=tuple(params))
 
 
-def delete_scheduled(tenant_id: str, scheduled_id: str) -> Call[None]:
+def scheduled_runs(page_size: int = WORKFLOW_PAGE_SIZE, **filters: Any) -> Pages[ScheduledRun]:
+    """Every scheduled run :func:`list_scheduled` selects, page after page.
+
+    :param page_size: rows per request.
+    :param filters: the filters of :func:`list_scheduled`.
+    """
+    return Pages(lambda offset, limit: list_scheduled(offset=offset, limit=limit, **filters), page_size)
+
+
+def delete_scheduled(scheduled_id: str) -> Call[None]:
     """``DELETE .../workflows/scheduled/{id}`` (204); 404 when it has fired or is gone already.
 
-    :param tenant_id: the tenant.
     :param scheduled_id: the scheduled run's id.
     """
-    path = f"{_tenant(tenant_id)}/scheduled/{segment(check_run_id(scheduled_id, 'scheduled_id'))}"
+    path = f"{_WORKFLOWS}/scheduled/{segment(check_run_id(scheduled_id, 'scheduled_id'))}"
     return Call("DELETE", path, _nothing)
 
 
-def reschedule(tenant_id: str, scheduled_id: str, trigger_at: datetime) -> Call[ScheduledRun]:
+def reschedule(scheduled_id: str, trigger_at: datetime) -> Call[ScheduledRun]:
     """``PATCH .../workflows/scheduled/{id}`` with a new ``triggerAt``.
 
-    :param tenant_id: the tenant.
     :param scheduled_id: the scheduled run's id.
     :param trigger_at: the new time.
     """
-    path = f"{_tenant(tenant_id)}/scheduled/{segment(check_run_id(scheduled_id, 'scheduled_id'))}"
+    path = f"{_WORKFLOWS}/scheduled/{segment(check_run_id(scheduled_id, 'scheduled_id'))}"
     return Call("PATCH", path, ScheduledRun.model_validate, json={"triggerAt": format_time(trigger_at)})
 
 
-def create_cron(tenant_id: str, workflow_name: str, cron_name: str, expression: str, input: Mapping[str, Any],
+def create_cron(workflow_name: str, cron_name: str, expression: str, input: Mapping[str, Any],
                 additional_metadata: Mapping[str, str] | None = None, priority: int | None = None) -> Call[Cron]:
     """``POST /api/v1/tenants/{tenant}/workflows/{workflow}/crons``; sent once, never retried.
 
-    :param tenant_id: the tenant.
     :param workflow_name: the full (namespaced) workflow name.
     :param cron_name: the cron's name, unique per workflow.
     :param expression: a five-field cron expression (UTC).
@@ -213,15 +216,14 @@ def create_cron(tenant_id: str, workflow_name: str, cron_name: str, expression: 
                             "cronName": cron_name, "cronExpression": expression}
     if priority is not None:
         body["priority"] = priority
-    return Call("POST", f"{_tenant(tenant_id)}/{segment(workflow_name)}/crons", Cron.model_validate, json=body,
+    return Call("POST", f"{_WORKFLOWS}/{segment(workflow_name)}/crons", Cron.model_validate, json=body,
                 idempotent=False)
 
 
-def list_crons(tenant_id: str, *, workflow_name: str | None = None, cron_name: str | None = None,
+def list_crons(*, workflow_name: str | None = None, cron_name: str | None = None,
                offset: int = 0, limit: int = 100) -> Call[CronPage]:
     """``GET .../workflows/crons``.
 
-    :param tenant_id: the tenant.
     :param workflow_name: only this workflow's (full name).
     :param cron_name: only crons of this name.
     :param offset: rows to skip.
@@ -232,35 +234,32 @@ def list_crons(tenant_id: str, *, workflow_name: str | None = None, cron_name: s
         params.append(("workflowName", workflow_name))
     if cron_name:
         params.append(("cronName", cron_name))
-    return Call("GET", f"{_tenant(tenant_id)}/crons", CronPage.model_validate, params=tuple(params))
+    return Call("GET", f"{_WORKFLOWS}/crons", CronPage.model_validate, params=tuple(params))
 
 
-def set_cron_enabled(tenant_id: str, cron_id: str, enabled: bool) -> Call[None]:
+def set_cron_enabled(cron_id: str, enabled: bool) -> Call[None]:
     """``PATCH .../workflows/crons/{id}`` ``{enabled}`` (204).
 
-    :param tenant_id: the tenant.
     :param cron_id: the cron's id.
     :param enabled: whether it fires.
     """
-    path = f"{_tenant(tenant_id)}/crons/{segment(check_run_id(cron_id, 'cron_id'))}"
+    path = f"{_WORKFLOWS}/crons/{segment(check_run_id(cron_id, 'cron_id'))}"
     return Call("PATCH", path, _nothing, json={"enabled": bool(enabled)})
 
 
-def delete_cron(tenant_id: str, cron_id: str) -> Call[None]:
+def delete_cron(cron_id: str) -> Call[None]:
     """``DELETE .../workflows/crons/{id}`` (204).
 
-    :param tenant_id: the tenant.
     :param cron_id: the cron's id.
     """
-    return Call("DELETE", f"{_tenant(tenant_id)}/crons/{segment(check_run_id(cron_id, 'cron_id'))}", _nothing)
+    return Call("DELETE", f"{_WORKFLOWS}/crons/{segment(check_run_id(cron_id, 'cron_id'))}", _nothing)
 
 
-def list_events(tenant_id: str, *, since: datetime, until: datetime | None = None, keys: Iterable[str] = (),
+def list_events(*, since: datetime, until: datetime | None = None, keys: Iterable[str] = (),
                 additional_metadata: Mapping[str, str] | None = None, offset: int = 0,
                 limit: int = 100) -> Call[EventPage]:
     """``GET /api/v1/stable/tenants/{tenant}/events``: events newest first.
 
-    :param tenant_id: the tenant.
     :param since: the earliest time the server stored the event.
     :param until: the latest.
     :param keys: only events with one of these keys (full, namespaced keys).
@@ -273,5 +272,14 @@ def list_events(tenant_id: str, *, since: datetime, until: datetime | None = Non
         params.append(("until", format_time(until)))
     params += [("keys", key) for key in keys]
     params += [("additionalMetadata", kv) for kv in metadata_filter(additional_metadata or {})]
-    path = f"/api/v1/stable/tenants/{segment(tenant_id)}/events"
-    return Call("GET", path, EventPage.model_validate, params=tuple(params))
+    return Call("GET", f"{TENANT}/events", EventPage.model_validate, params=tuple(params))
+
+
+def events(*, since: datetime, page_size: int = WATCH_PAGE_SIZE, **filters: Any) -> Pages[HatchetEvent]:
+    """Every event :func:`list_events` selects, page after page.
+
+    :param since: the earliest time the server stored the event.
+    :param page_size: rows per request.
+    :param filters: the other filters of :func:`list_events`.
+    """
+    return Pages(lambda offset, limit: list_events(since=since, offset=offset, limit=limit, **filters), page_size)

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from airflow_provider_hatchet.client import paging
+from airflow_provider_hatchet.client import endpoints, paging
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.errors import (
     HatchetAPIError,
@@ -51,8 +51,8 @@ from airflow_provider_hatchet.client.errors import (
     HatchetNotFoundError,
     HatchetRetryableError,
 )
+from airflow_provider_hatchet.client.escaping import safe_text
 from airflow_provider_hatchet.client.models import TERMINAL_STATUSES, RunDetails, RunStatus, RunSummary
-from airflow_provider_hatchet.client.safe_text import safe_text
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 
 log = logging.getLogger(__name__)
@@ -335,10 +335,10 @@ class _Round:
         total = 1
         while True:
             try:
-                page = await self.client.list_runs(
+                page = await self.client.send(endpoints.list_runs(
                     since=since, until=until, statuses=statuses, additional_metadata=metadata,
                     offset=offset, limit=paging.RUN_PAGE_SIZE, include_payloads=self.fetch_outputs,
-                )
+                ))
             except HatchetRetryableError as exc:
                 self.transient.append(str(exc))
                 return None
@@ -404,10 +404,10 @@ class _Round:
         return None
 
     async def _status(self, run_id: str) -> RunStatus | None:
-        return await self._ask(run_id, self.client.get_run_status)
+        return await self._ask(run_id, lambda i: self.client.send(endpoints.run_status(i)))
 
     async def _details(self, run_id: str) -> RunDetails | None:
-        details = await self._ask(run_id, self.client.get_run)
+        details = await self._ask(run_id, lambda i: self.client.send(endpoints.run_details(i)))
         if details is not None:
             self._record(run_id, details.status)
             if details.run.inserted_at is not None:
@@ -571,7 +571,7 @@ async def cancel_unfinished(client: AsyncHatchetClient, state: WaitState) -> lis
     """
     ids = state.pending()
     if ids:
-        await client.cancel_runs(ids)
+        await client.send(endpoints.cancel(ids))
     return ids
 
 

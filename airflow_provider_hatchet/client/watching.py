@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from airflow_provider_hatchet.client import endpoints, scheduling
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.models import TERMINAL_STATUSES, UNFINISHED_STATUSES, RunStatus, RunSummary
 from airflow_provider_hatchet.client.paging import WATCH_PAGE_SIZE, has_more
@@ -274,14 +275,14 @@ async def run_snapshot(
     :param include_output: read the outputs, for the payload.
     """
     settled = horizon = now - timedelta(seconds=overlap)
-    async for row in client.iter_runs(since=since, page_size=WATCH_PAGE_SIZE, statuses=UNFINISHED_STATUSES,
-                                      workflow_ids=[workflow_id]):
+    async for row in client.iter_rows(endpoints.runs(since=since, page_size=WATCH_PAGE_SIZE,
+                                                     statuses=UNFINISHED_STATUSES, workflow_ids=[workflow_id])):
         horizon = min(horizon, _aware(row.inserted_at or row.created_at or horizon))
     items = []
     pairs = dict(additional_metadata or {})
-    async for row in client.iter_runs(since=since, page_size=WATCH_PAGE_SIZE, statuses=statuses,
+    async for row in client.iter_rows(endpoints.runs(since=since, page_size=WATCH_PAGE_SIZE, statuses=statuses,
                                       workflow_ids=[workflow_id], additional_metadata=pairs or None,
-                                      include_payloads=include_output):
+                                      include_payloads=include_output)):
         if row.status.is_terminal and row.has_metadata(pairs):
             items.append(run_item(row, workflow, client.run_url(row.id), include_output=include_output, now=now))
     unique = {item.id: item for item in items}
@@ -309,8 +310,9 @@ async def event_snapshot(
     items: dict[str, Item] = {}
     offset = 0
     while True:
-        page = await client.list_events(since=since, keys=list(keys), additional_metadata=additional_metadata,
-                                        offset=offset, limit=WATCH_PAGE_SIZE)
+        page = await client.send(scheduling.list_events(since=since, keys=list(keys),
+                                                        additional_metadata=additional_metadata, offset=offset,
+                                                        limit=WATCH_PAGE_SIZE))
         for event in page.rows:
             items[event.id] = event_item(event)
         if not has_more(len(page.rows), WATCH_PAGE_SIZE, page.pagination):

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_hatchet._compat import BaseHook, mask_secret
-from airflow_provider_hatchet.client import TriggerRequest, run_actions, validation
+from airflow_provider_hatchet.client import TriggerRequest, endpoints, run_actions, scheduling, validation
 from airflow_provider_hatchet.client.config import ClientConfig, apply_namespace
 from airflow_provider_hatchet.client.errors import (
     HatchetAuthError,
@@ -23,9 +23,9 @@ from airflow_provider_hatchet.client.errors import (
     HatchetTransportError,
     HatchetValidationError,
 )
+from airflow_provider_hatchet.client.escaping import safe_text
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_hatchet.client.run_filter import RunFilter
-from airflow_provider_hatchet.client.safe_text import safe_text
 from airflow_provider_hatchet.hooks._connection import (
     aget_airflow_connection,
     config_from_connection,
@@ -39,14 +39,18 @@ from airflow_provider_hatchet.hooks._shared_clients import LoopClients
 if TYPE_CHECKING:
     from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetClient
     from airflow_provider_hatchet.client.bulk import TriggerSender
-    from airflow_provider_hatchet.client.models import LogLine, RunDetails, RunStatus, RunSummary
+    from airflow_provider_hatchet.client.endpoints import Call
+    from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary, Workflow
+    from airflow_provider_hatchet.client.paging import Pages
     from airflow_provider_hatchet.client.scheduling import (
         Cron,
         CronPage,
         HatchetEvent,
         ScheduledRun,
-        ScheduledRunPage,
     )
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # One async client per event loop and connection contents: a triggerer running many triggers shares one
 # connection pool and one SSL context instead of building one per trigger.
@@ -260,6 +264,33 @@ class HatchetHook(BaseHook):
         if "client" in self.__dict__:
             self.client.close()
 
+    # Calls
+
+    def send(self, call: Call[T]) -> T:
+        """Send one call (``hook.send(endpoints.run_details(run_id))``) through the sync client.
+
+        :param call: a call from :mod:`~airflow_provider_hatchet.client.endpoints` or ``scheduling``.
+        """
+        return self.client.send(call)
+
+    def iter_rows(self, pages: Pages[R]) -> Iterator[R]:
+        """Every row of a list, page after page (``hook.iter_rows(endpoints.runs(since=...))``).
+
+        :param pages: a list from :mod:`~airflow_provider_hatchet.client.endpoints` or ``scheduling``.
+        """
+        return self.client.iter_rows(pages)
+
+    async def asend(self, call: Call[T]) -> T:
+        """Send one call through the event loop's shared async client.
+
+        :param call: a call from :mod:`~airflow_provider_hatchet.client.endpoints` or ``scheduling``.
+        """
+        async with self.alease_client() as client:
+            return await client.send(call)
+
+    def _find_workflow(self, full_name: str) -> Workflow | None:
+        return endpoints.exact_workflow(self.iter_rows(endpoints.workflows(full_name)), full_name)
+
     # Names and links
 
     def full_workflow_name(self, workflow_name: str, namespace: str | None = None) -> str:
@@ -293,10 +324,10 @@ class HatchetHook(BaseHook):
         key = (self.config.server_url, self.config.tenant_id, full)
         if _KNOWN_WORKFLOWS.get(key, 0.0) > time.monotonic():
             return full
-        if self.client.find_workflow(full) is not None:
+        if self._find_workflow(full) is not None:
             _KNOWN_WORKFLOWS[key] = time.monotonic() + KNOWN_WORKFLOW_TTL
             return full
-        names = [w.name for w in self.client.list_workflows().rows]
+        names = [w.name for w in self.send(endpoints.list_workflows()).rows]
         raise unknown_workflow_error(full, self.config, names)
 
     # Runs
@@ -331,37 +362,7 @@ class HatchetHook(BaseHook):
         :param namespace: overrides the hook's namespace for this call.
         :raises HatchetValidationError: for a workflow the tenant does not have; nothing is triggered then.
         """
-        return self.client.trigger(request.named(self.resolve_workflow(request.workflow_name, namespace)))
-
-    def iter_runs(self, *, since: datetime, **filters: Any) -> Iterator[RunSummary]:
-        """Yield every run created since ``since`` that matches the filters of the run list, page after page.
-
-        :param since: the earliest creation time.
-        :param filters: the list's filters, e.g. ``additional_metadata={"key": "value"}`` or ``statuses=[...]``.
-        """
-        return self.client.iter_runs(since=since, **filters)
-
-    def get_run(self, run_id: str) -> RunDetails:
-        """Return a run with its status, output, error message and per-task results.
-
-        :param run_id: the run id.
-        """
-        return self.client.get_run(run_id)
-
-    def get_task_logs(self, task_id: str, **filters: Any) -> list[LogLine]:
-        """Return the lines a task logged, oldest first.
-
-        :param task_id: the task's external id (from :meth:`get_run`'s tasks).
-        :param filters: ``limit``, ``since``, ``until``, ``attempt``, ``newest_first``.
-        """
-        return self.client.get_task_logs(task_id, **filters)
-
-    def get_run_status(self, run_id: str) -> RunStatus:
-        """Return a run's status.
-
-        :param run_id: the run id.
-        """
-        return self.client.get_run_status(run_id)
+        return self.send(endpoints.trigger(request.named(self.resolve_workflow(request.workflow_name, namespace))))
 
     def cancel_runs(self, run_ids: Iterable[str] | None = None, *,
                     filter: RunFilter | Mapping[str, Any] | None = None, allow_tenant_wide: bool = False,
@@ -423,8 +424,8 @@ class HatchetHook(BaseHook):
         :param retry_counts: run id -> its :meth:`RunDetails.retry_count` before the replay.
         :return: the runs whose reads still showed them as before at the bound.
         """
-        run_actions.in_chunks(self.client.replay_runs, retry_counts)
-        return run_actions.settle_after_replay(self.client.get_run, retry_counts)
+        run_actions.in_chunks(self._replay, retry_counts)
+        return run_actions.settle_after_replay(self._get_run, retry_counts)
 
     def _act(self, action: str, run_ids: Iterable[str] | None, filter: RunFilter | Mapping[str, Any] | None, *,
              allow_tenant_wide: bool, max_runs: int, dry_run: bool, confirm: bool) -> list[str]:
@@ -435,7 +436,7 @@ class HatchetHook(BaseHook):
         ids = list(dict.fromkeys(validation.check_run_id(i, "run_ids") for i in named))
         if ids and filter is not None:
             raise HatchetValidationError("filter", "give run_ids or a filter, not both")
-        send = self.client.replay_runs if action == "replay" else self.client.cancel_runs
+        send = self._replay if action == "replay" else self._cancel
         if filter is None:
             if not ids:
                 raise HatchetValidationError("run_ids", "is empty and no filter is given: nothing to act on")
@@ -451,16 +452,16 @@ class HatchetHook(BaseHook):
                     confirm: bool) -> list[str]:
         """Act on named runs; return those Hatchet acted on (or would), warning about the others."""
         if dry_run:
-            missing = run_actions.not_found(self.client.get_run_status, ids)
+            missing = run_actions.not_found(self._get_run_status, ids)
         else:
             echoed = run_actions.in_chunks(send, ids)
             try:
                 if action == "replay":
                     # The answer lists what was replayed: only the runs it does not name are read.
-                    missing = run_actions.not_replayed(self.client.get_run, ids, echoed)
+                    missing = run_actions.not_replayed(self._get_run, ids, echoed)
                 else:
                     # The answer echoes every id sent, known or not.
-                    missing = run_actions.not_found(self.client.get_run_status, ids) if confirm else []
+                    missing = run_actions.not_found(self._get_run_status, ids) if confirm else []
             except HatchetError as exc:
                 # Hatchet took the request: failing now would have a retry send it again (a second replay).
                 self.log.warning("The %s was sent, but reading the runs back failed, so ids the tenant does not "
@@ -472,6 +473,18 @@ class HatchetHook(BaseHook):
                              "would do" if dry_run else "did")
         left_out = set(missing)
         return [run_id for run_id in ids if run_id not in left_out]
+
+    def _replay(self, run_ids: Iterable[str]) -> list[str]:
+        return self.send(endpoints.replay(run_ids))
+
+    def _cancel(self, run_ids: Iterable[str]) -> list[str]:
+        return self.send(endpoints.cancel(run_ids))
+
+    def _get_run(self, run_id: str) -> RunDetails:
+        return self.send(endpoints.run_details(run_id))
+
+    def _get_run_status(self, run_id: str) -> RunStatus:
+        return self.send(endpoints.run_status(run_id))
 
     def _run_filter(self, filter: RunFilter | Mapping[str, Any]) -> RunFilter:
         if isinstance(filter, RunFilter):
@@ -488,44 +501,11 @@ class HatchetHook(BaseHook):
     def _workflow_ids(self, run_filter: RunFilter) -> list[str]:
         ids = []
         for name in run_filter.workflow_names:
-            workflow = self.client.find_workflow(self.full_workflow_name(name))
+            workflow = self._find_workflow(self.full_workflow_name(name))
             if workflow is None:
                 raise HatchetValidationError("workflow_names", f"the tenant has no workflow {name!r}")
             ids.append(workflow.id)
         return ids
-
-    async def aget_run(self, run_id: str) -> RunDetails:
-        """Async :meth:`get_run`.
-
-        :param run_id: the run id.
-        """
-        async with self.alease_client() as client:
-            return await client.get_run(run_id)
-
-    async def aget_task_logs(self, task_id: str, **filters: Any) -> list[LogLine]:
-        """Return the lines a task logged, oldest first, from the event loop's shared client.
-
-        :param task_id: the task's external id.
-        :param filters: ``limit``, ``since``, ``until``, ``attempt``, ``newest_first``.
-        """
-        async with self.alease_client() as client:
-            return await client.get_task_logs(task_id, **filters)
-
-    async def aget_run_status(self, run_id: str) -> RunStatus:
-        """Async :meth:`get_run_status`.
-
-        :param run_id: the run id.
-        """
-        async with self.alease_client() as client:
-            return await client.get_run_status(run_id)
-
-    async def acancel_runs(self, run_ids: Iterable[str]) -> list[str]:
-        """Async :meth:`cancel_runs`.
-
-        :param run_ids: the run ids.
-        """
-        async with self.alease_client() as client:
-            return await client.cancel_runs(list(run_ids))
 
     # Scheduled runs, crons and events
 
@@ -565,22 +545,7 @@ class HatchetHook(BaseHook):
 
         when = check_time(trigger_at)
         full = self.resolve_workflow(request.workflow_name, namespace)
-        return self.client.schedule_run(full, when, request.input, request.additional_metadata, request.priority)
-
-    def get_scheduled_run(self, scheduled_id: str) -> ScheduledRun:
-        """Return a scheduled run that has not fired yet; :class:`HatchetNotFoundError` once it has fired or
-        was deleted.
-
-        :param scheduled_id: the scheduled run's id.
-        """
-        return self.client.get_scheduled_run(scheduled_id)
-
-    def list_scheduled_runs(self, **filters: Any) -> ScheduledRunPage:
-        """Return one page of the scheduled runs that have not fired.
-
-        :param filters: ``workflow_id``, ``additional_metadata``, ``offset``, ``limit``.
-        """
-        return self.client.list_scheduled_runs(**filters)
+        return self.send(scheduling.schedule(full, when, request.input, request.additional_metadata, request.priority))
 
     def find_scheduled_runs(self, additional_metadata: Mapping[str, str]) -> list[ScheduledRun]:
         """Every scheduled run that has not fired yet and carries all the pairs, read page after page.
@@ -590,18 +555,10 @@ class HatchetHook(BaseHook):
 
         :param additional_metadata: metadata keys and values the schedules carry.
         """
-        from airflow_provider_hatchet.client.paging import WORKFLOW_PAGE_SIZE, has_more
-
         sent = {key: value for key, value in additional_metadata.items() if ":" not in key and ":" not in value}
-        found: dict[str, ScheduledRun] = {}
-        offset = 0
-        while True:
-            page = self.client.list_scheduled_runs(additional_metadata=sent, offset=offset, limit=WORKFLOW_PAGE_SIZE)
-            # Checked row by row: a server that drops the filter must not hand over other schedules.
-            found.update((row.id, row) for row in page.rows if row.has_metadata(additional_metadata))
-            if not has_more(len(page.rows), WORKFLOW_PAGE_SIZE, page.pagination):
-                return list(found.values())
-            offset += len(page.rows)
+        rows = self.iter_rows(scheduling.scheduled_runs(additional_metadata=sent))
+        # Checked row by row: a server that drops the filter must not hand over other schedules.
+        return list({row.id: row for row in rows if row.has_metadata(additional_metadata)}.values())
 
     def delete_scheduled_run(self, scheduled_id: str) -> bool:
         """Delete a scheduled run; False when it had already fired or was gone.
@@ -609,7 +566,7 @@ class HatchetHook(BaseHook):
         :param scheduled_id: the scheduled run's id.
         """
         try:
-            self.client.delete_scheduled_run(scheduled_id)
+            self.send(scheduling.delete_scheduled(scheduled_id))
         except HatchetNotFoundError:
             return False
         return True
@@ -622,7 +579,7 @@ class HatchetHook(BaseHook):
         """
         from airflow_provider_hatchet.client.scheduling import check_time
 
-        return self.client.reschedule_run(scheduled_id, check_time(trigger_at))
+        return self.send(scheduling.reschedule(scheduled_id, check_time(trigger_at)))
 
     def create_cron(
         self,
@@ -650,10 +607,10 @@ class HatchetHook(BaseHook):
         if not isinstance(expression, str) or len(expression.split()) != 5:
             raise HatchetValidationError("expression", f"must be a five-field cron expression, got {expression!r}")
         name = self.full_workflow_name(validation.check_workflow_name(workflow_name), namespace)
-        return self.client.create_cron(
+        return self.send(scheduling.create_cron(
             name, cron_name, expression, validation.check_input(input),
             validation.check_metadata(additional_metadata), validation.check_priority(priority),
-        )
+        ))
 
     def list_crons(self, workflow_name: str | None = None, *, namespace: str | None = None,
                    **filters: Any) -> CronPage:
@@ -665,34 +622,13 @@ class HatchetHook(BaseHook):
         """
         if workflow_name is not None:
             filters["workflow_name"] = self.full_workflow_name(workflow_name, namespace)
-        return self.client.list_crons(**filters)
-
-    def enable_cron(self, cron_id: str) -> None:
-        """Let a cron fire again.
-
-        :param cron_id: the cron's id.
-        """
-        self.client.set_cron_enabled(cron_id, True)
-
-    def disable_cron(self, cron_id: str) -> None:
-        """Stop a cron from firing, keeping it.
-
-        :param cron_id: the cron's id.
-        """
-        self.client.set_cron_enabled(cron_id, False)
-
-    def delete_cron(self, cron_id: str) -> None:
-        """Delete a cron.
-
-        :param cron_id: the cron's id.
-        """
-        self.client.delete_cron(cron_id)
+        return self.send(scheduling.list_crons(**filters))
 
     def test_connection(self) -> tuple[bool, str]:
         """Make one cheap authenticated call, for the Test button in the connection form."""
         try:
             config = self.config
-            self.client.list_workflows(limit=1)
+            self.send(endpoints.list_workflows(limit=1))
         except HatchetConfigError as exc:
             return False, str(exc)
         except HatchetAuthError:

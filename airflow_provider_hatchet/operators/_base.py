@@ -9,10 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_hatchet._arguments import check_seconds
 from airflow_provider_hatchet._compat import AirflowException, BaseOperator, conf
-from airflow_provider_hatchet.client.bridge import Bridge
-from airflow_provider_hatchet.client.errors import HatchetError
-from airflow_provider_hatchet.client.run_wait import WaitResume
-from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
+from airflow_provider_hatchet.client import Bridge, HatchetError, WaitEvent, WaitResume, WaitStatus
 from airflow_provider_hatchet.exceptions import RUN_ERROR_STATUSES, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.operators._log_forwarding import (

@@ -11,10 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_hatchet._arguments import check_forward_logs, check_line_cap
 from airflow_provider_hatchet._compat import redact
-from airflow_provider_hatchet.client.models import RunStatus, TaskSummary
-from airflow_provider_hatchet.client.safe_text import safe_text
+from airflow_provider_hatchet.client import RunStatus, TaskSummary, WaitEvent, WaitStatus, endpoints, safe_text
 from airflow_provider_hatchet.client.validation import MAX_LOG_LIMIT
-from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet.hooks.hatchet import HatchetHook
@@ -127,7 +125,7 @@ def _reached(settings: LogForwarding, budget: _Budget) -> str:
 
 def _forward_run(hook: HatchetHook, log: TaskLog, run_id: str, settings: LogForwarding, budget: _Budget) -> None:
     budget.reads -= 1
-    tasks = settings.tasks(hook.get_run(run_id).tasks_in_order())
+    tasks = settings.tasks(hook.send(endpoints.run_details(run_id)).tasks_in_order())
     for done, task in enumerate(tasks):
         if budget.lines <= 0 or budget.reads <= 0:
             log.info("Hatchet logs of %d more task(s) of run %s not read: %s.", len(tasks) - done, run_id,
@@ -142,7 +140,8 @@ def _forward_task(hook: HatchetHook, log: TaskLog, run_id: str, task: TaskSummar
     attempt = task.attempt or 1
     name = safe_text(task.name, 200)
     # The newest lines, one more than shown to learn whether any were cut; shown oldest first.
-    lines = hook.get_task_logs(task_id, limit=min(cap + 1, MAX_LOG_LIMIT), attempt=attempt, newest_first=True)[::-1]
+    logs = endpoints.task_logs(task_id, limit=min(cap + 1, MAX_LOG_LIMIT), attempt=attempt, newest_first=True)
+    lines = hook.send(logs)[::-1]
     log.info("----- Hatchet logs of run %s, task %s (%s), attempt %d -----", run_id, name, safe_text(task_id, 200),
              attempt)
     if not lines:

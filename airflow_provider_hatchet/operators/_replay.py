@@ -7,9 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_hatchet.client import TriggerRequest
-from airflow_provider_hatchet.client.models import RunStatus
-from airflow_provider_hatchet.client.run_actions import REPLAY_SETTLE_TIMEOUT
+from airflow_provider_hatchet.client import REPLAY_SETTLE_TIMEOUT, RunStatus, TriggerRequest, endpoints
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 
 CHANGED_INPUT = "a replay cannot change the input, so a new run is triggered"
@@ -41,7 +39,7 @@ def replay_if_unchanged(hook: HatchetHook, log: Any, run_id: str, rendered_input
     :param run_id: the earlier, failed run.
     :param rendered_input: this try's input.
     """
-    details = hook.get_run(run_id)
+    details = hook.send(endpoints.run_details(run_id))
     if not same_input(details.trigger_input(), rendered_input):
         log.info("The earlier run %s failed, but this try's input differs from the one it ran with; %s.", run_id,
                  CHANGED_INPUT)
@@ -68,7 +66,7 @@ def replay_failed_items(hook: HatchetHook, log: Any, batch: Mapping[str, str], i
         index = row.additional_metadata.get(index_key)
         if not (isinstance(index, str) and index.isdecimal() and int(index) < len(items)):
             continue
-        details = hook.get_run(row.id)
+        details = hook.send(endpoints.run_details(row.id))
         if same_input(details.trigger_input(), items[int(index)].input):
             retry_counts[row.id] = details.retry_count()
         else:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_hatchet.client import TriggerRequest, validation
-from airflow_provider_hatchet.client.errors import HatchetValidationError
+from airflow_provider_hatchet.client import HatchetValidationError, TriggerRequest, validation
 
 _ITEM_KEYS = {"workflow_name", "workflowName", "input", "options", "priority"}
 _OPTION_KEYS = {"additional_metadata", "additionalMetadata", "priority"}

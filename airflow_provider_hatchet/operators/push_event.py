@@ -7,10 +7,8 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._identity import EVENT_INDEX_KEY, TI_KEY, TRY_KEY, identity_metadata
-from airflow_provider_hatchet.client.bridge import Bridge
+from airflow_provider_hatchet.client import Bridge, HatchetValidationError, check_events
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
-from airflow_provider_hatchet.client.errors import HatchetValidationError
-from airflow_provider_hatchet.client.events import check_events
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.operators._base import OUTPUT_KEY, HatchetTriggerOperatorBase, lookback_start
 from airflow_provider_hatchet.operators._earlier_tries import created_by, earlier_tries, look_twice

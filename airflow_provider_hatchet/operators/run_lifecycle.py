@@ -9,9 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._arguments import is_template
 from airflow_provider_hatchet._compat import AirflowFailException, BaseOperator
-from airflow_provider_hatchet.client.errors import HatchetValidationError
-from airflow_provider_hatchet.client.run_actions import shown_ids
-from airflow_provider_hatchet.client.run_filter import RunFilter
+from airflow_provider_hatchet.client import HatchetValidationError, RunFilter, shown_ids
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.hooks._run_scope import DEFAULT_MAX_RUNS, check_flag, check_max_runs, scoped
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook

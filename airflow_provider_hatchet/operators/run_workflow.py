@@ -9,16 +9,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_hatchet._arguments import is_template, rendered_int
 from airflow_provider_hatchet._identity import TI_KEY, TRY_KEY, identity_metadata, ti_key
 from airflow_provider_hatchet._task_state import ResumableJobMixin
-from airflow_provider_hatchet.client import TriggerRequest, validation
-from airflow_provider_hatchet.client.errors import HatchetNotFoundError, HatchetRetryableError
-from airflow_provider_hatchet.client.models import (
+from airflow_provider_hatchet.client import (
     REUSABLE_STATUSES,
     UNFINISHED_STATUSES,
+    HatchetNotFoundError,
+    HatchetRetryableError,
     RunDetails,
     RunStatus,
     RunSummary,
+    TriggerRequest,
+    WaitEvent,
+    endpoints,
+    validation,
 )
-from airflow_provider_hatchet.client.wait_event import WaitEvent
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.operators._base import (
@@ -134,7 +137,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
 
         def details() -> RunDetails | None:
             try:
-                return self.hook.get_run(str(external_id))
+                return self.hook.send(endpoints.run_details(str(external_id)))
             except HatchetNotFoundError:
                 return None
 
@@ -201,7 +204,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
 
     def _finished(self, run_id: str) -> bool:
         try:
-            return self.hook.get_run_status(run_id).is_terminal
+            return self.hook.send(endpoints.run_status(run_id)).is_terminal
         except (HatchetNotFoundError, HatchetRetryableError):
             return False
 
@@ -247,7 +250,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
     def _latest_run(self, context: Context, tries: range) -> RunSummary | None:
         """The newest run of this task instance that one of ``tries`` triggered."""
         mine = {TI_KEY: ti_key(context)}
-        earlier = self.hook.iter_runs(since=lookback_start(), additional_metadata=mine)
+        earlier = self.hook.iter_rows(endpoints.runs(since=lookback_start(), additional_metadata=mine))
         return max((run for run in earlier if run.has_metadata(mine) and created_by(run.additional_metadata, tries)),
                    key=lambda run: run.created_at or _EPOCH, default=None)
 

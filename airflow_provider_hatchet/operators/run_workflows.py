@@ -7,13 +7,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_hatchet._compat import AirflowException
 from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY, first_try_of_generation, identity_metadata
-from airflow_provider_hatchet.client import TriggerRequest
-from airflow_provider_hatchet.client.bridge import Bridge
-from airflow_provider_hatchet.client.bulk import BulkProgress, BulkResult, BulkTrigger, TriggerSender
-from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
-from airflow_provider_hatchet.client.errors import HatchetError, HatchetNotFoundError, HatchetRetryableError
-from airflow_provider_hatchet.client.grpc import MAX_CHUNK_RUNS, TRANSPORTS
-from airflow_provider_hatchet.client.wait_event import WaitEvent
+from airflow_provider_hatchet.client import (
+    MAX_CHUNK_RUNS,
+    TRANSPORTS,
+    Bridge,
+    BulkProgress,
+    BulkResult,
+    BulkTrigger,
+    HatchetBulkTriggerError,
+    HatchetError,
+    HatchetNotFoundError,
+    HatchetRetryableError,
+    TriggerRequest,
+    TriggerSender,
+    WaitEvent,
+    endpoints,
+)
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.operators._base import (
     OUTPUT_KEY,
@@ -180,7 +189,7 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
                     return engine.result(), exc
             finally:
                 if self.transport != "rest":
-                    from airflow_provider_hatchet.client.grpc.channel import close_channels
+                    from airflow_provider_hatchet.client import close_channels
 
                     await close_channels()
 
@@ -221,7 +230,7 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
 
     def _all_finished(self, batch_key: str) -> bool:
         try:
-            runs = self.hook.iter_runs(since=lookback_start(), additional_metadata={TI_KEY: batch_key})
+            runs = self.hook.iter_rows(endpoints.runs(since=lookback_start(), additional_metadata={TI_KEY: batch_key}))
             finished = {run.id for run in runs if run.status.is_terminal}
         except (HatchetNotFoundError, HatchetRetryableError):
             return False

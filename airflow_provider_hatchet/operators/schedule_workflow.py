@@ -12,10 +12,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_hatchet._arguments import is_template, rendered_int
 from airflow_provider_hatchet._compat import AirflowException
 from airflow_provider_hatchet._identity import TI_KEY, identity_metadata
-from airflow_provider_hatchet.client import TriggerRequest, validation
-from airflow_provider_hatchet.client.models import RunStatus
+from airflow_provider_hatchet.client import RunStatus, TriggerRequest, WaitEvent, endpoints, validation
 from airflow_provider_hatchet.client.scheduling import check_time
-from airflow_provider_hatchet.client.wait_event import WaitEvent
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.operators._base import (
@@ -149,7 +147,8 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
                 marker = item.additional_metadata.get(SCHEDULE_MARKER_KEY)
                 if created_by(item.additional_metadata, tries) and marker:
                     return _Earlier(str(marker), item.trigger_at, scheduled_id=item.id)
-            for run in self.hook.iter_runs(since=lookback_start(), additional_metadata={TI_KEY: mine[TI_KEY]}):
+            earlier = endpoints.runs(since=lookback_start(), additional_metadata={TI_KEY: mine[TI_KEY]})
+            for run in self.hook.iter_rows(earlier):
                 marker = run.additional_metadata.get(SCHEDULE_MARKER_KEY)
                 if run.has_metadata(mine) and created_by(run.additional_metadata, tries) and marker:
                     return _Earlier(str(marker), run.created_at or lookback_start(), run_id=run.id,

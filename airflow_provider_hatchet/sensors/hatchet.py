@@ -6,7 +6,7 @@ import ast
 import json
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from airflow_provider_hatchet._arguments import check_seconds, is_template
 from airflow_provider_hatchet._compat import (
@@ -19,17 +19,19 @@ from airflow_provider_hatchet._compat import (
     conf,
 )
 from airflow_provider_hatchet._identity import TI_KEY
-from airflow_provider_hatchet.client import validation
-from airflow_provider_hatchet.client.bridge import Bridge
-from airflow_provider_hatchet.client.errors import HatchetValidationError
-from airflow_provider_hatchet.client.run_wait import WaitResume
-from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
-from airflow_provider_hatchet.client.waiter import (
+from airflow_provider_hatchet.client import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_NOT_FOUND_GRACE,
+    AsyncHatchetClient,
+    Bridge,
+    HatchetValidationError,
     RunWaitError,
+    WaitEvent,
+    WaitResume,
     WaitState,
+    WaitStatus,
     check_round,
+    validation,
 )
 from airflow_provider_hatchet.exceptions import HatchetRunError, failing_on_bad_arguments, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
@@ -41,9 +43,6 @@ from airflow_provider_hatchet.operators._log_forwarding import (
     forward_logs,
 )
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger, wait_deadline
-
-if TYPE_CHECKING:
-    from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 
 
 def normalize_run_ids(value: Any, *, rendered: bool = True) -> tuple[list[str], bool]:

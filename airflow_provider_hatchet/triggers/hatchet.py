@@ -9,8 +9,7 @@ from typing import Any
 
 from airflow_provider_hatchet._compat import BaseTrigger, TriggerEvent
 from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY
-from airflow_provider_hatchet.client.run_wait import INLINE_RUN_IDS, RunWait, WaitResume
-from airflow_provider_hatchet.client.wait_event import WaitStatus
+from airflow_provider_hatchet.client import INLINE_RUN_IDS, RunWait, WaitResume, WaitStatus
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.triggers.scheduled import HatchetScheduledRunTrigger
 from airflow_provider_hatchet.triggers.watchers import HatchetEventTrigger, HatchetWorkflowRunEventTrigger

@@ -14,9 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_hatchet._compat import BaseTrigger, TriggerEvent
-from airflow_provider_hatchet.client.aio import AsyncHatchetClient
+from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetNotFoundError, endpoints, scheduling
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
-from airflow_provider_hatchet.client.errors import HatchetNotFoundError
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 
 SCHEDULE_MARKER_KEY = "airflow_schedule_marker"
@@ -32,7 +31,7 @@ async def find_fired_run(client: AsyncHatchetClient, schedule_marker: str, trigg
     :param trigger_at: the schedule's time.
     """
     pairs = {SCHEDULE_MARKER_KEY: schedule_marker}
-    page = await client.list_runs(since=trigger_at - FIRE_MARGIN, additional_metadata=pairs, limit=10)
+    page = await client.send(endpoints.list_runs(since=trigger_at - FIRE_MARGIN, additional_metadata=pairs, limit=10))
     found = [row for row in page.rows if row.has_metadata(pairs)]
     return found[-1].id if found else None
 
@@ -116,7 +115,7 @@ class HatchetScheduledRunTrigger(BaseTrigger):
 
     async def _gone(self, client: AsyncHatchetClient) -> bool:
         try:
-            await client.get_scheduled_run(self.scheduled_id)
+            await client.send(scheduling.get_scheduled(self.scheduled_id))
         except HatchetNotFoundError:
             return True
         return False
@@ -127,7 +126,7 @@ class HatchetScheduledRunTrigger(BaseTrigger):
             return
         client = await HatchetHook(self.hatchet_conn_id).aget_client()
         try:
-            await client.delete_scheduled_run(self.scheduled_id)
+            await client.send(scheduling.delete_scheduled(self.scheduled_id))
             self.log.info("Deleted Hatchet scheduled run %s.", self.scheduled_id)
         except HatchetNotFoundError:
             self.log.info("Hatchet scheduled run %s had already fired or was gone.", self.scheduled_id)

@@ -28,17 +28,19 @@ from typing import Any
 
 from airflow_provider_hatchet._compat import BaseEventTrigger, TriggerEvent
 from airflow_provider_hatchet._task_state import watcher_state_store
-from airflow_provider_hatchet.client import validation
-from airflow_provider_hatchet.client.config import apply_namespace
-from airflow_provider_hatchet.client.errors import HatchetValidationError
-from airflow_provider_hatchet.client.models import TERMINAL_STATUSES, RunStatus
-from airflow_provider_hatchet.client.server_clock import ServerClock
-from airflow_provider_hatchet.client.watching import (
+from airflow_provider_hatchet.client import (
+    TERMINAL_STATUSES,
+    HatchetValidationError,
     Item,
+    RunStatus,
+    ServerClock,
     Snapshot,
     Watermark,
+    apply_namespace,
+    endpoints,
     event_snapshot,
     run_snapshot,
+    validation,
 )
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook, unknown_workflow_error
 
@@ -411,10 +413,10 @@ class HatchetWorkflowRunEventTrigger(_HatchetWatcher):
         shared = "statuses" not in kwargs
         statuses = TERMINAL_STATUSES if shared else tuple(RunStatus(s) for s in kwargs["statuses"])
         metadata = None if shared else kwargs.get("additional_metadata")
-        found = await client.find_workflow(workflow)
+        found = endpoints.exact_workflow([w async for w in client.iter_rows(endpoints.workflows(workflow))], workflow)
         if found is None:
             # Not registered yet, or a typo: the poll fails, logged once with the close names, and is tried again.
-            names = [w.name for w in (await client.list_workflows()).rows]
+            names = [w.name for w in (await client.send(endpoints.list_workflows())).rows]
             raise unknown_workflow_error(workflow, config, names)
         workflow_id = found.id
 
@@ -491,7 +493,8 @@ class HatchetEventTrigger(_HatchetWatcher):
         keys = [apply_namespace(k, config.namespace) for k in kwargs["keys"]]
         metadata = kwargs.get("additional_metadata") or None
         if client.server_clock.offset is None:
-            await client.list_workflows(limit=1)  # one answer to read Hatchet's clock from before the first poll
+            # One answer to read Hatchet's clock from before the first poll.
+            await client.send(endpoints.list_workflows(limit=1))
 
         async def snapshot(since: datetime, now: datetime) -> Snapshot:
             return await event_snapshot(client, keys=keys, since=since, now=now, overlap=float(kwargs["overlap"]),

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetClient, endpoints
+from airflow_provider_hatchet.client import AsyncHatchetClient, endpoints
 from airflow_provider_hatchet.client.errors import HatchetAPIError, HatchetError, HatchetTransportError
 from airflow_provider_hatchet.testing.server import bind_socket, make_uvicorn_server, serve_in_thread, url_of
 
@@ -402,8 +402,8 @@ class ClientLog:
     or cut connection) by the httpx exception's type. Toxiproxy does not count what its toxics did; this does,
     from the receiving end.
 
-    Installed with ``monkeypatch``, it wraps ``_send_once`` of both clients, through which every request goes,
-    in this process (where ``dag.test()`` runs tasks and triggers).
+    Installed with ``monkeypatch``, it wraps the async client's ``_send_once``, through which every request goes
+    (the sync client's too), in this process (where ``dag.test()`` runs tasks and triggers).
 
     :param monkeypatch: pytest's monkeypatch fixture.
     """
@@ -412,16 +412,7 @@ class ClientLog:
         self.answers: Counter[tuple[str, int]] = Counter()
         self.failures: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
-        sync_send, async_send = HatchetClient._send_once, AsyncHatchetClient._send_once
-
-        def sync_recording(client: HatchetClient, call: endpoints.Call[Any]) -> Any:
-            try:
-                result = sync_send(client, call)
-            except HatchetError as exc:
-                self._record(call, exc)
-                raise
-            self._record(call, None)
-            return result
+        async_send = AsyncHatchetClient._send_once
 
         async def async_recording(client: AsyncHatchetClient, call: endpoints.Call[Any]) -> Any:
             try:
@@ -432,7 +423,6 @@ class ClientLog:
             self._record(call, None)
             return result
 
-        monkeypatch.setattr(HatchetClient, "_send_once", sync_recording)
         monkeypatch.setattr(AsyncHatchetClient, "_send_once", async_recording)
 
     def _record(self, call: endpoints.Call[Any], exc: HatchetError | None) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hatchet.client import HatchetClient
+from airflow_provider_hatchet.client import HatchetClient, endpoints
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from tests.airflow_helpers import task_state, xcom_value
 from tests.real.conftest import Backend
@@ -45,12 +45,16 @@ def list_batch(client: HatchetClient, batch_key: str, expected: int, timeout: fl
     since = datetime.now(timezone.utc) - timedelta(hours=1)
     deadline = time.monotonic() + timeout
     while True:
-        rows = list(client.iter_runs(since=since, page_size=500, additional_metadata={BATCH_KEY: batch_key}))
+        rows = list(
+            client.iter_rows(endpoints.runs(since=since, page_size=500, additional_metadata={BATCH_KEY: batch_key}))
+        )
         if len(rows) >= expected or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     time.sleep(RUN_VISIBILITY_WINDOW)
-    return list(client.iter_runs(since=since, page_size=500, additional_metadata={BATCH_KEY: batch_key}))
+    return list(
+        client.iter_rows(endpoints.runs(since=since, page_size=500, additional_metadata={BATCH_KEY: batch_key}))
+    )
 
 
 def postgres_rows(database_url: str, batch_key: str) -> dict[str, list[tuple[str, str, str]]]:
@@ -73,7 +77,11 @@ def postgres_rows(database_url: str, batch_key: str) -> dict[str, list[tuple[str
     """
     done = subprocess.run(
         ["psql", database_url, "-X", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-v", f"key={batch_key}"],
-        input=query, capture_output=True, text=True, check=True, timeout=60,
+        input=query,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     tables: dict[str, list[tuple[str, str, str]]] = {"v1_task": [], "v1_runs_olap": []}
     for line in done.stdout.splitlines():
@@ -83,8 +91,13 @@ def postgres_rows(database_url: str, batch_key: str) -> dict[str, list[tuple[str
 
 
 def test_2000_runs_exactly_once_in_order_through_resets_cuts_502s_and_latency(
-    backend: Backend, toxiproxy: Toxiproxy, airflow_conn: Callable[..., str], dag_runner: Callable[..., Any],
-    monkeypatch: pytest.MonkeyPatch, logs: Callable[[], str], capfd: pytest.CaptureFixture[str],
+    backend: Backend,
+    toxiproxy: Toxiproxy,
+    airflow_conn: Callable[..., str],
+    dag_runner: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    logs: Callable[[], str],
+    capfd: pytest.CaptureFixture[str],
     record_property: Callable[[str, object], None],
 ) -> None:
     from airflow.sdk import DAG
@@ -93,8 +106,14 @@ def test_2000_runs_exactly_once_in_order_through_resets_cuts_502s_and_latency(
 
     seen = ClientLog(monkeypatch)
     name = f"bulk-{backend.tag}"
-    with fault_chain(toxiproxy, backend.server_url, name, bad_gateway_rate=BAD_GATEWAY_RATE, seed=ITEMS,
-                     keepalive_requests=KEEPALIVE_REQUESTS) as chain:
+    with fault_chain(
+        toxiproxy,
+        backend.server_url,
+        name,
+        bad_gateway_rate=BAD_GATEWAY_RATE,
+        seed=ITEMS,
+        keepalive_requests=KEEPALIVE_REQUESTS,
+    ) as chain:
         toxiproxy.add_toxic(name, "latency", "latency", latency=5, jitter=5)
         toxiproxy.add_toxic(name, "reset", "reset_peer", toxicity=RESET_TOXICITY, timeout=0)
         toxiproxy.add_toxic(name, "cut", "limit_data", toxicity=CUT_TOXICITY, bytes=64)
@@ -103,10 +122,15 @@ def test_2000_runs_exactly_once_in_order_through_resets_cuts_502s_and_latency(
         airflow_conn("hatchet_default", conn_type="hatchet", host=chain.url, password=backend.token)
         with DAG(f"bulk_faults_{backend.tag}", schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
             HatchetRunWorkflowsOperator(
-                task_id="bulk", max_concurrency=CONCURRENCY, wait_for_completion=False,
+                task_id="bulk",
+                max_concurrency=CONCURRENCY,
+                wait_for_completion=False,
                 workflow_runs=[
-                    {"workflow_name": "demo-etl", "input": {"i": i},
-                     "options": {"additional_metadata": {"test_tag": backend.tag}}}
+                    {
+                        "workflow_name": "demo-etl",
+                        "input": {"i": i},
+                        "options": {"additional_metadata": {"test_tag": backend.tag}},
+                    }
                     for i in range(ITEMS)
                 ],
             )
@@ -134,12 +158,14 @@ def test_2000_runs_exactly_once_in_order_through_resets_cuts_502s_and_latency(
         for table, found in tables.items():
             assert len(found) == ITEMS, f"{table}: {len(found)} rows for {ITEMS} items"
             assert sorted((run_id, int(index)) for run_id, index, _ in found) == sorted(
-                (run_id, i) for i, run_id in enumerate(ids)), table
+                (run_id, i) for i, run_id in enumerate(ids)
+            ), table
         assert all(item == index for _, index, item in tables["v1_task"])
     else:
         runs = [run for run in backend.sim.runs if run.additional_metadata.get(BATCH_KEY) == batch_key]
         assert sorted((run.id, int(run.additional_metadata[INDEX_KEY]), run.input["i"]) for run in runs) == sorted(
-            (run_id, i, i) for i, run_id in enumerate(ids))
+            (run_id, i, i) for i, run_id in enumerate(ids)
+        )
 
     # Every trigger reached the server (the toxics act on the way back) and created a run: 2,000 triggers in
     # all means no item was sent twice. The faults happened, and each lost trigger answer was recovered from
@@ -154,15 +180,21 @@ def test_2000_runs_exactly_once_in_order_through_resets_cuts_502s_and_latency(
     assert 0 < client.answered(TRIGGER, 502) <= bad_gateways
     lost = dropped + client.answered(TRIGGER, 502)
     assert client.answered(TRIGGER) + dropped == ITEMS
-    assert f"{ITEMS} runs: {ITEMS - lost} created, {lost} recovered after ambiguous failures, 0 reused, 0 failed" \
-        in logs()
+    assert (
+        f"{ITEMS} runs: {ITEMS - lost} created, {lost} recovered after ambiguous failures, 0 reused, 0 failed" in logs()
+    )
 
     figures = {
-        "backend": backend.kind, "seconds": round(elapsed, 1), "triggers": proxied.requests[TRIGGER],
-        "trigger_502s": client.answered(TRIGGER, 502), "trigger_dropped": dropped,
-        "fault_rate": round(lost / proxied.requests[TRIGGER], 3), "lookups": proxied.requests[LIST],
+        "backend": backend.kind,
+        "seconds": round(elapsed, 1),
+        "triggers": proxied.requests[TRIGGER],
+        "trigger_502s": client.answered(TRIGGER, 502),
+        "trigger_dropped": dropped,
+        "fault_rate": round(lost / proxied.requests[TRIGGER], 3),
+        "lookups": proxied.requests[LIST],
         "lookup_faults": proxied.bad_gateways[LIST] + client.failed(LIST),
-        "requests": sum(proxied.requests.values()), "connections": connections,
+        "requests": sum(proxied.requests.values()),
+        "connections": connections,
     }
     for key, value in figures.items():
         record_property(key, value)

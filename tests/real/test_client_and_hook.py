@@ -17,6 +17,8 @@ from airflow_provider_hatchet.client import (
     HatchetServerError,
     HatchetValidationError,
     RunStatus,
+    TriggerRequest,
+    endpoints,
 )
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from tests.real.conftest import Backend
@@ -29,7 +31,7 @@ def wait_terminal(client: HatchetClient, run_id: str, timeout: float = 60) -> Ru
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            status = client.get_run_status(run_id)
+            status = client.send(endpoints.run_status(run_id))
         except HatchetNotFoundError:
             status = RunStatus.QUEUED
         if status.is_terminal:
@@ -44,7 +46,7 @@ def listed(client: HatchetClient, metadata: dict[str, str], count: int, timeout:
     deadline = time.monotonic() + timeout
     rows: list[Any] = []
     while time.monotonic() < deadline:
-        rows = list(client.iter_runs(since=since, additional_metadata=metadata))
+        rows = list(client.iter_rows(endpoints.runs(since=since, additional_metadata=metadata)))
         if len(rows) >= count:
             return rows
         time.sleep(0.2)
@@ -54,10 +56,10 @@ def listed(client: HatchetClient, metadata: dict[str, str], count: int, timeout:
 def test_trigger_status_details_and_list(backend: Backend) -> None:
     client = backend.client()
     metadata = {"test_tag": backend.tag, "colon": "a:b"}
-    run_id = client.trigger_run("demo-etl", {"n": 1}, metadata)
+    run_id = client.send(endpoints.trigger(TriggerRequest("demo-etl", {"n": 1}, metadata)))
 
     assert wait_terminal(client, run_id) is RunStatus.COMPLETED
-    details = client.get_run(run_id)
+    details = client.send(endpoints.run_details(run_id))
     assert details.id == run_id
     assert details.status is RunStatus.COMPLETED
     assert details.run.output == {"workflow": "demo-etl", "task": "run", "step": 0, "echo": {"n": 1}}
@@ -70,10 +72,10 @@ def test_trigger_status_details_and_list(backend: Backend) -> None:
 
 def test_a_multi_task_run_has_one_output_per_task(backend: Backend) -> None:
     client = backend.client()
-    run_id = client.trigger_run("demo-multi", {"n": 2}, {"test_tag": backend.tag})
+    run_id = client.send(endpoints.trigger(TriggerRequest("demo-multi", {"n": 2}, {"test_tag": backend.tag})))
 
     assert wait_terminal(client, run_id) is RunStatus.COMPLETED
-    outputs = client.get_run(run_id).task_outputs()
+    outputs = client.send(endpoints.run_details(run_id)).task_outputs()
     assert list(outputs) == ["extract", "transform", "load"]
     assert outputs == {
         task: {"workflow": "demo-multi", "task": task, "step": step, "echo": {"n": 2}}
@@ -83,10 +85,10 @@ def test_a_multi_task_run_has_one_output_per_task(backend: Backend) -> None:
 
 def test_a_failed_run_carries_the_task_error(backend: Backend) -> None:
     client = backend.client()
-    run_id = client.trigger_run("demo-fail", {}, {"test_tag": backend.tag})
+    run_id = client.send(endpoints.trigger(TriggerRequest("demo-fail", {}, {"test_tag": backend.tag})))
 
     assert wait_terminal(client, run_id) is RunStatus.FAILED
-    details = client.get_run(run_id)
+    details = client.send(endpoints.run_details(run_id))
     assert details.run.error_message is not None
     assert details.run.error_message.startswith("Exception: simulated failure in demo-fail:run")
     assert list(details.error_messages()) == ["run"]
@@ -94,47 +96,49 @@ def test_a_failed_run_carries_the_task_error(backend: Backend) -> None:
 
 def test_cancel_turns_a_hanging_run_cancelled(backend: Backend) -> None:
     client = backend.client()
-    run_id = client.trigger_run("demo-hang", {}, {"test_tag": backend.tag})
+    run_id = client.send(endpoints.trigger(TriggerRequest("demo-hang", {}, {"test_tag": backend.tag})))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if client.get_run_status(run_id) is RunStatus.RUNNING:
+            if client.send(endpoints.run_status(run_id)) is RunStatus.RUNNING:
                 break
         except HatchetNotFoundError:
             pass
         time.sleep(0.1)
-    running = client.get_run(run_id).run
+    running = client.send(endpoints.run_details(run_id)).run
     assert running.started_at is not None
     assert running.finished_at is None  # the server sends Go's zero time for a run that has not finished
 
-    assert client.cancel_runs([run_id]) == [run_id]
+    assert client.send(endpoints.cancel([run_id])) == [run_id]
     assert wait_terminal(client, run_id) is RunStatus.CANCELLED
-    assert client.get_run(run_id).run.finished_at is not None
+    assert client.send(endpoints.run_details(run_id)).run.finished_at is not None
 
 
 def test_list_filters_by_status_and_pages_in_order(backend: Backend) -> None:
     client = backend.client()
     metadata = {"test_tag": backend.tag}
-    ids = [client.trigger_run("demo-etl", {"i": i}, metadata) for i in range(7)]
+    ids = [client.send(endpoints.trigger(TriggerRequest("demo-etl", {"i": i}, metadata))) for i in range(7)]
     for run_id in ids:
         wait_terminal(client, run_id)
 
     since = datetime.now(timezone.utc) - SINCE_WINDOW
-    paged = list(client.iter_runs(since=since, page_size=3, additional_metadata=metadata))
+    paged = list(client.iter_rows(endpoints.runs(since=since, page_size=3, additional_metadata=metadata)))
     assert [row.id for row in paged] == ids[::-1]
-    completed = client.list_runs(since=since, additional_metadata=metadata, statuses=[RunStatus.COMPLETED])
+    completed = client.send(
+        endpoints.list_runs(since=since, additional_metadata=metadata, statuses=[RunStatus.COMPLETED])
+    )
     assert {row.id for row in completed.rows} == set(ids)
-    failed = client.list_runs(since=since, additional_metadata=metadata, statuses=[RunStatus.FAILED])
+    failed = client.send(endpoints.list_runs(since=since, additional_metadata=metadata, statuses=[RunStatus.FAILED]))
     assert failed.rows == []
 
 
 def test_workflow_lookup_is_exact_and_case_sensitive(backend: Backend) -> None:
     client = backend.client()
 
-    assert client.find_workflow("demo-etl") is not None
-    assert client.find_workflow("Demo-Etl") is None
-    assert client.find_workflow("demo-et") is None
-    names = {w.name for w in client.list_workflows("demo-").rows}
+    assert endpoints.exact_workflow(client.iter_rows(endpoints.workflows("demo-etl")), "demo-etl") is not None
+    assert endpoints.exact_workflow(client.iter_rows(endpoints.workflows("Demo-Etl")), "Demo-Etl") is None
+    assert endpoints.exact_workflow(client.iter_rows(endpoints.workflows("demo-et")), "demo-et") is None
+    names = {w.name for w in client.send(endpoints.list_workflows("demo-")).rows}
     assert {"demo-etl", "demo-fail", "airflowtest_demo-etl"} <= names
 
 
@@ -142,40 +146,43 @@ def test_an_unknown_run_is_not_found(backend: Backend) -> None:
     client = backend.client()
 
     with pytest.raises(HatchetNotFoundError):
-        client.get_run_status("00000000-0000-4000-8000-000000000000")
+        client.send(endpoints.run_status("00000000-0000-4000-8000-000000000000"))
     with pytest.raises(HatchetNotFoundError):
-        client.get_run("00000000-0000-4000-8000-000000000000")
+        client.send(endpoints.run_details("00000000-0000-4000-8000-000000000000"))
 
 
 def test_another_tenants_token_cannot_read_the_run(backend: Backend) -> None:
     client = backend.client()
-    run_id = client.trigger_run("demo-etl", {}, {"test_tag": backend.tag})
+    run_id = client.send(endpoints.trigger(TriggerRequest("demo-etl", {}, {"test_tag": backend.tag})))
     wait_terminal(client, run_id)
     foreign = backend.client(token=backend.foreign_token)
 
     with pytest.raises(HatchetAuthError):
-        foreign.get_run_status(run_id)
+        foreign.send(endpoints.run_status(run_id))
 
 
 async def test_the_async_client_covers_the_same_calls(backend: Backend) -> None:
     metadata = {"test_tag": backend.tag}
     async with AsyncHatchetClient(backend.config()) as client:
-        run_id = await client.trigger_run("demo-etl", {"a": 1}, metadata)
+        run_id = await client.send(endpoints.trigger(TriggerRequest("demo-etl", {"a": 1}, metadata)))
         deadline = time.monotonic() + 60
         status = RunStatus.QUEUED
         while time.monotonic() < deadline and not status.is_terminal:
             with contextlib.suppress(HatchetNotFoundError):
-                status = await client.get_run_status(run_id)
+                status = await client.send(endpoints.run_status(run_id))
             if not status.is_terminal:
                 await _sleep(0.1)
         assert status is RunStatus.COMPLETED
-        assert (await client.get_run(run_id)).run.output["echo"] == {"a": 1}
+        assert (await client.send(endpoints.run_details(run_id))).run.output["echo"] == {"a": 1}
         since = datetime.now(timezone.utc) - SINCE_WINDOW
-        assert [row.id async for row in client.iter_runs(since=since, additional_metadata=metadata)] == [run_id]
-        assert (await client.find_workflow("demo-multi")) is not None
-        hang = await client.trigger_run("demo-hang", {}, metadata)
+        assert [
+            row.id async for row in client.iter_rows(endpoints.runs(since=since, additional_metadata=metadata))
+        ] == [run_id]
+        workflows = [w async for w in client.iter_rows(endpoints.workflows("demo-multi"))]
+        assert endpoints.exact_workflow(workflows, "demo-multi") is not None
+        hang = await client.send(endpoints.trigger(TriggerRequest("demo-hang", {}, metadata)))
         await _sleep(RUN_VISIBILITY_WINDOW / 5)
-        assert await client.cancel_runs([hang]) == [hang]
+        assert await client.send(endpoints.cancel([hang])) == [hang]
 
 
 async def _sleep(seconds: float) -> None:
@@ -196,10 +203,10 @@ def test_hook_methods(backend: Backend, airflow_conn: Any) -> None:
     run_id = hook.run_workflow("demo-etl", {"x": 1}, {"test_tag": backend.tag, "n": 3}, priority=2)
     assert hook.run_url(run_id) == f"{backend.server_url}/tenants/{hook.config.tenant_id}/runs/{run_id}"
     assert wait_terminal(hook.client, run_id) is RunStatus.COMPLETED
-    details = hook.get_run(run_id)
+    details = hook.send(endpoints.run_details(run_id))
     assert details.run.output["workflow"] == "airflowtest_demo-etl"
     assert details.run.additional_metadata["n"] == "3"
-    assert hook.get_run_status(run_id) is RunStatus.COMPLETED
+    assert hook.send(endpoints.run_status(run_id)) is RunStatus.COMPLETED
     hang = hook.run_workflow("demo-hang", {}, {"test_tag": backend.tag})
     assert hook.cancel_runs([hang]) == [hang]
     assert wait_terminal(hook.client, hang) is RunStatus.CANCELLED
@@ -224,8 +231,13 @@ def test_connection_reports_a_good_token_a_bad_one_and_a_foreign_tenant(backend:
 
     # The foreign tenant's token, used for the default tenant: the token's tenant does not match the path's.
     default_tenant = backend.config().tenant_id
-    airflow_conn("hatchet_foreign", conn_type="hatchet", host=backend.server_url, password=backend.foreign_token,
-                 extra={"tenant_id": default_tenant})
+    airflow_conn(
+        "hatchet_foreign",
+        conn_type="hatchet",
+        host=backend.server_url,
+        password=backend.foreign_token,
+        extra={"tenant_id": default_tenant},
+    )
     ok, message = HatchetHook("hatchet_foreign").test_connection()
     assert not ok
     assert "does not belong to the tenant" in message
@@ -234,12 +246,12 @@ def test_connection_reports_a_good_token_a_bad_one_and_a_foreign_tenant(backend:
 def test_an_idempotency_key_collision_is_a_500_that_says_it_may_be_one(backend: Backend) -> None:
     client = backend.client()
     metadata = {"test_tag": backend.tag}
-    held = client.trigger_run("demo-idempotent", {"key": backend.tag}, metadata)
+    held = client.send(endpoints.trigger(TriggerRequest("demo-idempotent", {"key": backend.tag}, metadata)))
 
     with pytest.raises(HatchetServerError, match="idempotency key is already held by another run") as err:
-        client.trigger_run("demo-idempotent", {"key": backend.tag}, metadata)
+        client.send(endpoints.trigger(TriggerRequest("demo-idempotent", {"key": backend.tag}, metadata)))
     assert err.value.status_code == 500
-    other = client.trigger_run("demo-idempotent", {"key": f"{backend.tag}-other"}, metadata)
+    other = client.send(endpoints.trigger(TriggerRequest("demo-idempotent", {"key": f"{backend.tag}-other"}, metadata)))
     assert {row.id for row in listed(client, metadata, 2)} == {held, other}
 
 
@@ -255,13 +267,13 @@ async def test_hook_async_methods(backend: Backend, airflow_conn: Any) -> None:
     status = RunStatus.QUEUED
     while status is not RunStatus.RUNNING and time.monotonic() < deadline:
         with contextlib.suppress(HatchetNotFoundError):
-            status = await hook.aget_run_status(run_id)
+            status = await hook.asend(endpoints.run_status(run_id))
         await asyncio.sleep(0.1)
 
     assert status is RunStatus.RUNNING
-    assert (await hook.aget_run(run_id)).status is RunStatus.RUNNING
-    assert await hook.acancel_runs([run_id]) == [run_id]
+    assert (await hook.asend(endpoints.run_details(run_id))).status is RunStatus.RUNNING
+    assert await hook.asend(endpoints.cancel([run_id])) == [run_id]
     assert wait_terminal(hook.client, run_id) is RunStatus.CANCELLED
-    assert (await hook.aget_run(run_id)).status is RunStatus.CANCELLED
+    assert (await hook.asend(endpoints.run_details(run_id))).status is RunStatus.CANCELLED
     await HatchetHook.aclose_loop_clients()
     hook.close()

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from airflow_provider_hatchet._identity import EVENT_INDEX_KEY, TI_KEY, TRY_KEY
-from airflow_provider_hatchet.client import TriggerRequest
+from airflow_provider_hatchet.client import TriggerRequest, endpoints
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.events import check_events
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
@@ -105,7 +105,7 @@ def test_a_push_retry_through_airflow_pushes_nothing_and_waits_on_the_first_run(
     since = datetime.now(timezone.utc) - timedelta(hours=1)
     pushed = hook.find_events({"test_tag": backend.tag}, since=since)
     assert [e.id for e in pushed] == [event_id]
-    runs = [r for r in hook.iter_runs(since=since, additional_metadata={"test_tag": backend.tag})
+    runs = [r for r in hook.iter_rows(endpoints.runs(since=since, additional_metadata={"test_tag": backend.tag}))
             if r.has_metadata({"test_tag": backend.tag})]
     assert [r.id for r in runs] == xcom_value(dag_run, "t", "run_ids")
     assert [o["run"]["echo"] for o in xcom_value(dag_run, "t", "output")] == [{"tag": backend.tag}]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hatchet.client import ClientConfig, HatchetClient
+from airflow_provider_hatchet.client import ClientConfig, HatchetClient, endpoints
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.client.errors import (
     HatchetAlreadyExistsError,
@@ -43,7 +43,7 @@ def batch_rows(client: HatchetClient, metadata: dict[str, str], expected: int, t
     deadline = time.monotonic() + timeout
 
     def distinct() -> list[Any]:
-        rows = client.iter_runs(since=since, page_size=500, additional_metadata=metadata)
+        rows = client.iter_rows(endpoints.runs(since=since, page_size=500, additional_metadata=metadata))
         return list({row.id: row for row in rows}.values())
 
     while len(distinct()) < expected and time.monotonic() < deadline:
@@ -78,7 +78,7 @@ def test_bad_requests_tokens_and_unknown_workflows(backend: Backend, grpc_addres
     [phantom] = bulk(config, [trigger_request(f"no-such-{backend.tag}", {}, None, None)])
     time.sleep(2.0)
     with pytest.raises(HatchetNotFoundError):
-        backend.client().get_run_status(phantom)
+        backend.client().send(endpoints.run_status(phantom))
 
 
 def test_an_idempotency_collision_names_the_holder_and_creates_the_other_runs(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_hatchet.client import endpoints
 from tests.airflow_helpers import xcom_value
 from tests.real.conftest import Backend
 
@@ -37,12 +38,14 @@ def test_the_parent_job_ids_and_the_traceparent_round_trip_and_the_run_is_found_
     assert dag_run.state == "success"
     run_id = xcom_value(dag_run, "t")
     client = backend.client()
-    metadata = client.get_run(run_id).run.additional_metadata
+    metadata = client.send(endpoints.run_details(run_id)).run.additional_metadata
     assert metadata["traceparent"] == TRACEPARENT
     assert metadata["openlineage_parent_job_name"] == "real_lineage.t"
     assert metadata["openlineage_root_parent_job_name"] == "real_lineage"
     assert uuid.UUID(metadata["openlineage_parent_run_id"]) != uuid.UUID(metadata["openlineage_root_parent_run_id"])
     assert metadata["openlineage_parent_job_namespace"] == metadata["openlineage_root_parent_job_namespace"]
     mine = {"airflow_ti": f"real_lineage|{dag_run.run_id}|t|-1"}
-    found = client.iter_runs(since=datetime.now(timezone.utc) - timedelta(minutes=30), additional_metadata=mine)
+    found = client.iter_rows(
+        endpoints.runs(since=datetime.now(timezone.utc) - timedelta(minutes=30), additional_metadata=mine)
+    )
     assert [run.id for run in found if run.has_metadata(mine)] == [run_id]

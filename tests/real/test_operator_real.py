@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hatchet.client import HatchetClient, RunStatus
+from airflow_provider_hatchet.client import HatchetClient, RunStatus, endpoints
 from airflow_provider_hatchet.client.models import RunSummary
 from tests.airflow_helpers import task_state, xcom_value
 from tests.real.conftest import Backend
@@ -39,8 +39,8 @@ def operator(**kwargs: Any) -> Any:
 def runs_of(client: HatchetClient, metadata: dict[str, str]) -> list[RunSummary]:
     """The runs carrying ``metadata``, newest first, after the read lag has passed."""
     time.sleep(1.0)
-    return list(client.iter_runs(since=datetime.now(timezone.utc) - timedelta(minutes=30),
-                                 additional_metadata=metadata))
+    return list(client.iter_rows(endpoints.runs(since=datetime.now(timezone.utc) - timedelta(minutes=30),
+                                 additional_metadata=metadata)))
 
 
 def priority_in_hatchet(backend: Backend, run_id: str) -> int:
@@ -64,7 +64,7 @@ def test_namespace_metadata_and_priority_reach_hatchet(backend: Backend, airflow
 
     assert dag_run.state == "success"
     run_id = xcom_value(dag_run, "t")
-    details = backend.client().get_run(run_id)
+    details = backend.client().send(endpoints.run_details(run_id))
     assert details.run.output["workflow"] == "airflowtest_demo-etl"
     assert details.run.output["echo"] == {"day": dag_run.logical_date.strftime("%Y-%m-%d")}
     metadata = details.run.additional_metadata
@@ -201,14 +201,14 @@ def test_a_retry_after_the_task_process_is_killed_re_attaches_to_its_run(
     deadline = time.monotonic() + 120
     created: list[RunSummary] = []
     while not created and time.monotonic() < deadline and first.poll() is None:
-        created = list(client.iter_runs(since=when - timedelta(minutes=1),
-                                        additional_metadata={"test_tag": backend.tag}))
+        created = list(client.iter_rows(endpoints.runs(since=when - timedelta(minutes=1),
+                                        additional_metadata={"test_tag": backend.tag})))
         time.sleep(0.2)
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert len(created) == 1, "the first try should have triggered exactly one run before it was killed"
     [run] = created
-    assert client.get_run_status(run.id) in (RunStatus.QUEUED, RunStatus.RUNNING)
+    assert client.send(endpoints.run_status(run.id)) in (RunStatus.QUEUED, RunStatus.RUNNING)
 
     dag_run, ti = run_next_try(dag, "t")
 

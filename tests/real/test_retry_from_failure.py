@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hatchet.client import RunStatus
+from airflow_provider_hatchet.client import RunStatus, TriggerRequest, endpoints
 from tests.airflow_helpers import task_state, xcom_value
 from tests.real.conftest import Backend
 from tests.real.test_operator_real import make_dag, operator
@@ -22,7 +22,7 @@ OUTPUT_TASKS = {"demo-etl": {"run"}, "demo-multi": {"extract", "transform", "loa
 def runs_tagged(backend: Backend, tag: str) -> list[Any]:
     time.sleep(1.0)  # past the list's read lag
     since = datetime.now(timezone.utc) - timedelta(minutes=30)
-    return list(backend.client().iter_runs(since=since, additional_metadata={"test_tag": tag}))
+    return list(backend.client().iter_rows(endpoints.runs(since=since, additional_metadata={"test_tag": tag})))
 
 
 def settled_before_retry(backend: Backend, tag: str) -> Any:
@@ -56,7 +56,7 @@ def test_a_retry_replays_the_failed_run_in_place(
     [only] = runs_tagged(backend, backend.tag)
     assert xcom_value(dag_run, "t") == only.id
     assert only.status is RunStatus.COMPLETED
-    details = backend.client().get_run(only.id)
+    details = backend.client().send(endpoints.run_details(only.id))
     assert details.retry_count() == 1
     assert set(xcom_value(dag_run, "t", "output")) == OUTPUT_TASKS[workflow]
     text = logs()
@@ -77,7 +77,7 @@ def test_a_run_that_fails_again_is_replayed_not_triggered_anew(
     assert task_state(dag_run, "t") == "failed"
     [only] = runs_tagged(backend, backend.tag)
     assert only.status is RunStatus.FAILED
-    assert backend.client().get_run(only.id).retry_count() == 1
+    assert backend.client().send(endpoints.run_details(only.id)).retry_count() == 1
     text = logs()
     assert f"Replaying the failed run {only.id} in place" in text
     assert "input differs" not in text
@@ -111,19 +111,32 @@ def test_a_bulk_retry_replays_the_failed_items_and_triggers_the_missing_ones(
     backend.connect(airflow_conn)
     tag = backend.tag
     # Item 2's first try collides with this run's idempotency key, so that try creates no run for it.
-    backend.client().trigger_run("demo-idempotent", {"key": f"{tag}-1"}, {"test_tag": f"holder-{tag}"})
+    backend.client().send(
+        endpoints.trigger(TriggerRequest("demo-idempotent", {"key": f"{tag}-1"}, {"test_tag": f"holder-{tag}"}))
+    )
     mine = {"additional_metadata": {"test_tag": tag}}
     with make_dag(f"bulk_replay_{int(deferrable)}") as dag:
         HatchetRunWorkflowsOperator(
-            task_id="t", transport="rest", wait_for_completion=True, deferrable=deferrable, poll_interval=0.2,
-            retry_from_failure=True, retries=1, retry_delay=timedelta(seconds=0),
-            pre_execute=settled_before_retry(backend, tag), workflow_runs=[
+            task_id="t",
+            transport="rest",
+            wait_for_completion=True,
+            deferrable=deferrable,
+            poll_interval=0.2,
+            retry_from_failure=True,
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+            pre_execute=settled_before_retry(backend, tag),
+            workflow_runs=[
                 {"workflow_name": "demo-etl", "input": {"i": 0}, "options": mine},
                 {"workflow_name": "demo-multi", "input": {"i": 1, **FAIL_ONCE}, "options": mine},
-                {"workflow_name": "demo-idempotent", "input": {"key": f"{tag}-{{{{ ti.try_number }}}}"},
-                 "options": mine},
+                {
+                    "workflow_name": "demo-idempotent",
+                    "input": {"key": f"{tag}-{{{{ ti.try_number }}}}"},
+                    "options": mine,
+                },
                 {"workflow_name": "demo-etl", "input": {"i": 3, **FAIL_ONCE}, "options": mine},
-            ])
+            ],
+        )
     dag_run = dag_runner(dag)
 
     assert task_state(dag_run, "t") == "success"
@@ -135,7 +148,12 @@ def test_a_bulk_retry_replays_the_failed_items_and_triggers_the_missing_ones(
     # Item 0 kept its run, items 1 (three tasks) and 3 (one task) were replayed in place, item 2 was triggered by
     # the retry.
     assert [by_index[i].additional_metadata["airflow_try_number"] for i in range(4)] == ["1", "1", "2", "1"]
-    assert [backend.client().get_run(by_index[i].id).retry_count() for i in range(4)] == [0, 1, 0, 1]
+    assert [backend.client().send(endpoints.run_details(by_index[i].id)).retry_count() for i in range(4)] == [
+        0,
+        1,
+        0,
+        1,
+    ]
     text = logs()
     assert "Replaying 2 failed run(s) of the batch in place" in text
     assert "its input changed" not in text

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hatchet.client import RunStatus
+from airflow_provider_hatchet.client import RunStatus, TriggerRequest, endpoints
 from airflow_provider_hatchet.client.errors import HatchetValidationError
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from tests.airflow_helpers import task_state, xcom_value
@@ -41,19 +41,23 @@ def test_the_cancel_operator_cancels_only_the_runs_matching_every_pair(
 
     backend.connect(airflow_conn)
     client = backend.client()
-    mine = [client.trigger_run("demo-hang", {}, {"test_tag": backend.tag, "group": "a"}) for _ in range(2)]
-    other = client.trigger_run("demo-hang", {}, {"test_tag": backend.tag, "group": "b"})
+    mine = [
+        client.send(endpoints.trigger(TriggerRequest("demo-hang", {}, {"test_tag": backend.tag, "group": "a"})))
+        for _ in range(2)
+    ]
+    other = client.send(endpoints.trigger(TriggerRequest("demo-hang", {}, {"test_tag": backend.tag, "group": "b"})))
     hook = HatchetHook()
     until_listed(hook, {"since": since(), "additional_metadata": {"test_tag": backend.tag}}, 3)
     with make_dag("cancel_by_filter") as dag:
-        HatchetCancelRunsOperator(task_id="t", statuses=["QUEUED", "RUNNING"],
-                                  additional_metadata={"test_tag": backend.tag, "group": "a"})
+        HatchetCancelRunsOperator(
+            task_id="t", statuses=["QUEUED", "RUNNING"], additional_metadata={"test_tag": backend.tag, "group": "a"}
+        )
     dag_run = dag_runner(dag)
 
     assert task_state(dag_run, "t") == "success"
     assert sorted(xcom_value(dag_run, "t")) == sorted(mine)
     assert [wait_terminal(client, run_id) for run_id in mine] == [RunStatus.CANCELLED] * 2
-    assert client.get_run_status(other) in (RunStatus.QUEUED, RunStatus.RUNNING)
+    assert client.send(endpoints.run_status(other)) in (RunStatus.QUEUED, RunStatus.RUNNING)
     assert hook.cancel_runs([other]) == [other]
     assert wait_terminal(client, other) is RunStatus.CANCELLED
 
@@ -65,23 +69,27 @@ def test_the_replay_operator_replays_the_failed_runs_in_place(
 
     backend.connect(airflow_conn)
     client = backend.client()
-    failing = [client.trigger_run("demo-etl", FAIL_ONCE, {"test_tag": backend.tag}) for _ in range(2)]
-    passing = client.trigger_run("demo-etl", {}, {"test_tag": backend.tag})
+    failing = [
+        client.send(endpoints.trigger(TriggerRequest("demo-etl", FAIL_ONCE, {"test_tag": backend.tag})))
+        for _ in range(2)
+    ]
+    passing = client.send(endpoints.trigger(TriggerRequest("demo-etl", {}, {"test_tag": backend.tag})))
     assert [wait_terminal(client, r) for r in (*failing, passing)] == [RunStatus.FAILED] * 2 + [RunStatus.COMPLETED]
     hook = HatchetHook()
     until_listed(hook, {"since": since(), "statuses": ["FAILED"], "additional_metadata": {"test_tag": backend.tag}}, 2)
     with make_dag("replay_by_filter") as dag:
-        HatchetReplayRunsOperator(task_id="t", statuses="FAILED", workflow_names=["demo-etl"],
-                                  additional_metadata={"test_tag": backend.tag})
+        HatchetReplayRunsOperator(
+            task_id="t", statuses="FAILED", workflow_names=["demo-etl"], additional_metadata={"test_tag": backend.tag}
+        )
     dag_run = dag_runner(dag)
 
     assert task_state(dag_run, "t") == "success"
     assert sorted(xcom_value(dag_run, "t")) == sorted(failing)
     deadline = time.monotonic() + 60
-    while any(client.get_run(r).retry_count() < 1 for r in failing) and time.monotonic() < deadline:
+    while any(client.send(endpoints.run_details(r)).retry_count() < 1 for r in failing) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert [wait_terminal(client, r) for r in failing] == [RunStatus.COMPLETED] * 2
-    assert [client.get_run(r).retry_count() for r in (*failing, passing)] == [1, 1, 0]
+    assert [client.send(endpoints.run_details(r)).retry_count() for r in (*failing, passing)] == [1, 1, 0]
     time.sleep(1.0)
     assert len(hook.list_runs({"since": since(), "additional_metadata": {"test_tag": backend.tag}})) == 3
 
@@ -89,8 +97,12 @@ def test_the_replay_operator_replays_the_failed_runs_in_place(
 def test_runs_are_listed_by_idempotency_key(backend: Backend, airflow_conn: Any) -> None:
     backend.connect(airflow_conn)
     client = backend.client()
-    held = client.trigger_run("demo-idempotent", {"key": backend.tag}, {"test_tag": backend.tag})
-    client.trigger_run("demo-idempotent", {"key": f"{backend.tag}-other"}, {"test_tag": backend.tag})
+    held = client.send(
+        endpoints.trigger(TriggerRequest("demo-idempotent", {"key": backend.tag}, {"test_tag": backend.tag}))
+    )
+    client.send(
+        endpoints.trigger(TriggerRequest("demo-idempotent", {"key": f"{backend.tag}-other"}, {"test_tag": backend.tag}))
+    )
     rows = until_listed(HatchetHook(), {"since": since(), "idempotency_keys": [backend.tag]}, 1)
     assert [row.id for row in rows] == [held]
 
@@ -104,9 +116,18 @@ def test_runs_are_listed_by_the_event_that_triggered_them(
     async def push() -> list[str]:
         try:
             return await hook.apush_events(
-                [{"key": EVENT_KEY, "payload": {"i": i}, "additional_metadata": {"test_tag": backend.tag},
-                  "priority": None, "scope": None}
-                 for i in range(2)], {})
+                [
+                    {
+                        "key": EVENT_KEY,
+                        "payload": {"i": i},
+                        "additional_metadata": {"test_tag": backend.tag},
+                        "priority": None,
+                        "scope": None,
+                    }
+                    for i in range(2)
+                ],
+                {},
+            )
         finally:
             await HatchetHook.aclose_loop_clients()
 
@@ -116,16 +137,19 @@ def test_runs_are_listed_by_the_event_that_triggered_them(
     assert rows[0].additional_metadata["hatchet__event_id"] == first != second
 
 
-@pytest.mark.parametrize(("arguments", "field"), [
-    ({}, "run_ids"),
-    ({"run_ids": ["00000000-0000-4000-8000-000000000001"], "statuses": ["FAILED"]}, "filter"),
-    ({"since": "2026-01-01T00:00:00Z", "statuses": []}, "statuses"),
-    ({"since": "2026-01-01T00:00:00Z", "statuses": ["BROKEN"]}, "statuses"),
-    ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
-    ({"since": "yesterday"}, "since"),
-    ({"statuses": ["FAILED"]}, "since"),
-    ({"run_ids": ["not-a-uuid"]}, "run_ids"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({}, "run_ids"),
+        ({"run_ids": ["00000000-0000-4000-8000-000000000001"], "statuses": ["FAILED"]}, "filter"),
+        ({"since": "2026-01-01T00:00:00Z", "statuses": []}, "statuses"),
+        ({"since": "2026-01-01T00:00:00Z", "statuses": ["BROKEN"]}, "statuses"),
+        ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
+        ({"since": "yesterday"}, "since"),
+        ({"statuses": ["FAILED"]}, "since"),
+        ({"run_ids": ["not-a-uuid"]}, "run_ids"),
+    ],
+)
 def test_bad_selections_are_refused_naming_the_field_before_anything_is_sent(
     backend: Backend, airflow_conn: Any, arguments: dict[str, Any], field: str
 ) -> None:
@@ -142,12 +166,15 @@ def test_bad_selections_are_refused_naming_the_field_before_anything_is_sent(
         assert not [r for r in backend.sim.requests if r.path.endswith(("/cancel", "/replay", "/workflow-runs"))]
 
 
-@pytest.mark.parametrize(("arguments", "field"), [
-    ({}, "run_ids"),
-    ({"run_ids": ["00000000-0000-4000-8000-000000000001"], "statuses": ["FAILED"]}, "run_ids"),
-    ({"statuses": []}, "statuses"),
-    ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({}, "run_ids"),
+        ({"run_ids": ["00000000-0000-4000-8000-000000000001"], "statuses": ["FAILED"]}, "run_ids"),
+        ({"statuses": []}, "statuses"),
+        ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
+    ],
+)
 def test_the_operators_refuse_a_bad_selection_when_the_dag_is_parsed(arguments: dict[str, Any], field: str) -> None:
     from airflow_provider_hatchet.operators.hatchet import HatchetCancelRunsOperator, HatchetReplayRunsOperator
 
@@ -165,7 +192,7 @@ def wait_replayed(client: Any, run_id: str, timeout: float = 60) -> RunStatus:
     past the FAILED it reads between its tasks (docs/hatchet-behaviour.md)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        details = client.get_run(run_id)
+        details = client.send(endpoints.run_details(run_id))
         if details.retry_count() >= 1 and details.status.is_terminal and not details.replay_in_progress():
             return details.status
         time.sleep(0.1)
@@ -183,9 +210,9 @@ def test_cancel_and_replay_by_ids_leave_out_the_runs_the_tenant_lacks(
     backend.connect(airflow_conn)
     airflow_conn("hatchet_foreign", conn_type="hatchet", host=backend.server_url, password=backend.foreign_token)
     client = backend.client()
-    hang = client.trigger_run("demo-hang", {}, {"test_tag": backend.tag})
-    failed = client.trigger_run("demo-etl", FAIL_ONCE, {"test_tag": backend.tag})
-    dag = client.trigger_run("demo-multi", FAIL_ONCE, {"test_tag": backend.tag})
+    hang = client.send(endpoints.trigger(TriggerRequest("demo-hang", {}, {"test_tag": backend.tag})))
+    failed = client.send(endpoints.trigger(TriggerRequest("demo-etl", FAIL_ONCE, {"test_tag": backend.tag})))
+    dag = client.send(endpoints.trigger(TriggerRequest("demo-multi", FAIL_ONCE, {"test_tag": backend.tag})))
     assert [wait_terminal(client, r) for r in (failed, dag)] == [RunStatus.FAILED] * 2
     hook, foreign = HatchetHook(), HatchetHook("hatchet_foreign")
     try:
@@ -193,11 +220,11 @@ def test_cancel_and_replay_by_ids_leave_out_the_runs_the_tenant_lacks(
         assert foreign.replay_runs([failed]) == []
         assert hook.replay_runs([failed, UNKNOWN, dag]) == [failed, dag]
         assert [wait_replayed(client, r) for r in (failed, dag)] == [RunStatus.COMPLETED] * 2
-        assert client.get_run_status(hang) is RunStatus.RUNNING  # the other tenant's cancel did nothing
+        assert client.send(endpoints.run_status(hang)) is RunStatus.RUNNING  # the other tenant's cancel did nothing
         assert hook.cancel_runs([hang, UNKNOWN]) == [hang]
         assert wait_terminal(client, hang) is RunStatus.CANCELLED
     finally:
-        client.cancel_runs([hang])  # never leave a hanging run holding a worker slot
+        client.send(endpoints.cancel([hang]))  # never leave a hanging run holding a worker slot
 
 
 def test_a_replay_by_filter_leaves_completed_runs_alone_and_max_runs_caps_it(
@@ -205,8 +232,8 @@ def test_a_replay_by_filter_leaves_completed_runs_alone_and_max_runs_caps_it(
 ) -> None:
     backend.connect(airflow_conn)
     client = backend.client()
-    failed = client.trigger_run("demo-etl", FAIL_ONCE, {"test_tag": backend.tag})
-    completed = client.trigger_run("demo-etl", {}, {"test_tag": backend.tag})
+    failed = client.send(endpoints.trigger(TriggerRequest("demo-etl", FAIL_ONCE, {"test_tag": backend.tag})))
+    completed = client.send(endpoints.trigger(TriggerRequest("demo-etl", {}, {"test_tag": backend.tag})))
     assert [wait_terminal(client, r) for r in (failed, completed)] == [RunStatus.FAILED, RunStatus.COMPLETED]
     hook = HatchetHook()
     mine = {"since": since(), "additional_metadata": {"test_tag": backend.tag}}
@@ -216,9 +243,9 @@ def test_a_replay_by_filter_leaves_completed_runs_alone_and_max_runs_caps_it(
         hook.replay_runs(filter={**mine, "statuses": ["FAILED", "COMPLETED"]}, max_runs=1)
     assert "selects 2 runs, more than max_runs=1" in raised.value.problem
     assert hook.replay_runs(filter=mine, dry_run=True) == [failed]
-    assert client.get_run(failed).retry_count() == 0
+    assert client.send(endpoints.run_details(failed)).retry_count() == 0
     assert hook.replay_runs(filter=mine) == [failed]
 
     assert wait_replayed(client, failed) is RunStatus.COMPLETED
-    assert client.get_run(failed).retry_count() == 1
-    assert client.get_run(completed).retry_count() == 0
+    assert client.send(endpoints.run_details(failed)).retry_count() == 1
+    assert client.send(endpoints.run_details(completed)).retry_count() == 0

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_hatchet._identity import TI_KEY
-from airflow_provider_hatchet.client import AsyncHatchetClient, waiter
+from airflow_provider_hatchet.client import AsyncHatchetClient, TriggerRequest, endpoints, waiter
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.client.waiter import WaitState
@@ -208,11 +208,17 @@ def test_a_round_costs_one_list_when_some_runs_are_not_in_the_batch(backend: Bac
     ``num_pages``): a round must not take that for more rows when runs it waits on are missing from the list."""
     client = backend.client()
     batch_key = f"sensor_faults|{backend.tag}"
-    in_batch = [client.trigger_run("demo-etl", {}, {"airflow_ti": batch_key, "test_tag": backend.tag})
-                for _ in range(3)]
-    outside = [client.trigger_run("demo-etl", {}, {"test_tag": backend.tag}) for _ in range(2)]
+    in_batch = [
+        client.send(
+            endpoints.trigger(TriggerRequest("demo-etl", {}, {"airflow_ti": batch_key, "test_tag": backend.tag}))
+        )
+        for _ in range(3)
+    ]
+    outside = [
+        client.send(endpoints.trigger(TriggerRequest("demo-etl", {}, {"test_tag": backend.tag}))) for _ in range(2)
+    ]
     since, deadline = datetime.now(timezone.utc) - timedelta(minutes=10), time.monotonic() + 30
-    while len(list(client.iter_runs(since=since, additional_metadata={"test_tag": backend.tag}))) < 5:
+    while len(list(client.iter_rows(endpoints.runs(since=since, additional_metadata={"test_tag": backend.tag})))) < 5:
         assert time.monotonic() < deadline, "the five runs were not listed in 30 s"
         time.sleep(0.2)
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from airflow_provider_hatchet.client import TriggerRequest, endpoints
+
 STATE = Path(__file__).resolve().parents[2] / "build" / "hatchet" / "state.json"
 
 pytestmark = [
@@ -68,7 +70,7 @@ def test_each_rest_trigger_leaves_a_grpc_connection_open_in_the_api(real_hatchet
     before = grpc_connections(api_pid, grpc_port)
     with HatchetClient(config) as client:
         for i in range(20):
-            client.trigger_run("demo-etl", {"i": i}, {"test_tag": "grpc-connections"})
+            client.send(endpoints.trigger(TriggerRequest("demo-etl", {"i": i}, {"test_tag": "grpc-connections"})))
     after = grpc_connections(api_pid, grpc_port)
 
     assert after - before >= 20, (before, after)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_hatchet._identity import TI_KEY
-from airflow_provider_hatchet.client import AsyncHatchetClient, RunPage, paging, waiter
+from airflow_provider_hatchet.client import AsyncHatchetClient, TriggerRequest, endpoints, paging, waiter
 from airflow_provider_hatchet.client.errors import HatchetError
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.client.waiter import WaitState
@@ -38,22 +38,24 @@ class ListLog:
     failures: int = 0
 
     def watch(self, client: AsyncHatchetClient) -> None:
-        """Record the client's list calls (the waiter's scans go through ``list_runs``).
+        """Record the client's list calls (the waiter's scans send ``endpoints.list_runs``).
 
         :param client: the client the waiter uses.
         """
-        list_runs = client.list_runs
+        send = client.send
 
-        async def logged(**kwargs: Any) -> RunPage:
+        async def logged(call: endpoints.Call[Any]) -> Any:
+            if call_name(call) != "list_runs":
+                return await send(call)
             try:
-                page = await list_runs(**kwargs)
+                page = await send(call)
             except HatchetError:
                 self.failures += 1
                 raise
-            self.pages.append((int(kwargs.get("offset", 0)), [row.id for row in page.rows]))
+            self.pages.append((int(dict(call.params or ()).get("offset", 0)), [row.id for row in page.rows]))
             return page
 
-        client.list_runs = logged  # type: ignore[method-assign]
+        client.send = logged  # type: ignore[method-assign]
 
     def scans(self, since: int = 0) -> list[list[list[str]]]:
         """The pages logged from index ``since`` on, grouped by scan (a scan starts at offset 0)."""
@@ -65,24 +67,46 @@ class ListLog:
         return grouped
 
 
+def call_name(call: endpoints.Call[Any]) -> str:
+    """The waiter's reads by name: ``list_runs``, ``get_run`` (details) or ``get_run_status``."""
+    names = {"GET /api/v1/stable/tenants/{tenant}/workflow-runs": "list_runs",
+             "GET /api/v1/stable/workflow-runs/{id}": "get_run",
+             "GET /api/v1/stable/workflow-runs/{id}/status": "get_run_status"}
+    return names.get(call.endpoint, call.endpoint)
+
+
 def keep_creating(backend: Backend, stop: threading.Event, created: list[str]) -> None:
     """Trigger a short run every 0.2 s until stopped: rows the waiter's lists must page past."""
     client = backend.client()
     while not stop.is_set():
-        created.append(client.trigger_run("demo-etl", {"__sim__": {"duration": 0.2}}, {"test_tag": backend.tag}))
+        created.append(
+            client.send(
+                endpoints.trigger(TriggerRequest("demo-etl", {"__sim__": {"duration": 0.2}}, {"test_tag": backend.tag}))
+            )
+        )
         stop.wait(0.2)
 
 
 def test_no_finish_is_missed_while_runs_finish_and_start_during_list_scans(
-    backend: Backend, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+    backend: Backend,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
     record_property: Callable[[str, object], None],
 ) -> None:
     monkeypatch.setattr(paging, "RUN_PAGE_SIZE", PAGE_SIZE)
     if backend.sim is not None:
         backend.sim.visibility_delay = 0.3  # a lagging server: new runs are unreadable for a moment
     client = backend.client()
-    ids = [client.trigger_run("demo-etl", {"i": i, "__sim__": {"duration": 0.5 + (i * 7 % RUNS) * 0.1}},
-                              {"test_tag": backend.tag}) for i in range(RUNS)]
+    ids = [
+        client.send(
+            endpoints.trigger(
+                TriggerRequest(
+                    "demo-etl", {"i": i, "__sim__": {"duration": 0.5 + (i * 7 % RUNS) * 0.1}}, {"test_tag": backend.tag}
+                )
+            )
+        )
+        for i in range(RUNS)
+    ]
     stop, noise = threading.Event(), []
     creator = threading.Thread(target=keep_creating, args=(backend, stop, noise), daemon=True)
     creator.start()
@@ -123,8 +147,15 @@ def test_no_finish_is_missed_while_runs_finish_and_start_during_list_scans(
     # Lists did the work, over several pages, while other runs were being created.
     assert max(pages_per_scan) > 1
     assert len(noise) > 5
-    figures = {"backend": backend.kind, "rounds": rounds, "scans": len(scans), "pages_per_scan": pages_per_scan,
-               "rows_seen_twice": duplicates, "failed_lists": log.failures, "runs_created_meanwhile": len(noise)}
+    figures = {
+        "backend": backend.kind,
+        "rounds": rounds,
+        "scans": len(scans),
+        "pages_per_scan": pages_per_scan,
+        "rows_seen_twice": duplicates,
+        "failed_lists": log.failures,
+        "runs_created_meanwhile": len(noise),
+    }
     for key, value in figures.items():
         record_property(key, value)
     with capfd.disabled():
@@ -133,7 +164,7 @@ def test_no_finish_is_missed_while_runs_finish_and_start_during_list_scans(
 
 def _finished(client: Any, run_id: str) -> bool:
     try:
-        return bool(client.get_run_status(run_id).is_terminal)
+        return bool(client.send(endpoints.run_status(run_id)).is_terminal)
     except HatchetError:
         return False
 
@@ -142,9 +173,18 @@ def test_a_round_costs_one_list_for_thirty_unrelated_runs(backend: Backend) -> N
     """Runs that share no batch key: the first run's details, one list to learn when the runs were created, then
     one list per round whatever the number of unfinished runs, and the outputs from those lists."""
     client = backend.client()
-    ids = [client.trigger_run("demo-etl", {"i": i, "__sim__": {"duration": 2.0 + 0.1 * i}},
-                              {"airflow_ti": f"wait_cost|{backend.tag}|{i}", "test_tag": backend.tag})
-           for i in range(30)]
+    ids = [
+        client.send(
+            endpoints.trigger(
+                TriggerRequest(
+                    "demo-etl",
+                    {"i": i, "__sim__": {"duration": 2.0 + 0.1 * i}},
+                    {"airflow_ti": f"wait_cost|{backend.tag}|{i}", "test_tag": backend.tag},
+                )
+            )
+        )
+        for i in range(30)
+    ]
     state = WaitState(tuple(ids), batch_field=TI_KEY)
     rounds: list[dict[str, int]] = []
     pending: list[int] = []
@@ -152,14 +192,14 @@ def test_a_round_costs_one_list_for_thirty_unrelated_runs(backend: Backend) -> N
     async def wait() -> WaitEvent:
         async with AsyncHatchetClient(backend.config()) as waiting:
             calls: dict[str, int] = {}
-            for name in ("list_runs", "get_run", "get_run_status"):
-                original = getattr(waiting, name)
+            send = waiting.send
 
-                def counted(*args: Any, _call: Any = original, _name: str = name, **kwargs: Any) -> Any:
-                    calls[_name] = calls.get(_name, 0) + 1
-                    return _call(*args, **kwargs)
+            def counted(call: endpoints.Call[Any]) -> Any:
+                name = call_name(call)
+                calls[name] = calls.get(name, 0) + 1
+                return send(call)
 
-                setattr(waiting, name, counted)
+            waiting.send = counted  # type: ignore[method-assign]
             while True:
                 calls.clear()
                 pending.append(len(state.pending()))

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from airflow_provider_hatchet._compat import AIRFLOW_V_3_3_PLUS
+from airflow_provider_hatchet.client import endpoints, scheduling
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.triggers.hatchet import HatchetEventTrigger, HatchetWorkflowRunEventTrigger
 from tests.airflow_helpers import task_state, xcom_value
@@ -123,9 +124,9 @@ def test_a_scheduled_run_fires_at_its_time_and_the_operator_waits_for_it(
 
     assert dag_run.state == "success"
     assert xcom_value(dag_run, "t", "output")["run"]["echo"]["n"] == 7
-    run = HatchetHook().get_run(xcom_value(dag_run, "t", "hatchet_run_id"))
+    run = HatchetHook().send(endpoints.run_details(xcom_value(dag_run, "t", "hatchet_run_id")))
     assert run.run.created_at is not None and run.run.created_at >= at - timedelta(seconds=1)
-    assert HatchetHook().list_scheduled_runs(additional_metadata={"test_tag": backend.tag}).rows == []
+    assert HatchetHook().send(scheduling.list_scheduled(additional_metadata={"test_tag": backend.tag})).rows == []
 
 
 def test_killing_the_task_before_the_schedule_fires_deletes_it(
@@ -143,7 +144,7 @@ def test_killing_the_task_before_the_schedule_fires_deletes_it(
     dag_run = dag_runner(dag)
 
     assert task_state(dag_run, "t") == "failed"
-    assert hook.list_scheduled_runs(additional_metadata={"test_tag": backend.tag}).rows == []
+    assert hook.send(scheduling.list_scheduled(additional_metadata={"test_tag": backend.tag})).rows == []
 
 
 def test_every_answer_carries_a_date_on_the_servers_clock(backend: Backend, airflow_conn: Any) -> None:
@@ -151,7 +152,7 @@ def test_every_answer_carries_a_date_on_the_servers_clock(backend: Backend, airf
     and on an error alike (here both run on this machine's clock)."""
     backend.connect(airflow_conn)
     client = HatchetHook().client
-    client.list_workflows(limit=1)
+    client.send(endpoints.list_workflows(limit=1))
     offset = client.server_clock.offset
     assert offset is not None and abs(offset.total_seconds()) < 2
     refused = httpx.get(f"{client.config.server_url}/api/v1/stable/workflow-runs/{uuid.uuid4()}",
