@@ -11,6 +11,7 @@ import difflib
 import importlib
 import inspect
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,8 @@ def public_names(module: Any) -> list[str]:
 
 def _signature(value: Any) -> str:
     try:
-        return str(inspect.signature(value))
+        # A default that is a function prints its address, which changes with every process.
+        return re.sub(r" at 0x[0-9a-f]+>", ">", str(inspect.signature(value)))
     except (TypeError, ValueError):
         return "(...)"
 

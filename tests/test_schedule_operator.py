@@ -278,7 +278,7 @@ def test_a_templated_priority_is_rendered_then_checked(hatchet: Any, dag_runner:
     dag_run = dag_runner(dag)
 
     assert (task_state(dag_run, "ok"), task_state(dag_run, "bad")) == ("success", "failed")
-    (scheduled,) = HatchetHook().list_scheduled_runs().rows
+    (scheduled,) = HatchetHook().iter_rows(scheduling.scheduled_runs())
     assert (scheduled.id, scheduled.priority) == (xcom_value(dag_run, "ok"), 2)
     assert "priority: must be from 1 to 3, got 7" in logs()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -61,6 +62,14 @@ _LOOP_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClients]
 KNOWN_WORKFLOW_TTL = 300.0
 _KNOWN_WORKFLOWS: dict[tuple[str, str, str], float] = {}
 
+
+
+def _quiet_httpx() -> None:
+    """Keep httpx's line per request ("HTTP Request: GET ...") out of the task log, as Airflow 3's logging config
+    does: a cancel of 2,000 runs would log 2,000 of them. A level someone set on the ``httpx`` logger stays."""
+    logger = logging.getLogger("httpx")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
 
 class HatchetHook(BaseHook):
     """Talks to one Hatchet tenant through the REST API.
@@ -159,6 +168,7 @@ class HatchetHook(BaseHook):
         """The synchronous client, created once per hook."""
         from airflow_provider_hatchet.client import HatchetClient
 
+        _quiet_httpx()
         return HatchetClient(self.config, retry=self.retry)
 
     async def aget_client(self) -> AsyncHatchetClient:
@@ -188,6 +198,7 @@ class HatchetHook(BaseHook):
     def _new_async_client(self, config: ClientConfig, max_connections: int | None = None) -> AsyncHatchetClient:
         from airflow_provider_hatchet.client import AsyncHatchetClient
 
+        _quiet_httpx()
         if max_connections is None:
             return AsyncHatchetClient(config, retry=self.retry)
         return AsyncHatchetClient(config, retry=self.retry, max_connections=max(1, max_connections))
