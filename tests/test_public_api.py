@@ -48,17 +48,23 @@ def public_names(module: Any) -> list[str]:
                   and value.__module__ == module.__name__)
 
 
+def _stable(text: str) -> str:
+    """``text`` without what changes from one process to the next: a function's address, a set's order."""
+    text = re.sub(r" at 0x[0-9a-f]+>", ">", text)
+    return re.sub(r"frozenset\(\{([^{}]*)\}\)", lambda m: f"frozenset({{{', '.join(sorted(m[1].split(', ')))}}})",
+                  text)
+
+
 def _signature(value: Any) -> str:
     try:
-        # A default that is a function prints its address, which changes with every process.
-        return re.sub(r" at 0x[0-9a-f]+>", ">", str(inspect.signature(value)))
+        return _stable(str(inspect.signature(value)))
     except (TypeError, ValueError):
         return "(...)"
 
 
 def _describe(name: str, value: Any) -> list[str]:
     if not inspect.isclass(value):
-        return [f"{name}{_signature(value)}" if callable(value) else f"{name} = {value!r}"]
+        return [f"{name}{_signature(value)}" if callable(value) else f"{name} = {_stable(repr(value))}"]
     bases = ", ".join(base.__name__ for base in value.__bases__)
     lines = [f"class {name}({bases})", f"    __init__{_signature(value.__init__)}"]
     # The arguments a subclass passes on through **kwargs are public too.
