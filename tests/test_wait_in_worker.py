@@ -4,13 +4,13 @@ the wait ends. Real Airflow (``dag.test()``, on Airflow 3.3 and 2.10) against th
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS
-from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
+from airflow_provider_hatchet.triggers.hatchet import HatchetScheduledRunTrigger, HatchetWorkflowRunTrigger
 from tests.airflow_helpers import xcom_value
 
 pytestmark = pytest.mark.af2
@@ -28,12 +28,17 @@ def test_a_wait_in_the_worker_builds_no_trigger_and_one_client_it_closes(
     hatchet: Any, dag_runner: Any, closed_async_clients: list[Any], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from airflow_provider_hatchet.hooks.hatchet import HatchetHook
-    from airflow_provider_hatchet.operators.hatchet import HatchetRunWorkflowOperator, HatchetRunWorkflowsOperator
+    from airflow_provider_hatchet.operators.hatchet import (
+        HatchetRunWorkflowOperator,
+        HatchetRunWorkflowsOperator,
+        HatchetScheduleWorkflowOperator,
+    )
 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a trigger was built for a wait in the worker")
 
     monkeypatch.setattr(HatchetWorkflowRunTrigger, "__init__", refuse)
+    monkeypatch.setattr(HatchetScheduledRunTrigger, "__init__", refuse)
     with make_dag("wait_in_worker") as dag:
         HatchetRunWorkflowOperator(task_id="one", workflow_name="demo-etl", input={"x": 1}, wait_for_completion=True,
                                    poll_interval=0.1)
@@ -41,6 +46,11 @@ def test_a_wait_in_the_worker_builds_no_trigger_and_one_client_it_closes(
         HatchetRunWorkflowsOperator(task_id="many", workflow_runs=[{"workflow_name": "demo-etl", "input": {"x": i}}
                                                                    for i in range(3)],
                                     wait_for_completion=True, poll_interval=0.1, transport="rest")
+        # The wait for the schedule to fire, then the wait for its run.
+        HatchetScheduleWorkflowOperator(
+            task_id="scheduled", workflow_name="demo-etl", input={"x": 9}, wait_for_completion=True, poll_interval=0.1,
+            trigger_at=(datetime.now(timezone.utc) + timedelta(seconds=0.5)).isoformat(),
+        )
     # The async clients of the tasks' own (the sync client's, which sent the trigger, is the hook's).
     clients: list[Any] = []
     build = HatchetHook._new_async_client
@@ -55,5 +65,6 @@ def test_a_wait_in_the_worker_builds_no_trigger_and_one_client_it_closes(
     assert dag_run.state == "success"
     assert xcom_value(dag_run, "one", "output")["run"]["echo"] == {"x": 1}
     assert [output["run"]["echo"] for output in xcom_value(dag_run, "many", "output")] == [{"x": i} for i in range(3)]
-    assert len(clients) == 3
+    assert xcom_value(dag_run, "scheduled", "output")["run"]["echo"] == {"x": 9}
+    assert len(clients) == 5
     assert [c for c in closed_async_clients if c in clients] == clients

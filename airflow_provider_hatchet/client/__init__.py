@@ -51,7 +51,7 @@ from airflow_provider_hatchet.client.paging import Pages
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_hatchet.client.run_actions import REPLAY_SETTLE_TIMEOUT, shown_ids
 from airflow_provider_hatchet.client.run_filter import RunFilter
-from airflow_provider_hatchet.client.run_wait import INLINE_RUN_IDS, RunWait, WaitResume
+from airflow_provider_hatchet.client.run_wait import INLINE_RUN_IDS, Log, RunWait, WaitResume
 from airflow_provider_hatchet.client.scheduling import Cron, HatchetEvent, ScheduledRun, check_time
 from airflow_provider_hatchet.client.server_clock import ServerClock
 from airflow_provider_hatchet.client.sync import HatchetClient
@@ -136,6 +136,7 @@ __all__ = [
     "HatchetUnexpectedResponseError",
     "HatchetValidationError",
     "Item",
+    "Log",
     "Pages",
     "RetryPolicy",
     "RunDetails",

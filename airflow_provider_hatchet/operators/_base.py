@@ -21,7 +21,7 @@ from airflow_provider_hatchet.operators._log_forwarding import (
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger, run_wait, wait_deadline
 
 if TYPE_CHECKING:
-    from airflow_provider_hatchet._compat import BaseTrigger, Context
+    from airflow_provider_hatchet._compat import Context
 
 DEFAULT_TIMEOUT = 7 * 24 * 3600.0
 REUSE_LOOKBACK = timedelta(days=7)
@@ -31,24 +31,6 @@ OUTPUT_KEY = "output"
 def lookback_start() -> datetime:
     """The earliest creation time searched for a task instance's earlier runs."""
     return datetime.now(timezone.utc) - REUSE_LOOKBACK
-
-
-def first_event(trigger: BaseTrigger) -> dict[str, Any]:
-    """Run a trigger in the worker until its first event (a scheduled run's trigger, waiting for it to fire).
-
-    :param trigger: the trigger to run.
-    """
-
-    async def _first() -> dict[str, Any]:
-        try:
-            async for event in trigger.run():
-                return dict(event.payload)
-        finally:
-            await HatchetHook.aclose_loop_clients()
-        raise AirflowException("The Hatchet trigger ended without an event")
-
-    with Bridge() as bridge:
-        return bridge.run(_first)
 
 
 class HatchetHookMixin:

@@ -12,19 +12,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_hatchet._arguments import is_template, rendered_int
 from airflow_provider_hatchet._compat import AirflowException
 from airflow_provider_hatchet._identity import TI_KEY, identity_metadata
-from airflow_provider_hatchet.client import RunStatus, TriggerRequest, WaitEvent, endpoints, validation
+from airflow_provider_hatchet.client import Bridge, RunStatus, TriggerRequest, WaitEvent, endpoints, validation
 from airflow_provider_hatchet.client.scheduling import check_time
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
 from airflow_provider_hatchet.operators._base import (
     OUTPUT_KEY,
     HatchetTriggerOperatorBase,
-    first_event,
     lookback_start,
 )
 from airflow_provider_hatchet.operators._earlier_tries import created_by, earlier_tries, look_twice
 from airflow_provider_hatchet.operators.run_workflow import RUN_ID_KEY
-from airflow_provider_hatchet.triggers.scheduled import SCHEDULE_MARKER_KEY, HatchetScheduledRunTrigger
+from airflow_provider_hatchet.triggers.scheduled import (
+    SCHEDULE_MARKER_KEY,
+    HatchetScheduledRunTrigger,
+    wait_for_fire,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet._compat import Context
@@ -124,13 +127,16 @@ class HatchetScheduleWorkflowOperator(HatchetTriggerOperatorBase):
         assert earlier.scheduled_id is not None
         trigger_at = earlier.trigger_at
         deadline = None if self.timeout is None else max(trigger_at.timestamp(), time.time()) + self.timeout
-        trigger = HatchetScheduledRunTrigger(
-            earlier.scheduled_id, earlier.schedule_marker, trigger_at.isoformat(), self.hatchet_conn_id,
-            self.poll_interval, deadline,
-        )
+        scheduled_id, marker = earlier.scheduled_id, earlier.schedule_marker
         if self.deferrable:
+            trigger = HatchetScheduledRunTrigger(scheduled_id, marker, trigger_at.isoformat(), self.hatchet_conn_id,
+                                                 self.poll_interval, deadline)
             self.defer(trigger=trigger, method_name="execute_fired", timeout=None)
-        return self._wait_for_run(context, first_event(trigger))
+        with Bridge(self.hook.async_client_factory()) as bridge:
+            fired = bridge.call(lambda client: wait_for_fire(client, scheduled_id, marker, trigger_at,
+                                                             poll_interval=self.poll_interval,
+                                                             execution_deadline=deadline, log=self.log))
+        return self._wait_for_run(context, fired)
 
     def _earlier(self, context: Context) -> _Earlier | None:
         """What an earlier try of this generation scheduled, or None on a try that starts anew."""

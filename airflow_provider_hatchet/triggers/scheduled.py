@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_hatchet._compat import BaseTrigger, TriggerEvent
-from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetNotFoundError, endpoints, scheduling
+from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetNotFoundError, Log, endpoints, scheduling
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 
@@ -34,6 +34,56 @@ async def find_fired_run(client: AsyncHatchetClient, schedule_marker: str, trigg
     page = await client.send(endpoints.list_runs(since=trigger_at - FIRE_MARGIN, additional_metadata=pairs, limit=10))
     found = [row for row in page.rows if row.has_metadata(pairs)]
     return found[-1].id if found else None
+
+
+def _event(status: str, scheduled_id: str, message: str, run_id: str | None = None) -> dict[str, Any]:
+    return {"status": status, "scheduled_id": scheduled_id, "run_id": run_id, "message": message}
+
+
+async def _gone(client: AsyncHatchetClient, scheduled_id: str) -> bool:
+    try:
+        await client.send(scheduling.get_scheduled(scheduled_id))
+    except HatchetNotFoundError:
+        return True
+    return False
+
+
+async def wait_for_fire(client: AsyncHatchetClient, scheduled_id: str, schedule_marker: str, trigger_at: datetime, *,
+                        poll_interval: float, execution_deadline: float | None, log: Log) -> dict[str, Any]:
+    """Wait until a scheduled run has fired; the wait of :class:`HatchetScheduledRunTrigger` and of the schedule
+    operator in the worker. Returns the event's payload: ``fired`` (with ``run_id``), ``deleted``, ``timeout`` or
+    ``error``.
+
+    :param client: the async client.
+    :param scheduled_id: the scheduled run's id.
+    :param schedule_marker: the ``airflow_schedule_marker`` metadata the run will carry.
+    :param trigger_at: the schedule's time.
+    :param poll_interval: seconds between checks once the time has come.
+    :param execution_deadline: wall-clock epoch seconds after which the wait gives up with ``timeout``.
+    :param log: where a failure is logged.
+    """
+    try:
+        wait = trigger_at.timestamp() - time.time()
+        if execution_deadline is not None:
+            wait = min(wait, execution_deadline - time.time())
+        if wait > 0:
+            await asyncio.sleep(wait)
+        gone_since: float | None = None
+        while True:
+            run_id = await find_fired_run(client, schedule_marker, trigger_at)
+            if run_id is not None:
+                return _event("fired", scheduled_id, f"Scheduled run {scheduled_id} fired: run {run_id}", run_id)
+            if gone_since is None and await _gone(client, scheduled_id):
+                gone_since = time.monotonic()
+            if gone_since is not None and time.monotonic() - gone_since > RUN_VISIBILITY_WINDOW:
+                return _event("deleted", scheduled_id, f"Scheduled run {scheduled_id} was deleted before it fired "
+                              "(no run carries its marker)")
+            if execution_deadline is not None and time.time() >= execution_deadline:
+                return _event("timeout", scheduled_id, f"Scheduled run {scheduled_id} had not fired by the deadline")
+            await asyncio.sleep(poll_interval if gone_since is None else 1.0)
+    except Exception as exc:
+        log.exception("Waiting on a Hatchet scheduled run failed")
+        return _event("error", scheduled_id, f"{type(exc).__name__}: {exc}")
 
 
 class HatchetScheduledRunTrigger(BaseTrigger):
@@ -77,48 +127,19 @@ class HatchetScheduledRunTrigger(BaseTrigger):
             "execution_deadline": self.execution_deadline,
         }
 
-    def _event(self, status: str, message: str, run_id: str | None = None) -> TriggerEvent:
-        return TriggerEvent({  # type: ignore[no-untyped-call]
-            "status": status, "scheduled_id": self.scheduled_id, "run_id": run_id, "message": message,
-        })
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Sleep until the schedule's time, then look for its run every ``poll_interval`` seconds."""
         try:
             client = await HatchetHook(self.hatchet_conn_id).aget_client()
-            trigger_at = datetime.fromisoformat(self.trigger_at)
-            wait = trigger_at.timestamp() - time.time()
-            if self.execution_deadline is not None:
-                wait = min(wait, self.execution_deadline - time.time())
-            if wait > 0:
-                await asyncio.sleep(wait)
-            gone_since: float | None = None
-            while True:
-                run_id = await find_fired_run(client, self.schedule_marker, trigger_at)
-                if run_id is not None:
-                    self._fired = True
-                    yield self._event("fired", f"Scheduled run {self.scheduled_id} fired: run {run_id}", run_id)
-                    return
-                if gone_since is None and await self._gone(client):
-                    gone_since = time.monotonic()
-                if gone_since is not None and time.monotonic() - gone_since > RUN_VISIBILITY_WINDOW:
-                    yield self._event("deleted", f"Scheduled run {self.scheduled_id} was deleted before it fired "
-                                      "(no run carries its marker)")
-                    return
-                if self.execution_deadline is not None and time.time() >= self.execution_deadline:
-                    yield self._event("timeout", f"Scheduled run {self.scheduled_id} had not fired by the deadline")
-                    return
-                await asyncio.sleep(self.poll_interval if gone_since is None else 1.0)
         except Exception as exc:
             self.log.exception("Waiting on a Hatchet scheduled run failed")
-            yield self._event("error", f"{type(exc).__name__}: {exc}")
-
-    async def _gone(self, client: AsyncHatchetClient) -> bool:
-        try:
-            await client.send(scheduling.get_scheduled(self.scheduled_id))
-        except HatchetNotFoundError:
-            return True
-        return False
+            yield TriggerEvent(_event("error", self.scheduled_id, f"{type(exc).__name__}: {exc}"))  # type: ignore[no-untyped-call]
+            return
+        payload = await wait_for_fire(client, self.scheduled_id, self.schedule_marker,
+                                      datetime.fromisoformat(self.trigger_at), poll_interval=self.poll_interval,
+                                      execution_deadline=self.execution_deadline, log=self.log)
+        self._fired = payload["status"] == "fired"
+        yield TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
     async def on_kill(self) -> None:
         """Delete the schedule if it has not fired (Airflow 3.3+, on mark failed/success or clear)."""
