@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from airflow_provider_hatchet._compat import AirflowException, AirflowFailException
 from airflow_provider_hatchet.client.errors import HatchetValidationError
-from airflow_provider_hatchet.client.models import TERMINAL_STATUSES, RunStatus
+from airflow_provider_hatchet.client.models import TERMINAL_STATUSES, UNSUCCESSFUL_STATUSES
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 
 __all__ = [
@@ -59,7 +59,7 @@ _BY_STATUS: dict[WaitStatus, type[HatchetRunError]] = {
 RUN_ERROR_STATUSES = frozenset(_BY_STATUS)
 # The statuses as the event's strings carry them.
 _TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
-_ENDED_BADLY = frozenset({RunStatus.FAILED.value, RunStatus.CANCELLED.value})
+_ENDED_BADLY = frozenset(status.value for status in UNSUCCESSFUL_STATUSES)
 
 
 def run_error(event: WaitEvent, message: str | None = None) -> HatchetRunError:

@@ -31,6 +31,8 @@ class RunStatus(str, enum.Enum):
 
 # The statuses of a finished run, which will not change again, in the order list queries name them.
 TERMINAL_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+# The statuses of a run that finished without completing.
+UNSUCCESSFUL_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED)
 # The statuses of a run not finished yet.
 UNFINISHED_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 # The statuses of a run a retry may re-attach to instead of triggering another: queued, running or completed.

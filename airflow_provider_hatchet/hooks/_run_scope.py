@@ -6,13 +6,13 @@ import dataclasses
 from typing import Any
 
 from airflow_provider_hatchet.client.errors import HatchetValidationError
-from airflow_provider_hatchet.client.models import RunStatus
+from airflow_provider_hatchet.client.models import UNSUCCESSFUL_STATUSES
 from airflow_provider_hatchet.client.run_filter import RunFilter
 
 # The most runs a cancel or replay by filter acts on unless raised.
 DEFAULT_MAX_RUNS = 1000
 # What a replay by filter selects when no statuses are given: a COMPLETED run is replayed only when asked.
-REPLAY_STATUSES = (RunStatus.FAILED, RunStatus.CANCELLED)
+REPLAY_STATUSES = UNSUCCESSFUL_STATUSES
 THIS_DAG_RUN = '{"airflow_dag_id": "{{ dag.dag_id }}", "airflow_run_id": "{{ run_id }}"}'
 
 

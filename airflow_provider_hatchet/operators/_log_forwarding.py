@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_hatchet._arguments import check_forward_logs, check_line_cap
 from airflow_provider_hatchet._compat import redact
-from airflow_provider_hatchet.client import RunStatus, TaskSummary, WaitEvent, WaitStatus, endpoints, safe_text
+from airflow_provider_hatchet.client import (
+    UNSUCCESSFUL_STATUSES,
+    RunStatus,
+    TaskSummary,
+    WaitEvent,
+    WaitStatus,
+    endpoints,
+    safe_text,
+)
 from airflow_provider_hatchet.client.validation import MAX_LOG_LIMIT
 
 if TYPE_CHECKING:
@@ -29,8 +37,8 @@ DEFAULT_LINES_PER_TASK = 100
 DEFAULT_LINES = 1000
 # The most requests forwarding makes for one Airflow task: one details read per run, one log read per Hatchet task.
 MAX_LOG_READS = 100
-_ENDED_BADLY = frozenset({RunStatus.FAILED.value, RunStatus.CANCELLED.value})
-_STARTED_NOT_COMPLETED = frozenset({RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELLED})
+_ENDED_BADLY = frozenset(status.value for status in UNSUCCESSFUL_STATUSES)
+_STARTED_NOT_COMPLETED = frozenset({RunStatus.RUNNING, *UNSUCCESSFUL_STATUSES})
 
 
 @dataclass(frozen=True)

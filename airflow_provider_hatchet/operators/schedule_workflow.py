@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_hatchet._arguments import is_template, rendered_int
 from airflow_provider_hatchet._compat import AirflowException
 from airflow_provider_hatchet._identity import TI_KEY, identity_metadata
-from airflow_provider_hatchet.client import Bridge, RunStatus, TriggerRequest, WaitEvent, endpoints, validation
+from airflow_provider_hatchet.client import (
+    UNSUCCESSFUL_STATUSES,
+    Bridge,
+    RunStatus,
+    TriggerRequest,
+    WaitEvent,
+    endpoints,
+    validation,
+)
 from airflow_provider_hatchet.client.scheduling import check_time
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
 from airflow_provider_hatchet.links.hatchet import RUN_URL_XCOM_KEY, HatchetRunLink
@@ -37,7 +45,7 @@ SCHEDULED_ID_KEY = "hatchet_scheduled_id"
 PAST_MARGIN = timedelta(seconds=5)
 
 
-_ENDED_BADLY = frozenset({RunStatus.FAILED, RunStatus.CANCELLED})
+_ENDED_BADLY = frozenset(UNSUCCESSFUL_STATUSES)
 
 
 @dataclass(frozen=True)
