@@ -46,8 +46,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 	test-faults e2e test demo bench clean hatchet-up hatchet-down test-real real-hatchet grpc-pins
 
 help:
-	@echo "make env         .venv: Airflow $(AIRFLOW_VERSION) + this package editable [testing,dev,lineage]"
-	@echo "make env-af2     .venv-af2: Airflow $(AIRFLOW2_VERSION) + this package editable [testing,dev]"
+	@echo "make env         .venv: Airflow $(AIRFLOW_VERSION) + this package editable [testing,lineage] + group dev"
+	@echo "make env-af2     .venv-af2: Airflow $(AIRFLOW2_VERSION) + this package editable [testing] + group dev"
 	@echo "make lint        ruff check"
 	@echo "make typecheck   mypy --strict on the package"
 	@echo "make check       lint + typecheck + unit (the inner loop: no server, no Go, no Airflow DB)"
@@ -82,14 +82,14 @@ $(UV):
 $(STAMP): pyproject.toml | $(UV)
 	@start=$$(date +%s); \
 	[ -x $(VENV)/bin/python ] || $(UV) venv -q --python $(PY_VERSION) $(VENV); \
-	$(UV) pip install -q --python $(VENV)/bin/python "apache-airflow==$(AIRFLOW_VERSION)" -e ".[testing,dev,lineage]"; \
+	$(UV) pip install -q --python $(VENV)/bin/python "apache-airflow==$(AIRFLOW_VERSION)" -e ".[testing,lineage]" --group dev; \
 	echo "$(VENV) ready (Airflow $(AIRFLOW_VERSION)) in $$(( $$(date +%s) - start ))s"
 	@touch $@
 
 $(STAMP_AF2): pyproject.toml Makefile | $(UV)
 	@start=$$(date +%s); \
 	[ -x $(VENV_AF2)/bin/python ] || $(UV) venv -q --python $(PY_VERSION) $(VENV_AF2); \
-	$(UV) pip install -q --python $(VENV_AF2)/bin/python "apache-airflow==$(AIRFLOW2_VERSION)" $(AF2_PINS) -e ".[testing,dev]"; \
+	$(UV) pip install -q --python $(VENV_AF2)/bin/python "apache-airflow==$(AIRFLOW2_VERSION)" $(AF2_PINS) -e ".[testing]" --group dev; \
 	echo "$(VENV_AF2) ready (Airflow $(AIRFLOW2_VERSION)) in $$(( $$(date +%s) - start ))s"
 	@touch $@
 
@@ -102,7 +102,7 @@ $(STAMP_WORKER): Makefile | $(UV)
 $(STAMP_PROD): pyproject.toml | $(UV)
 	@start=$$(date +%s); \
 	[ -x $(VENV_PROD)/bin/python ] || $(UV) venv -q --python $(PY_VERSION) $(VENV_PROD); \
-	$(UV) pip install -q --python $(VENV_PROD)/bin/python "apache-airflow==$(AIRFLOW_VERSION)" -e ".[testing,prod-e2e]"; \
+	$(UV) pip install -q --python $(VENV_PROD)/bin/python "apache-airflow==$(AIRFLOW_VERSION)" -e ".[testing]" --group prod-e2e; \
 	echo "$(VENV_PROD) ready (Airflow $(AIRFLOW_VERSION), CeleryExecutor) in $$(( $$(date +%s) - start ))s"
 	@touch $@
 
