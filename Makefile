@@ -43,7 +43,8 @@ export UV_COMPILE_BYTECODE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help env env-af2 env-worker env-prod e2e-prod lint typecheck check unit pytest pytest-af3 pytest-af2 \
-	test-faults e2e test demo bench clean hatchet-up hatchet-down test-real real-hatchet grpc-pins
+	test-faults e2e test demo bench clean hatchet-up hatchet-down test-real real-hatchet grpc-pins dist dist-build \
+	dist-af2 dist-af3
 
 help:
 	@echo "make env         .venv: Airflow $(AIRFLOW_VERSION) + this package editable [testing,lineage] + group dev"
@@ -61,8 +62,10 @@ help:
 	@echo "make hatchet-up  a real Hatchet $(HATCHET_VERSION) on 127.0.0.1 (Postgres, engine, API, worker)"
 	@echo "make hatchet-down stop it"
 	@echo "make test-real   the real_hatchet tests against the running server (build/hatchet/env)"
-	@echo "make grpc-pins   installing this package leaves Airflow's grpcio and protobuf as they were"
-	@echo "make test        env + lint + typecheck + pytest + test-faults + grpc-pins + e2e + real-hatchet + e2e-prod"
+	@echo "make dist        build and check the wheel and sdist into dist/, then install the wheel into fresh Airflow"
+	@echo "                 $(AIRFLOW2_VERSION) and $(AIRFLOW_VERSION) venvs: grpc pins, providers list, public imports, one DAG"
+	@echo "make grpc-pins   the same as make dist (installing the wheel leaves Airflow's grpcio and protobuf as they were)"
+	@echo "make test        env + lint + typecheck + pytest + test-faults + dist + e2e + real-hatchet + e2e-prod"
 	@echo "make demo        env + scripts/demo.sh"
 	@echo "make bench       import-time benchmark"
 	@echo "make clean       remove environments, tools and caches"
@@ -167,15 +170,33 @@ test-real: env
 real-hatchet: env
 	@MAKE="$(MAKE)" bash e2e/hatchet/run_real.sh
 
-# Fresh venvs of both Airflow lines, before and after installing this package (about 1 min with uv's cache).
-grpc-pins: env
-	$(VENV)/bin/python scripts/grpc_pins.py $(AIRFLOW2_VERSION) $(AIRFLOW_VERSION)
+# The wheel and sdist into dist/, checked; then the wheel in fresh venvs of both Airflow lines, side by side: it
+# leaves Airflow's grpcio and protobuf as they were, is listed, imports, and runs a DAG on the simulator
+# (scripts/dist_check.py). Its own Airflow venvs, not .venv: an editable install would hide a file the wheel lacks.
+# DIST_RELEASE=<tag> (the release workflow) refuses a dirty tree and a tag that is not v<version>.
+dist: dist-build
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory -j2 --output-sync=target dist-af2 dist-af3; \
+	echo "make dist: both Airflow installs checked in $$(( $$(date +%s) - start ))s"
+
+dist-build: | $(UV)
+	$(PYTHON) scripts/dist_check.py build $(if $(DIST_RELEASE),--release $(DIST_RELEASE))
+
+# These two use the files in dist/ as they are: `make dist` builds them first.
+dist-af2: | $(UV)
+	$(PYTHON) scripts/dist_check.py install $(AIRFLOW2_VERSION) $(AF2_PINS)
+
+dist-af3: | $(UV)
+	$(PYTHON) scripts/dist_check.py install $(AIRFLOW_VERSION)
+
+# Folded into `make dist`, which builds the same fresh venvs.
+grpc-pins: dist
 
 # Starts and stops its own Hatchet server (make hatchet-up / hatchet-down); see e2e/run_prod.sh.
 e2e-prod: env env-worker env-prod
 	@MAKE="$(MAKE)" bash e2e/run_prod.sh
 
-test: env lint typecheck pytest test-faults grpc-pins e2e real-hatchet e2e-prod
+test: env lint typecheck pytest test-faults dist e2e real-hatchet e2e-prod
 
 demo: env
 	bash scripts/demo.sh
