@@ -28,6 +28,7 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 UV = ROOT / ".tools" / "bin" / "uv"
@@ -209,6 +210,22 @@ def watched(python: Path) -> dict[str, str]:
     return {line.split("==")[0].lower(): line for line in lines if line.split("==")[0].lower() in GRPC_PACKAGES}
 
 
+def json_list(text: str) -> list[dict[str, Any]] | None:
+    """The first JSON list of objects in ``text``; Airflow 2 logs to stdout, ``[2026-...]`` lines first.
+
+    :param text: a command's output.
+    """
+    decoder = json.JSONDecoder()
+    for start in (index for index, char in enumerate(text) if char == "["):
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            continue
+        if isinstance(value, list) and all(isinstance(entry, dict) for entry in value):
+            return value
+    return None
+
+
 def install(airflow_version: str, requirements: list[str]) -> None:
     """Install the wheel into a fresh Airflow venv and use it there; see the module's docstring.
 
@@ -236,10 +253,9 @@ def install(airflow_version: str, requirements: list[str]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         env = clean_env(Path(folder))
         shown = run(venv / "bin" / "airflow", "providers", "list", "--output", "json", cwd=Path(folder), env=env)
-        try:
-            listed = json.loads(shown[shown.index("["):])
-        except ValueError as exc:
-            raise DistError(f"{label}: `airflow providers list --output json` printed no JSON list:\n{shown}") from exc
+        listed = json_list(shown)
+        if listed is None:
+            raise DistError(f"{label}: `airflow providers list --output json` printed no JSON list:\n{shown}")
         ours = [entry for entry in listed if entry.get("package_name") == PACKAGE.replace("_", "-")]
         if [entry.get("version") for entry in ours] != [version]:
             raise DistError(f"{label}: `airflow providers list` shows {ours or 'no airflow-provider-hatchet'}, "

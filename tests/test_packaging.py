@@ -99,19 +99,24 @@ def test_pypi_description_is_the_readme_head_with_absolute_links_only() -> None:
     assert f"]({urls['Documentation']})" in description and f"]({urls['Changelog']})" in description
 
 
+def _project(folder: Path, monkeypatch: pytest.MonkeyPatch, readme: str) -> Path:
+    """This project's pyproject and version file with another README, in ``folder``, the working directory."""
+    shutil.copy(ROOT / "pyproject.toml", folder)
+    (folder / "airflow_provider_hatchet").mkdir()
+    shutil.copy(ROOT / "airflow_provider_hatchet" / "__init__.py", folder / "airflow_provider_hatchet")
+    (folder / "README.md").write_text(readme)
+    # The readme hook reads its fragments from the working directory, as a build backend runs in the project.
+    monkeypatch.chdir(folder)
+    return folder
+
+
 def test_relative_links_of_every_kind_are_rewritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A README a careless contributor writes: relative files, ``./``, images, anchors, all become absolute."""
-    # The readme hook reads its fragments from the working directory, as a build backend runs in the project.
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    (tmp_path / "airflow_provider_hatchet").mkdir()
-    shutil.copy(ROOT / "airflow_provider_hatchet" / "__init__.py", tmp_path / "airflow_provider_hatchet")
-    (tmp_path / "README.md").write_text(
+    description = metadata(_project(tmp_path, monkeypatch, (
         "# x\n\nSee [the docs](docs/guide.md), [a folder](./dags_examples/), [a section](#the-connection),\n"
         "![form](docs/connection-form.png), ![again](./docs/a.png) and [PyPI](https://pypi.org/).\n\n"
         f"{MARKER}\n\n## Development\n"
-    )
-    description = metadata(tmp_path).core.readme
+    ))).core.readme
     source = PYPROJECT["project"]["urls"]["Source"]
     raw = source.replace("https://github.com/", "https://raw.githubusercontent.com/")
     assert relative_targets(description) == []
@@ -122,6 +127,20 @@ def test_relative_links_of_every_kind_are_rewritten(tmp_path: Path, monkeypatch:
     assert f"]({raw}/main/docs/a.png)" in description
     assert "](https://pypi.org/)" in description
     assert "## Development" not in description
+
+
+def test_a_readme_without_the_marker_fails_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Losing the marker does not publish the whole README (contributor sections and all): the build fails."""
+    project = _project(tmp_path, monkeypatch, "# x\n\n## Development\n")
+    with pytest.raises(Exception, match="end of the PyPI description"):
+        metadata(project)
+
+
+def test_providers_list_is_read_past_airflow_2_log_lines() -> None:
+    """Airflow 2 logs to stdout before the JSON; a log line's brackets are not the list."""
+    shown = '[2026-12-07T09:52:05.759+0000] {crypto.py:82} WARNING - [x]\n[{"package_name": "a", "version": "1"}]\n'
+    assert dist_check.json_list(shown) == [{"package_name": "a", "version": "1"}]
+    assert dist_check.json_list("[2026-12-07] no list here") is None
 
 
 def test_contributor_dependencies_are_groups_not_published_extras() -> None:
