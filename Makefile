@@ -59,7 +59,7 @@ help:
 	@echo "make pytest-af2  tests marked af2 on Airflow $(AIRFLOW2_VERSION)"
 	@echo "make test-faults the faults tier on the simulator, through Toxiproxy (built with go)"
 	@echo "make e2e         end-to-end script (e2e/run.sh) if present"
-	@echo "make e2e-prod    Airflow on Postgres + Celery/Redis against the real Hatchet, with crashes (README)"
+	@echo "make e2e-prod    Airflow on Postgres + Celery/Redis against the real Hatchet, with crashes (CONTRIBUTING.md)"
 	@echo "make hatchet-up  a real Hatchet $(HATCHET_VERSION) on 127.0.0.1 (Postgres, engine, API, worker)"
 	@echo "make hatchet-down stop it"
 	@echo "make test-real   the real_hatchet tests against the running server (build/hatchet/env)"
