@@ -23,6 +23,8 @@ VENV := .venv
 VENV_AF2 := .venv-af2
 VENV_WORKER := .venv-hatchet-worker
 VENV_PROD := .venv-prod
+VENV_DOCS := .venv-docs
+STAMP_DOCS := $(VENV_DOCS)/.make-env-stamp
 STAMP_PROD := $(VENV_PROD)/.make-env-stamp
 STAMP_WORKER := $(VENV_WORKER)/.make-env-stamp
 STAMP := $(VENV)/.make-env-stamp
@@ -44,7 +46,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help env env-af2 env-worker env-prod e2e-prod lint typecheck check unit pytest pytest-af3 pytest-af2 \
 	test-faults e2e test demo bench clean hatchet-up hatchet-down test-real real-hatchet grpc-pins dist dist-build \
-	dist-af2 dist-af3
+	dist-af2 dist-af3 docs env-docs
 
 help:
 	@echo "make env         .venv: Airflow $(AIRFLOW_VERSION) + this package editable [testing,lineage] + group dev"
@@ -58,14 +60,15 @@ help:
 	@echo "make pytest-af2  tests marked af2 on Airflow $(AIRFLOW2_VERSION)"
 	@echo "make test-faults the faults tier on the simulator, through Toxiproxy (built with go)"
 	@echo "make e2e         end-to-end script (e2e/run.sh) if present"
-	@echo "make e2e-prod    Airflow on Postgres + Celery/Redis against the real Hatchet, with crashes (README)"
+	@echo "make e2e-prod    Airflow on Postgres + Celery/Redis against the real Hatchet, with crashes (CONTRIBUTING.md)"
 	@echo "make hatchet-up  a real Hatchet $(HATCHET_VERSION) on 127.0.0.1 (Postgres, engine, API, worker)"
 	@echo "make hatchet-down stop it"
 	@echo "make test-real   the real_hatchet tests against the running server (build/hatchet/env)"
 	@echo "make dist        build and check the wheel and sdist into dist/, then install the wheel into fresh Airflow"
 	@echo "                 $(AIRFLOW2_VERSION) and $(AIRFLOW_VERSION) venvs: grpc pins, providers list, public imports, one DAG"
 	@echo "make grpc-pins   the same as make dist (installing the wheel leaves Airflow's grpcio and protobuf as they were)"
-	@echo "make test        env + lint + typecheck + pytest + test-faults + dist + e2e + real-hatchet + e2e-prod"
+	@echo "make docs        the docs site (mkdocs --strict) into build/site, and its link check"
+	@echo "make test        env + lint + typecheck + docs + pytest + test-faults + dist + e2e + real-hatchet + e2e-prod"
 	@echo "make demo        env + scripts/demo.sh"
 	@echo "make bench       import-time benchmark"
 	@echo "make clean       remove environments, tools and caches"
@@ -109,6 +112,12 @@ $(STAMP_PROD): pyproject.toml | $(UV)
 	echo "$(VENV_PROD) ready (Airflow $(AIRFLOW_VERSION), CeleryExecutor) in $$(( $$(date +%s) - start ))s"
 	@touch $@
 
+# `make docs` only: MkDocs, Material, mkdocstrings and linkchecker (the `docs` group), no Airflow.
+$(STAMP_DOCS): pyproject.toml | $(UV)
+	@[ -x $(VENV_DOCS)/bin/python ] || $(UV) venv -q --python $(PY_VERSION) $(VENV_DOCS)
+	$(UV) pip install -q --python $(VENV_DOCS)/bin/python --group docs
+	@touch $@
+
 env: $(STAMP)
 
 env-worker: $(STAMP_WORKER)
@@ -116,6 +125,8 @@ env-worker: $(STAMP_WORKER)
 env-af2: $(STAMP_AF2)
 
 env-prod: $(STAMP_PROD)
+
+env-docs: $(STAMP_DOCS)
 
 lint: env
 	$(VENV)/bin/ruff check $(LINT_PATHS)
@@ -196,7 +207,19 @@ grpc-pins: dist
 e2e-prod: env env-worker env-prod
 	@MAKE="$(MAKE)" bash e2e/run_prod.sh
 
-test: env lint typecheck pytest test-faults dist e2e real-hatchet e2e-prod
+# Warnings fail the build (broken links and anchors among them); then linkchecker follows every link of the
+# built site offline, anchors included, and the external ones are listed and checked for form, not fetched.
+docs: env-docs
+	@rm -rf build/site
+	NO_MKDOCS_2_WARNING=1 $(VENV_DOCS)/bin/mkdocs build --strict
+	@# linkchecker run as root reads as `nobody`, who may not enter the checkout: it reads a copy in /tmp.
+	@copy="$$(mktemp -d)"; trap 'rm -rf "$$copy"' EXIT; chmod 755 "$$copy"; cp -R build/site/. "$$copy"; \
+	rc=0; $(VENV_DOCS)/bin/linkchecker -f docs/linkcheckerrc --no-status -v -o csv "$$copy/index.html" \
+		> build/linkcheck.csv 2> build/linkcheck.log || rc=$$?; \
+	$(VENV_DOCS)/bin/python docs/_external_links.py build/linkcheck.csv || rc=1; \
+	[ $$rc -eq 0 ] || { grep -v 'Running as root' build/linkcheck.log >&2; echo "make docs: link check failed" >&2; exit 1; }
+
+test: env lint typecheck docs pytest test-faults dist e2e real-hatchet e2e-prod
 
 demo: env
 	bash scripts/demo.sh

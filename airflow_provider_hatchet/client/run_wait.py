@@ -53,20 +53,20 @@ class Log(Protocol):
 class WaitResume:
     """What the task hands the wait it starts, so that the wait goes on where the task left it; JSON-safe.
 
-    :param started_at: when waiting began (epoch seconds); the 404 grace of runs never seen counts from it. None
+    :ivar started_at: when waiting began (epoch seconds); the 404 grace of runs never seen counts from it. None
         is now.
-    :param first_poll_at: wall-clock epoch seconds before which the first round does not start (the task's own
+    :ivar first_poll_at: wall-clock epoch seconds before which the first round does not start (the task's own
         check was one round already); None starts at once.
-    :param detect_batch: read the batch key from the first run when none is given (False when the task has
+    :ivar detect_batch: read the batch key from the first run when none is given (False when the task has
         already looked).
-    :param not_found_grace: seconds a 404 is taken for a run not readable yet.
-    :param max_concurrency: the most requests in flight at once.
-    :param run_count: with the batch key and ``run_ids_digest`` and no run ids: the batch's size; its runs are read
+    :ivar not_found_grace: seconds a 404 is taken for a run not readable yet.
+    :ivar max_concurrency: the most requests in flight at once.
+    :ivar run_count: with the batch key and ``run_ids_digest`` and no run ids: the batch's size; its runs are read
         back from the run list.
-    :param run_ids_digest: :func:`~airflow_provider_hatchet.client.batch_runs.ids_digest` of the batch's ids.
-    :param runs_since: epoch seconds before which no run of the batch was created (default: a day before
+    :ivar run_ids_digest: :func:`~airflow_provider_hatchet.client.batch_runs.ids_digest` of the batch's ids.
+    :ivar runs_since: epoch seconds before which no run of the batch was created (default: a day before
         ``started_at``).
-    :param indexed_batch: the runs carry their index in the batch, so a big batch may be stored as its key, size
+    :ivar indexed_batch: the runs carry their index in the batch, so a big batch may be stored as its key, size
         and digest; False keeps the ids (runs that events triggered carry the batch key but no index).
     """
 
