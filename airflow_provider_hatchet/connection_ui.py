@@ -39,8 +39,8 @@ EXTRA_FIELDS: dict[str, dict[str, Any]] = {
         "label": "Verify TLS",
         "type": "string",
         "placeholder": "true (default), false, or /path/to/ca-bundle.pem",
-        "description": "TLS certificate checks for the server, REST and gRPC: true (the default), false to skip "
-        "them, or the path of a CA bundle file on every Airflow machine.",
+        "description": "TLS certificate checks of the REST API: true (the default), false to skip them, or the "
+        "path of a CA bundle file on every Airflow machine (gRPC uses the bundle too, and ignores false).",
     },
     "timeout": {
         "label": "Request timeout (seconds)",
@@ -67,8 +67,8 @@ EXTRA_FIELDS: dict[str, dict[str, Any]] = {
         "type": "boolean",
         "default": True,
         "placeholder": "true (default) or false",
-        "description": "TLS on the gRPC connection: true (the default); false only for a server without TLS, "
-        "such as a local one.",
+        "description": "TLS on the gRPC connection: on, true, by default; off, false, only for a server without "
+        "TLS, such as a local one.",
     },
 }
 

@@ -4,6 +4,7 @@ and help text, and what the form saves comes out of the hook as that setting."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,6 +71,41 @@ def test_the_react_ui_gets_a_typed_field_for_every_extra() -> None:
     assert extra["grpc_tls"]["value"] is True  # the switch starts on, as the hook's default
 
 
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="Airflow 3's React UI")
+def test_airflow_3_0_and_3_1_build_every_field_from_the_hook_through_their_wtforms_mocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Airflow 3.0 and 3.1 ignore conn-fields: the UI's hook_meta calls get_connection_form_widgets with wtforms
+    # replaced by HookMetaService's mocks, as here, and turns each mock field into a JSON-schema param.
+    from unittest import mock
+
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+    from airflow.providers_manager import ConnectionFormWidgetInfo
+
+    from airflow_provider_hatchet.hooks.hatchet import HatchetHook
+
+    for module in ("wtforms", "wtforms.validators", "flask_babel", "flask_appbuilder", "flask_appbuilder.fieldwidgets"):
+        monkeypatch.setitem(sys.modules, module, mock.MagicMock())
+    with (
+        mock.patch("wtforms.StringField", HookMetaService.MockStringField),
+        mock.patch("wtforms.validators.Optional", HookMetaService.MockOptional),
+        mock.patch("flask_babel.lazy_gettext", lambda text: text),
+        mock.patch("flask_appbuilder.fieldwidgets.BS3TextFieldWidget", HookMetaService.MockAnyWidget),
+    ):
+        widgets = HatchetHook.get_connection_form_widgets()
+    infos = {
+        f"extra__hatchet__{name}": ConnectionFormWidgetInfo(
+            hook_class_name="airflow_provider_hatchet.hooks.hatchet.HatchetHook",
+            package_name="airflow-provider-hatchet", field=field, field_name=name, is_sensitive=False,
+        )
+        for name, field in widgets.items()
+    }
+    fields = HookMetaService._convert_extra_fields(infos)["hatchet"]  # type: ignore[arg-type]
+
+    assert {name: field["schema"]["title"] for name, field in fields.items()} == EXTRAS
+    assert all(field["description"] and field["schema"]["type"] == ["string", "null"] for field in fields.values())
+
+
 def test_defaults_stated_by_the_form_are_the_hooks() -> None:
     from airflow_provider_hatchet import connection_ui
 
@@ -79,7 +115,7 @@ def test_defaults_stated_by_the_form_are_the_hooks() -> None:
     fields = connection_ui.EXTRA_FIELDS
     assert fields["timeout"]["placeholder"] == "30" and "Default 30." in fields["timeout"]["description"]
     assert fields["verify"]["placeholder"].startswith("true (default)")
-    assert fields["grpc_tls"]["default"] is True and "true (the default)" in fields["grpc_tls"]["description"]
+    assert fields["grpc_tls"]["default"] is True and "true, by default" in fields["grpc_tls"]["description"]
     assert "grpc_broadcast_address" in fields["grpc_address"]["placeholder"]
 
 
