@@ -128,13 +128,13 @@ def example_bag(stem: str) -> Any:
     from pathlib import Path
 
     path = Path(__file__).resolve().parent.parent / "dags_examples" / f"{stem}.py"
-    if AIRFLOW_V_3_0_PLUS:
+    try:
         from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2.10, 3.0 and 3.1
+        from airflow.models.dagbag import DagBag as OlderDagBag
 
-        return DagBag(dag_folder=str(path))
-    from airflow.models.dagbag import DagBag as DagBag2
-
-    return DagBag2(dag_folder=str(path), include_examples=False)
+        return OlderDagBag(dag_folder=str(path), include_examples=False)
+    return DagBag(dag_folder=str(path))
 
 
 def example_dag(dag_id: str) -> Any:
