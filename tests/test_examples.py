@@ -100,3 +100,12 @@ def test_params_templated_input_with_metadata(hatchet: Any, dag_runner: Any) -> 
     assert run.additional_metadata["customer"] == "globex"
     assert run.additional_metadata["source"] == "airflow"
     assert run.additional_metadata["airflow_dag_id"] == "example_hatchet_params"
+
+
+def test_bulk_from_params(hatchet: Any, dag_runner: Any) -> None:
+    dag_run = dag_runner(example_dag("example_hatchet_bulk"), run_conf={"customers": ["acme", "globex"]})
+
+    assert dag_run.state == "success"
+    assert sorted(r.input["customer"] for r in hatchet.runs) == ["acme", "globex"]
+    assert {r.input["day"] for r in hatchet.runs} == {"2026-01-31"}
+    assert xcom_value(dag_run, "export_all") == [r.id for r in sorted(hatchet.runs, key=lambda r: r.input["customer"])]
