@@ -186,6 +186,7 @@ def add_connection(page: Page, spec: FormSpec, values: ConnValues, screenshot: P
     for label in spec.extra_labels.values():
         expect(_field(extra, label), f"extra field {label!r} missing; shown: {shown['extra']}").to_be_visible()
     for name, value in values.extras.items():
+        assert name in spec.extra_labels, f"the form declares no field for the extra {name!r}"
         _fill(extra, spec.extra_labels[name], value)
     if screenshot is not None:
         dialog.screenshot(path=str(screenshot.with_name(f"{screenshot.stem}-extra.png")))
