@@ -5,6 +5,8 @@ The watchers poll Hatchet in the triggerer. Each Hatchet run (or event) becomes 
 ``extra["payload"]`` holds the run id, workflow, status, finish time, metadata, dashboard URL and (here) the
 output. Airflow starts one DAG run for the asset events that arrived since the last one, so a task reads the
 list in ``triggering_asset_events``: usually one, several when runs finish close together.
+
+Airflow 3 only: ``AssetWatcher`` exists from Airflow 3.0, so this file does not import on Airflow 2.10.
 """
 
 from __future__ import annotations

@@ -10,7 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import DAG, Param, task
+try:
+    from airflow.sdk import DAG, Param, task
+except ImportError:  # Airflow 2.10
+    from airflow import DAG
+    from airflow.decorators import task
+    from airflow.models.param import Param
 
 from airflow_provider_hatchet.operators.hatchet import HatchetRunWorkflowsOperator
 

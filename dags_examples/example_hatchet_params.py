@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import DAG, Param
+try:
+    from airflow.sdk import DAG, Param
+except ImportError:  # Airflow 2.10
+    from airflow import DAG
+    from airflow.models.param import Param
 
 from airflow_provider_hatchet.operators.hatchet import HatchetRunWorkflowOperator
 

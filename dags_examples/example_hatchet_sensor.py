@@ -15,7 +15,7 @@ from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor
 
 try:
     from airflow.sdk import DAG
-except ImportError:
+except ImportError:  # Airflow 2.10
     from airflow import DAG
 
 for mode in ("poke", "deferrable"):

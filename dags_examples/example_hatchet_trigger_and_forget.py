@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import DAG
+try:
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2.10
+    from airflow import DAG
 
 from airflow_provider_hatchet.operators.hatchet import HatchetRunWorkflowOperator
 

@@ -248,8 +248,18 @@ def ui_phase(stack: Stack, report: Report, args: argparse.Namespace) -> None:
 
         if not guarded("ui: sign in", lambda: ui.login(page, stack.api_url, stack.username, stack.password)):
             return
-        if not guarded("ui: add connection form (labels, hidden fields) and save",
-                       lambda: ui.add_connection(page, spec, good, shots / "hatchet-connection.png")):
+        every = ui.every_field("hatchet_every_field", sim["url"], sim["token"], sim["tenant_id"])
+
+        def fill_every_field() -> dict[str, Any]:
+            shown = ui.add_connection(page, spec, every, shots / "hatchet-connection.png")
+            settings = ui.hook_reads(stack.env, every.conn_id)
+            assert settings == ui.expected_settings(every), f"the hook reads {settings}"
+            return {"shown": shown, "hook reads": settings}
+
+        if not guarded("ui: add connection form (labels, hidden fields), every extra filled, read by the hook as typed",
+                       fill_every_field):
+            return
+        if not guarded("ui: add the working connection", lambda: ui.add_connection(page, spec, good, None)):
             return
         if args.docs_screenshot:
             ui.side_by_side(context, [shots / "hatchet-connection-standard.png",

@@ -11,12 +11,16 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from playwright.sync_api import BrowserContext, Locator, Page, Route, expect, sync_playwright
+
+from airflow_provider_hatchet.connection_ui import EXTRA_FIELDS
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -43,7 +47,9 @@ class FormSpec:
 
     type_label: str = "Hatchet"
     standard_labels: dict[str, str] = field(default_factory=lambda: {"host": "Server URL", "password": "API token"})
-    extra_labels: dict[str, str] = field(default_factory=lambda: {"namespace": "Namespace", "tenant_id": "Tenant"})
+    extra_labels: dict[str, str] = field(
+        default_factory=lambda: {name: spec["label"] for name, spec in EXTRA_FIELDS.items()}
+    )
     hidden_labels: tuple[str, ...] = ("Schema", "Login", "Port")
 
 
@@ -54,13 +60,13 @@ class ConnValues:
     :param conn_id: connection id
     :param host: server URL
     :param token: API token
-    :param extras: extra field label -> value
+    :param extras: extra field name -> value: text typed, or the state a switch is set to
     """
 
     conn_id: str
     host: str
     token: str
-    extras: dict[str, str]
+    extras: dict[str, str | bool]
 
 
 @contextmanager
@@ -79,6 +85,7 @@ def browser(user_data_dir: Path) -> Iterator[BrowserContext]:
             viewport={"width": 1400, "height": 1000},
         )
         context.set_default_timeout(TIMEOUT_MS)
+        expect.set_options(timeout=TIMEOUT_MS)  # expect's own default, 5 s, is too short on a busy machine
         try:
             yield context
         finally:
@@ -112,6 +119,19 @@ def _field(section: Locator, label: str) -> Locator:
     """
     group = section.get_by_role("group").filter(has=section.page.get_by_text(label, exact=True))
     return group.locator("input, textarea")
+
+
+def _fill(section: Locator, label: str, value: str | bool) -> None:
+    """Type ``value`` into the field labelled ``label``, or turn its switch on or off."""
+    if not isinstance(value, bool):
+        _field(section, label).fill(value)
+        expect(_field(section, label)).to_have_value(value)
+        return
+    group = section.get_by_role("group").filter(has=section.page.get_by_text(label, exact=True))
+    box = group.locator("input[type=checkbox]")
+    if box.is_checked() != value:
+        group.locator("label:has(input[type=checkbox])").first.click()
+    expect(box).to_be_checked(checked=value)
 
 
 def _group_labels(section: Locator) -> list[str]:
@@ -166,8 +186,8 @@ def add_connection(page: Page, spec: FormSpec, values: ConnValues, screenshot: P
     for label in spec.extra_labels.values():
         expect(_field(extra, label), f"extra field {label!r} missing; shown: {shown['extra']}").to_be_visible()
     for name, value in values.extras.items():
-        _field(extra, spec.extra_labels[name]).fill(value)
-        expect(_field(extra, spec.extra_labels[name])).to_have_value(value)
+        assert name in spec.extra_labels, f"the form declares no field for the extra {name!r}"
+        _fill(extra, spec.extra_labels[name], value)
     if screenshot is not None:
         dialog.screenshot(path=str(screenshot.with_name(f"{screenshot.stem}-extra.png")))
 
@@ -177,6 +197,58 @@ def add_connection(page: Page, spec: FormSpec, values: ConnValues, screenshot: P
     expect(dialog).to_have_count(0)
     expect(_row(page, values.conn_id)).to_be_visible()
     return shown
+
+
+def every_field(conn_id: str, host: str, token: str, tenant_id: str) -> ConnValues:
+    """Values for each extra of the form, none left at its default (the picture of the form in the docs).
+
+    :param conn_id: connection id
+    :param host: server URL
+    :param token: API token
+    :param tenant_id: the tenant
+    """
+    return ConnValues(conn_id, host, token, {
+        "tenant_id": tenant_id, "namespace": "staging", "verify": "false", "timeout": "2.5",
+        "proxy": "http://proxy.internal:3128", "grpc_address": "hatchet.internal:7070", "grpc_tls": False,
+    })
+
+
+# Run in Airflow's environment: the saved connection, from the metadata DB, read by the hook's own function (the
+# REST API masks the extras Airflow deems secret, such as "proxy"; Airflow 3's lookup outside a task skips the DB).
+_HOOK_READS = """
+import json, sys
+from sqlalchemy import select
+from airflow.models.connection import Connection
+from airflow.utils.session import create_session
+from airflow_provider_hatchet.hooks._connection import config_from_connection
+with create_session() as session:
+    conn = session.scalars(select(Connection).where(Connection.conn_id == sys.argv[1])).one()
+    config = config_from_connection(conn.password, conn.host, conn.schema, conn.port, conn.extra_dejson, None)
+names = ("tenant_id", "namespace", "verify", "timeout", "proxy", "grpc_address", "grpc_tls")
+print(json.dumps({name: getattr(config, name) for name in names}))
+"""
+
+
+def hook_reads(env: dict[str, str], conn_id: str) -> dict[str, object]:
+    """The settings the hook reads from the saved connection ``conn_id`` (the token left out).
+
+    :param env: the environment of the Airflow processes (their metadata DB)
+    :param conn_id: the connection id
+    :return: extra name -> the hook's setting
+    """
+    result = subprocess.run([sys.executable, "-c", _HOOK_READS, conn_id], env=env, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, f"the hook could not read {conn_id!r}: {result.stderr[-2000:]}"
+    settings: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
+    return settings
+
+
+def expected_settings(values: ConnValues) -> dict[str, object]:
+    """What the hook must read from the connection :func:`every_field` typed.
+
+    :param values: the values typed
+    """
+    return {**values.extras, "namespace": f"{values.extras['namespace']}_", "verify": False, "timeout": 2.5}
 
 
 def _row(page: Page, conn_id: str) -> Locator:

@@ -120,22 +120,29 @@ def xcom_value(dag_run: DagRun, task_id: str, key: str = "return_value", map_ind
     return ti.xcom_pull(task_ids=task_id, key=key)
 
 
+def example_bag(stem: str) -> Any:
+    """Parse the example DAG file ``dags_examples/<stem>.py`` with Airflow's own DagBag, as the DAG processor does.
+
+    :param stem: the file name without ``.py``.
+    """
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "dags_examples" / f"{stem}.py"
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2.10, 3.0 and 3.1
+        from airflow.models.dagbag import DagBag as OlderDagBag
+
+        return OlderDagBag(dag_folder=str(path), include_examples=False)
+    return DagBag(dag_folder=str(path))
+
+
 def example_dag(dag_id: str) -> Any:
     """Parse the example DAG file ``dags_examples/<dag_id>.py`` as the DAG processor does and return that DAG.
 
     :param dag_id: the DAG id; ``file_stem::dag_id`` picks a file that defines several DAGs.
     """
-    from pathlib import Path
-
     stem, _, dag_id = dag_id.rpartition("::") if "::" in dag_id else (dag_id, "", dag_id)
-    path = Path(__file__).resolve().parent.parent / "dags_examples" / f"{stem}.py"
-    if AIRFLOW_V_3_0_PLUS:
-        from airflow.dag_processing.dagbag import DagBag
-
-        bag = DagBag(dag_folder=str(path))
-    else:
-        from airflow.models.dagbag import DagBag
-
-        bag = DagBag(dag_folder=str(path), include_examples=False)
+    bag = example_bag(stem)
     assert not bag.import_errors, bag.import_errors
     return bag.dags[dag_id]

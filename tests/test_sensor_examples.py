@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from airflow_provider_hatchet._airflow_version import AIRFLOW_V_3_0_PLUS
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer, register_demo_workflows
-from tests.airflow_helpers import task_state, xcom_value
-from tests.conftest import REPO_ROOT
+from tests.airflow_helpers import example_dag, task_state, xcom_value
 
-EXAMPLES = REPO_ROOT / "dags_examples"
+pytestmark = pytest.mark.af2
 
 
 @pytest.fixture(scope="module")
@@ -24,26 +23,17 @@ def server() -> Iterator[SimulatorServer]:
 
 
 @pytest.fixture
-def sim(server: SimulatorServer, airflow_conn: Callable[..., str]) -> HatchetSimulator:
+def sim(server: SimulatorServer, airflow_conn: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> HatchetSimulator:
+    if not AIRFLOW_V_3_0_PLUS:  # Airflow 2's sensor dependency loads the configured executor: one for SQLite
+        monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "SequentialExecutor")
     airflow_conn("hatchet_default", conn_type="hatchet", host=server.url, password=server.simulator.token)
     server.simulator.clear_requests()
     return server.simulator
 
 
-def load(file_name: str, dag_id: str) -> Any:
-    spec = importlib.util.spec_from_file_location(file_name.removesuffix(".py"), EXAMPLES / file_name)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except ImportError as exc:
-        pytest.skip(f"{file_name} needs what has not landed yet: {exc}")
-    return getattr(module, dag_id)
-
-
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
 def test_trigger_then_sense(sim: HatchetSimulator, dag_runner: Callable[..., Any], mode: str) -> None:
-    dag_run = dag_runner(load("example_hatchet_sensor.py", f"example_hatchet_sensor_{mode}"))
+    dag_run = dag_runner(example_dag(f"example_hatchet_sensor::example_hatchet_sensor_{mode}"))
     assert task_state(dag_run, "wait") == "success"
     run_id = xcom_value(dag_run, "trigger")
     output = xcom_value(dag_run, "wait")
@@ -53,7 +43,7 @@ def test_trigger_then_sense(sim: HatchetSimulator, dag_runner: Callable[..., Any
 
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
 def test_bulk_then_sense(sim: HatchetSimulator, dag_runner: Callable[..., Any], mode: str) -> None:
-    dag_run = dag_runner(load("example_hatchet_sensor_bulk.py", f"example_hatchet_sensor_bulk_{mode}"))
+    dag_run = dag_runner(example_dag(f"example_hatchet_sensor_bulk::example_hatchet_sensor_bulk_{mode}"))
     assert task_state(dag_run, "wait_all") == "success"
     run_ids = xcom_value(dag_run, "trigger_batch")
     outputs = xcom_value(dag_run, "wait_all")

@@ -76,7 +76,8 @@ class HatchetHook(BaseHook):
 
     The connection's password is the API token, a JWT that names the tenant (``sub``) and the server
     (``server_url``). The host (the server URL) and the extras ``tenant_id``, ``namespace``, ``verify``,
-    ``timeout`` and ``proxy`` override or complete it; without ``proxy``, the environment's ``HTTP_PROXY``,
+    ``timeout``, ``proxy``, ``grpc_address`` and ``grpc_tls`` (each a field of the connection form) override or
+    complete it; without ``proxy``, the environment's ``HTTP_PROXY``,
     ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` apply, as in httpx. If the connection does not exist,
     hatchet-sdk's environment variables (``HATCHET_CLIENT_TOKEN``, ``..._SERVER_URL``, ``..._TENANT_ID``,
     ``..._NAMESPACE``) are used.
