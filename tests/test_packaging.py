@@ -95,6 +95,8 @@ def test_pypi_description_is_the_readme_head_with_absolute_links_only() -> None:
     assert relative_targets(description) == []
     assert readme.split(MARKER)[0].splitlines()[0] in description
     assert readme.split(MARKER)[1].strip().splitlines()[0] not in description
+    assert "make demo" in readme and "make demo" not in description  # contributors' line: GitHub only
+    assert "## Install" in description and "## First DAG" in description
     urls = PYPROJECT["project"]["urls"]
     assert f"]({urls['Documentation']})" in description and f"]({urls['Changelog']})" in description
 
@@ -113,7 +115,8 @@ def _project(folder: Path, monkeypatch: pytest.MonkeyPatch, readme: str) -> Path
 def test_relative_links_of_every_kind_are_rewritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A README a careless contributor writes: relative files, ``./``, images, anchors, all become absolute."""
     description = metadata(_project(tmp_path, monkeypatch, (
-        "# x\n\nSee [the docs](docs/guide.md), [a folder](./dags_examples/), [a section](#the-connection),\n"
+        "# x\n\n<!-- contributors: start -->\nRun `make test` ([how](CONTRIBUTING.md)).\n<!-- contributors: end -->\n\n"
+        "See [the docs](docs/guide.md), [a folder](./dags_examples/), [a section](#the-connection),\n"
         "![form](docs/connection-form.png), ![again](./docs/a.png) and [PyPI](https://pypi.org/).\n\n"
         f"{MARKER}\n\n## Development\n"
     ))).core.readme
@@ -127,11 +130,13 @@ def test_relative_links_of_every_kind_are_rewritten(tmp_path: Path, monkeypatch:
     assert f"]({raw}/main/docs/a.png)" in description
     assert "](https://pypi.org/)" in description
     assert "## Development" not in description
+    assert "make test" not in description  # the line for contributors at the top stays on GitHub
 
 
 def test_a_readme_without_the_marker_fails_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Losing the marker does not publish the whole README (contributor sections and all): the build fails."""
-    project = _project(tmp_path, monkeypatch, "# x\n\n## Development\n")
+    project = _project(tmp_path, monkeypatch,
+                       "# x\n\n<!-- contributors: start -->\n<!-- contributors: end -->\n\n## Development\n")
     with pytest.raises(Exception, match="end of the PyPI description"):
         metadata(project)
 
