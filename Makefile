@@ -15,6 +15,10 @@ AF2_PINS := "cryptography<51"
 # The real Hatchet the suite is proven against: the newest release the Go module proxy serves here.
 HATCHET_VERSION ?= v0.105.0
 HATCHET_SDK_VERSION ?= 1.43.1
+# The older releases CI also proves: the oldest the Go module proxy serves in full (v0.74.x and before answer 403)
+# and a middle one. On each: the conformance scenarios and the exactly-once bulk tests; the whole suite on the newest.
+HATCHET_MATRIX ?= v0.75.0 v0.90.0
+REAL_MATRIX_TESTS ?= tests/real/test_conformance.py tests/real/test_bulk_faults.py tests/real/test_grpc_bulk_faults.py
 TOXIPROXY_VERSION ?= v2.5.0
 
 TOOLS := .tools
@@ -43,7 +47,8 @@ export UV_COMPILE_BYTECODE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help env env-af2 env-worker env-prod e2e-prod lint typecheck check unit pytest pytest-af3 pytest-af2 \
-	test-faults e2e test demo bench clean hatchet-up hatchet-down test-real real-hatchet grpc-pins
+	test-faults e2e test demo bench clean hatchet-up hatchet-down test-real real-hatchet real-hatchet-matrix \
+	grpc-pins
 
 help:
 	@echo "make env         .venv: Airflow $(AIRFLOW_VERSION) + this package editable [testing,dev,lineage]"
@@ -61,8 +66,10 @@ help:
 	@echo "make hatchet-up  a real Hatchet $(HATCHET_VERSION) on 127.0.0.1 (Postgres, engine, API, worker)"
 	@echo "make hatchet-down stop it"
 	@echo "make test-real   the real_hatchet tests against the running server (build/hatchet/env)"
+	@echo "make real-hatchet-matrix  on each of $(HATCHET_MATRIX): up, conformance + exactly-once bulk, down"
 	@echo "make grpc-pins   installing this package leaves Airflow's grpcio and protobuf as they were"
-	@echo "make test        env + lint + typecheck + pytest + test-faults + grpc-pins + e2e + real-hatchet + e2e-prod"
+	@echo "make test        env + lint + typecheck + pytest + test-faults + grpc-pins + e2e + real-hatchet"
+	@echo "                 + real-hatchet-matrix + e2e-prod"
 	@echo "make demo        env + scripts/demo.sh"
 	@echo "make bench       import-time benchmark"
 	@echo "make clean       remove environments, tools and caches"
@@ -167,6 +174,11 @@ test-real: env
 real-hatchet: env
 	@MAKE="$(MAKE)" bash e2e/hatchet/run_real.sh
 
+# In `make test`: the older Hatchet releases, one server at a time; see e2e/hatchet/run_matrix.sh.
+real-hatchet-matrix: env
+	@MAKE="$(MAKE)" HATCHET_MATRIX="$(HATCHET_MATRIX)" REAL_MATRIX_TESTS="$(REAL_MATRIX_TESTS)" \
+		bash e2e/hatchet/run_matrix.sh
+
 # Fresh venvs of both Airflow lines, before and after installing this package (about 1 min with uv's cache).
 grpc-pins: env
 	$(VENV)/bin/python scripts/grpc_pins.py $(AIRFLOW2_VERSION) $(AIRFLOW_VERSION)
@@ -175,7 +187,7 @@ grpc-pins: env
 e2e-prod: env env-worker env-prod
 	@MAKE="$(MAKE)" bash e2e/run_prod.sh
 
-test: env lint typecheck pytest test-faults grpc-pins e2e real-hatchet e2e-prod
+test: env lint typecheck pytest test-faults grpc-pins e2e real-hatchet real-hatchet-matrix e2e-prod
 
 demo: env
 	bash scripts/demo.sh
