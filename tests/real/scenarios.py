@@ -516,3 +516,13 @@ def actions_on_runs_the_tenant_lacks(s: Session) -> None:
 
 
 SCENARIOS[actions_on_runs_the_tenant_lacks.__name__] = actions_on_runs_the_tenant_lacks
+
+
+def server_version(s: Session) -> None:
+    """``GET /api/v1/version``: the release, with the tenant's token, without one and with a garbage one (it needs
+    none); the provider reads it to know which filters the server honours."""
+    for caller in ("default", "none", "garbage"):
+        s.call(f"version-{caller}", "GET", "/api/v1/version", auth=caller)
+
+
+SCENARIOS[server_version.__name__] = server_version

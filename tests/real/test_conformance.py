@@ -74,8 +74,12 @@ def live_answers() -> dict[str, list[Step]]:
 
 
 @pytest.fixture
-def sim_target(hatchet: Any, hatchet_server: Any) -> Iterator[Target]:
-    """The simulator, reset, with the worker's workflows, a second tenant and its gRPC face."""
+def sim_target(hatchet: Any, hatchet_server: Any, request: pytest.FixtureRequest,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[Target]:
+    """The simulator, reset, with the worker's workflows, a second tenant and its gRPC face; against a live real
+    server, answering as that server's release (an older one ignores what that release ignores)."""
+    if request.node.get_closest_marker("real_hatchet") is not None:
+        monkeypatch.setattr(hatchet, "version", os.environ.get("HATCHET_ENGINE_VERSION") or hatchet.version)
     register_worker_workflows(hatchet)
     foreign = hatchet.token_for(hatchet.add_tenant("foreign"))
     with hatchet.grpc_server() as face:
