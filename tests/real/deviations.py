@@ -34,6 +34,8 @@ class Deviation:
     :param reason: why the simulator keeps this difference.
     :param step: glob over step names.
     :param kind: the difference kind, or ``None`` for any.
+    :param before: a Hatchet release: the entry holds only on servers older than it (a difference of an older
+        release, which the simulator does not model); ``None`` for every release.
     """
 
     scenario: str
@@ -41,6 +43,7 @@ class Deviation:
     reason: str
     step: str = "*"
     kind: str | None = None
+    before: str | None = None
 
     def matches(self, scenario: str, difference: Difference) -> bool:
         """Whether this entry accepts a difference found in a scenario.
@@ -61,11 +64,19 @@ class Deviation:
         return f"{self.scenario}/{self.step} {self.path}{kind}"
 
 
-def load(path: Path = DEVIATIONS_FILE) -> list[Deviation]:
-    """Read and check the deviations file.
+def _release(version: str) -> tuple[int, ...]:
+    match = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", version)
+    if match is None:
+        raise ValueError(f"not a Hatchet release: {version!r}")
+    return tuple(int(part) for part in match.groups())
+
+
+def load(path: Path = DEVIATIONS_FILE, engine: str | None = None) -> list[Deviation]:
+    """Read and check the deviations file; keep the entries that hold on the given server release.
 
     :param path: the YAML file: a list of mappings with ``scenario``, ``path``, ``reason`` and optionally
-        ``step`` and ``kind``.
+        ``step``, ``kind`` and ``before``.
+    :param engine: the real server's release; ``None`` for the newest (the entries without ``before``).
     :raises ValueError: for an entry without a reason, with an unknown key or kind.
     """
     entries: list[Any] = yaml.safe_load(path.read_text()) or []
@@ -73,11 +84,14 @@ def load(path: Path = DEVIATIONS_FILE) -> list[Deviation]:
     for number, entry in enumerate(entries, 1):
         if not isinstance(entry, dict) or not str(entry.get("reason") or "").strip():
             raise ValueError(f"{path.name} entry {number}: needs at least scenario, path and a reason")
-        unknown = set(entry) - {"scenario", "step", "path", "kind", "reason"}
+        unknown = set(entry) - {"scenario", "step", "path", "kind", "reason", "before"}
         if unknown or entry.get("kind") not in (None, *KINDS):
             raise ValueError(f"{path.name} entry {number}: unknown keys {sorted(unknown)} or kind {entry.get('kind')}")
+        before = entry.get("before")
+        if before is not None and (engine is None or _release(engine) >= _release(str(before))):
+            continue
         deviations.append(Deviation(str(entry["scenario"]), str(entry["path"]), " ".join(str(entry["reason"]).split()),
-                                    str(entry.get("step", "*")), entry.get("kind")))
+                                    str(entry.get("step", "*")), entry.get("kind"), before))
     return deviations
 
 
