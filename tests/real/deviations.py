@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from airflow_provider_hatchet.testing.versions import release
 from tests.real.normalise import KINDS, Difference
 from tests.real.recording import Outcome
 
@@ -64,13 +65,6 @@ class Deviation:
         return f"{self.scenario}/{self.step} {self.path}{kind}"
 
 
-def _release(version: str) -> tuple[int, ...]:
-    match = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", version)
-    if match is None:
-        raise ValueError(f"not a Hatchet release: {version!r}")
-    return tuple(int(part) for part in match.groups())
-
-
 def load(path: Path = DEVIATIONS_FILE, engine: str | None = None) -> list[Deviation]:
     """Read and check the deviations file; keep the entries that hold on the given server release.
 
@@ -88,7 +82,7 @@ def load(path: Path = DEVIATIONS_FILE, engine: str | None = None) -> list[Deviat
         if unknown or entry.get("kind") not in (None, *KINDS):
             raise ValueError(f"{path.name} entry {number}: unknown keys {sorted(unknown)} or kind {entry.get('kind')}")
         before = entry.get("before")
-        if before is not None and (engine is None or _release(engine) >= _release(str(before))):
+        if before is not None and (engine is None or release(engine) >= release(str(before))):
             continue
         deviations.append(Deviation(str(entry["scenario"]), str(entry["path"]), " ".join(str(entry["reason"]).split()),
                                     str(entry.get("step", "*")), entry.get("kind"), before))

@@ -234,3 +234,12 @@ def test_transitions_agree_on_order_and_on_the_states_after_the_brief_ones() -> 
     assert settled(["RUNNING", "COMPLETED"]) == settled(["404", "QUEUED", "RUNNING", "COMPLETED"])
     assert settled(["RUNNING", "404"])["in_order"] is False
     assert settled(["404", "RUNNING", "FAILED"]) != settled(["404", "RUNNING", "COMPLETED"])
+
+
+def test_a_deviation_marked_before_a_release_holds_only_on_older_servers(tmp_path: Any) -> None:
+    entries = tmp_path / "deviations.yaml"
+    entries.write_text('- {scenario: a, path: status, reason: always}\n'
+                       '- {scenario: b, path: status, reason: old servers, before: v0.95.0}\n')
+    assert [d.scenario for d in load(entries, engine="v0.75.0")] == ["a", "b"]
+    assert [d.scenario for d in load(entries, engine="v0.95.0")] == ["a"]
+    assert [d.scenario for d in load(entries)] == ["a"]
