@@ -83,8 +83,10 @@ def trigger_unknown_workflow(s: Session) -> None:
     with ThreadPoolExecutor(len(slow_calls)) as pool:
         slow = {step: pool.submit(s.call, None, "POST", TRIGGER, **options) for step, options in slow_calls.items()}
         quick = s.call("unknown-return-only-id", "POST", TRIGGER, body={**unknown, "return_only_id": True})
-        phantom = s.name(quick.json()["run"]["metadata"]["id"], "phantom")
-        s.call("phantom-status", "GET", run_path(phantom, "/status"))
+        # v0.75.0 refuses the name at once (400), so there is no phantom id to read.
+        if quick.status_code == 200:
+            phantom = s.name(quick.json()["run"]["metadata"]["id"], "phantom")
+            s.call("phantom-status", "GET", run_path(phantom, "/status"))
         for step, future in slow.items():
             response = future.result()
             s.record(step, response.status_code, response.json())

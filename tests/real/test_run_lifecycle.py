@@ -114,7 +114,7 @@ def test_runs_are_listed_by_idempotency_key(backend: Backend, airflow_conn: Any)
         assert {row.id for row in raw.rows} == {row.id for row in listed}
         for act in (hook.list_runs, hook.cancel_runs):
             with pytest.raises(HatchetValidationError, match="ignores the run list's idempotency_keys filter"):
-                act({"since": since(), "idempotency_keys": [backend.tag]})  # type: ignore[operator]
+                act(filter={"since": since(), "idempotency_keys": [backend.tag]})  # type: ignore[operator]
         return
     rows = until_listed(hook, {"since": since(), "idempotency_keys": [backend.tag]}, 1)
     assert [row.id for row in rows] == [held]
