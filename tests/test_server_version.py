@@ -160,4 +160,6 @@ def test_forwarded_logs_are_in_order_when_the_server_ignores_the_newest_first_or
                "order_by_direction and attempt came in v0.78.0): these are the first 5 lines of every attempt, "
                "oldest first, kept to attempt 1.")
     logged = logs()
-    assert logged.count("ignored the task log's") == logged.count(warning) == (1 if warned else 0)
+    # Airflow 2 shows a hook's line twice (the task log and the logging capture): counted as one.
+    assert (warning in logged) is warned
+    assert ("ignored the task log's" in logged) is warned
