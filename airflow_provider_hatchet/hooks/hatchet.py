@@ -11,22 +11,33 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import cached_property
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_hatchet._compat import BaseHook, mask_secret
 from airflow_provider_hatchet.client import TriggerRequest, endpoints, run_actions, scheduling, validation
 from airflow_provider_hatchet.client.config import ClientConfig, apply_namespace
 from airflow_provider_hatchet.client.errors import (
+    HatchetAPIError,
     HatchetAuthError,
     HatchetConfigError,
     HatchetError,
+    HatchetMalformedResponseError,
     HatchetNotFoundError,
     HatchetTransportError,
+    HatchetUnexpectedResponseError,
     HatchetValidationError,
 )
 from airflow_provider_hatchet.client.escaping import safe_text
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_hatchet.client.run_filter import RunFilter
+from airflow_provider_hatchet.client.server_version import (
+    IDEMPOTENCY_KEYS_FILTER,
+    LOG_ORDER_AND_ATTEMPT,
+    ServerVersion,
+    refuse_without,
+    server_version,
+)
 from airflow_provider_hatchet.hooks._connection import (
     aget_airflow_connection,
     config_from_connection,
@@ -41,7 +52,7 @@ if TYPE_CHECKING:
     from airflow_provider_hatchet.client import AsyncHatchetClient, HatchetClient
     from airflow_provider_hatchet.client.bulk import TriggerSender
     from airflow_provider_hatchet.client.endpoints import Call
-    from airflow_provider_hatchet.client.models import RunDetails, RunStatus, RunSummary, Workflow
+    from airflow_provider_hatchet.client.models import LogLine, RunDetails, RunStatus, RunSummary, Workflow
     from airflow_provider_hatchet.client.paging import Pages
     from airflow_provider_hatchet.client.scheduling import (
         Cron,
@@ -292,6 +303,49 @@ class HatchetHook(BaseHook):
         """
         return self.client.iter_rows(pages)
 
+    @cached_property
+    def server_version(self) -> ServerVersion | None:
+        """The Hatchet server's release (``GET /api/v1/version``), read once per hook. None, with a warning, when
+        the server answers no release number: the provider then assumes it has every feature it sends."""
+        try:
+            text = self.send(server_version())
+        except (HatchetAPIError, HatchetMalformedResponseError, HatchetUnexpectedResponseError) as exc:
+            self.log.warning("Could not read the Hatchet server's version (%s); assuming it has every feature "
+                             "the provider sends.", exc)
+            return None
+        version = ServerVersion.parse(text)
+        if version is None:
+            self.log.warning("The Hatchet server reports version %r, not a release number; assuming it has every "
+                             "feature the provider sends.", safe_text(text, 60))
+        return version
+
+    def task_logs(self, task_id: str, *, limit: int, attempt: int | None = None,
+                  newest_first: bool = False) -> list[LogLine]:
+        """The lines a task logged, as :func:`endpoints.task_logs` reads them. A server before
+        ``LOG_ORDER_AND_ATTEMPT.since`` ignores the order and the attempt, and answers the first ``limit`` lines
+        of every attempt, oldest first: seen in the answer, the other attempts' lines are left out here and the
+        order turned, with a warning naming the server's version.
+
+        :param task_id: the task's external id.
+        :param limit: the most lines.
+        :param attempt: only this attempt's lines.
+        :param newest_first: newest lines first.
+        """
+        lines = self.send(endpoints.task_logs(task_id, limit=limit, attempt=attempt, newest_first=newest_first))
+        ignored = []
+        if attempt is not None and any(line.attempt not in (None, attempt) for line in lines):
+            ignored.append("attempt")
+            lines = [line for line in lines if line.attempt in (None, attempt)]
+        if newest_first and any(a.created_at < b.created_at for a, b in pairwise(lines)):
+            ignored.append("order_by_direction")
+            lines.reverse()
+        if ignored:
+            self.log.warning(
+                "The Hatchet server (%s) ignored the task log's %s (%s came in %s): these are the first %d lines of "
+                "every attempt, oldest first, kept to attempt %s.", self.server_version or "version unknown",
+                " and ".join(ignored), LOG_ORDER_AND_ATTEMPT.what, LOG_ORDER_AND_ATTEMPT.since, limit, attempt)
+        return lines
+
     async def asend(self, call: Call[T]) -> T:
         """Send one call through the event loop's shared async client.
 
@@ -426,8 +480,7 @@ class HatchetHook(BaseHook):
 
         :param filter: a :class:`RunFilter`, or its fields as a dict (``since`` required).
         """
-        run_filter = self._run_filter(filter)
-        return list(run_actions.select_runs(self.client, run_filter, self._workflow_ids(run_filter)))
+        return list(self._select(self._run_filter(filter)))
 
     def replay_in_place(self, retry_counts: Mapping[str, int]) -> list[str]:
         """Replay runs and wait (one bound for all) until reads show each replay: status out of FAILED or a retry
@@ -454,8 +507,7 @@ class HatchetHook(BaseHook):
                 raise HatchetValidationError("run_ids", "is empty and no filter is given: nothing to act on")
             return self._act_on_ids(action, send, ids, dry_run=dry_run, confirm=confirm)
         run_filter = scoped(self._run_filter(filter), action, allow_tenant_wide=allow_tenant_wide)
-        selection = run_actions.select_runs(self.client, run_filter, self._workflow_ids(run_filter))
-        ids = [run.id for run in run_actions.at_most(selection, max_runs)]
+        ids = [run.id for run in run_actions.at_most(self._select(run_filter), max_runs)]
         if ids and not dry_run:
             run_actions.in_chunks(send, ids)
         return ids
@@ -509,6 +561,12 @@ class HatchetHook(BaseHook):
             known = ", ".join(RunFilter.__dataclass_fields__)
             raise HatchetValidationError("filter", f"has unknown fields {unknown} (known: {known})")
         return RunFilter.checked(**filter)
+
+    def _select(self, run_filter: RunFilter) -> Iterator[RunSummary]:
+        if run_filter.idempotency_keys:
+            # Rows carry no idempotency key to check here: a server that ignores the filter must not be asked.
+            refuse_without(IDEMPOTENCY_KEYS_FILTER, self.server_version, "idempotency_keys")
+        return run_actions.select_runs(self.client, run_filter, self._workflow_ids(run_filter))
 
     def _workflow_ids(self, run_filter: RunFilter) -> list[str]:
         ids = []
@@ -637,10 +695,12 @@ class HatchetHook(BaseHook):
         return self.send(scheduling.list_crons(**filters))
 
     def test_connection(self) -> tuple[bool, str]:
-        """Make one cheap authenticated call, for the Test button in the connection form."""
+        """Make one cheap authenticated call and read the server's version, for the Test button in the connection
+        form."""
         try:
             config = self.config
             self.send(endpoints.list_workflows(limit=1))
+            version = self.server_version
         except HatchetConfigError as exc:
             return False, str(exc)
         except HatchetAuthError:
@@ -656,7 +716,8 @@ class HatchetHook(BaseHook):
             return False, f"Hatchet answered with an error: {exc}"
         finally:
             self.close()
-        return True, f"Connected to Hatchet at {config.server_url} (tenant {config.tenant_id})."
+        shown = f"Hatchet {version}" if version is not None else "Hatchet (its version could not be read)"
+        return True, f"Connected to {shown} at {config.server_url} (tenant {config.tenant_id})."
 
 
 def mask_token(token: str | None) -> None:

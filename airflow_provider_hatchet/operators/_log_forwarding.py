@@ -148,8 +148,7 @@ def _forward_task(hook: HatchetHook, log: TaskLog, run_id: str, task: TaskSummar
     attempt = task.attempt or 1
     name = safe_text(task.name, 200)
     # The newest lines, one more than shown to learn whether any were cut; shown oldest first.
-    logs = endpoints.task_logs(task_id, limit=min(cap + 1, MAX_LOG_LIMIT), attempt=attempt, newest_first=True)
-    lines = hook.send(logs)[::-1]
+    lines = hook.task_logs(task_id, limit=min(cap + 1, MAX_LOG_LIMIT), attempt=attempt, newest_first=True)[::-1]
     log.info("----- Hatchet logs of run %s, task %s (%s), attempt %d -----", run_id, name, safe_text(task_id, 200),
              attempt)
     if not lines:

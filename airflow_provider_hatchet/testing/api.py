@@ -25,6 +25,7 @@ from .render import run_details, trigger_stub
 from .runs import TERMINAL, Run
 from .store import SimState, Tenant
 from .task_logs import list_task_logs
+from .versions import RETURN_ONLY_ID_SINCE, before, known_query
 from .workflows import idempotency_value, tasks_for_run
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -49,7 +50,7 @@ class HatchetApi:
     :param state: the data.
     :param auth: token validation.
     :param faults: fault injection.
-    :param settings: object with ``cancel_delay`` and ``unknown_workflow_delay`` attributes.
+    :param settings: object with ``cancel_delay``, ``unknown_workflow_delay`` and ``version`` attributes.
     """
 
     def __init__(self, state: SimState, auth: TokenAuthority, faults: FaultInjector, settings: Any) -> None:
@@ -82,6 +83,8 @@ class HatchetApi:
                 table.append((True, "GET", "status", self._status))
             elif parts[1] == "tasks" and n == 4 and parts[3] == "logs":
                 table.append((True, "GET", "logs", self._task_logs))
+        elif n == 1 and parts[0] == "version":
+            table.append((False, "GET", "version", self._version))
         elif n == 3 and parts[0] == "tenants" and parts[2] == "workflows":
             table.append((True, "GET", "workflows", self._workflows))
         elif n == 3 and parts[0] == "workflows" and parts[2] == "trigger":
@@ -192,7 +195,7 @@ class HatchetApi:
         state = self.state
         now = state.clock()
         spec = tenant.workflows.get(payload.get("workflowName") or "")
-        only_id = payload.get("return_only_id") is True
+        only_id = payload.get("return_only_id") is True and not before(self.settings.version, RETURN_ONLY_ID_SINCE)
         key: str | None = None
         if spec is not None:
             try:
@@ -238,6 +241,11 @@ class HatchetApi:
             return run
         return SimResponse(200, b'"' + run.status(now).encode() + b'"')
 
+    def _version(self, parts: list[str], query: str, authorization: str | None, body: bytes,
+                 decision: Decision | None) -> SimResponse:
+        """``GET /api/v1/version``: no token needed."""
+        return json_response(200, {"version": self.settings.version})
+
     def _task_logs(self, parts: list[str], query: str, authorization: str | None, body: bytes,
                    decision: Decision | None) -> SimResponse:
         if not is_uuid(parts[2]):
@@ -252,14 +260,14 @@ class HatchetApi:
         claims = self.auth.verify(authorization)
         if claims is None or claims.get("sub") != run.tenant_id:
             return forbidden()
-        return list_task_logs(run, index, query, now, state.iso)
+        return list_task_logs(run, index, known_query(self.settings.version, "logs", query), now, state.iso)
 
     def _list(self, parts: list[str], query: str, authorization: str | None, body: bytes,
               decision: Decision | None) -> SimResponse:
         tenant = self._tenant(parts[2], authorization)
         if isinstance(tenant, SimResponse):
             return tenant
-        return list_runs(self.state, tenant, query, self.state.clock(),
+        return list_runs(self.state, tenant, known_query(self.settings.version, "list", query), self.state.clock(),
                          drop_colon_filters=self.faults.faults.drop_colon_filters)
 
     def _selected(self, parts: list[str], authorization: str | None, body: bytes,

@@ -18,6 +18,7 @@ from .grpc_api import ROUTE_OF, STATUSES, GrpcAnswer, HatchetGrpcApi
 from .records import RequestRecord, RunInfo
 from .runs import Run
 from .store import Clock, SimState, Tenant
+from .versions import SIM_VERSION, release
 from .workflows import OutputSpec, TaskArg, WorkflowSpec
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ class HatchetSimulator:
     :param secret: HMAC key for tokens; random when omitted.
     :param wall_offset: seconds the simulator's wall clock (its timestamps and ``Date`` headers) runs ahead of
         the machine's; negative for behind. For tests of clock skew.
+    :param version: the Hatchet release it answers as (``GET /api/v1/version``); an older one than
+        ``SIM_VERSION`` ignores the parameters that release ignores (``testing/versions.py``).
     """
 
     def __init__(
@@ -71,7 +74,10 @@ class HatchetSimulator:
         request_log_limit: int = 10_000,
         secret: bytes | None = None,
         wall_offset: float = 0.0,
+        version: str = SIM_VERSION,
     ) -> None:
+        release(version)  # a bad version fails here, not at the first request
+        self.version = version
         self._lock = threading.RLock()
         self.cancel_delay = cancel_delay
         self.replay_delay = replay_delay

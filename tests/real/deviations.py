@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from airflow_provider_hatchet.testing.versions import release
 from tests.real.normalise import KINDS, Difference
 from tests.real.recording import Outcome
 
@@ -34,6 +35,8 @@ class Deviation:
     :param reason: why the simulator keeps this difference.
     :param step: glob over step names.
     :param kind: the difference kind, or ``None`` for any.
+    :param before: a Hatchet release: the entry holds only on servers older than it (a difference of an older
+        release, which the simulator does not model); ``None`` for every release.
     """
 
     scenario: str
@@ -41,6 +44,7 @@ class Deviation:
     reason: str
     step: str = "*"
     kind: str | None = None
+    before: str | None = None
 
     def matches(self, scenario: str, difference: Difference) -> bool:
         """Whether this entry accepts a difference found in a scenario.
@@ -61,11 +65,12 @@ class Deviation:
         return f"{self.scenario}/{self.step} {self.path}{kind}"
 
 
-def load(path: Path = DEVIATIONS_FILE) -> list[Deviation]:
-    """Read and check the deviations file.
+def load(path: Path = DEVIATIONS_FILE, engine: str | None = None) -> list[Deviation]:
+    """Read and check the deviations file; keep the entries that hold on the given server release.
 
     :param path: the YAML file: a list of mappings with ``scenario``, ``path``, ``reason`` and optionally
-        ``step`` and ``kind``.
+        ``step``, ``kind`` and ``before``.
+    :param engine: the real server's release; ``None`` for the newest (the entries without ``before``).
     :raises ValueError: for an entry without a reason, with an unknown key or kind.
     """
     entries: list[Any] = yaml.safe_load(path.read_text()) or []
@@ -73,11 +78,14 @@ def load(path: Path = DEVIATIONS_FILE) -> list[Deviation]:
     for number, entry in enumerate(entries, 1):
         if not isinstance(entry, dict) or not str(entry.get("reason") or "").strip():
             raise ValueError(f"{path.name} entry {number}: needs at least scenario, path and a reason")
-        unknown = set(entry) - {"scenario", "step", "path", "kind", "reason"}
+        unknown = set(entry) - {"scenario", "step", "path", "kind", "reason", "before"}
         if unknown or entry.get("kind") not in (None, *KINDS):
             raise ValueError(f"{path.name} entry {number}: unknown keys {sorted(unknown)} or kind {entry.get('kind')}")
+        before = entry.get("before")
+        if before is not None and (engine is None or release(engine) >= release(str(before))):
+            continue
         deviations.append(Deviation(str(entry["scenario"]), str(entry["path"]), " ".join(str(entry["reason"]).split()),
-                                    str(entry.get("step", "*")), entry.get("kind")))
+                                    str(entry.get("step", "*")), entry.get("kind"), before))
     return deviations
 
 

@@ -108,6 +108,14 @@ def load_real_answers(path: Path = REAL_ANSWERS_FILE) -> dict[str, list[Step]]:
     return {name: [Step(*step) for step in steps] for name, steps in stored["scenarios"].items()}
 
 
+def stored_engine(path: Path = REAL_ANSWERS_FILE) -> str:
+    """The release whose answers are stored.
+
+    :param path: the JSON file.
+    """
+    return str(json.loads(path.read_text())["engine_version"]) if path.exists() else ""
+
+
 def store_real_answers(answers: dict[str, list[Step]], engine_version: str, path: Path = REAL_ANSWERS_FILE) -> None:
     """Write the real answers, one step a line, scenarios and keys sorted (small, readable diffs).
 

@@ -83,8 +83,10 @@ def trigger_unknown_workflow(s: Session) -> None:
     with ThreadPoolExecutor(len(slow_calls)) as pool:
         slow = {step: pool.submit(s.call, None, "POST", TRIGGER, **options) for step, options in slow_calls.items()}
         quick = s.call("unknown-return-only-id", "POST", TRIGGER, body={**unknown, "return_only_id": True})
-        phantom = s.name(quick.json()["run"]["metadata"]["id"], "phantom")
-        s.call("phantom-status", "GET", run_path(phantom, "/status"))
+        # v0.75.0 refuses the name at once (400), so there is no phantom id to read.
+        if quick.status_code == 200:
+            phantom = s.name(quick.json()["run"]["metadata"]["id"], "phantom")
+            s.call("phantom-status", "GET", run_path(phantom, "/status"))
         for step, future in slow.items():
             response = future.result()
             s.record(step, response.status_code, response.json())
@@ -516,3 +518,13 @@ def actions_on_runs_the_tenant_lacks(s: Session) -> None:
 
 
 SCENARIOS[actions_on_runs_the_tenant_lacks.__name__] = actions_on_runs_the_tenant_lacks
+
+
+def server_version(s: Session) -> None:
+    """``GET /api/v1/version``: the release, with the tenant's token, without one and with a garbage one (it needs
+    none); the provider reads it to know which filters the server honours."""
+    for caller in ("default", "none", "garbage"):
+        s.call(f"version-{caller}", "GET", "/api/v1/version", auth=caller)
+
+
+SCENARIOS[server_version.__name__] = server_version

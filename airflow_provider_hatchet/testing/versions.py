@@ -1,0 +1,57 @@
+"""Which Hatchet release the simulator answers as, and what older releases ignore.
+
+An older server ignores a query parameter or a body field it does not know, without an error; the simulator
+told to be that release (``HatchetSimulator(version="v0.75.0")``) drops them the same way. The releases are the
+oldest the Go module proxy serves with each one (docs/hatchet-behaviour.md, "Server versions").
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode
+
+# The release the simulator is proven against (tests/real/real_answers.json).
+SIM_VERSION = "v0.105.0"
+# Route kind -> (the first release that reads them, the query parameters older ones ignore).
+IGNORED_PARAMS: dict[str, tuple[tuple[int, int, int], tuple[str, ...]]] = {
+    "list": ((0, 95, 0), ("idempotency_keys", "additional_metadata_operator")),
+    "logs": ((0, 78, 0), ("attempt", "order_by_direction")),
+}
+# The trigger's ``return_only_id`` is read from this release on.
+RETURN_ONLY_ID_SINCE = (0, 91, 0)
+_RELEASE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
+
+
+def release(version: str) -> tuple[int, int, int]:
+    """The numbers of a version string such as ``v0.75.0``.
+
+    :param version: the version.
+    :raises ValueError: for a string that does not start with three numbers.
+    """
+    match = _RELEASE.match(version)
+    if match is None:
+        raise ValueError(f"not a Hatchet release: {version!r} (expected e.g. v0.75.0)")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def before(version: str, since: tuple[int, int, int]) -> bool:
+    """Tell whether ``version`` is older than the release ``since``.
+
+    :param version: the simulated version.
+    :param since: the release that brought a feature.
+    """
+    return release(version) < since
+
+
+def known_query(version: str, kind: str, query: str) -> str:
+    """The query string as a server of ``version`` reads it: without the parameters it does not know.
+
+    :param version: the simulated version.
+    :param kind: the route kind.
+    :param query: the raw query string.
+    """
+    since, names = IGNORED_PARAMS.get(kind, ((0, 0, 0), ()))
+    if not names or not before(version, since):
+        return query
+    return urlencode([(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in names])
