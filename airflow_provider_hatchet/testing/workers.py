@@ -135,7 +135,9 @@ def list_workers(state: SimState, tenant: Tenant, query: str) -> SimResponse:
         rows.append({
             "metadata": {"id": worker.id, "createdAt": state.iso(worker.created), "updatedAt": heartbeat},
             "name": "airflow-provider-tests", "type": "SELFHOSTED", "status": status, "lastHeartbeatAt": heartbeat,
-            "actions": actions, "registeredWorkflows": None,
+            "actions": actions, "dispatcherId": worker.id, "labels": [],
+            "runtimeInfo": {"language": "PYTHON", "languageVersion": "3.11.7", "os": "linux", "runtimeExtra": "",
+                            "sdkVersion": "1.43.1"},
             "slotConfig": {"default": {"available": 200, "limit": 200}},
         })
     pages = 1 if rows else 0
