@@ -346,3 +346,20 @@ def test_a_no_worker_event_fails_the_task_with_the_typed_error(hatchet: Any) -> 
     with pytest.raises(HatchetNoWorkerError, match=LONELY) as raised:
         op.finish_wait({}, payload)
     assert raised.value.run_ids == ["r1"]
+
+
+def test_a_retry_that_re_attaches_does_not_check_again(hatchet: Any, dag_runner: Any) -> None:
+    hatchet.fail_next("details", 1, 403)  # the first try fails reading the output of its completed run
+    with make_dag("worker_retry") as dag:
+        single(task_id="t", workflow_name="demo-etl", wait_for_completion=True, retries=1,
+               retry_delay=timedelta(0))
+    assert task_state(dag_runner(dag), "t") == "success"
+    assert trigger_reads(hatchet) == 1 and worker_reads(hatchet) == 1
+
+
+def test_a_retry_with_nothing_to_re_attach_to_checks_again(hatchet: Any, dag_runner: Any) -> None:
+    hatchet.register_workflow(LONELY, served=False)
+    with make_dag("worker_retry_fail") as dag:
+        single(task_id="t", workflow_name=LONELY, check_workers="fail", retries=1, retry_delay=timedelta(0))
+    assert task_state(dag_runner(dag), "t") == "failed"
+    assert trigger_reads(hatchet) == 0 and worker_reads(hatchet) == 2
