@@ -15,6 +15,7 @@ from airflow_provider_hatchet.client.models import TERMINAL_STATUSES, UNSUCCESSF
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 
 __all__ = [
+    "HatchetNoWorkerError",
     "HatchetRunCancelledError",
     "HatchetRunError",
     "HatchetRunFailedError",
@@ -51,10 +52,16 @@ class HatchetRunTimeoutError(HatchetRunError):
     """The wait timed out before every run finished; ``run_ids`` are the unfinished runs."""
 
 
+class HatchetNoWorkerError(HatchetRunError):
+    """No live Hatchet worker serves the workflow (``check_workers="fail"``): before triggering, or while runs stayed
+    QUEUED past the grace; ``run_ids`` are the runs left queued (none before triggering)."""
+
+
 _BY_STATUS: dict[WaitStatus, type[HatchetRunError]] = {
     WaitStatus.FAILED: HatchetRunFailedError,
     WaitStatus.CANCELLED: HatchetRunCancelledError,
     WaitStatus.TIMEOUT: HatchetRunTimeoutError,
+    WaitStatus.NO_WORKER: HatchetNoWorkerError,
 }
 RUN_ERROR_STATUSES = frozenset(_BY_STATUS)
 # The statuses as the event's strings carry them.
@@ -63,13 +70,13 @@ _ENDED_BADLY = frozenset(status.value for status in UNSUCCESSFUL_STATUSES)
 
 
 def run_error(event: WaitEvent, message: str | None = None) -> HatchetRunError:
-    """The error for a wait that ended ``failed``, ``cancelled`` or ``timeout``.
+    """The error for a wait that ended ``failed``, ``cancelled``, ``timeout`` or ``no_worker``.
 
     :param event: how the wait ended.
     :param message: the error message; the event's by default.
     """
     run_ids = list(dict.fromkeys(event.run_ids))
-    if event.status is WaitStatus.TIMEOUT:
+    if event.status in (WaitStatus.TIMEOUT, WaitStatus.NO_WORKER):
         concerned = [i for i in run_ids if event.statuses.get(i) not in _TERMINAL]
     else:
         concerned = [i for i in run_ids if event.statuses.get(i) in _ENDED_BADLY]

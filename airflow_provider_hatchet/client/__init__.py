@@ -74,6 +74,13 @@ from airflow_provider_hatchet.client.watching import (
     event_snapshot,
     run_snapshot,
 )
+from airflow_provider_hatchet.client.workers import (
+    DEFAULT_QUEUED_GRACE,
+    WORKER_CHECKS,
+    Worker,
+    WorkerCheck,
+    check_workers_mode,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_hatchet.client.grpc.channel import close_channels
@@ -100,6 +107,7 @@ __all__ = [
     "BATCH_SINCE_MARGIN",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_NOT_FOUND_GRACE",
+    "DEFAULT_QUEUED_GRACE",
     "DEFAULT_RETRY",
     "INLINE_RUN_IDS",
     "MAX_CHUNK_EVENTS",
@@ -111,6 +119,7 @@ __all__ = [
     "TRANSPORTS",
     "UNFINISHED_STATUSES",
     "UNSUCCESSFUL_STATUSES",
+    "WORKER_CHECKS",
     "AsyncGrpcClient",
     "AsyncHatchetClient",
     "Bridge",
@@ -159,12 +168,15 @@ __all__ = [
     "WaitState",
     "WaitStatus",
     "Watermark",
+    "Worker",
+    "WorkerCheck",
     "Workflow",
     "apply_namespace",
     "cancel_unfinished",
     "check_events",
     "check_round",
     "check_time",
+    "check_workers_mode",
     "close_channels",
     "event_snapshot",
     "find_batch_runs",

@@ -29,6 +29,7 @@ from airflow_provider_hatchet.client.waiter import (
     cancel_unfinished,
     check_round,
 )
+from airflow_provider_hatchet.client.workers import DEFAULT_QUEUED_GRACE, QueuedWatch, WorkerCheck
 
 # A batch of more runs than this is stored as its key, size and digest rather than its ids.
 INLINE_RUN_IDS = 100
@@ -68,6 +69,10 @@ class WaitResume:
         ``started_at``).
     :ivar indexed_batch: the runs carry their index in the batch, so a big batch may be stored as its key, size
         and digest; False keeps the ids (runs that events triggered carry the batch key but no index).
+    :ivar check_workers: what a run QUEUED past ``queued_grace`` does while a workflow of ``workflows`` has no
+        live worker: ``warn`` (once per workflow), ``fail`` (the wait ends ``no_worker``) or ``off``.
+    :ivar workflows: the full names of the runs' workflows, for ``check_workers``.
+    :ivar queued_grace: seconds of Hatchet's time a run may stay QUEUED before the worker check.
     """
 
     started_at: float | None = None
@@ -79,12 +84,15 @@ class WaitResume:
     run_ids_digest: str | None = None
     runs_since: float | None = None
     indexed_batch: bool = True
+    check_workers: WorkerCheck = "off"
+    workflows: tuple[str, ...] = ()
+    queued_grace: float = DEFAULT_QUEUED_GRACE
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-safe form; only the values that differ from the defaults, to keep it small."""
         default = WaitResume()
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if getattr(self, f.name) != getattr(default, f.name)}
+        return {f.name: list(value) if isinstance(value := getattr(self, f.name), tuple) else value
+                for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(default, f.name)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> WaitResume:
@@ -154,6 +162,7 @@ class RunWait:
         self.batch_field = batch_field
         self.index_key = index_key
         self.state = self._new_state()
+        self.watch = QueuedWatch(resume.check_workers, resume.workflows, resume.queued_grace)
         self._finding_since: float | None = None
 
     @property
@@ -261,6 +270,10 @@ class RunWait:
                                               max_concurrency=self.resume.max_concurrency)
             if event is not None and event.finished:
                 return event
+            if event is not None:
+                stuck = await self.watch.check(client, self.state.statuses, self.state.created, log.warning)
+                if stuck is not None:
+                    return self.ended(WaitStatus.NO_WORKER, stuck)
             if event is not None and event.message != last_message:
                 last_message = event.message
                 log.info("%s", event.message)

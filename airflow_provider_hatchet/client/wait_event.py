@@ -24,6 +24,8 @@ class WaitStatus(str, enum.Enum):
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
     ERROR = "error"
+    # Runs stayed QUEUED past the grace while no live worker served their workflow (``check_workers="fail"``).
+    NO_WORKER = "no_worker"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_hatchet._compat import BaseHook, mask_secret
-from airflow_provider_hatchet.client import TriggerRequest, endpoints, run_actions, scheduling, validation
+from airflow_provider_hatchet.client import TriggerRequest, endpoints, run_actions, scheduling, validation, workers
 from airflow_provider_hatchet.client.config import ClientConfig, apply_namespace
 from airflow_provider_hatchet.client.errors import (
     HatchetAPIError,
@@ -369,6 +369,27 @@ class HatchetHook(BaseHook):
         :param namespace: overrides the hook's namespace for this call.
         """
         return apply_namespace(workflow_name, self.config.namespace if namespace is None else namespace)
+
+    def live_workers(self, workflow_name: str, namespace: str | None = None) -> int:
+        """How many live workers (ACTIVE by the server's reckoning: a heartbeat in the last 5 s, not paused) serve
+        the workflow, from one read of the worker list.
+
+        :param workflow_name: the workflow name, without or with the namespace.
+        :param namespace: overrides the hook's namespace for this call.
+        :raises HatchetError: when the worker list cannot be read (e.g. 403 for a token that may not).
+        """
+        return next(iter(self.live_workers_by_workflow([workflow_name], namespace).values()))
+
+    def live_workers_by_workflow(self, workflow_names: Iterable[str], namespace: str | None = None) -> dict[str, int]:
+        """:meth:`live_workers` for several workflows, from one read of the worker list; keyed by full name.
+
+        :param workflow_names: the workflow names, without or with the namespace.
+        :param namespace: overrides the hook's namespace for this call.
+        :raises HatchetError: when the worker list cannot be read.
+        """
+        names = [self.full_workflow_name(validation.check_workflow_name(name), namespace) for name in workflow_names]
+        rows = self.send(workers.list_workers()).rows or []
+        return {name: workers.serving(rows, name) for name in names}
 
     def run_url(self, run_id: str) -> str:
         """The run's page in the Hatchet dashboard: ``{server_url}/tenants/{tenant}/runs/{run_id}``.

@@ -9,8 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_hatchet._arguments import check_seconds
 from airflow_provider_hatchet._compat import AirflowException, BaseOperator, conf
-from airflow_provider_hatchet.client import Bridge, HatchetError, WaitEvent, WaitResume, WaitStatus
-from airflow_provider_hatchet.exceptions import RUN_ERROR_STATUSES, run_error
+from airflow_provider_hatchet.client import (
+    Bridge,
+    HatchetError,
+    WaitEvent,
+    WaitResume,
+    WaitStatus,
+    WorkerCheck,
+    check_workers_mode,
+)
+from airflow_provider_hatchet.exceptions import RUN_ERROR_STATUSES, HatchetNoWorkerError, run_error
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.operators._log_forwarding import (
     DEFAULT_LINES,
@@ -61,8 +69,12 @@ class HatchetTriggerOperatorBase(HatchetHookMixin, BaseOperator):
         100 reads), ``always`` or ``never``. Control characters are escaped and a line is cut at 10,000 characters.
     :param forward_logs_max_lines_per_task: the most lines written per Hatchet task (its last ones), 1 to 10,000.
     :param forward_logs_max_lines: the most lines this task writes in all, 1 to 10,000.
+    :param check_workers: whether a live Hatchet worker serves the workflow: checked once before triggering, and
+        while waiting when a run stays QUEUED over 60 s of Hatchet's time. ``warn`` (default) logs a warning,
+        ``fail`` fails the task with :class:`~airflow_provider_hatchet.exceptions.HatchetNoWorkerError`, ``off``
+        never looks. A check that cannot read the worker list (e.g. a token without access) only warns.
     :raises HatchetValidationError: when ``poll_interval`` or ``timeout`` is not more than 0, or a
-        ``forward_logs`` argument is not one of the values above.
+        ``forward_logs`` or ``check_workers`` argument is not one of the values above.
     """
 
     ui_color = "#a78bfa"
@@ -79,9 +91,11 @@ class HatchetTriggerOperatorBase(HatchetHookMixin, BaseOperator):
         forward_logs: str = "on_failure",
         forward_logs_max_lines_per_task: int = DEFAULT_LINES_PER_TASK,
         forward_logs_max_lines: int = DEFAULT_LINES,
+        check_workers: WorkerCheck = "warn",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.check_workers = check_workers_mode(check_workers)
         self.log_forwarding = LogForwarding.checked(forward_logs, forward_logs_max_lines_per_task,
                                                     forward_logs_max_lines)
         self.hatchet_conn_id = hatchet_conn_id
@@ -91,8 +105,34 @@ class HatchetTriggerOperatorBase(HatchetHookMixin, BaseOperator):
         self.poll_interval = check_seconds(poll_interval, "poll_interval")
         self.timeout = check_seconds(timeout, "timeout", optional=True)
 
+    def check_live_workers(self, workflows: list[str]) -> None:
+        """Before triggering: warn, or fail with ``check_workers="fail"``, when no live worker serves a workflow;
+        one worker-list read for all of them. A failure to read the list is a warning in every mode.
+
+        :param workflows: the full names of the workflows about to be triggered.
+        :raises HatchetNoWorkerError: with ``fail``, naming the workflows no live worker serves.
+        """
+        if self.check_workers == "off" or not workflows:
+            return
+        try:
+            counts = self.hook.live_workers_by_workflow(dict.fromkeys(workflows), "")
+            missing = [workflow for workflow, count in counts.items() if count == 0]
+        except HatchetError as exc:
+            self.log.warning("Could not tell whether a live Hatchet worker serves %s (triggering anyway): %s",
+                             ", ".join(map(repr, workflows)), exc)
+            return
+        if not missing:
+            return
+        names = ", ".join(map(repr, missing))
+        if self.check_workers == "fail":
+            raise HatchetNoWorkerError(f"No live Hatchet worker serves workflow {names}: nothing was triggered "
+                                       "(check_workers='fail').")
+        self.log.warning("No live Hatchet worker serves workflow %s: its runs will stay QUEUED until one starts.",
+                         names)
+
     def wait_for_runs(self, context: Context, run_ids: list[str], *, defer: bool = False, batch_key: str | None = None,
-                      runs_since: float | None = None, indexed_batch: bool = True) -> WaitEvent:
+                      runs_since: float | None = None, indexed_batch: bool = True,
+                      workflows: list[str] | None = None) -> WaitEvent:
         """Wait on the runs until they finish, one fails, or this try's deadline passes (which cancels the
         unfinished ones): here in the worker, or, when ``defer``, in the triggerer (this raises ``TaskDeferred``,
         and ``execute_complete`` resumes the task with the trigger's event).
@@ -104,13 +144,15 @@ class HatchetTriggerOperatorBase(HatchetHookMixin, BaseOperator):
         :param runs_since: epoch seconds before which no run of the batch was created.
         :param indexed_batch: the runs carry ``airflow_batch_index``, so a big batch is stored as its key, size and
             digest when deferred.
+        :param workflows: the full names of the runs' workflows, for the wait's ``check_workers``.
         """
         arguments: dict[str, Any] = {
             "poll_interval": self.poll_interval,
             "execution_deadline": wait_deadline(context, self.timeout, self.execution_timeout),
             "batch_key": batch_key,
             "cancel_on_timeout": True,
-            "resume": WaitResume(runs_since=runs_since, indexed_batch=indexed_batch),
+            "resume": WaitResume(runs_since=runs_since, indexed_batch=indexed_batch, check_workers=self.check_workers,
+                                 workflows=tuple(workflows or ())),
         }
         if defer:
             trigger = HatchetWorkflowRunTrigger(run_ids, self.hatchet_conn_id, **arguments)

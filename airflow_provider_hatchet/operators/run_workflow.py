@@ -118,6 +118,8 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         run_id = self._reusable_run(context)
         if run_id is None:
             request = self._request.with_metadata(identity_metadata(context) | self.lineage_metadata(context))
+            # Checked only before a run is triggered: a retry that re-attaches leaves it to the wait's check.
+            self.check_live_workers([self.hook.resolve_workflow(request.workflow_name)])
             run_id = self.hook.trigger(request)
             self.log.info("Triggered Hatchet workflow %s: run %s", self.hook.full_workflow_name(request.workflow_name),
                           run_id)
@@ -164,7 +166,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
             self._announce(context, run_id)
         if self.wait_for_completion:
             defer = self.deferrable and not self._finished(run_id)
-            self._push_output(context, self.wait_for_runs(context, [run_id], defer=defer))
+            self._push_output(context, self.wait_for_runs(context, [run_id], defer=defer, workflows=self._workflows()))
 
     def get_job_result(self, external_id: Any, context: Context) -> str:
         """The task's return value: the run id (the output, if waited on, is in XCom ``output``).
@@ -175,7 +177,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         if self.run_id != run_id:
             self._announce(context, run_id)
             if self.wait_for_completion:
-                self._push_output(context, self.wait_for_runs(context, [run_id]))
+                self._push_output(context, self.wait_for_runs(context, [run_id], workflows=self._workflows()))
         return run_id
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
@@ -194,6 +196,9 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         context["ti"].xcom_push(key=OUTPUT_KEY, value=outputs[0])
         self.log.info("Hatchet run %s completed.", self.run_id or run_ids[0])
         return run_ids[0]
+
+    def _workflows(self) -> list[str]:
+        return [self.hook.full_workflow_name(self._request.workflow_name)]
 
     def _announce(self, context: Context, run_id: str) -> None:
         self.run_id = run_id

@@ -121,6 +121,8 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
             full_names = {name: self.hook.resolve_workflow(name) for name in {s.workflow_name for s in specs}}
         identity = identity_metadata(context) | self.lineage_metadata(context)
         batch_key, resume = self._batch(context, identity.pop(TI_KEY))
+        # Once per try, before the engine: even a resumed batch may still trigger the items it lacks.
+        self.check_live_workers(list(full_names.values()))
         items = [spec.named(full_names[spec.workflow_name]).with_metadata(identity) for spec in specs]
         context["ti"].xcom_push(key=BATCH_KEY_KEY, value=batch_key)
         self.log.info("Triggering %d Hatchet runs (batch %s, %d at a time%s).", len(items), batch_key,
@@ -147,7 +149,8 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
         if self.wait_for_completion:
             defer = self.deferrable and not self._all_finished(batch_key)
             self._push_outputs(context, self.wait_for_runs(context, self.run_ids, defer=defer, batch_key=batch_key,
-                                                           runs_since=lookback_start().timestamp()))
+                                                           runs_since=lookback_start().timestamp(),
+                                                           workflows=list(full_names.values())))
         return self.run_ids
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> list[str]:

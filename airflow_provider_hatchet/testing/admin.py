@@ -5,7 +5,7 @@ recorded in the request log.
 
 - ``GET  /info``: ``{url, tenant_id, token, settings, run_count}``
 - ``GET  /workflows[?tenant_id=]`` / ``POST /workflows`` ``{name, behaviour?, duration?, queue_delay?,
-  error_message?, tasks?, tenant_id?}``
+  error_message?, tasks?, tenant_id?, served?}``
 - ``GET  /faults`` (``{faults, pending}``), ``PUT|POST /faults`` (fields of :class:`~.faults.Faults`),
   ``DELETE /faults`` (clear everything)
 - ``POST /fail-next`` ``{route, count?, status?, after_create?, drop?, delay?, body?}``

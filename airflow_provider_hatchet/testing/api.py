@@ -26,6 +26,7 @@ from .runs import TERMINAL, Run
 from .store import SimState, Tenant
 from .task_logs import list_task_logs
 from .versions import RETURN_ONLY_ID_SINCE, before, known_query
+from .workers import list_workers
 from .workflows import idempotency_value, tasks_for_run
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -87,8 +88,12 @@ class HatchetApi:
             table.append((False, "GET", "version", self._version))
         elif n == 3 and parts[0] == "tenants" and parts[2] == "workflows":
             table.append((True, "GET", "workflows", self._workflows))
+        elif n == 3 and parts[0] == "tenants" and parts[2] == "worker":
+            table.append((True, "GET", "workers", self._workers))
         elif n == 3 and parts[0] == "workflows" and parts[2] == "trigger":
             table.append((False, "POST", "v0", self._v0_trigger))
+        elif n == 5 and parts[0] == "tenants" and parts[2] == "workflows" and parts[4] == "worker-count":
+            table.append((True, "GET", "v0", self._worker_count))
         elif n == 4 and parts[0] == "tenants" and parts[2] == "workflows" and parts[3] in ("cancel", "runs"):
             text = ("WorkflowRunCancel is deprecated; please use V1TaskCancel instead" if parts[3] == "cancel"
                     else "WorkflowRunList is deprecated; please use V1WorkflowRunList instead")
@@ -331,6 +336,23 @@ class HatchetApi:
         if isinstance(tenant, SimResponse):
             return tenant
         return list_workflows(tenant, query)
+
+    def _worker_count(self, parts: list[str], query: str, authorization: str | None, body: bytes,
+                      decision: Decision | None) -> SimResponse:
+        """Hatchet v0.105.0's handler panics ("deprecated"): a 500 for a workflow the tenant has."""
+        tenant = self._tenant(parts[1], authorization)
+        if isinstance(tenant, SimResponse):
+            return tenant
+        if not any(spec.id == parts[3].lower() for spec in tenant.workflows.values()):
+            return not_found()
+        return message(500, INTERNAL_ERROR)
+
+    def _workers(self, parts: list[str], query: str, authorization: str | None, body: bytes,
+                 decision: Decision | None) -> SimResponse:
+        tenant = self._tenant(parts[1], authorization)
+        if isinstance(tenant, SimResponse):
+            return tenant
+        return list_workers(self.state, tenant, query)
 
 
 def _injected(decision: Decision) -> SimResponse:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 ROUTES: tuple[str, ...] = ("trigger", "status", "details", "list", "cancel", "workflows", "bulk_trigger", "events",
-                           "logs")
+                           "logs", "workers")
 # Routes that create runs (or events), where a failure may come after them.
 CREATING: tuple[str, ...] = ("trigger", "bulk_trigger", "events")
 

@@ -172,6 +172,13 @@ class Run:
         self.end = blocked_at if blocked_at is not None else clock
         self.outcome = "FAILED" if self.failed_index >= 0 else "COMPLETED"
 
+    def plan_from(self, start: float) -> None:
+        """Lay the tasks out again from ``start`` (``inf`` keeps the run QUEUED): for a run no worker serves.
+
+        :param start: the simulator clock when its first task starts.
+        """
+        self._plan(start)
+
     def replay(self, tasks: tuple[TaskSpec, ...], now: float, lag: float, gap: float = 0.0) -> None:
         """Re-run every task in place, one attempt later, as the server's replay does; reads show the run as it
         was for ``lag`` seconds. A DAG's next task is re-created ``gap`` after the one before it completed; until

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
@@ -213,6 +213,7 @@ class HatchetSimulator:
         idempotency_key: str | None = None,
         idempotency_ttl: float = 600.0,
         on_events: Sequence[str] = (),
+        served: bool = True,
     ) -> WorkflowSpec:
         """Register a workflow (names are exact and case-sensitive; re-registering redefines it).
 
@@ -231,10 +232,15 @@ class HatchetSimulator:
         :param idempotency_ttl: seconds a key stays taken.
         :param on_events: event keys that trigger a run (pushed over gRPC), with the event's payload as input
             and its metadata plus ``hatchet__event_id`` and ``hatchet__event_key``, as Hatchet does.
+        :param served: the tenant's worker serves it; False registers it as through the API with no worker, so its
+            runs stay QUEUED (until :meth:`start_worker` serves it).
         """
         with self._lock:
+            tenant = self._tenant(tenant_id)
+            worker = self._state.workers.of(self._state, tenant)
+            (worker.unserved.discard if served else worker.unserved.add)(name)
             return self._state.register_workflow(
-                self._tenant(tenant_id), name, behaviour, duration=duration, queue_delay=queue_delay,
+                tenant, name, behaviour, duration=duration, queue_delay=queue_delay,
                 error_message=error_message, tasks=tasks, output=output, idempotency_key=idempotency_key,
                 idempotency_ttl=idempotency_ttl, on_events=on_events)
 
@@ -389,6 +395,7 @@ class HatchetSimulator:
             if not keep_workflows:
                 for tenant in self._state.tenants.values():
                     tenant.workflows.clear()
+                self._state.workers.by_tenant.clear()
 
     def push_event(self, key: str, payload: dict[str, Any] | None = None,
                    additional_metadata: dict[str, Any] | None = None, *, tenant_id: str | None = None) -> str:
@@ -409,6 +416,24 @@ class HatchetSimulator:
             self._state.calendar.fire_due(self._state, self._state.clock())
             return [{"id": s.id, "workflow": s.workflow, "trigger_at": s.trigger_at, "body": s.body}
                     for s in self._state.calendar.scheduled.values()]
+
+    def stop_worker(self, *, tenant_id: str | None = None) -> None:
+        """Stop the tenant's worker: it reads INACTIVE 5 s later, and runs triggered from now stay QUEUED.
+
+        :param tenant_id: the tenant; default tenant when omitted.
+        """
+        with self._lock:
+            self._state.workers.stop(self._state, self._tenant(tenant_id))
+
+    def start_worker(self, *, unserved: Iterable[str] | None = None, tenant_id: str | None = None) -> None:
+        """Start the tenant's worker (again); the QUEUED runs it now serves start.
+
+        :param unserved: full workflow names it does not serve (their runs stay QUEUED); None keeps the last set.
+        :param tenant_id: the tenant; default tenant when omitted.
+        """
+        with self._lock:
+            self._state.workers.start(self._state, self._tenant(tenant_id),
+                                      None if unserved is None else set(unserved))
 
     def now(self) -> float:
         """Return the simulator clock."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from .calendar import Calendar
 from .runs import Run
+from .workers import SimWorkers
 from .workflows import OutputSpec, TaskArg, WorkflowSpec, build_tasks, tasks_for_run
 
 Clock = Callable[[], float]
@@ -92,6 +93,7 @@ class SimState:
         self.calendar = Calendar()
         self.default_tenant = self.add_tenant("default")
         self.worker_id = self.new_id()
+        self.workers = SimWorkers()
 
     def new_id(self) -> str:
         """Return a fresh UUID4 drawn from the seeded generator."""
@@ -222,6 +224,7 @@ class SimState:
                   created=now, created_iso=self.iso(now), created_ms=int(self.wall(now) * 1000),
                   worker_id=self.worker_id, idempotency_key=idempotency_key)
         run.triggering_event = triggering_event
+        self.workers.hold_if_unserved(self, tenant, run)
         self.runs[run_id] = run
         if len(tasks) > 1:
             for task_id in task_ids:
@@ -296,6 +299,8 @@ class SimState:
         self.order.clear()
         self.phantom_ids.clear()
         self.calendar.clear()
+        for worker in self.workers.by_tenant.values():
+            worker.stopped_at = None
         for tenant in self.tenants.values():
             tenant.runs.clear()
             tenant.meta_index.clear()

@@ -27,6 +27,7 @@ TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_PYTHON = ROOT / ".venv-hatchet-worker" / "bin" / "python"
 PUSH_EVENT = ROOT / "e2e" / "hatchet" / "push_event.py"
+REGISTER_WORKFLOW = ROOT / "e2e" / "hatchet" / "register_workflow.py"
 POLL_INTERVAL = 0.01
 WAIT_TIMEOUT = 60.0
 
@@ -311,6 +312,20 @@ class Session:
             [str(WORKER_PYTHON), str(PUSH_EVENT), key, json.dumps(payload), json.dumps(metadata)],
             env=env, capture_output=True, text=True, timeout=60, check=True)
         return done.stdout.strip().splitlines()[-1]
+
+    def register_unserved_workflow(self, name: str) -> None:
+        """Register a workflow (unrecorded) that no worker serves: in the simulator through its admin API
+        (``served: false``), on the real server over gRPC with hatchet-sdk (``e2e/hatchet/register_workflow.py``).
+
+        :param name: the workflow name.
+        """
+        if self.target.name == "sim":
+            self.http.post("/_simulator/workflows", json={
+                "name": name, "served": False, "tenant_id": self.target.tenant}).raise_for_status()
+            return
+        env = {**os.environ, "HATCHET_CLIENT_TOKEN": self.target.token}
+        subprocess.run([str(WORKER_PYTHON), str(REGISTER_WORKFLOW), name], env=env, capture_output=True, text=True,
+                       timeout=60, check=True)
 
     def cleanup(self) -> None:
         """Cancel the hanging runs this session started (unrecorded), so they free the worker's slots."""

@@ -528,3 +528,45 @@ def server_version(s: Session) -> None:
 
 
 SCENARIOS[server_version.__name__] = server_version
+
+
+WORKERS = "/api/v1/tenants/{tenant}/worker"
+
+
+def workers(s: Session) -> None:
+    """The worker list: which live workers serve which workflow (a workflow registered with no worker is served by
+    none, and its run stays QUEUED), the ``statuses`` filter matched exactly, callers refused; and the deprecated
+    worker count, a 500."""
+    unserved = f"demo-unserved-{s.tag}"
+    s.name(unserved, "unserved")
+    s.register_unserved_workflow(unserved)
+    answer = s.call(None, "GET", WORKERS, params={"statuses": "ACTIVE"})
+    rows = answer.json()["rows"]
+    s.record("live-workers", answer.status_code, {
+        "statuses": sorted({row["status"] for row in rows}),
+        "fields": sorted(set.intersection(*(set(row) for row in rows))) if rows else [],
+        "serves": {label: any(any(a.startswith(f"{workflow}:") for a in row["actions"] or ()) for row in rows)
+                   for label, workflow in (("demo-etl", "demo-etl"), ("demo-multi", "demo-multi"),
+                                           ("unserved", unserved))},
+        "multi-actions": sorted({a for row in rows for a in row["actions"] or () if a.startswith("demo-multi:")}),
+    })
+    for step, params in [("status-unknown", {"statuses": "BOGUS"}), ("status-lowercase", {"statuses": "active"}),
+                         ("status-comma-joined", {"statuses": "ACTIVE,PAUSED"})]:
+        s.call(step, "GET", WORKERS, params=params)
+    for caller in ("none", "foreign"):
+        s.call(f"caller-{caller}", "GET", WORKERS, auth=caller)
+    s.call("unknown-tenant", "GET", WORKERS.replace("{tenant}", UNKNOWN_TENANT))
+    run = s.trigger(None, unserved, {}, name="run")
+    served = s.trigger(None, "demo-etl", {}, name="served")
+    # A run of a served workflow triggered after it has finished: the unserved one has had the same chance.
+    _until(lambda: s.status(served) == "COMPLETED")
+    s.call("unserved-run-status", "GET", run_path(run, "/status"))
+    s.call(None, "POST", CANCEL, body={"externalIds": [run]})
+    workflow_id = next(row["metadata"]["id"] for row in
+                       s.call(None, "GET", WORKFLOWS, params={"name": "demo-etl"}).json()["rows"]
+                       if row["name"] == "demo-etl")
+    s.call("worker-count-deprecated", "GET", f"/api/v1/tenants/{{tenant}}/workflows/{workflow_id}/worker-count")
+    s.call("worker-count-unknown", "GET", f"/api/v1/tenants/{{tenant}}/workflows/{UNKNOWN_ID}/worker-count")
+
+
+SCENARIOS[workers.__name__] = workers
