@@ -11,3 +11,14 @@ TRANSPORTS = ("auto", "grpc", "rest")
 MAX_CHUNK_RUNS = 1000
 # The most events per BulkPush request (the engine's own cap).
 MAX_CHUNK_EVENTS = 1000
+
+
+def check_transport(transport: object) -> str:
+    """``transport`` if it is one of :data:`TRANSPORTS`, as the operators take it.
+
+    :param transport: ``auto``, ``grpc`` or ``rest``.
+    :raises ValueError: naming the choices.
+    """
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+    return str(transport)
