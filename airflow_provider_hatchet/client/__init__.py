@@ -41,7 +41,13 @@ from airflow_provider_hatchet.client.errors import (
 )
 from airflow_provider_hatchet.client.escaping import safe_text
 from airflow_provider_hatchet.client.events import check_events
-from airflow_provider_hatchet.client.grpc import MAX_CHUNK_EVENTS, MAX_CHUNK_RUNS, TRANSPORTS, check_transport
+from airflow_provider_hatchet.client.grpc import (
+    MAX_CHUNK_EVENTS,
+    MAX_CHUNK_RUNS,
+    TRANSPORTS,
+    Transport,
+    check_transport,
+)
 from airflow_provider_hatchet.client.models import (
     REUSABLE_STATUSES,
     TERMINAL_STATUSES,
@@ -158,6 +164,7 @@ __all__ = [
     "ServerClock",
     "Snapshot",
     "TaskSummary",
+    "Transport",
     "TriggerRequest",
     "TriggerSender",
     "WaitEvent",

@@ -6,9 +6,9 @@ same way. As on Hatchet v0.105.0: a run of an unknown workflow gets an id that n
 ``return_only_id`` does), an empty bulk trigger answers no ids, and a run whose idempotency key is taken fails the
 call with ALREADY_EXISTS naming the runs that hold the keys, while the call's other runs are created.
 
-Faults use the routes ``trigger`` (shared with the REST trigger), ``bulk_trigger`` and ``events``: an injected status maps to its gRPC code (429
-RESOURCE_EXHAUSTED, 503 UNAVAILABLE, other 5xx INTERNAL), ``after_create`` fails after the runs exist, and ``drop``
-cancels the stream.
+Faults use the routes ``trigger`` (shared with the REST trigger), ``bulk_trigger`` and ``events``: an injected
+status maps to its gRPC code (429 RESOURCE_EXHAUSTED, 503 UNAVAILABLE, other 5xx INTERNAL), ``after_create`` fails
+after the runs exist, and ``drop`` cancels the stream.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ STATUSES = {"OK": 200, "INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISS
             "ALREADY_EXISTS": 409, "RESOURCE_EXHAUSTED": 429, "INTERNAL": 500, "UNAVAILABLE": 503, "CANCELLED": 0}
 # BulkPush takes at most this many events.
 MAX_BULK_EVENTS = 1000
-ROUTE_OF = {_protos.TRIGGER: "trigger", _protos.BULK_TRIGGER: "bulk_trigger", _protos.PUSH_EVENT: "events", _protos.BULK_PUSH: "events"}
+ROUTE_OF = {_protos.TRIGGER: "trigger", _protos.BULK_TRIGGER: "bulk_trigger", _protos.PUSH_EVENT: "events",
+            _protos.BULK_PUSH: "events"}
 
 
 @dataclass(slots=True)
