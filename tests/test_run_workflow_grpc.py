@@ -35,6 +35,29 @@ def rest_triggers(sim: Any) -> list[Any]:
     return [r for r in sim.requests if r.path.endswith("/workflow-runs/trigger")]
 
 
+def run_behind(upstream: DeadUpstream, hatchet: Any, hatchet_server: Any, airflow_conn: Any, dag_runner: Any,
+               dag_id: str, **kwargs: Any) -> Any:
+    """Run one task whose connection's gRPC address is ``upstream``; its DAG run."""
+    use_grpc(hatchet, hatchet_server, airflow_conn, upstream.address)
+    with make_dag(dag_id) as dag:
+        operator(workflow_name="demo-etl", **kwargs)
+    return dag_runner(dag)
+
+
+def crash_before_the_xcom_push(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the first try of every single-run task fail once its run exists, before the run id reaches XCom."""
+    from airflow_provider_hatchet.operators.run_workflow import HatchetRunWorkflowOperator
+
+    announce = HatchetRunWorkflowOperator._announce
+
+    def crash_on_first_try(self: Any, context: Any, run_id: str) -> None:
+        if context["ti"].try_number == 1:
+            raise RuntimeError("the worker died before the run id reached XCom")
+        announce(self, context, run_id)
+
+    monkeypatch.setattr(HatchetRunWorkflowOperator, "_announce", crash_on_first_try)
+
+
 def lines_with(text: str, part: str) -> list[str]:
     # Under Airflow 2.10, a handler an earlier test left on a closed stream reports "--- Logging error ---" with
     # the record's "Arguments: (...)": not a line the task logged.
@@ -105,10 +128,7 @@ def test_auto_triggers_over_rest_when_the_grpc_address_fails_the_probe(
 ) -> None:
     # A proxy with no healthy engine behind it: the empty probe fails, so the trigger itself is never sent there.
     with DeadUpstream("UNAVAILABLE") as upstream:
-        use_grpc(hatchet, hatchet_server, airflow_conn, upstream.address)
-        with make_dag("single_auto_dead_upstream") as dag:
-            operator(workflow_name="demo-etl")
-        dag_run = dag_runner(dag)
+        dag_run = run_behind(upstream, hatchet, hatchet_server, airflow_conn, dag_runner, "single_auto_dead_upstream")
 
     assert task_state(dag_run, "t") == "success"
     assert len(hatchet.runs) == len(rest_triggers(hatchet)) == 1
@@ -121,10 +141,7 @@ def test_auto_triggers_over_rest_when_the_grpc_trigger_is_unimplemented(
 ) -> None:
     # UNIMPLEMENTED creates nothing, so REST is safe.
     with DeadUpstream("UNIMPLEMENTED", answer_probe=True) as upstream:
-        use_grpc(hatchet, hatchet_server, airflow_conn, upstream.address)
-        with make_dag("single_auto_unimplemented") as dag:
-            operator(workflow_name="demo-etl")
-        dag_run = dag_runner(dag)
+        dag_run = run_behind(upstream, hatchet, hatchet_server, airflow_conn, dag_runner, "single_auto_unimplemented")
 
     assert task_state(dag_run, "t") == "success"
     assert len(hatchet.runs) == len(rest_triggers(hatchet)) == 1
@@ -136,10 +153,8 @@ def test_auto_triggers_over_rest_when_the_grpc_trigger_is_unimplemented(
 
 def test_grpc_never_falls_back_to_rest(hatchet: Any, hatchet_server: Any, airflow_conn: Any, dag_runner: Any) -> None:
     with DeadUpstream("UNIMPLEMENTED", answer_probe=True) as upstream:
-        use_grpc(hatchet, hatchet_server, airflow_conn, upstream.address)
-        with make_dag("single_grpc_unimplemented") as dag:
-            operator(workflow_name="demo-etl", transport="grpc")
-        dag_run = dag_runner(dag)
+        dag_run = run_behind(upstream, hatchet, hatchet_server, airflow_conn, dag_runner, "single_grpc_unimplemented",
+                             transport="grpc")
 
     assert task_state(dag_run, "t") == "failed"
     assert (hatchet.runs, rest_triggers(hatchet)) == ([], [])
@@ -182,16 +197,7 @@ def test_a_grpc_trigger_that_failed_before_creating_fails_the_try_and_its_retry_
 def test_a_retry_after_a_crash_between_the_grpc_trigger_and_the_xcom_push_re_attaches(
     hatchet: Any, face: Any, dag_runner: Any, logs: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_hatchet.operators.run_workflow import HatchetRunWorkflowOperator
-
-    announce = HatchetRunWorkflowOperator._announce
-
-    def crash_on_first_try(self: Any, context: Any, run_id: str) -> None:
-        if context["ti"].try_number == 1:
-            raise RuntimeError("the worker died before the run id reached XCom")
-        announce(self, context, run_id)
-
-    monkeypatch.setattr(HatchetRunWorkflowOperator, "_announce", crash_on_first_try)
+    crash_before_the_xcom_push(monkeypatch)
     with make_dag("single_grpc_crash") as dag:
         operator(workflow_name="demo-etl", wait_for_completion=True, retries=1, retry_delay=timedelta(0))
     dag_run = dag_runner(dag)
@@ -207,10 +213,7 @@ def test_the_servers_error_text_cannot_forge_a_log_line(
     hatchet: Any, hatchet_server: Any, airflow_conn: Any, dag_runner: Any, logs: Any
 ) -> None:
     with DeadUpstream("UNIMPLEMENTED", answer_probe=True, details="nope\nERROR - forged line") as upstream:
-        use_grpc(hatchet, hatchet_server, airflow_conn, upstream.address)
-        with make_dag("single_auto_forged") as dag:
-            operator(workflow_name="demo-etl")
-        dag_run = dag_runner(dag)
+        dag_run = run_behind(upstream, hatchet, hatchet_server, airflow_conn, dag_runner, "single_auto_forged")
 
     assert task_state(dag_run, "t") == "success"
     text = logs()

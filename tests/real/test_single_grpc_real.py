@@ -16,6 +16,7 @@ from tests.airflow_helpers import task_state, xcom_value
 from tests.real.conftest import Backend
 from tests.real.test_client_and_hook import wait_terminal
 from tests.real.test_operator_real import make_dag, operator, runs_of
+from tests.test_run_workflow_grpc import crash_before_the_xcom_push
 
 
 def test_the_grpc_trigger_answers_the_id_the_rest_api_reads(backend: Backend, grpc_address: str) -> None:
@@ -44,16 +45,7 @@ def test_a_retry_after_a_crash_between_the_grpc_trigger_and_the_xcom_push_re_att
     backend: Backend, grpc_address: str, airflow_conn: Any, dag_runner: Any, logs: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from airflow_provider_hatchet.operators.run_workflow import HatchetRunWorkflowOperator
-
-    announce = HatchetRunWorkflowOperator._announce
-
-    def crash_on_first_try(self: Any, context: Any, run_id: str) -> None:
-        if context["ti"].try_number == 1:
-            raise RuntimeError("the worker died before the run id reached XCom")
-        announce(self, context, run_id)
-
-    monkeypatch.setattr(HatchetRunWorkflowOperator, "_announce", crash_on_first_try)
+    crash_before_the_xcom_push(monkeypatch)
     backend.connect(airflow_conn, grpc_address=grpc_address, grpc_tls="false")
     with make_dag(f"real_grpc_single_crash_{backend.tag}") as dag:
         operator(task_id="t", workflow_name="demo-etl", additional_metadata={"test_tag": backend.tag},
