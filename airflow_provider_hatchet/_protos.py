@@ -1,7 +1,7 @@
 """The few messages of Hatchet's gRPC contracts this package uses, built in code (no ``protoc``).
 
 Field numbers are those of Hatchet's ``api-contracts``: ``v1/shared/trigger.proto`` (``TriggerWorkflowRequest``),
-``workflows/workflows.proto`` (the bulk trigger), ``events/events.proto`` (push and bulk push) and
+``workflows/workflows.proto`` (the single and bulk triggers), ``events/events.proto`` (push and bulk push) and
 ``v1/workflows.proto`` (the idempotency collision details), plus ``google.rpc.Status`` for error details. Only the
 fields used are declared: the wire format skips the others. They are declared ``proto2`` optional, which encodes as
 proto3's explicit presence does, so a field left unset is not sent.
@@ -34,6 +34,7 @@ _MESSAGES: dict[str, list[tuple[str, int, int, bool, str]]] = {
         ("additional_metadata", 7, _STRING, False, ""),
         ("priority", 9, _INT32, False, ""),
     ],
+    "TriggerWorkflowResponse": [("workflow_run_id", 1, _STRING, False, "")],
     "BulkTriggerWorkflowRequest": [("workflows", 1, _MESSAGE, True, "TriggerWorkflowRequest")],
     "BulkTriggerWorkflowResponse": [("workflow_run_ids", 1, _STRING, True, "")],
     "PushEventRequest": [
@@ -69,6 +70,7 @@ _MESSAGES: dict[str, list[tuple[str, int, int, bool, str]]] = {
 }
 
 # The full gRPC method paths: Hatchet's workflows.proto and events.proto have no package.
+TRIGGER = "/WorkflowService/TriggerWorkflow"
 BULK_TRIGGER = "/WorkflowService/BulkTriggerWorkflow"
 PUSH_EVENT = "/EventsService/Push"
 BULK_PUSH = "/EventsService/BulkPush"
@@ -105,6 +107,7 @@ def _build() -> dict[str, Any]:
 _CLASSES = _build()
 
 TriggerWorkflowRequest: Any = _CLASSES["TriggerWorkflowRequest"]
+TriggerWorkflowResponse: Any = _CLASSES["TriggerWorkflowResponse"]
 BulkTriggerWorkflowRequest: Any = _CLASSES["BulkTriggerWorkflowRequest"]
 BulkTriggerWorkflowResponse: Any = _CLASSES["BulkTriggerWorkflowResponse"]
 Timestamp: Any = _CLASSES["Timestamp"]

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.batch_runs import find_batch_runs, ids_digest
 from airflow_provider_hatchet.client.bridge import Bridge
-from airflow_provider_hatchet.client.bulk import BulkProgress, BulkResult, BulkTrigger, TriggerSender
+from airflow_provider_hatchet.client.bulk import (
+    BulkProgress,
+    BulkResult,
+    BulkTrigger,
+    TriggerSender,
+    may_have_created,
+)
 from airflow_provider_hatchet.client.bulk_result import HatchetBulkTriggerError
 from airflow_provider_hatchet.client.config import ClientConfig, apply_namespace, normalize_namespace
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
@@ -35,7 +41,13 @@ from airflow_provider_hatchet.client.errors import (
 )
 from airflow_provider_hatchet.client.escaping import safe_text
 from airflow_provider_hatchet.client.events import check_events
-from airflow_provider_hatchet.client.grpc import MAX_CHUNK_EVENTS, MAX_CHUNK_RUNS, TRANSPORTS
+from airflow_provider_hatchet.client.grpc import (
+    MAX_CHUNK_EVENTS,
+    MAX_CHUNK_RUNS,
+    TRANSPORTS,
+    Transport,
+    check_transport,
+)
 from airflow_provider_hatchet.client.models import (
     REUSABLE_STATUSES,
     TERMINAL_STATUSES,
@@ -161,6 +173,7 @@ __all__ = [
     "ServerClock",
     "Snapshot",
     "TaskSummary",
+    "Transport",
     "TriggerRequest",
     "TriggerSender",
     "WaitEvent",
@@ -176,11 +189,13 @@ __all__ = [
     "check_events",
     "check_round",
     "check_time",
+    "check_transport",
     "check_workers_mode",
     "close_channels",
     "event_snapshot",
     "find_batch_runs",
     "ids_digest",
+    "may_have_created",
     "normalize_namespace",
     "run_snapshot",
     "safe_text",

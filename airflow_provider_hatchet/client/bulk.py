@@ -108,6 +108,15 @@ def _classify(exc: HatchetError) -> int:
     return _AMBIGUOUS
 
 
+def may_have_created(exc: HatchetError) -> bool:
+    """Whether a single trigger that failed with ``exc`` may still have created its run (a lost connection after
+    sending, a deadline, a 5xx, an answer that could not be read), so it must be looked up before another is sent.
+
+    :param exc: the failure.
+    """
+    return not isinstance(exc, HatchetAlreadyExistsError) and _classify(exc) == _AMBIGUOUS
+
+
 def _describe(exc: HatchetError) -> str:
     if isinstance(exc, HatchetAPIError):
         return f"{exc.status_code} {exc.message}"

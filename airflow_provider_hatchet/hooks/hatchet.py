@@ -15,7 +15,15 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_hatchet._compat import BaseHook, mask_secret
-from airflow_provider_hatchet.client import TriggerRequest, endpoints, run_actions, scheduling, validation, workers
+from airflow_provider_hatchet.client import (
+    Transport,
+    TriggerRequest,
+    endpoints,
+    run_actions,
+    scheduling,
+    validation,
+    workers,
+)
 from airflow_provider_hatchet.client.config import ClientConfig, apply_namespace
 from airflow_provider_hatchet.client.errors import (
     HatchetAPIError,
@@ -236,6 +244,36 @@ class HatchetHook(BaseHook):
         from airflow_provider_hatchet.client.grpc.bulk import choose_sender
 
         return await choose_sender(self.config, transport, max_runs=max_runs)
+
+    async def atrigger_grpc(self, request: TriggerRequest, transport: Transport) -> tuple[str | None, str]:
+        """Trigger one run over gRPC (``TriggerWorkflow``) when ``transport`` and the server allow: its id and how it
+        went; or None and why it should go over REST, when it is certain nothing was created: ``auto`` found no
+        gRPC address, no connection or a failed empty probe (see ``client/grpc/probe.py``), or the server does not
+        serve the call (UNIMPLEMENTED). Any other failure is raised: it may have created the run.
+
+        :param request: the run, checked and with its full workflow name (see :meth:`resolve_workflow`).
+        :param transport: ``auto`` or ``grpc``.
+        :raises HatchetError: mapped from the gRPC status (see ``client/grpc/errors.py``).
+        """
+        from airflow_provider_hatchet.client.grpc.channel import close_channels
+        from airflow_provider_hatchet.client.grpc.client import trigger_request
+        from airflow_provider_hatchet.client.grpc.errors import GrpcUnimplementedError
+        from airflow_provider_hatchet.client.grpc.probe import choose_client
+
+        try:
+            client, how = await choose_client(self.config, transport)
+            if client is None:
+                return None, f"over REST: {how}"
+            message = trigger_request(request.workflow_name, request.input, request.additional_metadata,
+                                      request.priority)
+            try:
+                return await client.trigger(message), how
+            except GrpcUnimplementedError as exc:
+                if transport != "auto":
+                    raise
+                return None, f"over REST: the gRPC trigger was refused before it created anything ('{exc}')"
+        finally:
+            await close_channels()
 
     async def apush_events(self, events: list[dict[str, Any]], extra_metadata: Mapping[str, str]) -> list[str]:
         """Push checked events over gRPC (keys namespaced, ``extra_metadata`` added to each) and return their ids.

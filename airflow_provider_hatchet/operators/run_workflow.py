@@ -12,14 +12,19 @@ from airflow_provider_hatchet._task_state import ResumableJobMixin
 from airflow_provider_hatchet.client import (
     REUSABLE_STATUSES,
     UNFINISHED_STATUSES,
+    Bridge,
+    HatchetError,
     HatchetNotFoundError,
     HatchetRetryableError,
     RunDetails,
     RunStatus,
     RunSummary,
+    Transport,
     TriggerRequest,
     WaitEvent,
+    check_transport,
     endpoints,
+    may_have_created,
     validation,
 )
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
@@ -60,6 +65,10 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         running or completed, instead of triggering another; a failed or cancelled one is triggered again. The
         first try after the task instance was cleared always triggers a new run, and its retries never re-attach
         to a run triggered before the clear.
+    :param transport: how the run is triggered: ``auto`` (the default) over gRPC when the connection has a gRPC
+        address and the server answers there, else over REST, said once in the log; ``grpc`` always over gRPC;
+        ``rest`` never opens a gRPC channel. A gRPC trigger that fails after it may have reached the server is
+        looked up by this try's metadata before the task fails, and never sent again.
     :param retry_from_failure: on a retry whose earlier run FAILED, replay that run in place (same run id, its
         tasks re-run one attempt later) and wait on it, instead of triggering a new run; if this try's rendered
         input differs from the run's, a new run is triggered (a replay keeps the input). Needs
@@ -86,10 +95,12 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         additional_metadata: dict[str, Any] | None = None,
         priority: int | None = None,
         reuse_existing_run: bool = True,
+        transport: Transport = "auto",
         retry_from_failure: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.transport = check_transport(transport)
         self.workflow_name = workflow_name
         self.input = input
         self.additional_metadata = additional_metadata
@@ -118,13 +129,45 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
         run_id = self._reusable_run(context)
         if run_id is None:
             request = self._request.with_metadata(identity_metadata(context) | self.lineage_metadata(context))
+            workflow = self.hook.resolve_workflow(request.workflow_name)
             # Checked only before a run is triggered: a retry that re-attaches leaves it to the wait's check.
-            self.check_live_workers([self.hook.resolve_workflow(request.workflow_name)])
-            run_id = self.hook.trigger(request)
-            self.log.info("Triggered Hatchet workflow %s: run %s", self.hook.full_workflow_name(request.workflow_name),
-                          run_id)
+            self.check_live_workers([workflow])
+            run_id = self._trigger(context, request.named(workflow))
         self._announce(context, run_id)
         return run_id
+
+    def _trigger(self, context: Context, request: TriggerRequest) -> str:
+        """Trigger the run over the transport ``transport`` and the server allow, and log which in one line."""
+        how = "over REST"
+        if self.transport != "rest":
+            try:
+                with Bridge() as bridge:
+                    run_id, how = bridge.run(lambda: self.hook.atrigger_grpc(request, self.transport))
+            except HatchetError as exc:
+                if not may_have_created(exc):
+                    raise
+                run_id = self._created_anyway(context, exc)
+                how = "over gRPC, found after the trigger failed"
+        if self.transport == "rest" or run_id is None:
+            run_id = self.hook.trigger(request)
+        self.log.info("Triggered Hatchet workflow %s %s: run %s", request.workflow_name, how, run_id)
+        return run_id
+
+    def _created_anyway(self, context: Context, exc: HatchetError) -> str:
+        """The run a gRPC trigger that failed ambiguously created, found by this try's metadata; else ``exc``.
+
+        Nothing is sent again: if the run is not listed once it would be visible, the task fails, and its retry
+        looks for it again before triggering.
+        """
+        try_number = context["ti"].try_number
+        self.log.warning("The gRPC trigger failed and may have created the run ('%s'); looking for it.", exc)
+        found = look_twice(self.log, lambda: self._latest_run(context, range(try_number, try_number + 1)),
+                           lambda run: run is not None, f"Try {try_number}: no run listed")
+        if found is None:
+            self.log.error("Try %s created no run that Hatchet lists; a retry looks again before it triggers one.",
+                           try_number)
+            raise exc
+        return found.id
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         """The run's status; a run Hatchet does not know reads ``NOT_FOUND``, so it is triggered again.

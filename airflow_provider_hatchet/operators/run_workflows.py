@@ -9,7 +9,6 @@ from airflow_provider_hatchet._compat import AirflowException
 from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY, first_try_of_generation, identity_metadata
 from airflow_provider_hatchet.client import (
     MAX_CHUNK_RUNS,
-    TRANSPORTS,
     Bridge,
     BulkProgress,
     BulkResult,
@@ -18,9 +17,11 @@ from airflow_provider_hatchet.client import (
     HatchetError,
     HatchetNotFoundError,
     HatchetRetryableError,
+    Transport,
     TriggerRequest,
     TriggerSender,
     WaitEvent,
+    check_transport,
     endpoints,
 )
 from airflow_provider_hatchet.exceptions import failing_on_bad_arguments
@@ -94,7 +95,7 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
         workflow_runs: list[dict[str, Any]] | str,
         max_concurrency: int = 32,
         reuse_existing_run: bool = True,
-        transport: str = "auto",
+        transport: Transport = "auto",
         grpc_chunk_size: int = MAX_CHUNK_RUNS,
         retry_from_failure: bool = False,
         **kwargs: Any,
@@ -102,11 +103,9 @@ class HatchetRunWorkflowsOperator(LineageMixin, HatchetTriggerOperatorBase):
         super().__init__(**kwargs)
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
-        if transport not in TRANSPORTS:
-            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
         if not 1 <= grpc_chunk_size <= MAX_CHUNK_RUNS:
             raise ValueError(f"grpc_chunk_size must be 1 to {MAX_CHUNK_RUNS}, got {grpc_chunk_size}")
-        self.transport = transport
+        self.transport = check_transport(transport)
         self.grpc_chunk_size = grpc_chunk_size
         self.workflow_runs = workflow_runs
         self.max_concurrency = max_concurrency

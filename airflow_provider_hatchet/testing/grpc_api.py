@@ -1,13 +1,14 @@
-"""The simulator's gRPC calls: ``BulkTriggerWorkflow``, ``Push`` and ``BulkPush``, on the REST face's state.
+"""The simulator's gRPC calls: ``TriggerWorkflow``, ``BulkTriggerWorkflow``, ``Push`` and ``BulkPush``, on the
+REST face's state.
 
 Each run's body is what the REST trigger would have received, so lists, details and the request log read it the
 same way. As on Hatchet v0.105.0: a run of an unknown workflow gets an id that never exists (as REST's
 ``return_only_id`` does), an empty bulk trigger answers no ids, and a run whose idempotency key is taken fails the
 call with ALREADY_EXISTS naming the runs that hold the keys, while the call's other runs are created.
 
-Faults use the routes ``bulk_trigger`` and ``events``: an injected status maps to its gRPC code (429
-RESOURCE_EXHAUSTED, 503 UNAVAILABLE, other 5xx INTERNAL), ``after_create`` fails after the runs exist, and ``drop``
-cancels the stream.
+Faults use the routes ``trigger`` (shared with the REST trigger), ``bulk_trigger`` and ``events``: an injected
+status maps to its gRPC code (429 RESOURCE_EXHAUSTED, 503 UNAVAILABLE, other 5xx INTERNAL), ``after_create`` fails
+after the runs exist, and ``drop`` cancels the stream.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ STATUSES = {"OK": 200, "INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISS
             "ALREADY_EXISTS": 409, "RESOURCE_EXHAUSTED": 429, "INTERNAL": 500, "UNAVAILABLE": 503, "CANCELLED": 0}
 # BulkPush takes at most this many events.
 MAX_BULK_EVENTS = 1000
-ROUTE_OF = {_protos.BULK_TRIGGER: "bulk_trigger", _protos.PUSH_EVENT: "events", _protos.BULK_PUSH: "events"}
+ROUTE_OF = {_protos.TRIGGER: "trigger", _protos.BULK_TRIGGER: "bulk_trigger", _protos.PUSH_EVENT: "events",
+            _protos.BULK_PUSH: "events"}
 
 
 @dataclass(slots=True)
@@ -111,7 +113,9 @@ class HatchetGrpcApi:
         decision = self.faults.decide(route)
         if decision is not None and decision.fails and not decision.after_create:
             return self._injected(decision)
-        if method == _protos.BULK_TRIGGER:
+        if method == _protos.TRIGGER:
+            answer = self._trigger(tenant, request)
+        elif method == _protos.BULK_TRIGGER:
             answer = self._bulk_trigger(tenant, list(request.workflows))
         else:
             answer = self._push(tenant, [request] if method == _protos.PUSH_EVENT else list(request.events),
@@ -195,6 +199,21 @@ class HatchetGrpcApi:
             return GrpcAnswer(code="ALREADY_EXISTS", details="idempotency key collision",
                               status_details=status.SerializeToString())
         return GrpcAnswer(_protos.BulkTriggerWorkflowResponse(workflow_run_ids=run_ids))
+
+    def _trigger(self, tenant: Tenant, request: Any) -> GrpcAnswer:
+        """``TriggerWorkflow``: the bulk trigger of one run, answered with its id; a collision's detail names only
+        the run holding the key."""
+        answer = self._bulk_trigger(tenant, [request])
+        if answer.response is not None:
+            return GrpcAnswer(_protos.TriggerWorkflowResponse(workflow_run_id=answer.response.workflow_run_ids[0]))
+        if answer.status_details is not None:
+            [detail] = _protos.Status.FromString(answer.status_details).details
+            [collision] = _protos.BulkTriggerIdempotencyCollisionError.FromString(detail.value).collisions
+            collision.ClearField("colliding_run_external_id")  # as Hatchet v0.105.0 sends it for one run
+            answer.status_details = _protos.Status(code=6, message=answer.details, details=[_protos.Any_(
+                type_url=_protos.TYPE_URL_PREFIX + _protos.IDEMPOTENCY_COLLISION,
+                value=collision.SerializeToString())]).SerializeToString()
+        return answer
 
     def _push(self, tenant: Tenant, requests: list[Any], *, single: bool) -> GrpcAnswer:
         if len(requests) > MAX_BULK_EVENTS:

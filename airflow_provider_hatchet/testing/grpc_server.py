@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .simulator import HatchetSimulator
 
 _REQUESTS = {
+    _protos.TRIGGER: (_protos.TriggerWorkflowRequest, _protos.TriggerWorkflowResponse),
     _protos.BULK_TRIGGER: (_protos.BulkTriggerWorkflowRequest, _protos.BulkTriggerWorkflowResponse),
     _protos.PUSH_EVENT: (_protos.PushEventRequest, _protos.Event),
     _protos.BULK_PUSH: (_protos.BulkPushEventRequest, _protos.Events),

@@ -1,4 +1,4 @@
-"""Conformance scenarios for Hatchet's gRPC API: the bulk trigger, event push and bulk push.
+"""Conformance scenarios for Hatchet's gRPC API: the single and bulk triggers, event push and bulk push.
 
 Each sends raw messages (``airflow_provider_hatchet._protos``) through :meth:`Session.grpc`, so the simulator's
 gRPC face and the real engine are compared on status codes, error texts and details, and replies, as the REST
@@ -14,7 +14,7 @@ from typing import Any
 from airflow_provider_hatchet import _protos
 from tests.real.conformance import Scenario, Session
 from tests.real.conftest import EVENT_KEY
-from tests.real.scenarios import LIST, _until
+from tests.real.scenarios import LIST, _until, run_path
 
 
 def _request(s: Session, workflow: str, run_input: Any, priority: int | None = None, **metadata: str) -> Any:
@@ -55,6 +55,41 @@ def grpc_bulk_trigger(s: Session) -> None:
     for auth in ("forged", "garbage", "none"):
         _bulk(s, f"auth-{auth}", [_request(s, "demo-etl", {})], auth=auth)
     _bulk(s, "over-1000", [_request(s, f"demo-missing-{s.tag}", {}) for _ in range(1001)])
+
+
+def _single(s: Session, step: str, request: Any, *, auth: str = "default") -> str | None:
+    reply = s.grpc(step, _protos.TRIGGER, request, _protos.TriggerWorkflowResponse, auth=auth)
+    return None if reply is None else str(reply.workflow_run_id)
+
+
+def grpc_single_trigger(s: Session) -> None:
+    """TriggerWorkflow (hatchet-sdk's ``run_no_wait``): the id it answers is the run's id in the REST API, the run
+    listed with its metadata and priority and finished; bad priority, input and metadata; an unknown workflow; an
+    idempotency key collision; bad tokens."""
+    run_id = _single(s, "trigger", _request(s, "demo-etl", {"n": 1}, 2, single="yes"))
+    if run_id is not None:
+        s.name(run_id, "run")
+        s.watch("watch", run_id)
+        s.wait_listed(1)
+        s.call("details", "GET", run_path(run_id))
+        s.call("listed", "GET", LIST, params={"since": s.since, "only_tasks": "false",
+                                              "additional_metadata": f"test_tag:{s.tag}", "limit": 10})
+    _single(s, "priority-high", _request(s, "demo-etl", {}, 9))
+    _single(s, "input-not-json", _protos.TriggerWorkflowRequest(name="demo-etl", input="{not json"))
+    _single(s, "input-not-object", _protos.TriggerWorkflowRequest(name="demo-etl", input="[1, 2]"))
+    _single(s, "metadata-not-json", _protos.TriggerWorkflowRequest(name="demo-etl", input="{}",
+                                                                   additional_metadata="{nope"))
+    _single(s, "no-name", _protos.TriggerWorkflowRequest(input="{}"))
+    phantom = _single(s, "unknown-workflow", _request(s, f"demo-missing-{s.tag}", {}))
+    if phantom:
+        s.name(phantom, "phantom")
+    key = uuid.uuid4().hex
+    holder = _single(s, "holder", _request(s, "demo-idempotent", {"key": key}))
+    if holder is not None:
+        s.name(holder, "holder")
+    _single(s, "collision", _request(s, "demo-idempotent", {"key": key}))
+    for auth in ("forged", "none"):
+        _single(s, f"auth-{auth}", _request(s, "demo-etl", {}), auth=auth)
 
 
 def grpc_idempotency(s: Session) -> None:
@@ -109,5 +144,6 @@ def grpc_events(s: Session) -> None:
 
 
 GRPC_SCENARIOS: dict[str, Scenario] = {
-    scenario.__name__: scenario for scenario in (grpc_bulk_trigger, grpc_idempotency, grpc_events)
+    scenario.__name__: scenario for scenario in (grpc_bulk_trigger, grpc_single_trigger, grpc_idempotency,
+                                                  grpc_events)
 }

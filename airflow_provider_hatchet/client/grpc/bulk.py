@@ -1,5 +1,4 @@
-"""The bulk engine's gRPC sender: ``BulkTriggerWorkflow`` with up to 1,000 runs, and under 4 MiB, per call; and
-how ``auto`` chooses between gRPC and REST."""
+"""The bulk engine's gRPC sender: ``BulkTriggerWorkflow`` with up to 1,000 runs, and under 4 MiB, per call."""
 
 from __future__ import annotations
 
@@ -8,15 +7,12 @@ from typing import Any
 
 from airflow_provider_hatchet.client.bulk_result import BulkItem
 from airflow_provider_hatchet.client.config import ClientConfig
-from airflow_provider_hatchet.client.errors import HatchetBadRequestError, HatchetError
-from airflow_provider_hatchet.client.grpc import MAX_CHUNK_RUNS, TRANSPORTS
-from airflow_provider_hatchet.client.grpc.channel import grpc_target
+from airflow_provider_hatchet.client.errors import HatchetError
+from airflow_provider_hatchet.client.grpc import MAX_CHUNK_RUNS
 from airflow_provider_hatchet.client.grpc.chunks import MAX_CHUNK_BYTES, chunked
 from airflow_provider_hatchet.client.grpc.client import AsyncGrpcClient, trigger_request
 from airflow_provider_hatchet.client.grpc.errors import UNUSABLE
-
-# Seconds ``auto`` waits for the gRPC server to accept a connection, then to answer the empty probe call.
-PROBE_TIMEOUT = 5.0
+from airflow_provider_hatchet.client.grpc.probe import PROBE_TIMEOUT, choose_client
 
 
 class GrpcSender:
@@ -66,9 +62,8 @@ async def choose_sender(config: ClientConfig, transport: str, probe_timeout: flo
                         max_runs: int = MAX_CHUNK_RUNS) -> tuple[GrpcSender | None, str]:
     """Pick how a batch is sent: a :class:`GrpcSender`, or None for REST; and a line saying why.
 
-    ``grpc`` always uses gRPC. ``auto`` uses it when there is a gRPC address, the server accepts a connection on
-    it and answers a call that creates nothing (an empty bulk trigger), else REST; its sender may still fall back
-    to REST if its first calls fail (see :meth:`GrpcSender.unusable`). ``rest`` never opens a channel.
+    See :func:`~airflow_provider_hatchet.client.grpc.probe.choose_client` for how ``auto`` chooses; its sender may
+    still fall back to REST if its first calls fail (see :meth:`GrpcSender.unusable`).
 
     :param config: the client settings.
     :param transport: ``auto``, ``grpc`` or ``rest``.
@@ -76,24 +71,10 @@ async def choose_sender(config: ClientConfig, transport: str, probe_timeout: flo
     :param max_runs: the most runs per request.
     :raises HatchetConfigError: for ``grpc`` with no gRPC address.
     """
-    if transport not in TRANSPORTS:
-        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
-    if transport == "rest":
-        return None, "over REST, one request per run (transport='rest')"
-    if transport == "auto" and not config.grpc_address:
-        return None, ("over REST, one request per run: the token has no gRPC address and the connection sets no "
-                      "'grpc_address'")
-    client = AsyncGrpcClient(config)
-    target = grpc_target(config)
-    if transport == "auto":
-        if not await client.ready(probe_timeout):
-            return None, f"over REST, one request per run: Hatchet's gRPC API at {target} did not accept a connection"
-        try:
-            await client.serves(probe_timeout)
-        except HatchetBadRequestError:
-            pass  # the engine itself judged the empty request
-        except HatchetError as exc:
-            return None, (f"over REST, one request per run: {target} accepted a connection but failed a gRPC call "
-                          f"that creates nothing (an empty bulk trigger): '{exc}'")
-    how = f"over gRPC at {target}, up to {max_runs} runs per request"
-    return GrpcSender(client, max_runs=max_runs, fallback=transport == "auto"), how
+    client, how = await choose_client(config, transport, probe_timeout)
+    if client is None:
+        if transport == "rest":
+            return None, "over REST, one request per run (transport='rest')"
+        return None, f"over REST, one request per run: {how}"
+    sender = GrpcSender(client, max_runs=max_runs, fallback=transport == "auto")
+    return sender, f"{how}, up to {max_runs} runs per request"
