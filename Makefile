@@ -12,6 +12,14 @@ AIRFLOW2_VERSION ?= 2.10.5
 # Airflow 2.10.5 sets an attribute on cryptography's MultiFernet, which cryptography 51 made a Rust type that
 # refuses it: every connection read from the metadata DB then fails. Airflow's own 2.10.5 constraints pin 42.0.8.
 AF2_PINS := "cryptography<51"
+# The Airflow 3 lines below AIRFLOW_VERSION, each in its own venv (.venv-af30, ...): the newest patch of each
+# that installs here. `make test-airflow-matrix` runs the tests marked `matrix` on each.
+AIRFLOW_MATRIX ?= 3.0.6 3.1.8 3.2.2
+# Pins a line needs where its own requirements let in a release that breaks it. Airflow 3.0 and 3.1 set the same
+# MultiFernet attribute as 2.10 (AF2_PINS). Airflow 3.0 sets no upper bound on FastAPI; from 0.118 its execution
+# API refuses the task runner's requests (no task starts: "Input should be a valid dictionary"); 3.1 caps it.
+MATRIX_PINS_30 := $(AF2_PINS) "fastapi<0.118"
+MATRIX_PINS_31 := $(AF2_PINS)
 # The real Hatchet the suite is proven against: the newest release the Go module proxy serves here.
 HATCHET_VERSION ?= v0.105.0
 HATCHET_SDK_VERSION ?= 1.43.1
@@ -27,6 +35,10 @@ STAMP_PROD := $(VENV_PROD)/.make-env-stamp
 STAMP_WORKER := $(VENV_WORKER)/.make-env-stamp
 STAMP := $(VENV)/.make-env-stamp
 STAMP_AF2 := $(VENV_AF2)/.make-env-stamp
+# 3.1.8 -> .venv-af31; the version of a venv's name back from AIRFLOW_MATRIX.
+matrix_venv = .venv-af$(subst .,,$(basename $(1)))
+matrix_version = $(firstword $(foreach v,$(AIRFLOW_MATRIX),$(if $(filter $(1),$(subst .,,$(basename $(v)))),$(v))))
+STAMPS_MATRIX := $(foreach v,$(AIRFLOW_MATRIX),$(call matrix_venv,$(v))/.make-env-stamp)
 LINT_PATHS := airflow_provider_hatchet tests benchmarks dags_examples e2e scripts
 PYTEST := -m pytest -q -p no:cacheprovider --durations=25 --timeout=600
 # xdist workers per suite: the suites mostly wait on the simulator's windows and polls, not on the CPU, so more
@@ -93,6 +105,14 @@ $(STAMP_AF2): pyproject.toml Makefile | $(UV)
 	echo "$(VENV_AF2) ready (Airflow $(AIRFLOW2_VERSION)) in $$(( $$(date +%s) - start ))s"
 	@touch $@
 
+# One venv per line of AIRFLOW_MATRIX; the stamp depends on the Makefile, so a new patch in the list rebuilds it.
+$(STAMPS_MATRIX): .venv-af%/.make-env-stamp: pyproject.toml Makefile | $(UV)
+	@start=$$(date +%s); version=$(call matrix_version,$*); \
+	[ -x .venv-af$*/bin/python ] || $(UV) venv -q --python $(PY_VERSION) .venv-af$*; \
+	$(UV) pip install -q --python .venv-af$*/bin/python "apache-airflow==$$version" $(MATRIX_PINS_$*) -e ".[testing,dev]"; \
+	echo ".venv-af$* ready (Airflow $$version) in $$(( $$(date +%s) - start ))s"
+	@touch $@
+
 $(STAMP_WORKER): Makefile | $(UV)
 	@[ -x $(VENV_WORKER)/bin/python ] || $(UV) venv -q --python $(PY_VERSION) $(VENV_WORKER)
 	$(UV) pip install -q --python $(VENV_WORKER)/bin/python "hatchet-sdk==$(HATCHET_SDK_VERSION)"
@@ -111,6 +131,8 @@ env: $(STAMP)
 env-worker: $(STAMP_WORKER)
 
 env-af2: $(STAMP_AF2)
+
+env-matrix: $(STAMPS_MATRIX)
 
 env-prod: $(STAMP_PROD)
 
