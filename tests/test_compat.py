@@ -57,7 +57,20 @@ AIRFLOW_2_LOCATIONS = {
     "BaseTrigger": "airflow.triggers.base",
     "TriggerEvent": "airflow.triggers.base",
 }
-EXPECTED = AIRFLOW_3_LOCATIONS if INSTALLED >= (3, 0, 0) else AIRFLOW_2_LOCATIONS
+# Airflow 3.0 and 3.1 still keep these at their Airflow 2 places (3.0 has no BaseHook in the Task SDK, neither has
+# airflow.sdk.configuration nor all the exceptions in airflow.sdk.exceptions): _compat's one fallback.
+BEFORE_TASK_SDK_MOVE = {
+    **{name: AIRFLOW_2_LOCATIONS[name] for name in ("BaseHook", "conf") + tuple(
+        name for name in AIRFLOW_3_LOCATIONS if AIRFLOW_3_LOCATIONS[name] == "airflow.sdk.exceptions")},
+    "mask_secret": "airflow.sdk.execution_time.secrets_masker",
+    "redact": "airflow.sdk.execution_time.secrets_masker",
+}
+if INSTALLED >= (3, 2, 0):
+    EXPECTED = AIRFLOW_3_LOCATIONS
+elif INSTALLED >= (3, 0, 0):
+    EXPECTED = {**AIRFLOW_3_LOCATIONS, **BEFORE_TASK_SDK_MOVE}
+else:
+    EXPECTED = AIRFLOW_2_LOCATIONS
 
 
 def test_version_flags_follow_the_installed_airflow() -> None:
@@ -120,8 +133,10 @@ def test_trigger_event_compares_by_payload() -> None:
 
 
 def test_mask_secret_redacts_the_value_in_logged_text() -> None:
-    if _compat.AIRFLOW_V_3_0_PLUS:
+    if INSTALLED >= (3, 1, 0):
         from airflow.sdk._shared.secrets_masker import redact
+    elif _compat.AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk.execution_time.secrets_masker import redact
     else:
         from airflow.utils.log.secrets_masker import redact
 
