@@ -60,8 +60,8 @@ AIRFLOW_2_LOCATIONS = {
 # Airflow 3.0 and 3.1 still keep these at their Airflow 2 places (3.0 has no BaseHook in the Task SDK, neither has
 # airflow.sdk.configuration nor all the exceptions in airflow.sdk.exceptions): _compat's one fallback.
 BEFORE_TASK_SDK_MOVE = {
-    **{name: AIRFLOW_2_LOCATIONS[name] for name in ("BaseHook", "conf") + tuple(
-        name for name in AIRFLOW_3_LOCATIONS if AIRFLOW_3_LOCATIONS[name] == "airflow.sdk.exceptions")},
+    **{name: AIRFLOW_2_LOCATIONS[name] for name in ("BaseHook", "conf")},
+    **{name: "airflow.exceptions" for name, where in AIRFLOW_3_LOCATIONS.items() if where == "airflow.sdk.exceptions"},
     "mask_secret": "airflow.sdk.execution_time.secrets_masker",
     "redact": "airflow.sdk.execution_time.secrets_masker",
 }
@@ -114,6 +114,16 @@ def test_resumable_job_mixin_is_the_sdk_class_from_3_3_and_the_stand_in_below() 
         assert _task_state.ResumableJobMixin is ResumableJobMixin
     else:
         assert _task_state.ResumableJobMixin is _task_state._ResumableJobStandIn
+
+
+def test_a_watcher_keeps_its_watermark_in_the_asset_state_store_from_3_3_and_only_in_the_trigger_below() -> None:
+    class RunningTrigger:
+        asset_state_store = object()
+
+    trigger = RunningTrigger()
+
+    expected = trigger.asset_state_store if INSTALLED >= (3, 3, 0) else None
+    assert _task_state.watcher_state_store(trigger) is expected
 
 
 def test_exceptions_keep_their_hierarchy() -> None:
