@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.airflow_helpers import example_dag, task_state, xcom_value
+
+pytestmark = pytest.mark.matrix
 
 
 def test_trigger_and_forget(hatchet: Any, dag_runner: Any) -> None:

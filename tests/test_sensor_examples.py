@@ -13,6 +13,8 @@ from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer, 
 from tests.airflow_helpers import task_state, xcom_value
 from tests.conftest import REPO_ROOT
 
+pytestmark = pytest.mark.matrix
+
 EXAMPLES = REPO_ROOT / "dags_examples"
 
 
