@@ -12,6 +12,19 @@ AIRFLOW2_VERSION ?= 2.10.5
 # Airflow 2.10.5 sets an attribute on cryptography's MultiFernet, which cryptography 51 made a Rust type that
 # refuses it: every connection read from the metadata DB then fails. Airflow's own 2.10.5 constraints pin 42.0.8.
 AF2_PINS := "cryptography<51"
+# The Airflow 3 lines below AIRFLOW_VERSION, each in its own venv (.venv-af30, ...): the newest patch of each
+# that installs here. `make test-airflow-matrix` runs the tests marked `matrix` on each.
+# 3.2.2 is left out until its dag.test() runs a task here: every task's first call to the in-process execution
+# API fails ("'State' object has no attribute 'svcs_registry'"); `make test-airflow-matrix AIRFLOW_MATRIX=3.2.2`.
+AIRFLOW_MATRIX ?= 3.0.6 3.1.8
+# Pins a line needs where its own requirements let in a release that breaks it. Airflow 3.0 and 3.1 set the same
+# MultiFernet attribute as 2.10 (AF2_PINS). Airflow 3.0 sets no upper bound on FastAPI; from 0.118 its execution
+# API refuses the task runner's requests (no task starts: "Input should be a valid dictionary"); 3.1 caps it.
+# Airflow 3.2 has no upper bound either; FastAPI 0.137+ (with cadwyn 9) fails every task it starts ("Model
+# 'TITerminalStatePayload' needs a discriminator field"), and 3.3 caps it below 0.137.
+MATRIX_PINS_30 := $(AF2_PINS) "fastapi<0.118"
+MATRIX_PINS_31 := $(AF2_PINS)
+MATRIX_PINS_32 := "fastapi<0.137"
 # The real Hatchet the suite is proven against: the newest release the Go module proxy serves here.
 HATCHET_VERSION ?= v0.105.0
 HATCHET_SDK_VERSION ?= 1.43.1
@@ -37,6 +50,10 @@ STAMP_PROD := $(VENV_PROD)/.make-env-stamp
 STAMP_WORKER := $(VENV_WORKER)/.make-env-stamp
 STAMP := $(VENV)/.make-env-stamp
 STAMP_AF2 := $(VENV_AF2)/.make-env-stamp
+# 3.1.8 -> .venv-af31; the version of a venv's name back from AIRFLOW_MATRIX.
+matrix_venv = .venv-af$(subst .,,$(basename $(1)))
+matrix_version = $(firstword $(foreach v,$(AIRFLOW_MATRIX),$(if $(filter $(1),$(subst .,,$(basename $(v)))),$(v))))
+STAMPS_MATRIX := $(foreach v,$(AIRFLOW_MATRIX),$(call matrix_venv,$(v))/.make-env-stamp)
 LINT_PATHS := airflow_provider_hatchet tests benchmarks dags_examples e2e scripts
 PYTEST := -m pytest -q -p no:cacheprovider --durations=25 --timeout=600
 # xdist workers per suite: the suites mostly wait on the simulator's windows and polls, not on the CPU, so more
@@ -53,19 +70,22 @@ export UV_COMPILE_BYTECODE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help env env-af2 env-worker env-prod e2e-prod lint typecheck check unit pytest pytest-af3 pytest-af2 \
+	test-airflow-matrix env-matrix \
 	test-faults e2e test demo bench clean hatchet-up hatchet-down test-real real-hatchet grpc-pins dist dist-build \
 	dist-af2 dist-af3 docs env-docs real-hatchet-matrix
 
 help:
 	@echo "make env         .venv: Airflow $(AIRFLOW_VERSION) + this package editable [testing,lineage] + group dev"
 	@echo "make env-af2     .venv-af2: Airflow $(AIRFLOW2_VERSION) + this package editable [testing] + group dev"
-	@echo "make lint        ruff check"
-	@echo "make typecheck   mypy --strict on the package"
+	@echo "make lint        ruff check (for Python 3.10, and 3.12)"
+	@echo "make typecheck   mypy --strict on the package, for Python 3.10, 3.11 and 3.12"
 	@echo "make check       lint + typecheck + unit (the inner loop: no server, no Go, no Airflow DB)"
 	@echo "make unit        the tests of make check: -m \"$(CHECK_MARKS)\""
 	@echo "make pytest      pytest-af3 and pytest-af2 side by side (everything on the simulator, no Toxiproxy)"
 	@echo "make pytest-af3  the suite on Airflow $(AIRFLOW_VERSION), but real_hatchet and faults"
 	@echo "make pytest-af2  tests marked af2 on Airflow $(AIRFLOW2_VERSION)"
+	@echo "make env-matrix  .venv-af30 ...: one venv per Airflow line of AIRFLOW_MATRIX ($(AIRFLOW_MATRIX))"
+	@echo "make test-airflow-matrix  the Airflow-facing af2 and matrix tests on each of $(AIRFLOW_MATRIX), in turn"
 	@echo "make test-faults the faults tier on the simulator, through Toxiproxy (built with go)"
 	@echo "make e2e         end-to-end script (e2e/run.sh) if present"
 	@echo "make e2e-prod    Airflow on Postgres + Celery/Redis against the real Hatchet, with crashes (CONTRIBUTING.md)"
@@ -77,8 +97,8 @@ help:
 	@echo "make grpc-pins   the same as make dist (installing the wheel leaves Airflow's grpcio and protobuf as they were)"
 	@echo "make docs        the docs site (mkdocs --strict) into build/site, and its link check"
 	@echo "make real-hatchet-matrix  on each of $(HATCHET_MATRIX): up, the exactly-once bulk tests, down"
-	@echo "make test        env + lint + typecheck + docs + pytest + test-faults + dist + e2e + real-hatchet"
-	@echo "                 + real-hatchet-matrix + e2e-prod"
+	@echo "make test        env + lint + typecheck + docs + pytest + test-airflow-matrix + test-faults + dist + e2e"
+	@echo "                 + real-hatchet + real-hatchet-matrix + e2e-prod"
 	@echo "make demo        env + scripts/demo.sh"
 	@echo "make bench       import-time benchmark"
 	@echo "make clean       remove environments, tools and caches"
@@ -109,6 +129,14 @@ $(STAMP_AF2): pyproject.toml Makefile | $(UV)
 	echo "$(VENV_AF2) ready (Airflow $(AIRFLOW2_VERSION)) in $$(( $$(date +%s) - start ))s"
 	@touch $@
 
+# One venv per line of AIRFLOW_MATRIX; the stamp depends on the Makefile, so a new patch in the list rebuilds it.
+$(STAMPS_MATRIX): .venv-af%/.make-env-stamp: pyproject.toml Makefile | $(UV)
+	@start=$$(date +%s); version=$(call matrix_version,$*); \
+	[ -x .venv-af$*/bin/python ] || $(UV) venv -q --python $(PY_VERSION) .venv-af$*; \
+	$(UV) pip install -q --python .venv-af$*/bin/python "apache-airflow==$$version" $(MATRIX_PINS_$*) -e ".[testing]" --group dev; \
+	echo ".venv-af$* ready (Airflow $$version) in $$(( $$(date +%s) - start ))s"
+	@touch $@
+
 $(STAMP_WORKER): Makefile | $(UV)
 	@[ -x $(VENV_WORKER)/bin/python ] || $(UV) venv -q --python $(PY_VERSION) $(VENV_WORKER)
 	$(UV) pip install -q --python $(VENV_WORKER)/bin/python "hatchet-sdk==$(HATCHET_SDK_VERSION)"
@@ -134,16 +162,24 @@ env-worker: $(STAMP_WORKER)
 
 env-af2: $(STAMP_AF2)
 
+env-matrix: $(STAMPS_MATRIX)
+
 env-prod: $(STAMP_PROD)
 
 env-docs: $(STAMP_DOCS)
 
+# Only Python 3.11 runs the tests. pyproject's target is py310, the oldest supported; the py312 pass drops the rules
+# that propose syntax newer than 3.10 (UP), the import order of a 3.11+ stdlib (I) and ASYNC109 (asyncio.timeout).
 lint: env
 	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff check --target-version py312 --extend-ignore UP,I,ASYNC109 $(LINT_PATHS)
 	$(VENV)/bin/lint-imports --no-cache
 
+# The stubs and Airflow are those installed for 3.11; --python-version checks the package's own code per version.
 typecheck: env
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --python-version 3.10
+	$(VENV)/bin/mypy --python-version 3.12
 
 check: lint typecheck unit
 
@@ -163,6 +199,21 @@ pytest-af3: env
 pytest-af2: env-af2
 	$(VENV_AF2)/bin/python $(PYTEST) $(XDIST) -m "af2 and not faults" \
 		|| { rc=$$?; [ $$rc -eq 5 ] && echo "no af2 tests collected"; [ $$rc -eq 5 ]; }
+
+# The Airflow 3 lines below AIRFLOW_VERSION, one after another: each already runs PYTEST_WORKERS workers on CI's 2
+# cores, so side by side they would only contend (and interleave their output). The client's and the simulator's own modules import no Airflow (lint-imports): they
+# run once on each of 2.10 and 3.3, not again here.
+MATRIX_IGNORE := test_client.py test_client_config.py test_client_responses.py test_grpc_client.py \
+	test_simulator.py test_simulator_server.py test_scheduling.py test_task_logs.py
+MATRIX_MARKS := (af2 or matrix) and not (faults or real_hatchet)
+test-airflow-matrix: $(STAMPS_MATRIX)
+	@for version in $(AIRFLOW_MATRIX); do \
+		venv=.venv-af$$(echo "$${version%.*}" | tr -d .); start=$$(date +%s); \
+		echo "== Airflow $$version ($$venv)"; \
+		$$venv/bin/python $(PYTEST) $(XDIST) -m "$(MATRIX_MARKS)" $(addprefix --ignore=tests/,$(MATRIX_IGNORE)) \
+			|| { echo "test-airflow-matrix: Airflow $$version failed" >&2; exit 1; }; \
+		echo "== Airflow $$version: $$(( $$(date +%s) - start ))s"; \
+	done
 
 # The [sim] half of the fault tests, through a Toxiproxy built here (never inside pytest). Without go (and no
 # cached build) it skips with a loud line, except under CI=true, where that is a failure, as real-hatchet does.
@@ -234,7 +285,7 @@ docs: env-docs
 	$(VENV_DOCS)/bin/python docs/_external_links.py build/linkcheck.csv || rc=1; \
 	[ $$rc -eq 0 ] || { grep -v 'Running as root' build/linkcheck.log >&2; echo "make docs: link check failed" >&2; exit 1; }
 
-test: env lint typecheck docs pytest test-faults dist e2e real-hatchet real-hatchet-matrix e2e-prod
+test: env lint typecheck docs pytest test-airflow-matrix test-faults dist e2e real-hatchet real-hatchet-matrix e2e-prod
 
 demo: env
 	bash scripts/demo.sh
@@ -246,5 +297,5 @@ bench: env
 clean:
 	-@$(MAKE) --no-print-directory hatchet-down
 	-@python3 e2e/hatchet/pg_cluster.py remove build/hatchet build/e2e/prod
-	rm -rf $(VENV) $(VENV_AF2) $(VENV_PROD) $(TOOLS) build dist .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV_AF2) $(VENV_PROD) $(foreach v,$(AIRFLOW_MATRIX),$(call matrix_venv,$(v))) $(TOOLS) build dist .mypy_cache .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +

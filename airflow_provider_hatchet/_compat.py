@@ -36,7 +36,9 @@ __all__ = [
     "redact",
 ]
 
-# Whether the exceptions, conf, BaseHook and the secrets masker are in the Task SDK (they moved during Airflow 3).
+# Whether the exceptions, conf, BaseHook and the secrets masker are in the Task SDK: all of them from Airflow 3.2.
+# 3.0 and 3.1 still serve them from their Airflow 2 places (on 3.1 BaseHook and the exceptions there are the Task
+# SDK's own objects); tests/test_compat.py checks each line's places.
 _IN_TASK_SDK = False
 
 if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:

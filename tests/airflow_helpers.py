@@ -1,4 +1,4 @@
-"""Helpers for running real Airflow in tests, on Airflow 3.3 and Airflow 2.10 alike.
+"""Helpers for running real Airflow in tests, on Airflow 2.10 and every Airflow 3 line alike.
 
 Nothing here imports Airflow at module import time: ``conftest.py`` must configure the environment first.
 """
@@ -68,12 +68,29 @@ def register_dag(dag: Any) -> None:
     if not AIRFLOW_V_3_0_PLUS:
         return
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
     DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=os.devnull, collect_dags=False)
+    bag = _dag_bag_class()(dag_folder=os.devnull, collect_dags=False)
     bag.bag_dag(dag)
+    try:  # Airflow 3.1+
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+    except ImportError:
+        try:
+            from airflow.models.dagbag import sync_bag_to_db
+        except ImportError:  # Airflow 3.0: a method of the bag, which reads the path a parsed DAG has
+            dag.relative_fileloc = dag.fileloc
+            bag.sync_to_db(INLINE_BUNDLE, None)
+            return
     sync_bag_to_db(bag, INLINE_BUNDLE, None)
+
+
+def _dag_bag_class() -> Any:
+    """Airflow's ``DagBag``: in ``airflow.dag_processing.dagbag`` since 3.2, in ``airflow.models.dagbag`` before."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:
+        from airflow.models.dagbag import DagBag
+    return DagBag
 
 
 def run_dag(dag: Any, *, run_conf: dict[str, Any] | None = None, **test_kwargs: Any) -> DagRun:

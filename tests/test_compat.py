@@ -57,7 +57,20 @@ AIRFLOW_2_LOCATIONS = {
     "BaseTrigger": "airflow.triggers.base",
     "TriggerEvent": "airflow.triggers.base",
 }
-EXPECTED = AIRFLOW_3_LOCATIONS if INSTALLED >= (3, 0, 0) else AIRFLOW_2_LOCATIONS
+# Airflow 3.0 and 3.1 still keep these at their Airflow 2 places (3.0 has no BaseHook in the Task SDK, neither has
+# airflow.sdk.configuration nor all the exceptions in airflow.sdk.exceptions): _compat's one fallback.
+BEFORE_TASK_SDK_MOVE = {
+    **{name: AIRFLOW_2_LOCATIONS[name] for name in ("BaseHook", "conf")},
+    **{name: "airflow.exceptions" for name, where in AIRFLOW_3_LOCATIONS.items() if where == "airflow.sdk.exceptions"},
+    "mask_secret": "airflow.sdk.execution_time.secrets_masker",
+    "redact": "airflow.sdk.execution_time.secrets_masker",
+}
+if INSTALLED >= (3, 2, 0):
+    EXPECTED = AIRFLOW_3_LOCATIONS
+elif INSTALLED >= (3, 0, 0):
+    EXPECTED = {**AIRFLOW_3_LOCATIONS, **BEFORE_TASK_SDK_MOVE}
+else:
+    EXPECTED = AIRFLOW_2_LOCATIONS
 
 
 def test_version_flags_follow_the_installed_airflow() -> None:
@@ -103,6 +116,16 @@ def test_resumable_job_mixin_is_the_sdk_class_from_3_3_and_the_stand_in_below() 
         assert _task_state.ResumableJobMixin is _task_state._ResumableJobStandIn
 
 
+def test_a_watcher_keeps_its_watermark_in_the_asset_state_store_from_3_3_and_only_in_the_trigger_below() -> None:
+    class RunningTrigger:
+        asset_state_store = object()
+
+    trigger = RunningTrigger()
+
+    expected = trigger.asset_state_store if INSTALLED >= (3, 3, 0) else None
+    assert _task_state.watcher_state_store(trigger) is expected
+
+
 def test_exceptions_keep_their_hierarchy() -> None:
     assert issubclass(_compat.AirflowSkipException, _compat.AirflowException)
     assert issubclass(_compat.AirflowFailException, _compat.AirflowException)
@@ -120,8 +143,10 @@ def test_trigger_event_compares_by_payload() -> None:
 
 
 def test_mask_secret_redacts_the_value_in_logged_text() -> None:
-    if _compat.AIRFLOW_V_3_0_PLUS:
+    if INSTALLED >= (3, 1, 0):
         from airflow.sdk._shared.secrets_masker import redact
+    elif _compat.AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk.execution_time.secrets_masker import redact
     else:
         from airflow.utils.log.secrets_masker import redact
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS
+from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_VERSION
 from tests.airflow_helpers import conn_env_var, task_state, xcom_value
 
 pytestmark = pytest.mark.af2
@@ -68,4 +68,8 @@ def test_a_connection_added_with_the_cli_is_found_by_waits_in_the_worker_and_def
                                                                  "echo": {}}}
     if AIRFLOW_V_3_0_PLUS:
         assert task_state(dag_run, "sensor") == "success", out[-3000:]
+    if AIRFLOW_V_3_0_PLUS and AIRFLOW_VERSION < (3, 1, 0):
+        # dag.test()'s in-process supervisor on 3.0 logs each message at debug, a MaskSecret's value with it (the
+        # real supervisor omits that body): Airflow's line, sent because the hook masks the token.
+        out = "\n".join(line for line in out.splitlines() if "type='MaskSecret'" not in line)
     assert hatchet.token not in out

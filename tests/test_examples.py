@@ -11,7 +11,7 @@ from airflow_provider_hatchet._airflow_version import AIRFLOW_V_3_0_PLUS
 from tests.airflow_helpers import example_bag, example_dag, task_state, xcom_value
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.af2
+pytestmark = [pytest.mark.af2, pytest.mark.matrix]
 
 # File -> DAG id -> its task ids: every file of dags_examples/ must be listed here.
 EXAMPLES: dict[str, dict[str, set[str]]] = {

@@ -12,7 +12,7 @@ from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer, register_demo_workflows
 from tests.airflow_helpers import example_dag, task_state, xcom_value
 
-pytestmark = pytest.mark.af2
+pytestmark = [pytest.mark.af2, pytest.mark.matrix]
 
 
 @pytest.fixture(scope="module")
