@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hatchet.client import HatchetValidationError, RunStatus, endpoints
+from airflow_provider_hatchet.client import HatchetError, HatchetValidationError, RunStatus, endpoints
 from airflow_provider_hatchet.client.server_version import ServerVersion
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
@@ -163,3 +163,21 @@ def test_forwarded_logs_are_in_order_when_the_server_ignores_the_newest_first_or
     # Airflow 2 shows a hook's line twice (the task log and the logging capture): counted as one.
     assert (warning in logged) is warned
     assert ("ignored the task log's" in logged) is warned
+
+
+@pytest.mark.parametrize(("version", "runs"), [("v0.90.0", 3), ("v0.95.0", 1)])
+def test_a_workflow_idempotency_key_is_enforced_only_from_v0_95(as_version: Any, version: str, runs: int) -> None:
+    """v0.90.0 creates a run for a held key and for a missing one (make real-hatchet-matrix's conformance,
+    ``idempotency`` and ``grpc_idempotency``); v0.105.0 refuses the first and drops the second."""
+    sim, clock = as_version(version)
+    hook = HatchetHook()
+    hook.run_workflow("demo-idempotent", {"key": "mine"}, {"tag": "t"})
+    hook.run_workflow("demo-idempotent", {}, {"tag": "t"})
+    if runs == 1:
+        with pytest.raises(HatchetError):
+            hook.run_workflow("demo-idempotent", {"key": "mine"}, {"tag": "t"})
+    else:
+        hook.run_workflow("demo-idempotent", {"key": "mine"}, {"tag": "t"})
+    clock.advance(1)
+
+    assert len([r for r in sim.runs if r.workflow_name == "demo-idempotent"]) == runs

@@ -25,7 +25,7 @@ from .render import run_details, trigger_stub
 from .runs import TERMINAL, Run
 from .store import SimState, Tenant
 from .task_logs import list_task_logs
-from .versions import RETURN_ONLY_ID_SINCE, before, known_query
+from .versions import IDEMPOTENCY_KEY_SINCE, RETURN_ONLY_ID_SINCE, before, known_query
 from .workflows import idempotency_value, tasks_for_run
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -197,7 +197,7 @@ class HatchetApi:
         spec = tenant.workflows.get(payload.get("workflowName") or "")
         only_id = payload.get("return_only_id") is True and not before(self.settings.version, RETURN_ONLY_ID_SINCE)
         key: str | None = None
-        if spec is not None:
+        if spec is not None and not before(self.settings.version, IDEMPOTENCY_KEY_SINCE):
             try:
                 key = idempotency_value(spec.idempotency_key, payload)
             except ValueError:

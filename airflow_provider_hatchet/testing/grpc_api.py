@@ -21,6 +21,7 @@ from airflow_provider_hatchet import _protos
 from .auth import TokenAuthority
 from .faults import Decision, FaultInjector
 from .store import SimState, Tenant
+from .versions import IDEMPOTENCY_KEY_SINCE, before
 from .workflows import idempotency_value
 
 _CODES = {429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
@@ -89,12 +90,14 @@ class HatchetGrpcApi:
     :param state: the data.
     :param auth: token validation.
     :param faults: fault injection.
+    :param settings: object with a ``version`` attribute: the Hatchet release answered as.
     """
 
-    def __init__(self, state: SimState, auth: TokenAuthority, faults: FaultInjector) -> None:
+    def __init__(self, state: SimState, auth: TokenAuthority, faults: FaultInjector, settings: Any) -> None:
         self.state = state
         self.auth = auth
         self.faults = faults
+        self.settings = settings
 
     def handle(self, method: str, authorization: str | None, request: Any) -> GrpcAnswer:
         """Answer one call.
@@ -172,7 +175,7 @@ class HatchetGrpcApi:
         for body in bodies:
             spec = tenant.workflows.get(body["workflowName"])
             key: str | None = None
-            if spec is not None:
+            if spec is not None and not before(self.settings.version, IDEMPOTENCY_KEY_SINCE):
                 try:
                     key = idempotency_value(spec.idempotency_key, body)
                 except ValueError:

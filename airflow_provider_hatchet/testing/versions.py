@@ -19,6 +19,10 @@ IGNORED_PARAMS: dict[str, tuple[tuple[int, int, int], tuple[str, ...]]] = {
 }
 # The trigger's ``return_only_id`` is read from this release on.
 RETURN_ONLY_ID_SINCE = (0, 91, 0)
+# A workflow's idempotency key (hatchet-sdk's ``key_expression``) is enforced on v0.105.0, not on v0.90.0 (which
+# creates every run: a key missing, not a string or already held alike); assumed from v0.95.0, the first release
+# whose run list knows a run's key.
+IDEMPOTENCY_KEY_SINCE = (0, 95, 0)
 _RELEASE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
 
 
