@@ -17,6 +17,7 @@ import pytest
 
 from airflow_provider_hatchet.client import HatchetError, HatchetValidationError, RunStatus, endpoints
 from airflow_provider_hatchet.client.server_version import ServerVersion
+from airflow_provider_hatchet.client.trigger_request import TriggerRequest
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.testing import HatchetSimulator, ManualClock, SimulatorServer, register_demo_workflows
@@ -181,3 +182,22 @@ def test_a_workflow_idempotency_key_is_enforced_only_from_v0_95(as_version: Any,
     clock.advance(1)
 
     assert len([r for r in sim.runs if r.workflow_name == "demo-idempotent"]) == runs
+
+
+@pytest.mark.parametrize(("version", "refused"), [("v0.75.0", True), ("v0.90.0", False)])
+def test_an_unknown_workflow_is_refused_at_once_naming_it_before_v0_90(as_version: Any, version: str,
+                                                                       refused: bool) -> None:
+    """v0.75.0 refuses a trigger naming an unknown workflow at once (400 ``workflow names not found``); from
+    v0.90.0 the trigger without ``return_only_id`` answers 500 once it gave up reading the run back. The hook checks
+    the name before it triggers, on both."""
+    sim, _ = as_version(version)
+    hook = HatchetHook()
+    with pytest.raises(HatchetValidationError, match="workflow_name: no workflow named 'demo-missing'"):
+        hook.run_workflow("demo-missing", {}, {"tag": "t"})
+    raw = endpoints.trigger(TriggerRequest("demo-missing"))
+    sim.unknown_workflow_delay = 0.0
+    with pytest.raises(HatchetError) as refusal:
+        hook.send(raw)
+    assert ("workflow names not found: demo-missing" in str(refusal.value)) is refused
+
+    assert not sim.runs

@@ -25,7 +25,7 @@ from .render import run_details, trigger_stub
 from .runs import TERMINAL, Run
 from .store import SimState, Tenant
 from .task_logs import list_task_logs
-from .versions import IDEMPOTENCY_KEY_SINCE, RETURN_ONLY_ID_SINCE, before, known_query
+from .versions import IDEMPOTENCY_KEY_SINCE, RETURN_ONLY_ID_SINCE, before, known_query, names_not_found
 from .workflows import idempotency_value, tasks_for_run
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -192,6 +192,9 @@ class HatchetApi:
         if rejection is not None:
             status, text = rejection
             return api_errors(status, text) if text and status < 500 else injected_error(status)
+        refused = names_not_found(self.settings.version, [payload.get("workflowName") or ""], tenant.workflows)
+        if refused is not None:
+            return api_errors(400, refused)
         state = self.state
         now = state.clock()
         spec = tenant.workflows.get(payload.get("workflowName") or "")

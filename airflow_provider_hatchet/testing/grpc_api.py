@@ -21,7 +21,7 @@ from airflow_provider_hatchet import _protos
 from .auth import TokenAuthority
 from .faults import Decision, FaultInjector
 from .store import SimState, Tenant
-from .versions import IDEMPOTENCY_KEY_SINCE, before
+from .versions import IDEMPOTENCY_KEY_SINCE, before, names_not_found
 from .workflows import idempotency_value
 
 _CODES = {429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
@@ -168,6 +168,9 @@ class HatchetGrpcApi:
                 status, text = rejection
                 return _error(_CODES.get(status, "INTERNAL"), text or f"simulated {status}")
             bodies.append(body)
+        refused = names_not_found(self.settings.version, [b["workflowName"] for b in bodies], tenant.workflows)
+        if refused is not None:
+            return _error("INVALID_ARGUMENT", refused)
         state = self.state
         now = state.clock()
         run_ids: list[str] = []
