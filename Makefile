@@ -29,11 +29,11 @@ MATRIX_PINS_32 := "fastapi<0.137"
 HATCHET_VERSION ?= v0.105.0
 HATCHET_SDK_VERSION ?= 1.43.1
 # The older releases CI also proves: the oldest the Go module proxy serves in full (v0.74.x and before answer 403)
-# and a middle one. On each: the exactly-once bulk tests (REST and gRPC), the test button's version and the refused
-# idempotency-key filter; the whole suite on the newest. The conformance scenarios do not pass there yet (the
-# differences are in docs/hatchet-behaviour.md, "Server versions"): REAL_MATRIX_TESTS=tests/real/test_conformance.py.
+# and a middle one. On each: the conformance scenarios (against the simulator answering as that release, with the
+# differences of tests/real/accepted_deviations.yaml marked `before:`), the exactly-once bulk tests (REST and gRPC),
+# the test button's version and the refused idempotency-key filter; the whole suite on the newest.
 HATCHET_MATRIX ?= v0.75.0 v0.90.0
-REAL_MATRIX_TESTS ?= tests/real/test_bulk_faults.py tests/real/test_grpc_bulk_faults.py \
+REAL_MATRIX_TESTS ?= tests/real/test_conformance.py tests/real/test_bulk_faults.py tests/real/test_grpc_bulk_faults.py \
 	tests/real/test_run_lifecycle.py::test_runs_are_listed_by_idempotency_key \
 	tests/real/test_client_and_hook.py::test_connection_reports_a_good_token_a_bad_one_and_a_foreign_tenant
 TOXIPROXY_VERSION ?= v2.5.0
@@ -96,7 +96,7 @@ help:
 	@echo "                 $(AIRFLOW2_VERSION) and $(AIRFLOW_VERSION) venvs: grpc pins, providers list, public imports, one DAG"
 	@echo "make grpc-pins   the same as make dist (installing the wheel leaves Airflow's grpcio and protobuf as they were)"
 	@echo "make docs        the docs site (mkdocs --strict) into build/site, and its link check"
-	@echo "make real-hatchet-matrix  on each of $(HATCHET_MATRIX): up, the exactly-once bulk tests, down"
+	@echo "make real-hatchet-matrix  on each of $(HATCHET_MATRIX): up, the conformance and exactly-once bulk tests, down"
 	@echo "make test        env + lint + typecheck + docs + pytest + test-airflow-matrix + test-faults + dist + e2e"
 	@echo "                 + real-hatchet + real-hatchet-matrix + e2e-prod"
 	@echo "make demo        env + scripts/demo.sh"

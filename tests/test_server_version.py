@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hatchet.client import HatchetValidationError, RunStatus, endpoints
+from airflow_provider_hatchet.client import HatchetError, HatchetValidationError, RunStatus, endpoints
 from airflow_provider_hatchet.client.server_version import ServerVersion
+from airflow_provider_hatchet.client.trigger_request import TriggerRequest
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.testing import HatchetSimulator, ManualClock, SimulatorServer, register_demo_workflows
@@ -163,3 +164,40 @@ def test_forwarded_logs_are_in_order_when_the_server_ignores_the_newest_first_or
     # Airflow 2 shows a hook's line twice (the task log and the logging capture): counted as one.
     assert (warning in logged) is warned
     assert ("ignored the task log's" in logged) is warned
+
+
+@pytest.mark.parametrize(("version", "runs"), [("v0.90.0", 3), ("v0.95.0", 1)])
+def test_a_workflow_idempotency_key_is_enforced_only_from_v0_95(as_version: Any, version: str, runs: int) -> None:
+    """v0.90.0 creates a run for a held key and for a missing one (make real-hatchet-matrix's conformance,
+    ``idempotency`` and ``grpc_idempotency``); v0.105.0 refuses the first and drops the second."""
+    sim, clock = as_version(version)
+    hook = HatchetHook()
+    hook.run_workflow("demo-idempotent", {"key": "mine"}, {"tag": "t"})
+    hook.run_workflow("demo-idempotent", {}, {"tag": "t"})
+    if runs == 1:
+        with pytest.raises(HatchetError):
+            hook.run_workflow("demo-idempotent", {"key": "mine"}, {"tag": "t"})
+    else:
+        hook.run_workflow("demo-idempotent", {"key": "mine"}, {"tag": "t"})
+    clock.advance(1)
+
+    assert len([r for r in sim.runs if r.workflow_name == "demo-idempotent"]) == runs
+
+
+@pytest.mark.parametrize(("version", "refused"), [("v0.75.0", True), ("v0.90.0", False)])
+def test_an_unknown_workflow_is_refused_at_once_naming_it_before_v0_90(as_version: Any, version: str,
+                                                                       refused: bool) -> None:
+    """v0.75.0 refuses a trigger naming an unknown workflow at once (400 ``workflow names not found``); from
+    v0.90.0 the trigger without ``return_only_id`` answers 500 once it gave up reading the run back. The hook checks
+    the name before it triggers, on both."""
+    sim, _ = as_version(version)
+    hook = HatchetHook()
+    with pytest.raises(HatchetValidationError, match="workflow_name: no workflow named 'demo-missing'"):
+        hook.run_workflow("demo-missing", {}, {"tag": "t"})
+    raw = endpoints.trigger(TriggerRequest("demo-missing"))
+    sim.unknown_workflow_delay = 0.0
+    with pytest.raises(HatchetError) as refusal:
+        hook.send(raw)
+    assert ("workflow names not found: demo-missing" in str(refusal.value)) is refused
+
+    assert not sim.runs

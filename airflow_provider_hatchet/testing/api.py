@@ -25,7 +25,7 @@ from .render import run_details, trigger_stub
 from .runs import TERMINAL, Run
 from .store import SimState, Tenant
 from .task_logs import list_task_logs
-from .versions import RETURN_ONLY_ID_SINCE, before, known_query
+from .versions import IDEMPOTENCY_KEY_SINCE, RETURN_ONLY_ID_SINCE, before, known_query, names_not_found
 from .workers import list_workers
 from .workflows import idempotency_value, tasks_for_run
 
@@ -197,12 +197,15 @@ class HatchetApi:
         if rejection is not None:
             status, text = rejection
             return api_errors(status, text) if text and status < 500 else injected_error(status)
+        refused = names_not_found(self.settings.version, [payload.get("workflowName") or ""], tenant.workflows)
+        if refused is not None:
+            return api_errors(400, refused)
         state = self.state
         now = state.clock()
         spec = tenant.workflows.get(payload.get("workflowName") or "")
         only_id = payload.get("return_only_id") is True and not before(self.settings.version, RETURN_ONLY_ID_SINCE)
         key: str | None = None
-        if spec is not None:
+        if spec is not None and not before(self.settings.version, IDEMPOTENCY_KEY_SINCE):
             try:
                 key = idempotency_value(spec.idempotency_key, payload)
             except ValueError:

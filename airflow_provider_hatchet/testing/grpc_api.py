@@ -22,6 +22,7 @@ from airflow_provider_hatchet import _protos
 from .auth import TokenAuthority
 from .faults import Decision, FaultInjector
 from .store import SimState, Tenant
+from .versions import IDEMPOTENCY_KEY_SINCE, before, names_not_found
 from .workflows import idempotency_value
 
 _CODES = {429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
@@ -91,12 +92,14 @@ class HatchetGrpcApi:
     :param state: the data.
     :param auth: token validation.
     :param faults: fault injection.
+    :param settings: object with a ``version`` attribute: the Hatchet release answered as.
     """
 
-    def __init__(self, state: SimState, auth: TokenAuthority, faults: FaultInjector) -> None:
+    def __init__(self, state: SimState, auth: TokenAuthority, faults: FaultInjector, settings: Any) -> None:
         self.state = state
         self.auth = auth
         self.faults = faults
+        self.settings = settings
 
     def handle(self, method: str, authorization: str | None, request: Any) -> GrpcAnswer:
         """Answer one call.
@@ -169,6 +172,9 @@ class HatchetGrpcApi:
                 status, text = rejection
                 return _error(_CODES.get(status, "INTERNAL"), text or f"simulated {status}")
             bodies.append(body)
+        refused = names_not_found(self.settings.version, [b["workflowName"] for b in bodies], tenant.workflows)
+        if refused is not None:
+            return _error("INVALID_ARGUMENT", refused)
         state = self.state
         now = state.clock()
         run_ids: list[str] = []
@@ -176,7 +182,7 @@ class HatchetGrpcApi:
         for body in bodies:
             spec = tenant.workflows.get(body["workflowName"])
             key: str | None = None
-            if spec is not None:
+            if spec is not None and not before(self.settings.version, IDEMPOTENCY_KEY_SINCE):
                 try:
                     key = idempotency_value(spec.idempotency_key, body)
                 except ValueError:

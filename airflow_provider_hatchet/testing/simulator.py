@@ -88,7 +88,7 @@ class HatchetSimulator:
         self._auth = TokenAuthority(lambda: self._state.wall(self._state.clock()), secret)
         self._faults = FaultInjector(seed)
         self._api = HatchetApi(self._state, self._auth, self._faults, self)
-        self._grpc = HatchetGrpcApi(self._state, self._auth, self._faults)
+        self._grpc = HatchetGrpcApi(self._state, self._auth, self._faults, self)
         self._requests: deque[RequestRecord] | None = None
         self.request_log_limit = request_log_limit
         self._tokens: dict[tuple[str, str], str] = {}

@@ -8,6 +8,7 @@ oldest the Go module proxy serves with each one (docs/hatchet-behaviour.md, "Ser
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 # The release the simulator is proven against (tests/real/real_answers.json).
@@ -19,6 +20,27 @@ IGNORED_PARAMS: dict[str, tuple[tuple[int, int, int], tuple[str, ...]]] = {
 }
 # The trigger's ``return_only_id`` is read from this release on.
 RETURN_ONLY_ID_SINCE = (0, 91, 0)
+# A workflow's idempotency key (hatchet-sdk's ``key_expression``) is enforced on v0.105.0, not on v0.90.0 (which
+# creates every run: a key missing, not a string or already held alike); assumed from v0.95.0, the first release
+# whose run list knows a run's key.
+IDEMPOTENCY_KEY_SINCE = (0, 95, 0)
+# Before this release a trigger naming a workflow the tenant does not have is refused at once (REST 400, gRPC
+# INVALID_ARGUMENT ``workflow names not found: <names>``, the whole bulk): seen on v0.75.0; v0.90.0 answers as
+# v0.105.0 (a phantom id, or a 500 after 10 s).
+UNKNOWN_NAMES_REFUSED_BEFORE = (0, 90, 0)
+
+
+def names_not_found(version: str, names: list[str], known: Any) -> str | None:
+    """The error an older release gives a trigger naming workflows the tenant does not have, or ``None``.
+
+    :param version: the simulated version.
+    :param names: the workflow names of the trigger (a bulk's, in order).
+    :param known: the tenant's workflows by name.
+    """
+    if not before(version, UNKNOWN_NAMES_REFUSED_BEFORE):
+        return None
+    missing = list(dict.fromkeys(name for name in names if name not in known))
+    return f"workflow names not found: {', '.join(missing)}" if missing else None
 _RELEASE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
 
 

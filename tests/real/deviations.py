@@ -37,6 +37,8 @@ class Deviation:
     :param kind: the difference kind, or ``None`` for any.
     :param before: a Hatchet release: the entry holds only on servers older than it (a difference of an older
         release, which the simulator does not model); ``None`` for every release.
+    :param sometimes: the difference is a race that a run may not show (an older engine on a busy machine): the
+        entry is exempt from the stale check.
     """
 
     scenario: str
@@ -45,6 +47,7 @@ class Deviation:
     step: str = "*"
     kind: str | None = None
     before: str | None = None
+    sometimes: bool = False
 
     def matches(self, scenario: str, difference: Difference) -> bool:
         """Whether this entry accepts a difference found in a scenario.
@@ -69,7 +72,7 @@ def load(path: Path = DEVIATIONS_FILE, engine: str | None = None) -> list[Deviat
     """Read and check the deviations file; keep the entries that hold on the given server release.
 
     :param path: the YAML file: a list of mappings with ``scenario``, ``path``, ``reason`` and optionally
-        ``step``, ``kind`` and ``before``.
+        ``step``, ``kind``, ``before`` and ``sometimes``.
     :param engine: the real server's release; ``None`` for the newest (the entries without ``before``).
     :raises ValueError: for an entry without a reason, with an unknown key or kind.
     """
@@ -78,14 +81,15 @@ def load(path: Path = DEVIATIONS_FILE, engine: str | None = None) -> list[Deviat
     for number, entry in enumerate(entries, 1):
         if not isinstance(entry, dict) or not str(entry.get("reason") or "").strip():
             raise ValueError(f"{path.name} entry {number}: needs at least scenario, path and a reason")
-        unknown = set(entry) - {"scenario", "step", "path", "kind", "reason", "before"}
+        unknown = set(entry) - {"scenario", "step", "path", "kind", "reason", "before", "sometimes"}
         if unknown or entry.get("kind") not in (None, *KINDS):
             raise ValueError(f"{path.name} entry {number}: unknown keys {sorted(unknown)} or kind {entry.get('kind')}")
         before = entry.get("before")
         if before is not None and (engine is None or release(engine) >= release(str(before))):
             continue
         deviations.append(Deviation(str(entry["scenario"]), str(entry["path"]), " ".join(str(entry["reason"]).split()),
-                                    str(entry.get("step", "*")), entry.get("kind"), before))
+                                    str(entry.get("step", "*")), entry.get("kind"), before,
+                                    entry.get("sometimes") is True))
     return deviations
 
 
@@ -143,9 +147,9 @@ class Tally:
         return {entry for result in self.results.values() for _, entry in result.accepted}
 
     def stale(self) -> list[Deviation]:
-        """The entries that accepted nothing."""
+        """The entries that accepted nothing, but those marked ``sometimes``."""
         used = self.used()
-        return [d for d in self.deviations if d not in used]
+        return [d for d in self.deviations if d not in used and not d.sometimes]
 
     def summary(self) -> str:
         """The one-line summary: how many responses matched, and how many deviations were accepted."""

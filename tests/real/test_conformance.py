@@ -243,3 +243,12 @@ def test_a_deviation_marked_before_a_release_holds_only_on_older_servers(tmp_pat
     assert [d.scenario for d in load(entries, engine="v0.75.0")] == ["a", "b"]
     assert [d.scenario for d in load(entries, engine="v0.95.0")] == ["a"]
     assert [d.scenario for d in load(entries)] == ["a"]
+
+
+def test_a_deviation_marked_sometimes_is_never_stale(tmp_path: Any) -> None:
+    entries = tmp_path / "deviations.yaml"
+    entries.write_text('- {scenario: a, path: status, reason: always, before: v0.91.0}\n'
+                       '- {scenario: b, path: status, reason: a race, before: v0.91.0, sometimes: true}\n')
+    tally = Tally(load(entries, engine="v0.90.0"))
+
+    assert [d.scenario for d in tally.stale()] == ["a"]
