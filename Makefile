@@ -14,17 +14,18 @@ AIRFLOW2_VERSION ?= 2.10.5
 AF2_PINS := "cryptography<51"
 # The Airflow 3 lines below AIRFLOW_VERSION, each in its own venv (.venv-af30, ...): the newest patch of each
 # that installs here. `make test-airflow-matrix` runs the tests marked `matrix` on each.
-# 3.2.2 is left out until its dag.test() runs a task here: every task's first call to the in-process execution
-# API fails ("'State' object has no attribute 'svcs_registry'"); `make test-airflow-matrix AIRFLOW_MATRIX=3.2.2`.
-AIRFLOW_MATRIX ?= 3.0.6 3.1.8
+AIRFLOW_MATRIX ?= 3.0.6 3.1.8 3.2.2
 # Pins a line needs where its own requirements let in a release that breaks it. Airflow 3.0 and 3.1 set the same
 # MultiFernet attribute as 2.10 (AF2_PINS). Airflow 3.0 sets no upper bound on FastAPI; from 0.118 its execution
 # API refuses the task runner's requests (no task starts: "Input should be a valid dictionary"); 3.1 caps it.
 # Airflow 3.2 has no upper bound either; FastAPI 0.137+ (with cadwyn 9) fails every task it starts ("Model
-# 'TITerminalStatePayload' needs a discriminator field"), and 3.3 caps it below 0.137.
+# 'TITerminalStatePayload' needs a discriminator field"), and 3.3 caps it below 0.137. Airflow 3.2.2 (May 2026)
+# predates svcs 26.2.0 (Aug 2026), whose FastAPI lifespan deletes app.state.svcs_registry when it exits: under
+# dag.test() every task's first in-process API call then fails ("'State' object has no attribute
+# 'svcs_registry'"). svcs 26.1.0 leaves the attribute alone.
 MATRIX_PINS_30 := $(AF2_PINS) "fastapi<0.118"
 MATRIX_PINS_31 := $(AF2_PINS)
-MATRIX_PINS_32 := "fastapi<0.137"
+MATRIX_PINS_32 := "fastapi<0.137" "svcs<26.2"
 # The real Hatchet the suite is proven against: the newest release the Go module proxy serves here.
 HATCHET_VERSION ?= v0.105.0
 HATCHET_SDK_VERSION ?= 1.43.1
