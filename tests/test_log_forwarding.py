@@ -5,6 +5,7 @@ on both servers: ``tests/real/test_log_forwarding_real.py``."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from typing import Any
 
@@ -155,6 +156,10 @@ def test_a_poking_sensor_reads_no_logs_of_the_runs_still_running(hatchet: Any, d
         hang = {"behaviour": "hang"}
         running = [client.send(endpoints.trigger(TriggerRequest("demo-etl", {"i": i, "__sim__": hang})))
                    for i in range(40)]
+    # All four have failed before the first poke, which would otherwise end the wait on the first failure it sees.
+    deadline = time.monotonic() + 30
+    while any(hatchet.run_status(run_id) != "FAILED" for run_id in failed) and time.monotonic() < deadline:
+        time.sleep(0.05)
     with make_dag("logs_sensor_running") as dag:
         HatchetWorkflowRunSensor(task_id="t", run_id=running[:20] + failed + running[20:], poke_interval=0.1)
     dag_run = dag_runner(dag)
