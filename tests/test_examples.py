@@ -73,6 +73,8 @@ def test_trigger_and_wait_passes_outputs_downstream(hatchet: Any, dag_runner: An
 
 
 def test_deferrable(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    # Long enough that the task's own first check finds it running and defers, however slow the machine.
+    hatchet.register_workflow("demo-etl", "succeed", duration=5.0)
     dag_run = dag_runner(example_dag("example_hatchet_deferrable"))
 
     assert dag_run.state == "success"
