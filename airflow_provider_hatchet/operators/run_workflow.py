@@ -138,6 +138,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
 
     def _trigger(self, context: Context, request: TriggerRequest) -> str:
         """Trigger the run over the transport ``transport`` and the server allow, and log which in one line."""
+        run_id: str | None = None
         how = "over REST"
         if self.transport != "rest":
             try:
@@ -148,7 +149,7 @@ class HatchetRunWorkflowOperator(ResumableJobMixin, LineageMixin, HatchetTrigger
                     raise
                 run_id = self._created_anyway(context, exc)
                 how = "over gRPC, found after the trigger failed"
-        if self.transport == "rest" or run_id is None:
+        if run_id is None:
             run_id = self.hook.trigger(request)
         self.log.info("Triggered Hatchet workflow %s %s: run %s", request.workflow_name, how, run_id)
         return run_id
