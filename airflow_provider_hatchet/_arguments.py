@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_hatchet.client.errors import HatchetValidationError
+from airflow_provider_hatchet.client.validation import check_choice
 
 
 def is_template(value: object) -> bool:
@@ -52,9 +53,7 @@ def check_forward_logs(value: Any) -> str:
 
     :param value: the candidate.
     """
-    if value not in FORWARD_LOGS_MODES:
-        raise HatchetValidationError("forward_logs", f"must be one of {', '.join(FORWARD_LOGS_MODES)}, got {value!r}")
-    return str(value)
+    return check_choice(value, FORWARD_LOGS_MODES, "forward_logs")
 
 
 def check_line_cap(value: Any, field: str) -> int:

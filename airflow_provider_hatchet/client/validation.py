@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
 from airflow_provider_hatchet.client.errors import HatchetValidationError
@@ -15,6 +15,19 @@ MAX_PRIORITY = 3
 # the workflow lookup's query string).
 MAX_WORKFLOW_NAME_LENGTH = 1000
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def check_choice(value: object, choices: Sequence[str], field: str) -> str:
+    """Return ``value`` if it is one of ``choices`` (a string, compared exactly).
+
+    :param value: the candidate.
+    :param choices: the accepted values, named in the error in this order.
+    :param field: the argument's name, for the error.
+    :raises HatchetValidationError: naming ``field`` and the choices.
+    """
+    if isinstance(value, str) and value in choices:
+        return value
+    raise HatchetValidationError(field, f"must be one of {', '.join(choices)}, got {value!r}")
 
 
 def is_uuid(value: object) -> TypeGuard[str]:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.endpoints import Call
-from airflow_provider_hatchet.client.errors import HatchetError, HatchetValidationError
+from airflow_provider_hatchet.client.errors import HatchetError
 from airflow_provider_hatchet.client.models import RunStatus
+from airflow_provider_hatchet.client.validation import check_choice
 
 WorkerCheck = Literal["warn", "fail", "off"]
 WORKER_CHECKS: tuple[WorkerCheck, ...] = ("warn", "fail", "off")
@@ -78,10 +79,7 @@ def check_workers_mode(value: object) -> WorkerCheck:
     :param value: the candidate.
     :raises HatchetValidationError: naming ``check_workers``.
     """
-    for mode in WORKER_CHECKS:
-        if value == mode and isinstance(value, str):
-            return mode
-    raise HatchetValidationError("check_workers", f"must be one of {', '.join(WORKER_CHECKS)}, got {value!r}")
+    return cast(WorkerCheck, check_choice(value, WORKER_CHECKS, "check_workers"))
 
 
 class QueuedWatch:
