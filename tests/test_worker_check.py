@@ -86,6 +86,7 @@ def test_the_hook_counts_the_live_workers_that_serve_a_workflow(hatchet: Any) ->
     assert len(reads) == 4 and all(r.raw_query == "statuses=ACTIVE" for r in reads)
 
 
+@pytest.mark.loopback  # its own simulator server
 def test_a_stopped_worker_reads_inactive_five_seconds_after_its_last_heartbeat() -> None:
     clock = ManualClock()
     sim = HatchetSimulator(clock=clock)
@@ -112,6 +113,7 @@ def test_a_stopped_worker_reads_inactive_five_seconds_after_its_last_heartbeat()
 # The wait's check, on Hatchet's clock
 
 
+@pytest.mark.loopback  # its own simulator server
 @pytest.mark.parametrize("skew_hours", [-2, 2])
 async def test_the_grace_counts_on_hatchets_clock_whatever_the_local_clock_says(skew_hours: int) -> None:
     # The simulator's clock runs two hours behind or ahead of this machine's: a check that compared the local
