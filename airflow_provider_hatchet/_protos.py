@@ -1,10 +1,11 @@
 """The few messages of Hatchet's gRPC contracts this package uses, built in code (no ``protoc``).
 
 Field numbers are those of Hatchet's ``api-contracts``: ``v1/shared/trigger.proto`` (``TriggerWorkflowRequest``),
-``workflows/workflows.proto`` (the single and bulk triggers), ``events/events.proto`` (push and bulk push) and
-``v1/workflows.proto`` (the idempotency collision details), plus ``google.rpc.Status`` for error details. Only the
-fields used are declared: the wire format skips the others. They are declared ``proto2`` optional, which encodes as
-proto3's explicit presence does, so a field left unset is not sent.
+``workflows/workflows.proto`` (the single and bulk triggers), ``events/events.proto`` (push and bulk push),
+``dispatcher/dispatcher.proto`` (the stream of finished runs) and ``v1/workflows.proto`` (the idempotency collision
+details), plus ``google.rpc.Status`` for error details. Only the fields used are declared: the wire format skips the
+others. They are declared ``proto2`` optional, which encodes as proto3's explicit presence does, so a field left
+unset is not sent.
 
 The descriptors live in a private pool, so they never clash with hatchet-sdk's generated modules in one process.
 Both the client (``client/grpc/``) and the simulator's gRPC face use this module; it imports only protobuf.
@@ -64,6 +65,21 @@ _MESSAGES: dict[str, list[tuple[str, int, int, bool, str]]] = {
         ("successful_workflow_run_external_ids", 1, _STRING, True, ""),
         ("collisions", 2, _MESSAGE, True, "IdempotencyCollisionError"),
     ],
+    "SubscribeToWorkflowRunsRequest": [("workflow_run_id", 1, _STRING, False, "")],
+    "StepRunResult": [
+        ("task_run_external_id", 1, _STRING, False, ""),
+        ("task_name", 2, _STRING, False, ""),
+        ("job_run_id", 3, _STRING, False, ""),
+        ("error", 4, _STRING, False, ""),
+        ("output", 5, _STRING, False, ""),
+    ],
+    # event_type is the enum WorkflowRunEventType, whose one value is FINISHED = 0; an enum encodes as an int32.
+    "WorkflowRunEvent": [
+        ("workflow_run_id", 1, _STRING, False, ""),
+        ("event_type", 2, _INT32, False, ""),
+        ("event_timestamp", 3, _MESSAGE, False, "Timestamp"),
+        ("results", 4, _MESSAGE, True, "StepRunResult"),
+    ],
     "Any": [("type_url", 1, _STRING, False, ""), ("value", 2, _BYTES, False, "")],
     "Status": [("code", 1, _INT32, False, ""), ("message", 2, _STRING, False, ""),
                ("details", 3, _MESSAGE, True, "Any")],
@@ -74,6 +90,8 @@ TRIGGER = "/WorkflowService/TriggerWorkflow"
 BULK_TRIGGER = "/WorkflowService/BulkTriggerWorkflow"
 PUSH_EVENT = "/EventsService/Push"
 BULK_PUSH = "/EventsService/BulkPush"
+# dispatcher.proto has no package either: the stream of finished runs that hatchet-sdk awaits results on.
+SUBSCRIBE_RUNS = "/Dispatcher/SubscribeToWorkflowRuns"
 # The type names of the details an ALREADY_EXISTS answer carries on an idempotency key collision.
 IDEMPOTENCY_COLLISION = "v1.IdempotencyCollisionError"
 BULK_IDEMPOTENCY_COLLISION = "v1.BulkTriggerIdempotencyCollisionError"
@@ -117,5 +135,8 @@ Event: Any = _CLASSES["Event"]
 Events: Any = _CLASSES["Events"]
 IdempotencyCollisionError: Any = _CLASSES["IdempotencyCollisionError"]
 BulkTriggerIdempotencyCollisionError: Any = _CLASSES["BulkTriggerIdempotencyCollisionError"]
+SubscribeToWorkflowRunsRequest: Any = _CLASSES["SubscribeToWorkflowRunsRequest"]
+StepRunResult: Any = _CLASSES["StepRunResult"]
+WorkflowRunEvent: Any = _CLASSES["WorkflowRunEvent"]
 Status: Any = _CLASSES["Status"]
 Any_: Any = _CLASSES["Any"]
