@@ -119,5 +119,5 @@ def test_a_failed_chunk_fails_the_task_and_pushes_what_was_created(
 
 
 def test_an_unknown_transport_is_refused_at_once() -> None:
-    with pytest.raises(ValueError, match="transport must be one of auto, grpc, rest, got 'http'"):
+    with pytest.raises(ValueError, match="transport: must be one of auto, grpc, rest, got 'http'"):
         bulk(task_id="t", workflow_runs=[], transport="http")

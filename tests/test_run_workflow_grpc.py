@@ -105,7 +105,7 @@ def test_rest_opens_no_grpc_channel(hatchet: Any, face: Any, dag_runner: Any, lo
 
 
 def test_an_unknown_transport_is_refused_when_the_task_is_defined() -> None:
-    with pytest.raises(ValueError, match="transport must be one of auto, grpc, rest, got 'http'"):
+    with pytest.raises(ValueError, match="transport: must be one of auto, grpc, rest, got 'http'"):
         operator(workflow_name="demo-etl", transport="http")
 
 

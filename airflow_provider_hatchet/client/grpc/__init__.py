@@ -8,7 +8,9 @@ sender), ``probe.py`` (how ``auto`` chooses gRPC or REST). The messages are in `
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
+
+from airflow_provider_hatchet.client.validation import check_choice
 
 Transport = Literal["auto", "grpc", "rest"]
 
@@ -23,8 +25,6 @@ def check_transport(transport: object) -> Transport:
     """``transport`` if it is one of :data:`TRANSPORTS`, as the operators take it.
 
     :param transport: ``auto``, ``grpc`` or ``rest``.
-    :raises ValueError: naming the choices.
+    :raises HatchetValidationError: naming the field and the choices.
     """
-    if transport not in TRANSPORTS:
-        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
-    return transport
+    return cast(Transport, check_choice(transport, TRANSPORTS, "transport"))
