@@ -59,16 +59,25 @@ def wait_visible(sim: Any) -> None:
     time.sleep(sim.visibility_delay + 0.05)
 
 
-def test_trigger_then_read_status_and_details(sim: Any) -> None:
-    with client(sim) as c:
+def test_trigger_then_read_status_and_details() -> None:
+    from airflow_provider_hatchet.testing import HatchetSimulator, ManualClock, SimulatorServer, register_demo_workflows
+
+    # A clock of its own: on real time, a slow machine could see the 0.9 s run finish before the first read.
+    clock = ManualClock()
+    sim = HatchetSimulator(clock=clock)
+    register_demo_workflows(sim)
+    with SimulatorServer(sim) as server, HatchetClient(ClientConfig.from_token(sim.token, server_url=server.url),
+                                                       retry=FAST) as c:
         run_id = c.send(
             endpoints.trigger(TriggerRequest("demo-multi", {"day": "2026-01-01"}, {"team": "data"}, priority=2))
         )
-        wait_visible(sim)
+        clock.advance(sim.visibility_delay + 0.05)
         assert c.send(endpoints.run_status(run_id)) in (RunStatus.QUEUED, RunStatus.RUNNING)
-        time.sleep(1.2)
+        clock.advance(1.2)
         assert c.send(endpoints.run_status(run_id)) is RunStatus.COMPLETED
         details = c.send(endpoints.run_details(run_id))
+    for request in sim.requests:
+        openapi_spec.validate_request(request.method, request.path, request.json, request.raw_query)
     assert details.id == run_id
     assert details.run.additional_metadata["team"] == "data"
     assert set(details.run.additional_metadata) == {"team", "traceparent"}  # the server adds a trace id
