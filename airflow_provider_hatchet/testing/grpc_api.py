@@ -82,7 +82,11 @@ def _priority_error(priority: int) -> GrpcAnswer | None:
     return _error("INVALID_ARGUMENT", f"priority must be between 1 and 3, got {priority}")
 
 
-def _timestamp(seconds: float) -> Any:
+def timestamp_of(seconds: float) -> Any:
+    """A ``google.protobuf.Timestamp`` of a UNIX time.
+
+    :param seconds: the time.
+    """
     return _protos.Timestamp(seconds=int(seconds), nanos=int(seconds % 1 * 1e9))
 
 
@@ -108,9 +112,8 @@ class HatchetGrpcApi:
         :param authorization: the ``authorization`` metadata value.
         :param request: the decoded request message.
         """
-        claims = self.auth.verify_grpc(authorization)
-        tenant = self.state.tenants.get(str((claims or {}).get("sub", "")).lower())
-        if claims is None or tenant is None:
+        tenant = self.tenant_of(authorization)
+        if tenant is None:
             return _error("UNAUTHENTICATED", "invalid auth token")
         route = ROUTE_OF[method]
         decision = self.faults.decide(route)
@@ -128,6 +131,14 @@ class HatchetGrpcApi:
         if decision is not None:
             answer.delay += decision.delay
         return answer
+
+    def tenant_of(self, authorization: str | None) -> Tenant | None:
+        """The tenant whose valid token the ``authorization`` metadata carries, else ``None``.
+
+        :param authorization: the ``authorization`` metadata value.
+        """
+        claims = self.auth.verify_grpc(authorization)
+        return None if claims is None else self.state.tenants.get(str(claims.get("sub", "")).lower())
 
     @staticmethod
     def _injected(decision: Decision) -> GrpcAnswer:
@@ -247,7 +258,7 @@ class HatchetGrpcApi:
                 request.priority if request.HasField("priority") else None).id
             # The engine answers in proto3, which sends no empty field; the time is the server's when not given.
             answer = _protos.Event(tenant_id=tenant.id, event_id=event_id, event_timestamp=(
-                request.event_timestamp if request.HasField("event_timestamp") else _timestamp(self.state.wall(now))))
+                request.event_timestamp if request.HasField("event_timestamp") else timestamp_of(self.state.wall(now))))
             for name in ("key", "payload", "additional_metadata"):
                 if getattr(request, name):
                     setattr(answer, name, getattr(request, name))
