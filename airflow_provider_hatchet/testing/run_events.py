@@ -6,6 +6,9 @@ queue pushes it); a run that had already finished when it was sent is found by t
 every :data:`POLL_INTERVAL` seconds of the simulator's clock from the stream's opening. A run is forgotten once
 sent, so sending its id again has it sent again at the next tick. An id of no run of the stream's tenant is never
 answered. Time is the simulator's clock: with a :class:`~.clock.ManualClock`, events fall due as a test advances it.
+
+As an older release (``testing/versions.py``), an ``id-`` id that is not a UUID is remembered, and the stream's next
+poll ends every open stream with UNAVAILABLE, as the engine's crash does.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from airflow_provider_hatchet import _protos
 
 from .runs import Run
+from .versions import CRASHING_RUN_ID_PREFIX, CRASHING_RUN_IDS_BEFORE, before
 from .workflows import task_output
 
 # The real server's poll of the remembered runs that have not been sent (a Go ticker of 1 s).
@@ -85,16 +89,19 @@ def results(run: Run, now: float) -> list[Any]:
 class RunEvents:
     """Every open stream of one simulator, and the runs whose events a test has the simulator drop.
 
-    Callers hold the simulator's lock; the gRPC face waits on :attr:`changed` for news.
+    Callers hold the simulator's lock; :attr:`changed` (on that lock) is notified when a client or a test acts.
 
+    :param lock: the simulator's lock.
+    :param settings: object with a ``version`` attribute: the Hatchet release answered as.
     :param poll_interval: seconds of the simulator clock between a stream's polls.
     """
 
-    def __init__(self, poll_interval: float = POLL_INTERVAL) -> None:
+    def __init__(self, lock: threading.RLock, settings: Any, poll_interval: float = POLL_INTERVAL) -> None:
+        self.settings = settings
         self.poll_interval = poll_interval
         self.streams: list[RunStream] = []
         self.dropped: set[str] = set()
-        self.changed = threading.Condition()
+        self.changed = threading.Condition(lock)
 
     def open(self, tenant_id: str, now: float) -> RunStream:
         """Open a stream.
@@ -115,6 +122,8 @@ class RunEvents:
         """
         if is_run_id(run_id):
             stream.pending.setdefault(str(uuid.UUID(run_id)), now)
+        elif run_id.startswith(CRASHING_RUN_ID_PREFIX) and before(self.settings.version, CRASHING_RUN_IDS_BEFORE):
+            stream.pending.setdefault(run_id, now)
         self._notify()
 
     def close(self, stream: RunStream, how: str = "OK") -> None:
@@ -148,6 +157,9 @@ class RunEvents:
         """
         events = []
         for run_id, since in list(stream.pending.items()):
+            if not is_run_id(run_id) and now >= stream.tick_after(since, self.poll_interval):
+                self.cut_all("UNAVAILABLE")  # the engine's crash
+                return []
             run = runs.get(run_id)
             if run is None or run.tenant_id != stream.tenant_id:
                 continue

@@ -95,7 +95,7 @@ class HatchetSimulator:
         self._faults = FaultInjector(seed)
         self._api = HatchetApi(self._state, self._auth, self._faults, self)
         self._grpc = HatchetGrpcApi(self._state, self._auth, self._faults, self)
-        self._run_events = RunEvents(run_stream_poll)
+        self._run_events = RunEvents(self._lock, self, run_stream_poll)
         self._requests: deque[RequestRecord] | None = None
         self.request_log_limit = request_log_limit
         self._tokens: dict[tuple[str, str], str] = {}
@@ -536,8 +536,25 @@ class HatchetSimulator:
 
     @property
     def run_streams_changed(self) -> threading.Condition:
-        """Notified when a stream is subscribed to, closed or cut (the gRPC face waits on it)."""
+        """Notified when a stream is subscribed to, closed or cut (the gRPC face waits on it); its lock is the
+        simulator's."""
         return self._run_events.changed
+
+    def wait_run_subscribed(self, run_ids: Iterable[str], *, streams: int = 1, timeout: float = 10.0) -> None:
+        """Wait until ``streams`` open finished-run streams each remember every one of ``run_ids`` (their clients'
+        subscriptions arrived), so a test moves the clock only after them.
+
+        :param run_ids: the run ids (a sent run is no longer remembered: wait before its event falls due).
+        :param streams: how many streams.
+        :param timeout: real seconds before giving up.
+        :raises TimeoutError: when they do not arrive in time.
+        """
+        wanted = {run_id.lower() for run_id in run_ids}
+        with self._run_events.changed:
+            if not self._run_events.changed.wait_for(lambda: sum(
+                    wanted <= set(s.pending) for s in self._run_events.streams) >= streams, timeout):
+                raise TimeoutError(f"{streams} stream(s) did not subscribe to {sorted(wanted)} in {timeout} s: "
+                                   f"{self.open_run_streams()}")
 
     def cut_run_streams(self, code: str = "UNAVAILABLE") -> int:
         """Fault hook: end every open finished-run stream, as a server restart or a dropped proxy does; return how
