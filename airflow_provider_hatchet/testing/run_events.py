@@ -41,6 +41,7 @@ class RunStream:
     tenant_id: str
     opened: float
     pending: dict[str, float] = field(default_factory=dict)
+    crashing: dict[str, float] = field(default_factory=dict)
     ended: str = ""
 
     def tick_after(self, t: float, interval: float) -> float:
@@ -123,7 +124,7 @@ class RunEvents:
         if is_run_id(run_id):
             stream.pending.setdefault(str(uuid.UUID(run_id)), now)
         elif run_id.startswith(CRASHING_RUN_ID_PREFIX) and before(self.settings.version, CRASHING_RUN_IDS_BEFORE):
-            stream.pending.setdefault(run_id, now)
+            stream.crashing.setdefault(run_id, now)
         self._notify()
 
     def close(self, stream: RunStream, how: str = "OK") -> None:
@@ -155,14 +156,16 @@ class RunEvents:
         :param runs: every run by id.
         :param now: the simulator clock.
         """
+        if any(now >= stream.tick_after(since, self.poll_interval) for since in stream.crashing.values()):
+            self.cut_all("UNAVAILABLE")  # the engine's crash
+            return []
         events = []
         for run_id, since in list(stream.pending.items()):
-            if not is_run_id(run_id) and now >= stream.tick_after(since, self.poll_interval):
-                self.cut_all("UNAVAILABLE")  # the engine's crash
-                return []
             run = runs.get(run_id)
             if run is None or run.tenant_id != stream.tenant_id:
                 continue
+            if run.cancel_at is None and run.prior is None and now < run.end:
+                continue  # still queued or running (Run.status, without its cost: a stream may wait on thousands)
             finished = run.finished_at(now)
             if finished is None or (finished < since and now < stream.tick_after(since, self.poll_interval)):
                 continue

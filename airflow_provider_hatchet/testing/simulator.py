@@ -578,7 +578,7 @@ class HatchetSimulator:
     def open_run_streams(self) -> list[set[str]]:
         """The run ids each open finished-run stream is still waiting for (subscribed, not yet sent)."""
         with self._lock:
-            return [set(stream.pending) for stream in self._run_events.streams]
+            return [set(stream.pending) | set(stream.crashing) for stream in self._run_events.streams]
 
     def grpc_server(self, host: str = "127.0.0.1", port: int = 0) -> SimulatorGrpcServer:
         """Return the gRPC face of this simulator (not started); ``with`` it to serve on loopback.
