@@ -288,3 +288,29 @@ def test_as_v0_75_an_id_prefixed_non_uuid_crashes_every_stream_at_the_next_poll(
         clock.advance(1.0)
 
         assert [bystander.next(), crasher.next()] == ["UNAVAILABLE", "UNAVAILABLE"]
+
+
+def test_ten_thousand_subscriptions_on_one_stream_still_deliver(sim: HatchetSimulator, clock: ManualClock,
+                                                               channel: Any) -> None:
+    run_id = trigger(sim, channel, "etl")
+    stream = Stream(channel, sim.token)
+    unknown = [str(uuid.uuid4()) for _ in range(10_000)]
+    stream.subscribe(*unknown, run_id)
+    sim.wait_run_subscribed([unknown[0], run_id], timeout=60)
+    clock.advance(2.5)
+
+    assert stream.next().workflow_run_id == run_id
+    assert [len(ids) for ids in sim.open_run_streams()] == [10_000]
+
+
+def test_a_message_that_is_not_a_subscription_ends_the_stream_with_ok(sim: HatchetSimulator, channel: Any) -> None:
+    # As on Hatchet, whose handler ends the stream when a read fails. The client never half-closes.
+    outbox: queue.Queue[bytes | None] = queue.Queue()
+    outbox.put(b"\xff\xff\xff")
+    call = channel.stream_stream(_protos.SUBSCRIBE_RUNS, request_serializer=bytes,
+                                 response_deserializer=_protos.WorkflowRunEvent.FromString)
+    replies = call(iter(outbox.get, None), metadata=[("authorization", f"Bearer {sim.token}")],
+                   timeout=REPLY_TIMEOUT)
+
+    assert list(replies) == []
+    assert replies.code().name == "OK"
