@@ -314,3 +314,24 @@ def test_a_message_that_is_not_a_subscription_ends_the_stream_with_ok(sim: Hatch
 
     assert list(replies) == []
     assert replies.code().name == "OK"
+
+
+def test_the_fault_hooks_are_on_the_admin_api_for_a_simulator_in_another_process(
+        sim: HatchetSimulator, clock: ManualClock, channel: Any) -> None:
+    lost, kept = trigger(sim, channel, "etl"), trigger(sim, channel, "boom")
+    stream = Stream(channel, sim.token)
+    stream.subscribe(lost, kept)
+    sim.wait_run_subscribed([lost, kept])
+
+    def admin(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        answer = sim.handle(method, f"/_simulator{path}", body=json.dumps(body).encode() if body else b"")
+        return answer.status, json.loads(answer.body)
+
+    assert admin("GET", "/run-streams") == (200, {"streams": [sorted([lost, kept])]})
+    assert admin("POST", "/run-streams/drop", {"run_id": lost}) == (200, {})
+    clock.advance(2.5)
+    assert stream.next().workflow_run_id == kept
+    status, refused = admin("POST", "/run-streams/cut", {"code": "GONE"})
+    assert status == 400 and "code must be a gRPC status name" in refused["message"]
+    assert admin("POST", "/run-streams/cut", {"code": "INTERNAL"}) == (200, {"cut": 1})
+    assert stream.next() == "INTERNAL"

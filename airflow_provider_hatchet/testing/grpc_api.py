@@ -30,6 +30,11 @@ _CODES = {429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE", 401: "UNAUTHENTICATED",
 # HTTP-like statuses for the request log: grpc-gateway's mapping.
 STATUSES = {"OK": 200, "INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404,
             "ALREADY_EXISTS": 409, "RESOURCE_EXHAUSTED": 429, "INTERNAL": 500, "UNAVAILABLE": 503, "CANCELLED": 0}
+# The names of grpc.StatusCode, for checking a status asked for without importing grpc.
+GRPC_STATUS_NAMES = frozenset({
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+    "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"})
 # BulkPush takes at most this many events.
 MAX_BULK_EVENTS = 1000
 ROUTE_OF = {_protos.TRIGGER: "trigger", _protos.BULK_TRIGGER: "bulk_trigger", _protos.PUSH_EVENT: "events",

@@ -16,7 +16,7 @@ from .admin import handle_admin
 from .api import HatchetApi, injected_response
 from .auth import DEFAULT_EXPIRES_IN, TokenAuthority, normalize_url
 from .faults import ROUTES, Decision, FaultInjector, Faults, RejectSpec
-from .grpc_api import ROUTE_OF, STATUSES, GrpcAnswer, HatchetGrpcApi, timestamp_of
+from .grpc_api import GRPC_STATUS_NAMES, ROUTE_OF, STATUSES, GrpcAnswer, HatchetGrpcApi, timestamp_of
 from .records import RequestRecord, RunInfo
 from .run_events import POLL_INTERVAL, RunEvents, RunStream
 from .runs import Run
@@ -561,8 +561,11 @@ class HatchetSimulator:
         many were open. Their clients must open a new stream and send their run ids again.
 
         :param code: the gRPC status the clients see: ``UNAVAILABLE`` (a dropped connection) or ``OK`` (Hatchet's
-            own shutdown ends each stream with OK).
+            own shutdown ends each stream with OK), or another status name such as ``INTERNAL``.
+        :raises ValueError: for a name that is no gRPC status.
         """
+        if code not in GRPC_STATUS_NAMES:
+            raise ValueError(f"code must be a gRPC status name such as UNAVAILABLE or OK, got {code!r}")
         with self._lock:
             return self._run_events.cut_all(code)
 
