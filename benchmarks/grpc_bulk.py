@@ -327,6 +327,11 @@ def real(args: argparse.Namespace) -> None:
         version = lister.send(server_version())
         print(f"server {version} at {config.server_url}; {runs} runs per turn (REST: {rest_runs}); "
               f"{args.rounds} rounds; variants {', '.join(variants)}", flush=True)
+        # An untimed turn first: the first timed send of a run (944 runs/s for engine-1) fell far below the rest.
+        warm = f"gb-{tag}-warm"
+        warm_since = datetime.now(timezone.utc) - timedelta(minutes=1)
+        timed_turn("hand-4", runs, warm, group, trees, False)
+        settle(lister, warm, warm_since, runs)
         for number in range(args.rounds):
             # Each variant moves round(variants / rounds) places a round: every position when rounds >= variants,
             # else positions spread over the order.
