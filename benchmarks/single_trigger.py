@@ -26,15 +26,15 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+from paused_worker import worker_group, worker_paused
 
 from airflow_provider_hatchet.client import ClientConfig, HatchetClient, TriggerRequest, endpoints
 from airflow_provider_hatchet.client.grpc.channel import close_channels
@@ -43,7 +43,6 @@ from airflow_provider_hatchet.client.grpc.probe import choose_client
 
 REPO = Path(__file__).resolve().parents[1]
 SDK_PYTHON = REPO / ".venv-hatchet-worker" / "bin" / "python"
-STATE = REPO / "build" / "hatchet" / "state.json"
 WORKFLOW = "demo-etl"
 VARIANTS = ("rest", "grpc", "sdk", "grpc-task", "rest-task")
 # The variants that pay for a new connection on every trigger, timed fewer times.
@@ -66,26 +65,6 @@ for n in range(count):
     seconds.append(time.perf_counter() - start)
 print(json.dumps(seconds), flush=True)
 """
-
-
-def worker_group() -> int | None:
-    """The process group of the stack's worker, from ``build/hatchet/state.json``; None when unknown."""
-    if not STATE.exists():
-        return None
-    pid = json.loads(STATE.read_text()).get("pids", {}).get("worker")
-    return int(pid) if pid else None
-
-
-@contextmanager
-def worker_paused(group: int | None) -> Iterator[None]:
-    """Stop the worker while the block runs, then let it go on."""
-    if group is not None:
-        os.killpg(group, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        if group is not None:
-            os.killpg(group, signal.SIGCONT)
 
 
 def drained(client: HatchetClient, key: str, since: datetime, timeout: float = 120.0) -> None:

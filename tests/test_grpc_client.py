@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -150,6 +151,20 @@ def test_bulk_trigger_creates_runs_as_the_rest_trigger_would_in_order(hatchet: A
     assert [runs[run_id].priority for run_id in run_ids] == [None, 3, None, None, None]
     calls = [r for r in hatchet.requests if r.route == "bulk_trigger"]
     assert len(calls) == 1 and calls[0].path == "/WorkflowService/BulkTriggerWorkflow"
+
+
+def test_trigger_request_carries_the_same_json_text_as_json_dumps() -> None:
+    """The shared encoder must write what ``json.dumps(separators=(",", ":"))`` writes: ASCII escapes, NaN, key
+    order, nesting; the server stores the text as sent."""
+    run_input = {"ü": "é\n\u2028", "n": [1, 2.5, None, True, float("nan")], "nested": {"b": {}, "a": []}}
+    metadata = {"k": "v ü", "batch_index": "7"}
+
+    request = trigger_request("demo-etl", run_input, metadata, None)
+
+    assert request.input == json.dumps(run_input, separators=(",", ":"))
+    assert request.additional_metadata == json.dumps(metadata, separators=(",", ":"))
+    with pytest.raises(TypeError):
+        trigger_request("demo-etl", {"when": object()}, None, None)
 
 
 @pytest.mark.parametrize(("prepare", "request_args", "error", "text"), [
