@@ -23,7 +23,7 @@ import logging
 import random
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import Any
 
 from airflow_provider_hatchet import _protos
@@ -74,6 +74,12 @@ def run_events(config: ClientConfig) -> RunEvents:
     return hub
 
 
+async def close_run_events() -> None:
+    """Close the running loop's streams (whoever runs a loop that ends calls it, as ``close_channels``)."""
+    for hub in list(_HUBS.pop(asyncio.get_running_loop(), {}).values()):
+        await hub.aclose()
+
+
 def open_streams() -> int:
     """How many streams the running loop has open now (for tests and benchmarks)."""
     return sum(hub.live for hub in _HUBS.get(asyncio.get_running_loop(), {}).values())
@@ -119,6 +125,11 @@ class Watch:
         """Why the stream is not connected, once a connection failed (None while connecting or connected)."""
         return self._hub.down
 
+    @property
+    def final(self) -> bool:
+        """Whether the stream will not be tried again (the server does not serve it, or refuses the token)."""
+        return self._hub.final
+
     async def wait(self, seconds: float) -> None:
         """Wait until something changes for this watch (see ``changed``) or ``seconds`` pass.
 
@@ -126,6 +137,21 @@ class Watch:
         """
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.changed.wait(), seconds)
+
+    async def wait_or(self, sleeping: Awaitable[Any]) -> bool:
+        """Wait until something changes for this watch or ``sleeping`` ends (the caller's own sleep, so a wait
+        polling while the stream is down keeps its clock); True if the sleep ended.
+
+        :param sleeping: the sleep.
+        """
+        sleeper = asyncio.ensure_future(sleeping)
+        waker = asyncio.ensure_future(self.changed.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            return sleeper.done()
+        finally:
+            sleeper.cancel()
+            waker.cancel()
 
     def add(self, run_ids: Iterable[str]) -> None:
         """Watch more runs (sent on the stream unless already sent; known results arrive at once).
@@ -186,6 +212,10 @@ class RunEvents:
             self._task = asyncio.get_running_loop().create_task(self._serve(), name="hatchet-run-events")
         watch.add(run_ids)
         return watch
+
+    def watched(self) -> int:
+        """How many run ids some watch watches now."""
+        return len(self._watchers)
 
     def subscribe(self, watch: Watch, run_ids: Iterable[str]) -> None:
         """Add runs to a watch: those already heard finished are told at once, the others sent on the stream.
@@ -252,10 +282,19 @@ class RunEvents:
             yield _protos.SubscribeToWorkflowRunsRequest(workflow_run_id=await outbox.get())
 
     def _set(self, *, live: bool, down: str | None, missed: bool = False) -> None:
-        changed = (live, down) != (self.live, self.down)
+        changed = (live, down is None) != (self.live, self.down is None)
         self.live, self.down = live, down
         if changed or missed:
             self._tell_all(missed=missed)
+
+    async def aclose(self) -> None:
+        """Close the stream now, whoever still watches (they go on polling)."""
+        self.closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _serve(self) -> None:
         import grpc
