@@ -140,3 +140,33 @@ def test_a_deferred_trigger_operator_ends_on_the_stream(
                  wait_for_completion=True, deferrable=True, poll_interval=HOUR, timeout=120)
     dag_run = dag_runner(dag)
     assert task_state(dag_run, "t") == "success"
+
+
+@pytest.mark.parametrize("code", ["UNAVAILABLE", "OK"])
+def test_on_the_simulator_a_cut_stream_reconnects_and_a_dropped_event_is_not_lost(
+    backend: Backend, config: ClientConfig, code: str
+) -> None:
+    """Every stream is cut mid-wait (as a restart ends them, with UNAVAILABLE or OK) and the run's event is never
+    sent: the wait opens a new stream, sends its id again, and the round after the reconnection finds the run."""
+    if backend.is_real:
+        pytest.skip("the fault hook is the simulator's (the real server's streams are cut in e2e-prod's crashes)")
+    sim = backend.sim
+
+    async def scenario() -> tuple[Any, int]:
+        async with AsyncHatchetClient(config) as client:
+            try:
+                run_id = await trigger(client, backend, "demo-hang")
+                sim.drop_run_event(run_id)
+                wait = asyncio.ensure_future(hourly([run_id]).run(client, log))
+                await asyncio.to_thread(sim.wait_run_subscribed, [run_id])
+                await client.send(endpoints.cancel([run_id]))
+                await asyncio.to_thread(wait_terminal, backend.client(), run_id)
+                assert sim.cut_run_streams(code) == 1
+                return await wait, run_events(config).streams_opened
+            finally:
+                await close_run_events()
+
+    event, opened = asyncio.run(scenario())
+    assert event.status is WaitStatus.CANCELLED, event.message
+    # The simulator's gRPC server also sends GOAWAY for the channel's keepalive pings now and then: a third is fine.
+    assert opened >= 2

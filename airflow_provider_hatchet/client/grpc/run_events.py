@@ -23,7 +23,7 @@ import logging
 import random
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from airflow_provider_hatchet import _protos
@@ -277,9 +277,6 @@ class RunEvents:
         for watch in list(self._watchers.get(run_id, ())):
             watch.heard(run_id, failed)
 
-    async def _requests(self, outbox: asyncio.Queue[str]) -> AsyncIterator[Any]:
-        while True:
-            yield _protos.SubscribeToWorkflowRunsRequest(workflow_run_id=await outbox.get())
 
     def _set(self, *, live: bool, down: str | None, missed: bool = False) -> None:
         changed = (live, down is None) != (self.live, self.down is None)
@@ -313,7 +310,7 @@ class RunEvents:
                     self._send(run_id)
                 loop = asyncio.get_running_loop()
                 started = loop.time()
-                call = stream(self._requests(outbox), metadata=self._metadata)
+                call = stream(_Requests(outbox), metadata=self._metadata)
                 self.streams_opened += 1
                 try:
                     await call.wait_for_connection()
@@ -345,6 +342,20 @@ class RunEvents:
             if self._channel is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._channel.close())
+
+
+class _Requests:
+    """The stream's requests, one per id put in the outbox; never ends (a half-close ends Hatchet's stream). A
+    plain iterator rather than an async generator, which grpc could not close while it waits for an id."""
+
+    def __init__(self, outbox: asyncio.Queue[str]) -> None:
+        self.outbox = outbox
+
+    def __aiter__(self) -> _Requests:
+        return self
+
+    async def __anext__(self) -> Any:
+        return _protos.SubscribeToWorkflowRunsRequest(workflow_run_id=await self.outbox.get())
 
 
 def _serialize(message: Any) -> bytes:
