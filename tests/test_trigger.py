@@ -234,7 +234,8 @@ async def test_triggers_in_one_loop_share_one_client(sim: HatchetSimulator) -> N
 
 
 async def test_the_first_round_waits_for_first_poll_at(sim: HatchetSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The deferring sensor's own check was the first round: the trigger's first comes one interval later."""
+    """The deferring sensor's own check was the first round: the trigger's first comes one interval later (polling:
+    the stream's side is in tests/test_stream_wait.py)."""
     ids = await trigger_runs(sim, "etl")
     slept: list[float] = []
     requests_when_slept: list[int] = []
@@ -245,7 +246,8 @@ async def test_the_first_round_waits_for_first_poll_at(sim: HatchetSimulator, mo
 
     monkeypatch.setattr(run_wait, "asyncio", SimpleNamespace(sleep=sleep, CancelledError=asyncio.CancelledError))
     sim.clear_requests()
-    (event,) = await events_of(make(ids, poll_interval=30, resume={"first_poll_at": time.time() + 30}))
+    (event,) = await events_of(make(ids, poll_interval=30,
+                                       resume={"first_poll_at": time.time() + 30, "listen": "off"}))
     assert event["status"] == "success"
     assert 29 < slept[0] <= 30
     assert requests_when_slept[0] == 0

@@ -64,7 +64,15 @@ from airflow_provider_hatchet.client.paging import Pages
 from airflow_provider_hatchet.client.retry import DEFAULT_RETRY, RetryPolicy
 from airflow_provider_hatchet.client.run_actions import REPLAY_SETTLE_TIMEOUT, shown_ids
 from airflow_provider_hatchet.client.run_filter import RunFilter
-from airflow_provider_hatchet.client.run_wait import INLINE_RUN_IDS, Log, RunWait, WaitResume
+from airflow_provider_hatchet.client.run_wait import (
+    INLINE_RUN_IDS,
+    LISTEN_CHOICES,
+    Listen,
+    Log,
+    RunWait,
+    WaitResume,
+    check_listen,
+)
 from airflow_provider_hatchet.client.scheduling import Cron, HatchetEvent, ScheduledRun, check_time
 from airflow_provider_hatchet.client.server_clock import ServerClock
 from airflow_provider_hatchet.client.sync import HatchetClient
@@ -122,6 +130,7 @@ __all__ = [
     "DEFAULT_QUEUED_GRACE",
     "DEFAULT_RETRY",
     "INLINE_RUN_IDS",
+    "LISTEN_CHOICES",
     "MAX_CHUNK_EVENTS",
     "MAX_CHUNK_RUNS",
     "REPLAY_SETTLE_TIMEOUT",
@@ -159,6 +168,7 @@ __all__ = [
     "HatchetUnexpectedResponseError",
     "HatchetValidationError",
     "Item",
+    "Listen",
     "Log",
     "Pages",
     "RetryPolicy",
@@ -187,6 +197,7 @@ __all__ = [
     "apply_namespace",
     "cancel_unfinished",
     "check_events",
+    "check_listen",
     "check_round",
     "check_time",
     "check_transport",

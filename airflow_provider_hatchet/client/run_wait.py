@@ -10,7 +10,7 @@ import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 from pydantic import ConfigDict, ValidationError
@@ -31,10 +31,34 @@ from airflow_provider_hatchet.client.waiter import (
 )
 from airflow_provider_hatchet.client.workers import DEFAULT_QUEUED_GRACE, QueuedWatch, WorkerCheck
 
+if TYPE_CHECKING:
+    from airflow_provider_hatchet.client.grpc.run_events import Watch
+
+Listen = Literal["auto", "off"]
+LISTEN_CHOICES: tuple[Listen, ...] = ("auto", "off")
+
 # A batch of more runs than this is stored as its key, size and digest rather than its ids.
 INLINE_RUN_IDS = 100
 # How long cancelling the runs may take once the wait itself is being cancelled past the deadline.
 CANCEL_BUDGET = 30.0
+# While the run-event stream is connected, rounds only reconcile: at most one every this many seconds (or every poll
+# interval, if longer), besides those the stream wakes.
+RECONCILE_INTERVAL = 60.0
+# After the stream told of runs the round still found unfinished (REST reads lag), the next round comes after this
+# many seconds, doubled each time up to the interval.
+CONFIRM_FIRST = 0.1
+
+
+def check_listen(listen: object) -> Listen:
+    """``listen`` if it is ``auto`` or ``off``.
+
+    :param listen: ``auto`` (hear runs finish on Hatchet's gRPC run-event stream when the server offers it) or
+        ``off`` (poll only).
+    :raises HatchetValidationError: naming ``listen`` and the choices.
+    """
+    from airflow_provider_hatchet.client.validation import check_choice
+
+    return check_choice(listen, LISTEN_CHOICES, "listen")  # type: ignore[return-value]
 
 
 class Log(Protocol):
@@ -73,6 +97,11 @@ class WaitResume:
         live worker: ``warn`` (once per workflow), ``fail`` (the wait ends ``no_worker``) or ``off``.
     :ivar workflows: the full names of the runs' workflows, for ``check_workers``.
     :ivar queued_grace: seconds of Hatchet's time a run may stay QUEUED before the worker check.
+    :ivar listen: ``auto`` hears the runs finish on Hatchet's gRPC run-event stream (shared by every wait in the
+        event loop) when the connection has a gRPC address and the server serves the stream: a round then follows
+        each time the stream tells that every pending run finished, one may have failed, or the stream reconnected,
+        and otherwise one every ``max(poll_interval, 60)`` seconds; ``off``, or no stream, polls every
+        ``poll_interval`` seconds.
     """
 
     started_at: float | None = None
@@ -87,6 +116,7 @@ class WaitResume:
     check_workers: WorkerCheck = "off"
     workflows: tuple[str, ...] = ()
     queued_grace: float = DEFAULT_QUEUED_GRACE
+    listen: Listen = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-safe form; only the values that differ from the defaults, to keep it small."""
@@ -164,6 +194,10 @@ class RunWait:
         self.state = self._new_state()
         self.watch = QueuedWatch(resume.check_workers, resume.workflows, resume.queued_grace)
         self._finding_since: float | None = None
+        self._watch: Watch | None = None
+        self._heard_version = 0
+        self._confirm: float | None = None
+        self._said_how = ""
 
     @property
     def started_at(self) -> float:
@@ -219,6 +253,7 @@ class RunWait:
         :param log: where progress goes.
         """
         try:
+            self._listen(client, log)
             return await self._rounds(client, log)
         except asyncio.CancelledError:
             if self.execution_deadline is not None and time.time() >= self.execution_deadline:
@@ -229,6 +264,10 @@ class RunWait:
         except Exception as exc:
             log.exception("Waiting on Hatchet runs failed")
             return self.ended(WaitStatus.ERROR, f"{type(exc).__name__}: {exc}")
+        finally:
+            watch, self._watch = self._watch, None
+            if watch is not None:
+                watch.close()
 
     async def cancel(self, client: AsyncHatchetClient, log: Log) -> list[str]:
         """Ask Hatchet to cancel the runs not known to be finished; return the ids sent.
@@ -254,12 +293,12 @@ class RunWait:
     async def _rounds(self, client: AsyncHatchetClient, log: Log) -> WaitEvent:
         last_message = ""
         if self.resume.first_poll_at is not None:
-            until = self.resume.first_poll_at
-            if self.execution_deadline is not None:
-                until = min(until, self.execution_deadline)
-            if until > time.time():
-                await asyncio.sleep(until - time.time())
+            # The task's own check was a round: the next one comes an interval after it, or when the stream wakes.
+            await self._pause(self.resume.first_poll_at - self.poll_interval, log)
         while True:
+            if self._watch is not None:
+                self._heard_version = self._watch.version
+                self._watch.missed = False
             event: WaitEvent | None = None
             # The deadline also cuts short a round in flight (a slow server, requests queued behind others).
             with anyio.move_on_after(self._remaining()):
@@ -282,7 +321,8 @@ class RunWait:
                 message = self._timeout_message()
                 await self._cancel_at_deadline(client, log)
                 return self.ended(WaitStatus.TIMEOUT, message)
-            await asyncio.sleep(self.poll_interval if remaining is None else min(self.poll_interval, remaining))
+            self._confirm = self._next_confirm()
+            await self._pause(time.time(), log)
 
     async def _find_batch(self, client: AsyncHatchetClient, log: Log) -> None:
         """Read the batch's run ids back from the run list; until the list shows them all, wait (read lag) for up
@@ -301,6 +341,8 @@ class RunWait:
         if len(ids) == resume.run_count and ids_digest(ids) == resume.run_ids_digest:
             self.run_ids = ids
             self.state = self._new_state()
+            if self._watch is not None:
+                self._watch.add(ids)
             return
         if time.time() - self._finding_since > resume.not_found_grace:
             which = "" if len(ids) < resume.run_count else ", but not the runs the task triggered"
@@ -308,6 +350,87 @@ class RunWait:
                 f"The run list shows {len(ids)} of the {resume.run_count} runs of batch {self.batch_key!r}{which} "
                 f"after {resume.not_found_grace:g} s"
             )
+
+    def _listen(self, client: AsyncHatchetClient, log: Log) -> None:
+        """Watch the runs on the loop's run-event stream before the first round (so no event falls between), or
+        say in one line why the wait polls."""
+        if self.resume.listen == "off":
+            self._say_how(log, "off", "listen='off'")
+            return
+        if not client.config.grpc_address:
+            self._say_how(log, "address", "the token has no gRPC address and the connection sets no 'grpc_address'")
+            return
+        from airflow_provider_hatchet.client.grpc.run_events import run_events
+
+        self._watch = run_events(client.config).watch(self.run_ids)
+
+    def _say_how(self, log: Log, key: str, why: str) -> None:
+        """One info line per wait and reason for polling without the stream."""
+        if self._said_how != key:
+            self._said_how = key
+            log.info("Polling Hatchet every %g s for the runs to finish, without the run-event stream: %s",
+                     self.poll_interval, why)
+
+    def _interval(self) -> float:
+        """Seconds between rounds the stream does not wake: a slow reconciliation while it is connected."""
+        watch = self._watch
+        if watch is None or not watch.live:
+            return self.poll_interval
+        return max(self.poll_interval, RECONCILE_INTERVAL)
+
+    def _stream_says_done(self) -> bool:
+        """Whether the stream tells that every pending run finished, or one may have failed."""
+        watch = self._watch
+        if watch is None or not self.run_ids:
+            return False
+        pending = self.state.pending()
+        heard = watch.finished
+        return bool(pending) and (all(i in heard for i in pending) or any(heard.get(i) for i in pending))
+
+    def _next_confirm(self) -> float | None:
+        """After a round: the delay before a round that confirms what the stream told and REST did not show yet."""
+        if not self._stream_says_done():
+            return None
+        return CONFIRM_FIRST if self._confirm is None else min(self._confirm * 2, self._interval())
+
+    def _woken(self) -> bool:
+        watch = self._watch
+        if watch is None:
+            return False
+        if watch.missed:  # reconnected: events may have been lost while it was down
+            return True
+        return watch.version != self._heard_version and self._stream_says_done()
+
+    async def _pause(self, since: float, log: Log) -> None:
+        """Wait until an interval after ``since`` (wall-clock epoch seconds) or the deadline, or until the stream
+        wakes the wait; the interval follows the stream's state as it changes.
+
+        :param since: when the last round ended.
+        :param log: where the reason for polling goes.
+        """
+        while True:
+            watch = self._watch
+            if watch is not None and watch.down:
+                self._say_how(log, "down", f"the stream is down: {watch.down}")
+            interval = self._interval() if self._confirm is None else min(self._confirm, self._interval())
+            until = since + interval
+            if self.execution_deadline is not None:
+                until = min(until, self.execution_deadline)
+            left = until - time.time()
+            if left <= 0:
+                return
+            if watch is None or watch.final:
+                await asyncio.sleep(left)
+                return
+            watch.changed.clear()
+            if self._woken():
+                return
+            if watch.down:
+                # Polling while the stream is down, but woken when it reconnects (events may have been missed).
+                if await watch.wait_or(asyncio.sleep(left)):
+                    return
+            else:
+                await watch.wait(left)
 
     def _batch_since(self) -> datetime:
         since = self.resume.runs_since

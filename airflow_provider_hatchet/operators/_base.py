@@ -12,10 +12,12 @@ from airflow_provider_hatchet._compat import AirflowException, BaseOperator, con
 from airflow_provider_hatchet.client import (
     Bridge,
     HatchetError,
+    Listen,
     WaitEvent,
     WaitResume,
     WaitStatus,
     WorkerCheck,
+    check_listen,
     check_workers_mode,
 )
 from airflow_provider_hatchet.exceptions import RUN_ERROR_STATUSES, HatchetNoWorkerError, run_error
@@ -73,8 +75,13 @@ class HatchetTriggerOperatorBase(HatchetHookMixin, BaseOperator):
         while waiting when a run stays QUEUED over 60 s of Hatchet's time. ``warn`` (default) logs a warning,
         ``fail`` fails the task with :class:`~airflow_provider_hatchet.exceptions.HatchetNoWorkerError`, ``off``
         never looks. A check that cannot read the worker list (e.g. a token without access) only warns.
+    :param listen: how a wait learns that its runs finished: ``auto`` (default) hears it on Hatchet's gRPC
+        run-event stream when the connection has a gRPC address and the server serves the stream (one stream per
+        connection and process, shared by every wait; each time it tells the runs finished, a round of checks over
+        REST confirms, and otherwise one round runs every ``max(poll_interval, 60)`` seconds); ``off``, or a server
+        without the stream, checks every ``poll_interval`` seconds.
     :raises HatchetValidationError: when ``poll_interval`` or ``timeout`` is not more than 0, or a
-        ``forward_logs`` or ``check_workers`` argument is not one of the values above.
+        ``forward_logs``, ``check_workers`` or ``listen`` argument is not one of the values above.
     """
 
     ui_color = "#a78bfa"
@@ -92,10 +99,12 @@ class HatchetTriggerOperatorBase(HatchetHookMixin, BaseOperator):
         forward_logs_max_lines_per_task: int = DEFAULT_LINES_PER_TASK,
         forward_logs_max_lines: int = DEFAULT_LINES,
         check_workers: WorkerCheck = "warn",
+        listen: Listen = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.check_workers = check_workers_mode(check_workers)
+        self.listen = check_listen(listen)
         self.log_forwarding = LogForwarding.checked(forward_logs, forward_logs_max_lines_per_task,
                                                     forward_logs_max_lines)
         self.hatchet_conn_id = hatchet_conn_id
@@ -152,7 +161,7 @@ class HatchetTriggerOperatorBase(HatchetHookMixin, BaseOperator):
             "batch_key": batch_key,
             "cancel_on_timeout": True,
             "resume": WaitResume(runs_since=runs_since, indexed_batch=indexed_batch, check_workers=self.check_workers,
-                                 workflows=tuple(workflows or ())),
+                                 workflows=tuple(workflows or ()), listen=self.listen),
         }
         if defer:
             trigger = HatchetWorkflowRunTrigger(run_ids, self.hatchet_conn_id, **arguments)

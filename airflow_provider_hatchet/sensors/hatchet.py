@@ -25,11 +25,13 @@ from airflow_provider_hatchet.client import (
     AsyncHatchetClient,
     Bridge,
     HatchetValidationError,
+    Listen,
     RunWaitError,
     WaitEvent,
     WaitResume,
     WaitState,
     WaitStatus,
+    check_listen,
     check_round,
     validation,
 )
@@ -123,6 +125,12 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         100 reads), ``always`` or ``never``. Control characters are escaped and a line is cut at 10,000 characters.
     :param forward_logs_max_lines_per_task: the most lines written per Hatchet task (its last ones), 1 to 10,000.
     :param forward_logs_max_lines: the most lines this task writes in all, 1 to 10,000.
+    :param listen: deferred, how the trigger learns that the runs finished: ``auto`` (default) hears it on
+        Hatchet's gRPC run-event stream when the connection has a gRPC address and the server serves the stream
+        (one stream per connection shared by every trigger in the triggerer; each time it tells the runs finished,
+        a round of checks over REST confirms, and otherwise one round runs every ``max(poke_interval, 60)``
+        seconds); ``off``, or a server without the stream, checks every ``poke_interval`` seconds. Poking (not
+        deferred) always checks every ``poke_interval`` seconds.
     """
 
     template_fields: Sequence[str] = ("run_id", "batch_key", "hatchet_conn_id")
@@ -144,9 +152,11 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
         forward_logs: str = "on_failure",
         forward_logs_max_lines_per_task: int = DEFAULT_LINES_PER_TASK,
         forward_logs_max_lines: int = DEFAULT_LINES,
+        listen: Listen = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.listen = check_listen(listen)
         self.log_forwarding = LogForwarding.checked(forward_logs, forward_logs_max_lines_per_task,
                                                     forward_logs_max_lines)
         check_seconds(self.poke_interval, "poke_interval")
@@ -210,6 +220,7 @@ class HatchetWorkflowRunSensor(BaseSensorOperator):
                     detect_batch=not (state and state.batch_checked and state.batch_key is None),
                     not_found_grace=self.not_found_grace,
                     max_concurrency=self.max_concurrency,
+                    listen=self.listen,
                 ),
             ),
             method_name="execute_complete",

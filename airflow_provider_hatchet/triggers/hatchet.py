@@ -76,6 +76,11 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         first round may start, the 404 grace, the most requests in flight, and a big batch stored as its key, size
         and digest (:meth:`serialize` writes a batch of more than ``INLINE_RUN_IDS`` runs that carry
         ``airflow_batch_index`` this way, so the stored arguments stay small whatever the batch's size).
+        Its ``listen`` (``auto`` by default) hears the runs finish on Hatchet's gRPC run-event stream, one stream
+        per connection shared by every trigger in the triggerer, when the connection has a gRPC address and the
+        server serves it: the wait then ends a moment after its runs finish, once a round over REST confirms,
+        and otherwise checks every ``max(poll_interval, 60)`` seconds; ``off``, or a server without the stream,
+        polls every ``poll_interval`` seconds.
     """
 
     def __init__(
@@ -111,7 +116,8 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Check the unfinished runs every ``poll_interval`` seconds (from ``first_poll_at``) and yield one event."""
+        """Check the unfinished runs when the run-event stream tells they finished, or every interval (from
+        ``first_poll_at``), and yield one event."""
         try:
             async with HatchetHook(self.hatchet_conn_id).alease_client() as client:
                 event = await self.wait.run(client, self.log)
