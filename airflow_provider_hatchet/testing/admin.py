@@ -19,6 +19,8 @@ recorded in the request log.
 - ``POST /tokens`` ``{tenant_id?, server_url?, expires_in?, revoked?}`` -> ``{token}``
 - ``POST /tenants`` ``{name?}`` -> ``{tenant_id, token}``
 - ``POST /events`` ``{key, payload?, additional_metadata?, tenant_id?}`` -> ``{id}`` (as an event pushed over gRPC)
+- ``GET  /run-streams``: ``{streams: [[run ids a finished-run stream waits for], ...]}``;
+  ``POST /run-streams/cut`` ``{code?}`` -> ``{cut}``; ``POST /run-streams/drop`` ``{run_id}`` (the fault hooks)
 """
 
 from __future__ import annotations
@@ -135,6 +137,19 @@ def _push_event(sim: HatchetSimulator, query: dict[str, list[str]], body: Any) -
                                  tenant_id=args.pop("tenant_id", None))}
 
 
+def _run_streams(sim: HatchetSimulator, query: dict[str, list[str]], body: Any) -> Any:
+    return {"streams": [sorted(ids) for ids in sim.open_run_streams()]}
+
+
+def _cut_run_streams(sim: HatchetSimulator, query: dict[str, list[str]], body: Any) -> Any:
+    return {"cut": sim.cut_run_streams(str((body or {}).get("code", "UNAVAILABLE")))}
+
+
+def _drop_run_event(sim: HatchetSimulator, query: dict[str, list[str]], body: Any) -> Any:
+    sim.drop_run_event(str(body["run_id"]))
+    return {}
+
+
 ROUTES: dict[tuple[str, str], AdminHandler] = {
     ("POST", "/events"): _push_event,
     ("GET", "/info"): _info,
@@ -155,6 +170,9 @@ ROUTES: dict[tuple[str, str], AdminHandler] = {
     ("DELETE", "/requests"): _clear_requests,
     ("POST", "/tokens"): _mint_token,
     ("POST", "/tenants"): _add_tenant,
+    ("GET", "/run-streams"): _run_streams,
+    ("POST", "/run-streams/cut"): _cut_run_streams,
+    ("POST", "/run-streams/drop"): _drop_run_event,
 }
 
 

@@ -30,6 +30,11 @@ _CODES = {429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE", 401: "UNAUTHENTICATED",
 # HTTP-like statuses for the request log: grpc-gateway's mapping.
 STATUSES = {"OK": 200, "INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404,
             "ALREADY_EXISTS": 409, "RESOURCE_EXHAUSTED": 429, "INTERNAL": 500, "UNAVAILABLE": 503, "CANCELLED": 0}
+# The names of grpc.StatusCode, for checking a status asked for without importing grpc.
+GRPC_STATUS_NAMES = frozenset({
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+    "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"})
 # BulkPush takes at most this many events.
 MAX_BULK_EVENTS = 1000
 ROUTE_OF = {_protos.TRIGGER: "trigger", _protos.BULK_TRIGGER: "bulk_trigger", _protos.PUSH_EVENT: "events",
@@ -82,7 +87,11 @@ def _priority_error(priority: int) -> GrpcAnswer | None:
     return _error("INVALID_ARGUMENT", f"priority must be between 1 and 3, got {priority}")
 
 
-def _timestamp(seconds: float) -> Any:
+def timestamp_of(seconds: float) -> Any:
+    """A ``google.protobuf.Timestamp`` of a UNIX time.
+
+    :param seconds: the time.
+    """
     return _protos.Timestamp(seconds=int(seconds), nanos=int(seconds % 1 * 1e9))
 
 
@@ -108,9 +117,8 @@ class HatchetGrpcApi:
         :param authorization: the ``authorization`` metadata value.
         :param request: the decoded request message.
         """
-        claims = self.auth.verify_grpc(authorization)
-        tenant = self.state.tenants.get(str((claims or {}).get("sub", "")).lower())
-        if claims is None or tenant is None:
+        tenant = self.tenant_of(authorization)
+        if tenant is None:
             return _error("UNAUTHENTICATED", "invalid auth token")
         route = ROUTE_OF[method]
         decision = self.faults.decide(route)
@@ -128,6 +136,14 @@ class HatchetGrpcApi:
         if decision is not None:
             answer.delay += decision.delay
         return answer
+
+    def tenant_of(self, authorization: str | None) -> Tenant | None:
+        """The tenant whose valid token the ``authorization`` metadata carries, else ``None``.
+
+        :param authorization: the ``authorization`` metadata value.
+        """
+        claims = self.auth.verify_grpc(authorization)
+        return None if claims is None else self.state.tenants.get(str(claims.get("sub", "")).lower())
 
     @staticmethod
     def _injected(decision: Decision) -> GrpcAnswer:
@@ -247,7 +263,7 @@ class HatchetGrpcApi:
                 request.priority if request.HasField("priority") else None).id
             # The engine answers in proto3, which sends no empty field; the time is the server's when not given.
             answer = _protos.Event(tenant_id=tenant.id, event_id=event_id, event_timestamp=(
-                request.event_timestamp if request.HasField("event_timestamp") else _timestamp(self.state.wall(now))))
+                request.event_timestamp if request.HasField("event_timestamp") else timestamp_of(self.state.wall(now))))
             for name in ("key", "payload", "additional_metadata"):
                 if getattr(request, name):
                     setattr(answer, name, getattr(request, name))

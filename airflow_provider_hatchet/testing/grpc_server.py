@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -19,6 +20,8 @@ _REQUESTS = {
     _protos.BULK_PUSH: (_protos.BulkPushEventRequest, _protos.Events),
 }
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# Real seconds a finished-run stream waits between looks at the simulator clock, when no client or test acts.
+STREAM_LOOK_INTERVAL = 0.02
 
 
 class SimulatorGrpcServer:
@@ -29,11 +32,11 @@ class SimulatorGrpcServer:
     :param simulator: the simulator whose state the calls share with its REST face.
     :param host: the interface.
     :param port: the port (0 picks a free one).
-    :param workers: threads answering calls.
+    :param workers: threads answering calls; each open finished-run stream holds one.
     """
 
     def __init__(self, simulator: HatchetSimulator, *, host: str = "127.0.0.1", port: int = 0,
-                 workers: int = 16) -> None:
+                 workers: int = 64) -> None:
         self.simulator = simulator
         self._host = host
         self._port = port
@@ -53,6 +56,9 @@ class SimulatorGrpcServer:
             service, name = path.strip("/").split("/")
             services.setdefault(service, {})[name] = grpc.unary_unary_rpc_method_handler(
                 self._handler(path), request_deserializer=lambda raw: raw, response_serializer=_serialize)
+        service, name = _protos.SUBSCRIBE_RUNS.strip("/").split("/")
+        services.setdefault(service, {})[name] = grpc.stream_stream_rpc_method_handler(
+            self._run_stream, request_deserializer=lambda raw: raw, response_serializer=_serialize)
         server = grpc.server(ThreadPoolExecutor(max_workers=self._workers),
                              options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
         server.add_generic_rpc_handlers(
@@ -90,6 +96,37 @@ class SimulatorGrpcServer:
             return answer.response
 
         return handle
+
+    def _run_stream(self, requests: Any, context: Any) -> Any:
+        """``SubscribeToWorkflowRuns``: a thread reads the client's run ids while this generator sends the events
+        that fall due; the client's half-close ends the stream with OK, as on Hatchet."""
+        import grpc
+
+        sim = self.simulator
+        stream = sim.open_run_stream(dict(context.invocation_metadata()).get("authorization"))
+        if stream is None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid auth token")
+            return
+
+        def read() -> None:
+            try:
+                for raw in requests:
+                    sim.subscribe_run(stream, _protos.SubscribeToWorkflowRunsRequest.FromString(raw).workflow_run_id)
+            except Exception:  # the client went away or sent garbage: the stream ends either way
+                pass
+            sim.close_run_stream(stream)
+
+        threading.Thread(target=read, name="sim-run-stream-reader", daemon=True).start()
+        context.add_callback(lambda: sim.close_run_stream(stream))
+        changed = sim.run_streams_changed
+        while context.is_active():
+            yield from sim.run_stream_events(stream)
+            if stream.ended:
+                break
+            with changed:
+                changed.wait(STREAM_LOOK_INTERVAL)
+        if stream.ended not in ("", "OK"):
+            context.abort(getattr(grpc.StatusCode, stream.ended), "stream cut by the simulator")
 
     def stop(self, grace: float = 1.0) -> None:
         """Stop serving; calls in flight get ``grace`` seconds.

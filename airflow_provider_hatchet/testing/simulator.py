@@ -9,13 +9,16 @@ from collections.abc import Iterable, Sequence
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_hatchet import _protos
+
 from ._http import JSON_HEADERS, SimResponse, message
 from .admin import handle_admin
 from .api import HatchetApi, injected_response
 from .auth import DEFAULT_EXPIRES_IN, TokenAuthority, normalize_url
 from .faults import ROUTES, Decision, FaultInjector, Faults, RejectSpec
-from .grpc_api import ROUTE_OF, STATUSES, GrpcAnswer, HatchetGrpcApi
+from .grpc_api import GRPC_STATUS_NAMES, ROUTE_OF, STATUSES, GrpcAnswer, HatchetGrpcApi, timestamp_of
 from .records import RequestRecord, RunInfo
+from .run_events import POLL_INTERVAL, RunEvents, RunStream
 from .runs import Run
 from .store import Clock, SimState, Tenant
 from .versions import SIM_VERSION, release
@@ -58,6 +61,8 @@ class HatchetSimulator:
         the machine's; negative for behind. For tests of clock skew.
     :param version: the Hatchet release it answers as (``GET /api/v1/version``); an older one than
         ``SIM_VERSION`` ignores the parameters that release ignores (``testing/versions.py``).
+    :param run_stream_poll: seconds of its clock between polls of a finished-run stream, which find the runs that
+        had finished before they were subscribed (``testing/run_events.py``).
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class HatchetSimulator:
         secret: bytes | None = None,
         wall_offset: float = 0.0,
         version: str = SIM_VERSION,
+        run_stream_poll: float = POLL_INTERVAL,
     ) -> None:
         release(version)  # a bad version fails here, not at the first request
         self.version = version
@@ -89,6 +95,7 @@ class HatchetSimulator:
         self._faults = FaultInjector(seed)
         self._api = HatchetApi(self._state, self._auth, self._faults, self)
         self._grpc = HatchetGrpcApi(self._state, self._auth, self._faults, self)
+        self._run_events = RunEvents(self._lock, self, run_stream_poll)
         self._requests: deque[RequestRecord] | None = None
         self.request_log_limit = request_log_limit
         self._tokens: dict[tuple[str, str], str] = {}
@@ -390,6 +397,7 @@ class HatchetSimulator:
         """
         with self._lock:
             self._state.reset_runs()
+            self._run_events.reset()
             self._faults.clear()
             self.clear_requests()
             if not keep_workflows:
@@ -482,6 +490,98 @@ class HatchetSimulator:
                 self._requests.append(RequestRecord("GRPC", method, "", raw, STATUSES.get(answer.code, 500),
                                                     ROUTE_OF.get(method), answer.drop))
             return answer
+
+    def open_run_stream(self, authorization: str | None) -> RunStream | None:
+        """Open a finished-run stream (``Dispatcher.SubscribeToWorkflowRuns``) for a caller, or ``None`` for a bad
+        token; the gRPC face calls this, then :meth:`subscribe_run` and :meth:`run_stream_events`.
+
+        :param authorization: the ``authorization`` metadata value.
+        """
+        with self._lock:
+            tenant = self._grpc.tenant_of(authorization)
+            if self._requests is not None:
+                self._requests.append(RequestRecord("GRPC", _protos.SUBSCRIBE_RUNS, "", b"",
+                                                    200 if tenant else 401, None, False))
+            return None if tenant is None else self._run_events.open(tenant.id, self._state.clock())
+
+    def subscribe_run(self, stream: RunStream, run_id: str) -> None:
+        """Remember a run id a stream's client sent.
+
+        :param stream: the stream.
+        :param run_id: the id as sent.
+        """
+        with self._lock:
+            self._run_events.subscribe(stream, run_id, self._state.clock())
+
+    def run_stream_events(self, stream: RunStream) -> list[Any]:
+        """The ``WorkflowRunEvent`` messages a stream sends now (each run once).
+
+        :param stream: the stream.
+        """
+        with self._lock:
+            now = self._state.clock()
+            events = self._run_events.due(stream, self._state.runs, now)
+            stamp = timestamp_of(self._state.wall(now))
+            for event in events:
+                event.event_timestamp.CopyFrom(stamp)
+            return events
+
+    def close_run_stream(self, stream: RunStream) -> None:
+        """End a stream: its client half-closed or went away.
+
+        :param stream: the stream.
+        """
+        with self._lock:
+            self._run_events.close(stream)
+
+    @property
+    def run_streams_changed(self) -> threading.Condition:
+        """Notified when a stream is subscribed to, closed or cut (the gRPC face waits on it); its lock is the
+        simulator's."""
+        return self._run_events.changed
+
+    def wait_run_subscribed(self, run_ids: Iterable[str], *, streams: int = 1, timeout: float = 10.0) -> None:
+        """Wait until ``streams`` open finished-run streams each remember every one of ``run_ids`` (their clients'
+        subscriptions arrived), so a test moves the clock only after them.
+
+        :param run_ids: the run ids (a sent run is no longer remembered: wait before its event falls due).
+        :param streams: how many streams.
+        :param timeout: real seconds before giving up.
+        :raises TimeoutError: when they do not arrive in time.
+        """
+        wanted = {run_id.lower() for run_id in run_ids}
+        with self._run_events.changed:
+            if not self._run_events.changed.wait_for(lambda: sum(
+                    wanted <= set(s.pending) for s in self._run_events.streams) >= streams, timeout):
+                raise TimeoutError(f"{streams} stream(s) did not subscribe to {sorted(wanted)} in {timeout} s: "
+                                   f"{self.open_run_streams()}")
+
+    def cut_run_streams(self, code: str = "UNAVAILABLE") -> int:
+        """Fault hook: end every open finished-run stream, as a server restart or a dropped proxy does; return how
+        many were open. Their clients must open a new stream and send their run ids again.
+
+        :param code: the gRPC status the clients see: ``UNAVAILABLE`` (a dropped connection) or ``OK`` (Hatchet's
+            own shutdown ends each stream with OK), or another status name such as ``INTERNAL``.
+        :raises ValueError: for a name that is no gRPC status.
+        """
+        if code not in GRPC_STATUS_NAMES:
+            raise ValueError(f"code must be a gRPC status name such as UNAVAILABLE or OK, got {code!r}")
+        with self._lock:
+            return self._run_events.cut_all(code)
+
+    def drop_run_event(self, run_id: str) -> None:
+        """Fault hook: never send this run's finished event on any stream (as if the message were lost), so the
+        waiting side must find the run finished by its own reconciliation. ``reset`` forgets it.
+
+        :param run_id: the run id.
+        """
+        with self._lock:
+            self._run_events.dropped.add(run_id.lower())
+
+    def open_run_streams(self) -> list[set[str]]:
+        """The run ids each open finished-run stream is still waiting for (subscribed, not yet sent)."""
+        with self._lock:
+            return [set(stream.pending) | set(stream.crashing) for stream in self._run_events.streams]
 
     def grpc_server(self, host: str = "127.0.0.1", port: int = 0) -> SimulatorGrpcServer:
         """Return the gRPC face of this simulator (not started); ``with`` it to serve on loopback.

@@ -28,6 +28,10 @@ IDEMPOTENCY_KEY_SINCE = (0, 95, 0)
 # INVALID_ARGUMENT ``workflow names not found: <names>``, the whole bulk): seen on v0.75.0; v0.90.0 answers as
 # v0.105.0 (a phantom id, or a 500 after 10 s).
 UNKNOWN_NAMES_REFUSED_BEFORE = (0, 90, 0)
+# Before this release the finished-run stream also remembers an id that is not a UUID but starts with ``id-``; its
+# next poll parses it and the engine panics (seen on v0.75.0): every stream ends. From v0.78.0 such an id is ignored.
+CRASHING_RUN_IDS_BEFORE = (0, 78, 0)
+CRASHING_RUN_ID_PREFIX = "id-"
 
 
 def names_not_found(version: str, names: list[str], known: Any) -> str | None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from tests.real.grpc_stream import GrpcStream, StreamEnd, open_stream
+
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_PYTHON = ROOT / ".venv-hatchet-worker" / "bin" / "python"
@@ -179,11 +181,8 @@ class Session:
         :param auth: the caller, as for :meth:`headers`.
         """
         import grpc
-        from google.protobuf.json_format import MessageToDict
 
-        if self._channel is None:
-            self._channel = grpc.insecure_channel(self.target.grpc_address)
-        call = self._channel.unary_unary(method, request_serializer=type(request).SerializeToString,
+        call = self.channel().unary_unary(method, request_serializer=type(request).SerializeToString,
                                          response_deserializer=reply.FromString)
         metadata = [(key.lower(), value) for key, value in self.headers(auth).items()]
         try:
@@ -194,8 +193,45 @@ class Session:
                             {"details": exc.details(), "status_details": _status_details(exc.trailing_metadata())})
             return None
         if step is not None:
-            self.record(step, "grpc:OK", _without_times(MessageToDict(answer, preserving_proto_field_name=True)))
+            self.record_message(step, answer)
         return answer
+
+    def channel(self) -> Any:
+        """The session's gRPC channel to the target (opened on first use)."""
+        import grpc
+
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(self.target.grpc_address)
+        return self._channel
+
+    def stream(self, method: str, reply: Any, *, auth: str = "default") -> GrpcStream:
+        """Open a bidirectional stream; its replies are recorded by :meth:`GrpcStream.expect` and
+        :meth:`GrpcStream.close`.
+
+        :param method: the full method path, e.g. ``/Dispatcher/SubscribeToWorkflowRuns``.
+        :param reply: the reply's message class.
+        :param auth: the caller, as for :meth:`headers`.
+        """
+        return open_stream(self, method, reply, [(key.lower(), value) for key, value in self.headers(auth).items()])
+
+    def record_message(self, step: str, message: Any) -> None:
+        """Record a gRPC reply as ``grpc:OK``: with the contracts' field names, timestamps as ``<timestamp>``, and
+        repeated ``results`` (whose order the server does not define) sorted by task name.
+
+        :param step: the step name.
+        :param message: the reply.
+        """
+        self.record(step, "grpc:OK", _message_dict(message))
+
+    def record_stream_end(self, step: str, end: StreamEnd | None, replies: list[Any]) -> None:
+        """Record how a stream ended (``grpc:TIMEOUT`` when it did not) and the replies nobody took.
+
+        :param step: the step name.
+        :param end: the end.
+        :param replies: the replies left.
+        """
+        self.record(step, f"grpc:{end.code}" if end else "grpc:TIMEOUT", {
+            "details": end.details if end else "", "replies": [_message_dict(r) for r in replies]})
 
     def record(self, step: str, status: int | str | None, body: Any) -> None:
         """Record an answer.
@@ -334,6 +370,15 @@ class Session:
                       body={"externalIds": self._hanging})
         if self._channel is not None:
             self._channel.close()
+
+
+def _message_dict(message: Any) -> Any:
+    from google.protobuf.json_format import MessageToDict
+
+    value = _without_times(MessageToDict(message, preserving_proto_field_name=True))
+    if isinstance(value.get("results"), list):
+        value["results"].sort(key=lambda result: str(result.get("task_name")))
+    return value
 
 
 def _without_times(value: Any) -> Any:

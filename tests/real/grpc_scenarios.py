@@ -1,4 +1,5 @@
-"""Conformance scenarios for Hatchet's gRPC API: the single and bulk triggers, event push and bulk push.
+"""Conformance scenarios for Hatchet's gRPC API: the single and bulk triggers, event push and bulk push, and the
+Dispatcher's stream of finished runs.
 
 Each sends raw messages (``airflow_provider_hatchet._protos``) through :meth:`Session.grpc`, so the simulator's
 gRPC face and the real engine are compared on status codes, error texts and details, and replies, as the REST
@@ -8,13 +9,18 @@ scenarios compare HTTP answers.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
 from airflow_provider_hatchet import _protos
 from tests.real.conformance import Scenario, Session
 from tests.real.conftest import EVENT_KEY
-from tests.real.scenarios import LIST, _until, run_path
+from tests.real.grpc_stream import GrpcStream
+from tests.real.scenarios import CANCEL, LIST, _until, run_path
+
+# Seconds to listen for answers that must not come: longer than two of the server's 1 s polls.
+QUIET_SECONDS = 2.5
 
 
 def _request(s: Session, workflow: str, run_input: Any, priority: int | None = None, **metadata: str) -> Any:
@@ -143,7 +149,58 @@ def grpc_events(s: Session) -> None:
     _bulk(s, "bulk-trigger-empty-lowercase-bearer", [], auth="lowercase-bearer")
 
 
+def _runs_stream(s: Session, auth: str = "default") -> GrpcStream:
+    return s.stream(_protos.SUBSCRIBE_RUNS, _protos.WorkflowRunEvent, auth=auth)
+
+
+def _subscribe(stream: GrpcStream, *run_ids: str) -> None:
+    for run_id in run_ids:
+        stream.send(_protos.SubscribeToWorkflowRunsRequest(workflow_run_id=run_id))
+
+
+def _expect(stream: GrpcStream, steps: dict[str, str]) -> None:
+    stream.expect(steps, key=lambda event: event.workflow_run_id)
+
+
+def run_event_stream(s: Session) -> None:
+    """SubscribeToWorkflowRuns (hatchet-sdk's wait for a result): the FINISHED event of a completed, a failed, a
+    cancelled and a multi-task run; a run subscribed twice on one stream and on two streams; a run that had finished
+    before it was subscribed, and one subscribed again after its event; unknown, malformed and another tenant's ids
+    (never answered); the client's half-close with a run still pending; bad tokens."""
+    first, second = _runs_stream(s), _runs_stream(s)
+    completed = s.trigger(None, "demo-etl", {"n": 1}, name="completed")
+    failed = s.trigger(None, "demo-fail", {}, name="failed")
+    multi = s.trigger(None, "demo-multi", {"n": 2}, name="multi")
+    cancelled = s.trigger(None, "demo-hang", {}, name="cancelled")
+    _subscribe(first, completed, failed, multi, cancelled, completed)
+    _subscribe(second, completed)
+    s.watch(None, cancelled, on_running=lambda: s.call(None, "POST", CANCEL, body={"externalIds": [cancelled]}))
+    _expect(first, {completed: "completed", failed: "failed", multi: "multi", cancelled: "cancelled"})
+    _expect(second, {completed: "second-stream"})
+    late = _runs_stream(s)
+    _subscribe(late, completed)
+    _expect(late, {completed: "already-finished"})
+    _subscribe(first, failed)
+    _expect(first, {failed: "subscribed-again"})
+    strays = _runs_stream(s)
+    # Not "id-<...>": v0.75.0 remembers such an id and its next poll crashes the engine (docs/hatchet-behaviour.md).
+    _subscribe(strays, str(uuid.uuid4()), "not-a-uuid", "", multi)
+    _expect(strays, {multi: "after-strays"})
+    foreign = _runs_stream(s, auth="foreign")
+    _subscribe(foreign, completed)
+    pending = _runs_stream(s)
+    hanging = s.trigger(None, "demo-hang", {}, name="hanging")
+    _subscribe(pending, hanging)
+    pending.close("half-close-pending")
+    time.sleep(QUIET_SECONDS)  # for answers that must not come: duplicates, strays, another tenant's run
+    for name, stream in (("first", first), ("second", second), ("late", late), ("strays", strays),
+                         ("foreign", foreign)):
+        stream.close(f"close-{name}")
+    for auth in ("forged", "garbage", "none"):
+        _runs_stream(s, auth=auth).close(f"auth-{auth}", half_close=False)
+
+
 GRPC_SCENARIOS: dict[str, Scenario] = {
     scenario.__name__: scenario for scenario in (grpc_bulk_trigger, grpc_single_trigger, grpc_idempotency,
-                                                  grpc_events)
+                                                  grpc_events, run_event_stream)
 }
