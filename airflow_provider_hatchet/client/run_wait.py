@@ -419,14 +419,18 @@ class RunWait:
             left = until - time.time()
             if left <= 0:
                 return
-            if watch is None or watch.down:
-                # No stream to hear: poll as without one (it is used again from the round after it reconnects).
+            if watch is None or watch.final:
                 await asyncio.sleep(left)
                 return
             watch.changed.clear()
             if self._woken():
                 return
-            await watch.wait(left)
+            if watch.down:
+                # Polling while the stream is down, but woken when it reconnects (events may have been missed).
+                if await watch.wait_or(asyncio.sleep(left)):
+                    return
+            else:
+                await watch.wait(left)
 
     def _batch_since(self) -> datetime:
         since = self.resume.runs_since

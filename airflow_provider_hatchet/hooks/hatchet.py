@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
+import sys
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -315,10 +316,15 @@ class HatchetHook(BaseHook):
 
     @staticmethod
     async def aclose_loop_clients() -> None:
-        """Close the async clients shared in the running event loop, before the loop itself ends."""
+        """Close the async clients shared in the running event loop, and its run-event streams, before the loop
+        itself ends."""
         clients = _LOOP_CLIENTS.pop(asyncio.get_running_loop(), None)
         if clients is not None:
             await clients.aclose()
+        # Only if a wait opened one: importing the module here would load protobuf for nothing.
+        streams = sys.modules.get("airflow_provider_hatchet.client.grpc.run_events")
+        if streams is not None:
+            await streams.close_run_events()
 
     def close(self) -> None:
         """Close the synchronous client's connection pool, if it was opened."""

@@ -23,7 +23,7 @@ import logging
 import random
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from airflow_provider_hatchet import _protos
@@ -74,6 +74,12 @@ def run_events(config: ClientConfig) -> RunEvents:
     return hub
 
 
+async def close_run_events() -> None:
+    """Close the running loop's streams (whoever runs a loop that ends calls it, as ``close_channels``)."""
+    for hub in list(_HUBS.pop(asyncio.get_running_loop(), {}).values()):
+        await hub.aclose()
+
+
 def open_streams() -> int:
     """How many streams the running loop has open now (for tests and benchmarks)."""
     return sum(hub.live for hub in _HUBS.get(asyncio.get_running_loop(), {}).values())
@@ -119,6 +125,11 @@ class Watch:
         """Why the stream is not connected, once a connection failed (None while connecting or connected)."""
         return self._hub.down
 
+    @property
+    def final(self) -> bool:
+        """Whether the stream will not be tried again (the server does not serve it, or refuses the token)."""
+        return self._hub.final
+
     async def wait(self, seconds: float) -> None:
         """Wait until something changes for this watch (see ``changed``) or ``seconds`` pass.
 
@@ -126,6 +137,21 @@ class Watch:
         """
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.changed.wait(), seconds)
+
+    async def wait_or(self, sleeping: Awaitable[Any]) -> bool:
+        """Wait until something changes for this watch or ``sleeping`` ends (the caller's own sleep, so a wait
+        polling while the stream is down keeps its clock); True if the sleep ended.
+
+        :param sleeping: the sleep.
+        """
+        sleeper = asyncio.ensure_future(sleeping)
+        waker = asyncio.ensure_future(self.changed.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            return sleeper.done()
+        finally:
+            sleeper.cancel()
+            waker.cancel()
 
     def add(self, run_ids: Iterable[str]) -> None:
         """Watch more runs (sent on the stream unless already sent; known results arrive at once).
@@ -187,6 +213,10 @@ class RunEvents:
         watch.add(run_ids)
         return watch
 
+    def watched(self) -> int:
+        """How many run ids some watch watches now."""
+        return len(self._watchers)
+
     def subscribe(self, watch: Watch, run_ids: Iterable[str]) -> None:
         """Add runs to a watch: those already heard finished are told at once, the others sent on the stream.
 
@@ -247,15 +277,21 @@ class RunEvents:
         for watch in list(self._watchers.get(run_id, ())):
             watch.heard(run_id, failed)
 
-    async def _requests(self, outbox: asyncio.Queue[str]) -> AsyncIterator[Any]:
-        while True:
-            yield _protos.SubscribeToWorkflowRunsRequest(workflow_run_id=await outbox.get())
 
     def _set(self, *, live: bool, down: str | None, missed: bool = False) -> None:
-        changed = (live, down) != (self.live, self.down)
+        changed = (live, down is None) != (self.live, self.down is None)
         self.live, self.down = live, down
         if changed or missed:
             self._tell_all(missed=missed)
+
+    async def aclose(self) -> None:
+        """Close the stream now, whoever still watches (they go on polling)."""
+        self.closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _serve(self) -> None:
         import grpc
@@ -274,7 +310,7 @@ class RunEvents:
                     self._send(run_id)
                 loop = asyncio.get_running_loop()
                 started = loop.time()
-                call = stream(self._requests(outbox), metadata=self._metadata)
+                call = stream(_Requests(outbox), metadata=self._metadata)
                 self.streams_opened += 1
                 try:
                     await call.wait_for_connection()
@@ -306,6 +342,20 @@ class RunEvents:
             if self._channel is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._channel.close())
+
+
+class _Requests:
+    """The stream's requests, one per id put in the outbox; never ends (a half-close ends Hatchet's stream). A
+    plain iterator rather than an async generator, which grpc could not close while it waits for an id."""
+
+    def __init__(self, outbox: asyncio.Queue[str]) -> None:
+        self.outbox = outbox
+
+    def __aiter__(self) -> _Requests:
+        return self
+
+    async def __anext__(self) -> Any:
+        return _protos.SubscribeToWorkflowRunsRequest(workflow_run_id=await self.outbox.get())
 
 
 def _serialize(message: Any) -> bytes:

@@ -1,0 +1,267 @@
+"""Waits that hear their runs finish on the run-event stream, against the simulator's REST API and a loopback gRPC
+server that streams what each test tells it (drops, duplicates, events for runs nobody asked about, an event that
+claims a run finished while REST says it runs): the stream wakes a wait, the REST round decides how it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+
+from airflow_provider_hatchet import _protos
+from airflow_provider_hatchet.client import (
+    AsyncHatchetClient,
+    ClientConfig,
+    HatchetValidationError,
+    RetryPolicy,
+    RunWait,
+    TriggerRequest,
+    WaitResume,
+    WaitStatus,
+    endpoints,
+)
+from airflow_provider_hatchet.client.grpc import run_events
+from airflow_provider_hatchet.client.grpc.run_events import close_run_events
+from airflow_provider_hatchet.testing import HatchetSimulator
+
+pytestmark = pytest.mark.loopback
+log = logging.getLogger("tests.stream_wait")
+
+
+class ScriptedStream:
+    """``Dispatcher.SubscribeToWorkflowRuns`` on loopback: remembers the ids each stream sends and sends the events
+    the test asks for; ``cut`` ends every open stream with UNAVAILABLE."""
+
+    def __init__(self) -> None:
+        self.streams: list[asyncio.Queue[Any]] = []
+        self.subscribed: list[set[str]] = []
+        self.opened = 0
+        self.server: Any = None
+        self.address = ""
+        self.heard = asyncio.Event()
+
+    async def start(self) -> None:
+        handler = grpc.stream_stream_rpc_method_handler(
+            self._serve, request_deserializer=_protos.SubscribeToWorkflowRunsRequest.FromString,
+            response_serializer=lambda message: message.SerializeToString())
+        self.server = grpc.aio.server()
+        self.server.add_generic_rpc_handlers(
+            [grpc.method_handlers_generic_handler("Dispatcher", {"SubscribeToWorkflowRuns": handler})])
+        self.address = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
+        await self.server.start()
+
+    async def _serve(self, requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        self.opened += 1
+        outbox: asyncio.Queue[Any] = asyncio.Queue()
+        ids: set[str] = set()
+        self.streams.append(outbox)
+        self.subscribed.append(ids)
+
+        async def read() -> None:
+            async for request in requests:
+                ids.add(request.workflow_run_id)
+                self.heard.set()
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (item := await outbox.get()) is not None:
+                if isinstance(item, grpc.StatusCode):
+                    await context.abort(item, "cut by the test")
+                yield item
+        finally:
+            reader.cancel()
+            self.streams.remove(outbox)
+            self.subscribed.remove(ids)
+
+    async def until_subscribed(self, run_id: str, streams: int = 1) -> None:
+        """Return once ``run_id`` was sent on the ``streams``-th stream."""
+        while not (self.opened >= streams and any(run_id in ids for ids in self.subscribed)):
+            self.heard.clear()
+            await asyncio.wait_for(self.heard.wait(), 10)
+
+    def send(self, run_id: str, *, error: str = "", times: int = 1) -> None:
+        """Send a FINISHED event for ``run_id`` on every open stream, whether it asked or not."""
+        result = _protos.StepRunResult(task_name="run", error=error, output="" if error else '{"ok": true}')
+        for outbox in self.streams:
+            for _ in range(times):
+                outbox.put_nowait(_protos.WorkflowRunEvent(workflow_run_id=run_id, results=[result]))
+
+    def cut(self) -> None:
+        for outbox in list(self.streams):
+            outbox.put_nowait(grpc.StatusCode.UNAVAILABLE)
+
+
+@pytest.fixture
+async def stream() -> AsyncIterator[ScriptedStream]:
+    server = ScriptedStream()
+    await server.start()
+    yield server
+    await server.server.stop(None)
+
+
+@pytest.fixture
+def sim(hatchet: HatchetSimulator) -> HatchetSimulator:
+    hatchet.visibility_delay = 0.0
+    return hatchet
+
+
+def config(sim: HatchetSimulator, grpc_address: str | None) -> ClientConfig:
+    chosen = ClientConfig.from_token(sim.token, grpc_address=grpc_address or "", grpc_tls=False)
+    return chosen if grpc_address else dataclasses.replace(chosen, grpc_address=None)
+
+
+async def trigger(client: AsyncHatchetClient, workflow: str) -> str:
+    return await client.send(endpoints.trigger(TriggerRequest(workflow, {})))
+
+
+async def finished(sim: HatchetSimulator, run_id: str) -> None:
+    """Return once the simulator has finished the run (its runs end on its own real-time clock here)."""
+    while sim.run_status(run_id) not in ("COMPLETED", "FAILED", "CANCELLED"):  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+
+def slow_wait(run_ids: list[str], deadline: float = 15.0, **resume: Any) -> RunWait:
+    """A wait whose poll interval is an hour: only the stream (or its deadline) can end it sooner."""
+    return RunWait(run_ids, poll_interval=3600, execution_deadline=time.time() + deadline,
+                   resume=WaitResume(**resume))
+
+
+@pytest.fixture
+async def client(sim: HatchetSimulator, stream: ScriptedStream) -> AsyncIterator[AsyncHatchetClient]:
+    async with AsyncHatchetClient(config(sim, stream.address), retry=RetryPolicy(attempts=1)) as client:
+        yield client
+    await close_run_events()
+
+
+async def test_a_wait_ends_on_the_event_without_waiting_for_its_poll_interval(
+    sim: HatchetSimulator, stream: ScriptedStream, client: AsyncHatchetClient
+) -> None:
+    run_id = await trigger(client, "demo-etl")
+    wait = asyncio.ensure_future(slow_wait([run_id]).run(client, log))
+    await stream.until_subscribed(run_id)
+    await finished(sim, run_id)
+    stream.send(run_id)
+    event = await wait
+    assert event.status is WaitStatus.SUCCESS, event.message
+
+
+async def test_one_event_ends_every_wait_on_the_run_and_the_waits_share_one_stream(
+    sim: HatchetSimulator, stream: ScriptedStream, client: AsyncHatchetClient
+) -> None:
+    run_id = await trigger(client, "demo-etl")
+    waits = [asyncio.ensure_future(slow_wait([run_id]).run(client, log)) for _ in range(5)]
+    await stream.until_subscribed(run_id)
+    hub = run_events.run_events(client.config)
+    assert hub.watched() == 1
+    await finished(sim, run_id)
+    stream.send(run_id)
+    events = await asyncio.gather(*waits)
+    assert [event.status for event in events] == [WaitStatus.SUCCESS] * 5
+    assert stream.opened == 1
+    # Each wait let go of its watch when it ended; a wait that starts now learns the event without asking.
+    assert hub.watched() == 0
+    late = hub.watch([run_id])
+    assert late.finished == {run_id: False}
+    late.close()
+    assert stream.subscribed == [{run_id}]
+
+
+async def test_a_failed_run_ends_the_wait_at_once_while_another_still_runs(
+    sim: HatchetSimulator, stream: ScriptedStream, client: AsyncHatchetClient
+) -> None:
+    failing, hanging = await trigger(client, "demo-fail"), await trigger(client, "demo-hang")
+    wait = asyncio.ensure_future(slow_wait([failing, hanging]).run(client, log))
+    await stream.until_subscribed(hanging)
+    await finished(sim, failing)
+    stream.send(failing, error="boom")
+    event = await wait
+    assert event.status is WaitStatus.FAILED
+    assert event.statuses[hanging] == "RUNNING"
+
+
+async def test_an_event_rest_does_not_confirm_does_not_end_the_wait(
+    sim: HatchetSimulator, stream: ScriptedStream, client: AsyncHatchetClient
+) -> None:
+    """The stream claims a hanging run succeeded, twice, and sends an event for a run nobody asked about: REST says
+    it runs, so the wait goes on (checking again after the claim) until its deadline."""
+    hanging = await trigger(client, "demo-hang")
+    sim.clear_requests()
+    wait = asyncio.ensure_future(slow_wait([hanging], deadline=3).run(client, log))
+    await stream.until_subscribed(hanging)
+    stream.send("0b9a1f6e-0000-4000-8000-000000000000")
+    stream.send(hanging, times=2)
+    event = await wait
+    assert event.status is WaitStatus.TIMEOUT
+    assert event.statuses[hanging] == "RUNNING"
+    # The first round, then the rounds that look again after the claim (at growing intervals).
+    assert sum(1 for request in sim.requests if hanging in request.path) > 2
+
+
+async def test_after_the_stream_is_cut_it_reconnects_and_nothing_is_lost(
+    sim: HatchetSimulator, stream: ScriptedStream, client: AsyncHatchetClient
+) -> None:
+    """The run finishes while the stream is down and no event ever tells of it: the round after the reconnection
+    finds it."""
+    hanging = await trigger(client, "demo-hang")
+    wait = asyncio.ensure_future(slow_wait([hanging]).run(client, log))
+    await stream.until_subscribed(hanging)
+    stream.cut()
+    await client.send(endpoints.cancel([hanging]))
+    await finished(sim, hanging)
+    event = await wait
+    assert event.status is WaitStatus.CANCELLED
+    assert stream.opened == 2
+    assert stream.subscribed == [{hanging}]  # sent again on the new stream
+
+
+async def test_a_server_without_the_stream_is_polled_with_one_line_saying_why(
+    sim: HatchetSimulator, client: AsyncHatchetClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    run_id = await trigger(client, "demo-etl")
+    bare = grpc.aio.server()  # a gRPC server that serves nothing: UNIMPLEMENTED, as a REST-only address answers
+    address = f"127.0.0.1:{bare.add_insecure_port('127.0.0.1:0')}"
+    await bare.start()
+    try:
+        async with AsyncHatchetClient(config(sim, address)) as polling:
+            event = await RunWait([run_id], poll_interval=0.1, execution_deadline=time.time() + 15).run(polling, log)
+            assert run_events.run_events(polling.config).final
+    finally:
+        await bare.stop(None)
+    assert event.status is WaitStatus.SUCCESS
+    lines = [r.getMessage() for r in caplog.records if "without the run-event stream" in r.getMessage()]
+    assert len(lines) == 1 and "UNIMPLEMENTED" in lines[0]
+
+
+@pytest.mark.parametrize(("grpc_address", "listen", "why"), [
+    (None, "auto", "the token has no gRPC address"),
+    ("stream", "off", "listen='off'"),
+])
+async def test_without_an_address_or_with_listen_off_no_stream_opens(
+    sim: HatchetSimulator, stream: ScriptedStream, caplog: pytest.LogCaptureFixture, grpc_address: str | None,
+    listen: str, why: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    address = stream.address if grpc_address else None
+    async with AsyncHatchetClient(config(sim, address)) as polling:
+        run_id = await trigger(polling, "demo-etl")
+        event = await RunWait([run_id], poll_interval=0.1, execution_deadline=time.time() + 15,
+                              resume=WaitResume(listen=listen)).run(polling, log)  # type: ignore[arg-type]
+    assert event.status is WaitStatus.SUCCESS
+    assert stream.opened == 0
+    assert any(why in r.getMessage() for r in caplog.records)
+
+
+def test_listen_must_be_auto_or_off() -> None:
+    with pytest.raises(ValueError, match=r"resume: listen: Input should be 'auto' or 'off'"):
+        WaitResume.from_dict({"listen": "yes"})
+    from airflow_provider_hatchet.client import check_listen
+
+    with pytest.raises(HatchetValidationError, match=r"listen.*must be one of auto, off, got 'yes'"):
+        check_listen("yes")
