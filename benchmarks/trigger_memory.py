@@ -5,7 +5,12 @@ one run that never finishes (``demo-hang``). The script measures the resident me
 every one of them has polled, divided by their number (goal: under 50 KB each), and the process CPU time per
 poll round of all triggers (rounds counted from the simulator's request log).
 
-Usage: ``python benchmarks/trigger_memory.py [--triggers 1000] [--poll-interval 2] [--window 10]``
+``--listen auto`` (the default, as the triggers' own) has them hear their runs on the simulator's run-event stream,
+one stream for all, and check over REST only every ``max(poll_interval, 60)`` s; ``--listen off`` polls as before
+the stream. The streams opened are printed.
+
+Usage: ``PYTHONPATH=. python benchmarks/trigger_memory.py [--triggers 1000] [--poll-interval 2] [--window 10]
+[--listen auto|off]``
 """
 
 from __future__ import annotations
@@ -62,13 +67,14 @@ async def status_requests(admin: httpx.AsyncClient) -> int:
 async def polled(triggers: list[Any]) -> None:
     """Return once every trigger has finished its first round."""
     while True:
-        if all(t._state is not None and t._state.statuses for t in triggers):
+        if all(t.wait.state.statuses for t in triggers):
             return
         await asyncio.sleep(0.05)
 
 
-async def bench(n: int, poll_interval: float, window: float, info: dict[str, Any]) -> dict[str, float]:
-    from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig
+async def bench(n: int, poll_interval: float, window: float, info: dict[str, Any], listen: str) -> dict[str, float]:
+    from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, WaitResume
+    from airflow_provider_hatchet.client.grpc import run_events
     from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 
     async with AsyncHatchetClient(ClientConfig.from_token(info["token"])) as client:
@@ -84,13 +90,15 @@ async def bench(n: int, poll_interval: float, window: float, info: dict[str, Any
         async for _ in trigger.run():
             return
 
-    warm = HatchetWorkflowRunTrigger([run_ids[-1]], poll_interval=poll_interval)
+    resume = WaitResume(listen=listen)  # type: ignore[arg-type]
+    warm = HatchetWorkflowRunTrigger([run_ids[-1]], poll_interval=poll_interval, resume=resume)
     warm_task = asyncio.create_task(first_event(warm))
     await polled([warm])
     gc.collect()
     before = rss()
 
-    triggers = [HatchetWorkflowRunTrigger([run_id], poll_interval=poll_interval) for run_id in run_ids[:n]]
+    triggers = [HatchetWorkflowRunTrigger([run_id], poll_interval=poll_interval, resume=resume)
+                for run_id in run_ids[:n]]
     tasks = [asyncio.create_task(first_event(t)) for t in triggers]
     await polled(triggers)
     await asyncio.sleep(poll_interval)
@@ -104,6 +112,7 @@ async def bench(n: int, poll_interval: float, window: float, info: dict[str, Any
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
         polls = await status_requests(admin)
 
+    hubs = list(run_events._HUBS.get(asyncio.get_running_loop(), {}).values())
     for task in [*tasks, warm_task]:
         task.cancel()
     await asyncio.gather(*tasks, warm_task, return_exceptions=True)
@@ -118,6 +127,7 @@ async def bench(n: int, poll_interval: float, window: float, info: dict[str, Any
         "cpu_s": cpu,
         "cpu_ms_per_round": cpu / rounds * 1000 if rounds else float("nan"),
         "cpu_us_per_trigger_poll": cpu / polls * 1e6 if polls else float("nan"),
+        "streams_opened": sum(hub.streams_opened for hub in hubs),
     }
 
 
@@ -126,18 +136,20 @@ def main() -> int:
     parser.add_argument("--triggers", type=int, default=1000)
     parser.add_argument("--poll-interval", type=float, default=2.0)
     parser.add_argument("--window", type=float, default=10.0, help="seconds of polling the CPU is measured over")
+    parser.add_argument("--listen", choices=("auto", "off"), default="auto", help="hear the runs on the stream")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as workdir:
         proc, info = start_simulator(Path(workdir))
         try:
             os.environ["AIRFLOW_CONN_HATCHET_DEFAULT"] = info["airflow_conn_json"]
-            result = asyncio.run(bench(args.triggers, args.poll_interval, args.window, info))
+            result = asyncio.run(bench(args.triggers, args.poll_interval, args.window, info, args.listen))
         finally:
             proc.terminate()
             proc.wait(10)
 
-    print(f"{result['triggers']} triggers in one event loop, one shared client, poll every {args.poll_interval} s")
+    print(f"{result['triggers']} triggers in one event loop, one shared client, poll every {args.poll_interval} s, "
+          f"listen={args.listen}: {result['streams_opened']:.0f} stream(s) opened")
     print(f"resident memory: {result['rss_before_mb']:.1f} MB before, {result['rss_after_mb']:.1f} MB with the "
           f"triggers polling -> {result['kb_per_trigger']:.1f} KB per trigger (goal < 50 KB)")
     print(f"CPU: {result['cpu_s']:.2f} s over {result['window_s']:.1f} s = {result['rounds']:.1f} rounds -> "

@@ -168,6 +168,14 @@ class Toxiproxy:
         """
         self._call("DELETE", f"/proxies/{name}")
 
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        """Disable a proxy (its connections closed, new ones refused) or enable it again on the same address.
+
+        :param name: the proxy's name.
+        :param enabled: whether it forwards.
+        """
+        self._call("POST", f"/proxies/{name}", {"enabled": enabled})
+
     def add_toxic(self, proxy: str, name: str, kind: str, *, stream: str = "downstream", toxicity: float = 1.0,
                   **attributes: Any) -> None:
         """Add a toxic to a proxy.
