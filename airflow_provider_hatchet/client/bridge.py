@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
@@ -161,3 +162,6 @@ class Bridge:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+        run_events = sys.modules.get("airflow_provider_hatchet.client.grpc.run_events")
+        if run_events is not None:  # only if some wait listened: importing it would load protobuf
+            await run_events.close_idle_run_events()

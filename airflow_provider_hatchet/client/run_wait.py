@@ -422,7 +422,7 @@ class RunWait:
             if watch is None or watch.final:
                 await asyncio.sleep(left)
                 return
-            watch.changed.clear()
+            watch.clear()
             if self._woken():
                 return
             if watch.down:

@@ -39,8 +39,9 @@ async def serves_the_stream(config: ClientConfig) -> bool:
     watch = run_events(config).watch()
     try:
         while not (watch.live or watch.final):
-            watch.changed.clear()
-            await asyncio.wait_for(watch.changed.wait(), 10)
+            watch.clear()
+            if not await watch.wait(10):
+                raise TimeoutError("the run-event stream neither connected nor was refused in 10 s")
         return watch.live
     finally:
         watch.close()

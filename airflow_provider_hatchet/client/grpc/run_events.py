@@ -80,6 +80,16 @@ async def close_run_events() -> None:
         await hub.aclose()
 
 
+async def close_idle_run_events() -> None:
+    """Close the running loop's streams that no wait watches (a task process that waited in the worker calls it as
+    its wait ends, so it does not exit with the stream's task pending)."""
+    hubs = _HUBS.get(asyncio.get_running_loop(), {})
+    for key, hub in list(hubs.items()):
+        if not hub.watching():
+            del hubs[key]
+            await hub.aclose()
+
+
 def open_streams() -> int:
     """How many streams the running loop has open now (for tests and benchmarks)."""
     return sum(hub.live for hub in _HUBS.get(asyncio.get_running_loop(), {}).values())
@@ -99,21 +109,26 @@ def finished_with_error(event: Any) -> bool:
 class Watch:
     """One wait's view of the stream: the run ids it watches and what it heard of them.
 
+    Small on purpose (the triggerer holds one per deferred wait): a wait sleeps on one future and a timer, not on an
+    ``asyncio.Event`` and the task ``asyncio.wait_for`` would make.
+
     :ivar finished: run id → True if the run may have failed, False if it finished without error.
     :ivar version: counts the events heard, so a wait tells new ones from those it has acted on.
     :ivar missed: the stream broke since the wait last looked: events may have been lost.
-    :ivar changed: set on news for this watch (an event for one of its runs, the stream up, down or reconnected).
+    :ivar news: something changed for this watch since :meth:`clear` (an event for one of its runs, the stream up,
+        down or reconnected).
     """
 
-    __slots__ = ("_hub", "changed", "finished", "missed", "run_ids", "version")
+    __slots__ = ("_hub", "_waiter", "finished", "missed", "news", "run_ids", "version")
 
     def __init__(self, hub: RunEvents) -> None:
         self._hub = hub
+        self._waiter: asyncio.Future[bool] | None = None
         self.run_ids: set[str] = set()
         self.finished: dict[str, bool] = {}
         self.missed = False
+        self.news = False
         self.version = 0
-        self.changed = asyncio.Event()
 
     @property
     def live(self) -> bool:
@@ -130,13 +145,32 @@ class Watch:
         """Whether the stream will not be tried again (the server does not serve it, or refuses the token)."""
         return self._hub.final
 
-    async def wait(self, seconds: float) -> None:
-        """Wait until something changes for this watch (see ``changed``) or ``seconds`` pass.
+    def clear(self) -> None:
+        """Forget the news so far: :meth:`wait` then waits for the next."""
+        self.news = False
+
+    def notify(self) -> None:
+        """Tell the watch something changed: wakes its :meth:`wait`."""
+        self.news = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+
+    async def wait(self, seconds: float) -> bool:
+        """Wait until something changes for this watch (see ``news``) or ``seconds`` pass; True if it changed.
 
         :param seconds: the longest wait.
         """
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.changed.wait(), seconds)
+        if self.news:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(seconds, _time_up, waiter)
+        try:
+            return bool(await waiter)
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     async def wait_or(self, sleeping: Awaitable[Any]) -> bool:
         """Wait until something changes for this watch or ``sleeping`` ends (the caller's own sleep, so a wait
@@ -145,13 +179,16 @@ class Watch:
         :param sleeping: the sleep.
         """
         sleeper = asyncio.ensure_future(sleeping)
-        waker = asyncio.ensure_future(self.changed.wait())
+        if self.news:
+            sleeper.cancel()
+            return False
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-            return sleeper.done()
+            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            return sleeper.done() and not sleeper.cancelled()
         finally:
             sleeper.cancel()
-            waker.cancel()
+            self._waiter = None
 
     def add(self, run_ids: Iterable[str]) -> None:
         """Watch more runs (sent on the stream unless already sent; known results arrive at once).
@@ -172,7 +209,7 @@ class Watch:
         """
         self.finished[run_id] = self.finished.get(run_id, False) or failed
         self.version += 1
-        self.changed.set()
+        self.notify()
 
 
 class RunEvents:
@@ -212,6 +249,10 @@ class RunEvents:
             self._task = asyncio.get_running_loop().create_task(self._serve(), name="hatchet-run-events")
         watch.add(run_ids)
         return watch
+
+    def watching(self) -> bool:
+        """Whether some wait watches this stream now."""
+        return bool(self._watches)
 
     def watched(self) -> int:
         """How many run ids some watch watches now."""
@@ -264,7 +305,7 @@ class RunEvents:
     def _tell_all(self, *, missed: bool) -> None:
         for watch in self._watches:
             watch.missed = watch.missed or missed
-            watch.changed.set()
+            watch.notify()
 
     def _heard(self, event: Any) -> None:
         run_id = str(event.workflow_run_id)
@@ -342,6 +383,11 @@ class RunEvents:
             if self._channel is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._channel.close())
+
+
+def _time_up(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class _Requests:
