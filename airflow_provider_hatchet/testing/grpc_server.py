@@ -60,7 +60,11 @@ class SimulatorGrpcServer:
         services.setdefault(service, {})[name] = grpc.stream_stream_rpc_method_handler(
             self._run_stream, request_deserializer=lambda raw: raw, response_serializer=_serialize)
         server = grpc.server(ThreadPoolExecutor(max_workers=self._workers),
-                             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
+                             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                                      # The clients' 10 s keepalive pings on an idle stream, as Hatchet accepts them;
+                                      # grpcio's default (5 min) answers them with GOAWAY too_many_pings.
+                                      ("grpc.keepalive_permit_without_calls", 1),
+                                      ("grpc.http2.min_ping_interval_without_data_ms", 5_000)])
         server.add_generic_rpc_handlers(
             [grpc.method_handlers_generic_handler(name, methods) for name, methods in services.items()])
         port = server.add_insecure_port(f"{self._host}:{self._port}")
