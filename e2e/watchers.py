@@ -93,9 +93,12 @@ def until(what: str, probe: Callable[[], Any], timeout: float = WAIT) -> Any:
 
 
 def ensure_connection(api: AirflowAPI, hatchet: Hatchet) -> None:
-    """Point ``hatchet_default`` at the server (the UI phase creates it for the simulator; a real run has none)."""
+    """Point ``hatchet_default`` at the server (the UI phase creates it for the simulator; a real run has none).
+
+    Both servers serve gRPC without TLS on loopback, so the waits hear their runs finish on the run-event stream.
+    """
     body = {"connection_id": "hatchet_default", "conn_type": "hatchet", "host": hatchet.url,
-            "password": hatchet.token, "extra": json.dumps({"tenant_id": hatchet.tenant_id})}
+            "password": hatchet.token, "extra": json.dumps({"tenant_id": hatchet.tenant_id, "grpc_tls": "false"})}
     response = api.http.get("/connections/hatchet_default")
     if response.status_code == 404:
         api.request("POST", "/connections", json=body)
