@@ -15,6 +15,11 @@ from tests.airflow_helpers import task_state, xcom_value
 from tests.test_bulk_operator import make_dag
 
 
+def pushes(hatchet: Any) -> list[str]:
+    """The gRPC calls that pushed events (the waits' run-event stream is a gRPC call too)."""
+    return [r.path for r in hatchet.requests if r.method == "GRPC" and r.path.startswith("/EventsService/")]
+
+
 @pytest.fixture
 def face(hatchet: Any, hatchet_server: Any, airflow_conn: Any) -> Iterator[Any]:
     """The gRPC face, and ``hatchet_default`` pointing at both faces."""
@@ -50,7 +55,7 @@ def test_an_event_triggers_the_subscribed_workflow_and_the_task_returns_its_outp
     assert xcom_value(dag_run, "t", "run_ids") == [run.id]
     [output] = xcom_value(dag_run, "t", "output")
     assert output["run"]["echo"] == run.input
-    assert [r.path for r in hatchet.requests if r.method == "GRPC"] == ["/EventsService/Push"]
+    assert pushes(hatchet) == ["/EventsService/Push"]
 
 
 def test_a_list_of_events_goes_in_one_bulk_push_and_unsubscribed_keys_are_logged(
@@ -76,7 +81,7 @@ def test_a_list_of_events_goes_in_one_bulk_push_and_unsubscribed_keys_are_logged
     assert [r.input for r in by_event[event_ids[2]]] == [{"i": 2}, {"i": 2}]
     assert len(xcom_value(dag_run, "t", "output")) == 4
     assert f"Event {event_ids[1]} triggered no run" in logs()
-    assert [r.path for r in hatchet.requests if r.method == "GRPC"] == ["/EventsService/BulkPush"]
+    assert pushes(hatchet) == ["/EventsService/BulkPush"]
 
 
 def test_a_bad_event_fails_the_task_before_anything_is_pushed(hatchet: Any, face: Any, dag_runner: Any,
@@ -124,7 +129,7 @@ def test_a_retry_re_attaches_to_the_event_an_earlier_try_pushed_and_waits_on_its
 
     assert task_state(dag_run, "t") == "success"
     [run] = hatchet.runs
-    assert [r.path for r in hatchet.requests if r.method == "GRPC"] == ["/EventsService/Push"]
+    assert pushes(hatchet) == ["/EventsService/Push"]
     assert xcom_value(dag_run, "t") == [run.additional_metadata["hatchet__event_id"]]
     assert run.additional_metadata["airflow_try_number"] == "1"
     assert run.additional_metadata["airflow_event_index"] == "0"
@@ -155,7 +160,7 @@ def test_a_bulk_retry_pushes_only_the_events_no_earlier_try_pushed(
     # One run per event: 0 and 1 from try 1, re-attached to; 2 and 3 pushed by try 2.
     assert [[r.input for r in by_event[e]] for e in event_ids] == [[{"i": i}] for i in range(4)]
     assert [by_event[e][0].additional_metadata["airflow_try_number"] for e in event_ids] == ["1", "1", "2", "2"]
-    assert [r.path for r in hatchet.requests if r.method == "GRPC"] == ["/EventsService/BulkPush"] * 2
+    assert pushes(hatchet) == ["/EventsService/BulkPush"] * 2
     assert len(hatchet.runs) == 4
 
 
@@ -172,7 +177,7 @@ def test_clearing_a_succeeded_push_pushes_anew(hatchet: Any, face: Any, dag_runn
     assert [r.additional_metadata["airflow_try_number"] for r in (first, second)] == ["1", "2"]
     assert xcom_value(dag_run, "t") == [second.additional_metadata["hatchet__event_id"]]
     assert xcom_value(dag_run, "t", "run_ids") == [second.id]
-    assert [r.path for r in hatchet.requests if r.method == "GRPC"] == ["/EventsService/Push"] * 2
+    assert pushes(hatchet) == ["/EventsService/Push"] * 2
     assert "were pushed by an earlier try" not in logs()
 
 
@@ -218,7 +223,7 @@ def test_a_push_that_created_its_events_then_failed_is_not_pushed_again_by_the_r
     assert {r.additional_metadata["airflow_try_number"] for r in hatchet.runs} == {"1"}
     by_event = runs_by_event(hatchet)
     assert [by_event[e][0].input for e in xcom_value(dag_run, "t")] == [{"i": i} for i in range(3)]
-    assert [r.path for r in hatchet.requests if r.method == "GRPC"] == ["/EventsService/BulkPush"]
+    assert pushes(hatchet) == ["/EventsService/BulkPush"]
 
 
 def test_the_connection_id_is_templated(hatchet: Any, face: Any, dag_runner: Any, airflow_conn: Any,
