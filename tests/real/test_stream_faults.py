@@ -13,16 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import json
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from airflow_provider_hatchet.client import HatchetClient, TriggerRequest, endpoints
@@ -38,7 +32,6 @@ POLL_INTERVAL = 60.0
 BOUND = 45.0
 RUN_SECONDS = 3.0
 # Where `make hatchet-up` records the pids of the real server's processes (hatchet-engine serves the gRPC API).
-STACK_STATE = Path(__file__).resolve().parents[2] / "build" / "hatchet" / "state.json"
 
 
 @pytest.fixture(scope="module")
@@ -235,56 +228,3 @@ def test_a_run_whose_event_is_never_sent_ends_the_wait_at_the_reconciliation(
     assert events[0]["statuses"] == {heard: RunStatus.COMPLETED.value, dropped: RunStatus.COMPLETED.value}
     # The stream told of one run only: the other was found by a round.
     assert heard in recent and dropped not in recent
-
-
-def restart_engine(state_file: Path) -> None:
-    """``kill -9`` hatchet-engine (its process group) and start it again as ``real_stack.py`` did, recording the new
-    pid where ``make hatchet-down`` finds it; return once it is ready."""
-    state = json.loads(state_file.read_text())
-    pid = state["pids"]["engine"]
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
-    env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if item)
-    cwd = os.readlink(f"/proc/{pid}/cwd")
-    os.killpg(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower():
-        assert time.monotonic() < deadline, f"hatchet-engine (pid {pid}) did not die"
-        time.sleep(0.1)
-    with (state_file.parent / "logs" / "engine.log").open("ab") as out:
-        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                 cwd=cwd, start_new_session=True)
-    state["pids"]["engine"] = popen.pid
-    state_file.write_text(json.dumps(state, indent=2))
-    health = os.environ.get("HATCHET_HEALTH_URL", "")
-    deadline = time.monotonic() + 60
-    while health:
-        try:
-            if httpx.get(f"{health}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "hatchet-engine was not ready 60 s after its restart"
-        time.sleep(0.2)
-
-
-def test_a_wait_ends_once_after_the_real_engine_restarts(
-    backend: Backend, grpc_address: str, airflow_conn: Callable[..., str],
-) -> None:
-    """hatchet-engine, which serves the stream, is killed and started again mid-wait: the stream reconnects to the
-    new engine, and the wait ends once, as a success, when the run finishes."""
-    if not backend.is_real:
-        pytest.skip("the simulator's restart is test_a_wait_ends_once_after_the_server_ends_its_stream")
-    if not STACK_STATE.exists():
-        pytest.skip(f"no {STACK_STATE}: the engine to restart is the one `make hatchet-up` started")
-    backend.connect(airflow_conn, grpc_address=grpc_address, grpc_tls="false")
-    client = backend.client()
-
-    async def scenario() -> int:
-        run_id = trigger_run(client, backend.tag, seconds=8.0)
-        waiting = asyncio.ensure_future(events_of(HatchetWorkflowRunTrigger([run_id], poll_interval=300.0)))
-        await until(watched(run_id), "the stream subscribed the run")
-        await asyncio.to_thread(restart_engine, STACK_STATE)
-        assert_one_success(await asyncio.wait_for(waiting, 120), run_id)
-        return hub().streams_opened
-
-    assert asyncio.run(scenario()) >= 2
