@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_hatchet.client import ClientConfig, HatchetClient
+from tests.real.faults import Toxiproxy, toxiproxy_binary
 
 # The names e2e/hatchet/worker.py registers, plain and with this prefix (for the namespace tests).
 WORKFLOWS = ("demo-etl", "demo-fail", "demo-hang", "demo-multi", "demo-slow", "demo-idempotent", "demo-event")
@@ -150,3 +151,10 @@ def grpc_address(backend: Backend) -> Iterator[str]:
     else:
         with backend.sim.grpc_server() as face:
             yield face.address
+
+
+@pytest.fixture(scope="module")
+def toxiproxy() -> Iterator[Toxiproxy]:
+    """A Toxiproxy server for one test module's fault tests."""
+    with Toxiproxy(toxiproxy_binary()) as server:
+        yield server

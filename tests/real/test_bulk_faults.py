@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -21,7 +21,7 @@ from airflow_provider_hatchet.client import HatchetClient, endpoints
 from airflow_provider_hatchet.client.endpoints import RUN_VISIBILITY_WINDOW
 from tests.airflow_helpers import task_state, xcom_value
 from tests.real.conftest import Backend
-from tests.real.faults import LIST, TRIGGER, ClientLog, Toxiproxy, fault_chain, toxiproxy_binary
+from tests.real.faults import LIST, TRIGGER, ClientLog, Toxiproxy, fault_chain
 
 ITEMS = 2000
 CONCURRENCY = 32
@@ -31,12 +31,6 @@ CUT_TOXICITY = 0.06
 KEEPALIVE_REQUESTS = 3
 INDEX_KEY = "airflow_batch_index"
 BATCH_KEY = "airflow_ti"
-
-
-@pytest.fixture(scope="module")
-def toxiproxy() -> Iterator[Toxiproxy]:
-    with Toxiproxy(toxiproxy_binary()) as server:
-        yield server
 
 
 def list_batch(client: HatchetClient, batch_key: str, expected: int, timeout: float = 60) -> list[Any]:

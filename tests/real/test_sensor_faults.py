@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -39,7 +39,6 @@ from tests.real.faults import (
     ProxyStats,
     Toxiproxy,
     fault_chain,
-    toxiproxy_binary,
 )
 
 RUNS = 300
@@ -49,12 +48,6 @@ BAD_GATEWAY_RATE = 0.08
 RESET_TOXICITY = 0.1
 KEEPALIVE_REQUESTS = 3
 LIST_502_EVERY = 4
-
-
-@pytest.fixture(scope="module")
-def toxiproxy() -> Iterator[Toxiproxy]:
-    with Toxiproxy(toxiproxy_binary()) as server:
-        yield server
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,19 +25,12 @@ from airflow_provider_hatchet.client.grpc import run_events
 from airflow_provider_hatchet.client.models import RunStatus
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 from tests.real.conftest import Backend, register_worker_workflows
-from tests.real.faults import Toxiproxy, toxiproxy_binary
+from tests.real.faults import Toxiproxy
 
 # Longer than any test here may take: a wait that ends at all ended through the stream or its reconnection.
 POLL_INTERVAL = 60.0
 BOUND = 45.0
 RUN_SECONDS = 3.0
-# Where `make hatchet-up` records the pids of the real server's processes (hatchet-engine serves the gRPC API).
-
-
-@pytest.fixture(scope="module")
-def toxiproxy() -> Iterator[Toxiproxy]:
-    with Toxiproxy(toxiproxy_binary()) as server:
-        yield server
 
 
 def trigger_run(client: HatchetClient, tag: str, seconds: float = RUN_SECONDS, workflow: str = "demo-etl") -> str:
