@@ -90,11 +90,6 @@ async def close_idle_run_events() -> None:
             await hub.aclose()
 
 
-def open_streams() -> int:
-    """How many streams the running loop has open now (for tests and benchmarks)."""
-    return sum(hub.live for hub in _HUBS.get(asyncio.get_running_loop(), {}).values())
-
-
 def finished_with_error(event: Any) -> bool:
     """Whether a ``WorkflowRunEvent`` may tell of a failure: a task with an error, a task with neither output nor
     error (the fields carry no presence here, and a cancelled task's error may be empty), or no results at all (the
