@@ -128,7 +128,9 @@ async def deferred(run_ids: list[str], listen: str, **arguments: Any) -> tuple[f
     from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 
     resume = WaitResume(listen=listen, **arguments.pop("resume", {}))  # type: ignore[arg-type]
-    trigger = HatchetWorkflowRunTrigger(run_ids, resume=resume, **arguments)
+    # Rebuilt from what it serializes, as the triggerer does: a batch of more than 100 runs arrives as its key.
+    _, kwargs = HatchetWorkflowRunTrigger(run_ids, resume=resume, **arguments).serialize()
+    trigger = HatchetWorkflowRunTrigger(**kwargs)
     async for event in trigger.run():
         ended = time.time()
         assert event.payload["status"] == "success", event.payload["message"]

@@ -265,3 +265,25 @@ def test_listen_must_be_auto_or_off() -> None:
 
     with pytest.raises(HatchetValidationError, match=r"listen.*must be one of auto, off, got 'yes'"):
         check_listen("yes")
+
+
+async def test_a_batch_stored_as_its_key_is_heard_before_its_first_round(
+    sim: HatchetSimulator, stream: ScriptedStream, client: AsyncHatchetClient
+) -> None:
+    """As the triggerer rebuilds a deferred sensor's wait on a big batch (its key, size and digest, no ids) with its
+    first round an hour away: the wait reads the ids at once and ends when the stream tells the runs finished."""
+    from airflow_provider_hatchet.client.batch_runs import ids_digest
+
+    ids = [await client.send(endpoints.trigger(TriggerRequest("demo-etl", {}, {"batch": "b-1", "index": str(i)})))
+           for i in range(3)]
+    resume = WaitResume(run_count=3, run_ids_digest=ids_digest(ids), first_poll_at=time.time() + 3600)
+    wait = RunWait([], poll_interval=3600, execution_deadline=time.time() + 15, batch_key="b-1",
+                   batch_field="batch", index_key="index", resume=resume)
+    running = asyncio.ensure_future(wait.run(client, log))
+    for run_id in ids:
+        await stream.until_subscribed(run_id)
+        await finished(sim, run_id)
+        stream.send(run_id)
+    event = await running
+    assert event.status is WaitStatus.SUCCESS, event.message
+    assert event.run_ids == ids

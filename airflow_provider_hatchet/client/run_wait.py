@@ -292,6 +292,11 @@ class RunWait:
 
     async def _rounds(self, client: AsyncHatchetClient, log: Log) -> WaitEvent:
         last_message = ""
+        if not self.run_ids and self._watch is not None:
+            # A batch stored as its key: read its ids now, so that the stream tells of its runs before the first
+            # round (a minute away for a deferred sensor) rather than only after it.
+            with anyio.move_on_after(self._remaining()):
+                await self._find_batch(client, log)
         if self.resume.first_poll_at is not None:
             # The task's own check was a round: the next one comes an interval after it, or when the stream wakes.
             await self._pause(self.resume.first_poll_at - self.poll_interval, log)
