@@ -41,6 +41,7 @@ class ScriptedStream:
     def __init__(self) -> None:
         self.streams: list[asyncio.Queue[Any]] = []
         self.subscribed: list[set[str]] = []
+        self.requests: list[str] = []
         self.opened = 0
         self.server: Any = None
         self.address = ""
@@ -66,6 +67,7 @@ class ScriptedStream:
         async def read() -> None:
             async for request in requests:
                 ids.add(request.workflow_run_id)
+                self.requests.append(request.workflow_run_id)
                 self.heard.set()
 
         reader = asyncio.ensure_future(read())
@@ -168,8 +170,15 @@ async def test_one_event_ends_every_wait_on_the_run_and_the_waits_share_one_stre
     assert hub.watched() == 0
     late = hub.watch([run_id])
     assert late.finished == {run_id: False}
+    # ... and sends the id again (a run replayed since its event finishes again: only a new subscription hears it).
+    async def sent_again() -> None:
+        while stream.requests.count(run_id) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(sent_again(), 10)
     late.close()
     assert stream.subscribed == [{run_id}]
+    assert stream.requests == [run_id, run_id]
 
 
 async def test_a_failed_run_ends_the_wait_at_once_while_another_still_runs(

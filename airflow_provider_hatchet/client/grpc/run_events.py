@@ -9,7 +9,8 @@ id; it ignores ids that are not UUIDs and never answers for runs it does not kno
 task's output or error.
 
 :class:`RunEvents` sends each watched id once per stream, fans each event out to every :class:`Watch` of that id,
-and keeps recently finished ids so a wait that subscribes later still learns them. When the stream breaks it
+and keeps recently finished ids so a wait that subscribes later learns them at once (the id is still sent: a run
+replayed since finishes again). When the stream breaks it
 reconnects with backoff, sends every watched id again, and tells every watch that events may have been missed. It
 closes once no watch has used it for ``IDLE_CLOSE`` seconds. ``grpc`` is imported only when a stream opens.
 """
@@ -46,6 +47,8 @@ RECENT_FINISHED = 20_000
 # Status codes after which the stream is not tried again while the hub lives: the server does not serve it, or
 # refuses the token.
 _FINAL_CODES = frozenset({"UNIMPLEMENTED", "UNAUTHENTICATED", "PERMISSION_DENIED"})
+
+_NONE_HEARD: dict[str, bool] = {}
 
 _HUBS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], RunEvents]] = (
     weakref.WeakKeyDictionary())
@@ -107,6 +110,7 @@ class Watch:
     Small on purpose (the triggerer holds one per deferred wait): a wait sleeps on one future and a timer, not on an
     ``asyncio.Event`` and the task ``asyncio.wait_for`` would make.
 
+    :ivar run_ids: the run ids it watches.
     :ivar finished: run id → True if the run may have failed, False if it finished without error.
     :ivar version: counts the events heard, so a wait tells new ones from those it has acted on.
     :ivar missed: the stream broke since the wait last looked: events may have been lost.
@@ -119,8 +123,10 @@ class Watch:
     def __init__(self, hub: RunEvents) -> None:
         self._hub = hub
         self._waiter: asyncio.Future[bool] | None = None
-        self.run_ids: set[str] = set()
-        self.finished: dict[str, bool] = {}
+        # A list, not a set (the hub keeps ids unique per watch): most waits watch one run, and the triggerer holds
+        # a watch per deferred wait. ``finished`` stays the shared empty dict until the first event.
+        self.run_ids: list[str] = []
+        self.finished: dict[str, bool] = _NONE_HEARD
         self.missed = False
         self.news = False
         self.version = 0
@@ -202,6 +208,8 @@ class Watch:
         :param run_id: the run.
         :param failed: the event may tell of a failure.
         """
+        if self.finished is _NONE_HEARD:
+            self.finished = {}
         self.finished[run_id] = self.finished.get(run_id, False) or failed
         self.version += 1
         self.notify()
@@ -221,7 +229,8 @@ class RunEvents:
         self.final = False
         self.streams_opened = 0
         self._metadata = (("authorization", BearerValue(f"Bearer {config.token}")),)
-        self._watchers: dict[str, set[Watch]] = {}
+        # Run id → its watch, or a set of them when several waits watch it (most runs have one).
+        self._watchers: dict[str, Watch | set[Watch]] = {}
         self._watches: set[Watch] = set()
         self._recent: OrderedDict[str, bool] = OrderedDict()
         self._outbox: asyncio.Queue[str] | None = None
@@ -259,15 +268,25 @@ class RunEvents:
         :param watch: the watch.
         :param run_ids: the run ids; ids that are not UUIDs are ignored (the server would ignore them too).
         """
+        watchers = self._watchers
         for run_id in run_ids:
-            if run_id in watch.run_ids or not is_uuid(run_id):
+            present = watchers.get(run_id)
+            if present is None:
+                if not is_uuid(run_id):
+                    continue
+                watchers[run_id] = watch
+            elif present is watch or (isinstance(present, set) and watch in present):
                 continue
-            watch.run_ids.add(run_id)
-            self._watchers.setdefault(run_id, set()).add(watch)
+            elif isinstance(present, set):
+                present.add(watch)
+            else:
+                watchers[run_id] = {present, watch}
+            watch.run_ids.append(run_id)
             if run_id in self._recent:
                 watch.heard(run_id, self._recent[run_id])
-            else:
-                self._send(run_id)
+            # Sent even when heard already: a run replayed since its event finishes again, and only a new
+            # subscription hears it (the server answers a finished run again within its 1 s poll).
+            self._send(run_id)
 
     def unsubscribe(self, watch: Watch) -> None:
         """Forget a watch; the server keeps the ids it was sent until they finish (it has no unsubscribe).
@@ -275,13 +294,16 @@ class RunEvents:
         :param watch: the watch.
         """
         self._watches.discard(watch)
+        watchers = self._watchers
         for run_id in watch.run_ids:
-            watchers = self._watchers.get(run_id)
-            if watchers is not None:
-                watchers.discard(watch)
-                if not watchers:
-                    del self._watchers[run_id]
-        watch.run_ids.clear()
+            present = watchers.get(run_id)
+            if present is watch:
+                del watchers[run_id]
+            elif isinstance(present, set):
+                present.discard(watch)
+                if len(present) == 1:
+                    watchers[run_id] = present.pop()
+        watch.run_ids = []
         if not self._watches and not self.closed and self._idle is None:
             self._idle = asyncio.get_running_loop().call_later(IDLE_CLOSE, self._close_if_idle)
 
@@ -310,7 +332,8 @@ class RunEvents:
         while len(self._recent) > RECENT_FINISHED:
             self._recent.popitem(last=False)
         self._sent.discard(run_id)  # the server forgot it; sent again only if asked for again
-        for watch in list(self._watchers.get(run_id, ())):
+        present = self._watchers.get(run_id)
+        for watch in [present] if isinstance(present, Watch) else list(present or ()):
             watch.heard(run_id, failed)
 
 
