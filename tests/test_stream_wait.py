@@ -296,3 +296,28 @@ async def test_a_batch_stored_as_its_key_is_heard_before_its_first_round(
     event = await running
     assert event.status is WaitStatus.SUCCESS, event.message
     assert event.run_ids == ids
+
+
+async def test_rounds_that_confirm_the_stream_read_the_last_few_runs_of_a_batch_one_by_one(
+    sim: HatchetSimulator, stream: ScriptedStream, client: AsyncHatchetClient
+) -> None:
+    """The stream tells that every run of a batch finished while REST still shows two running (as REST lags the
+    event): the rounds that look again ask those two one by one, not the whole batch's list with its outputs."""
+    done = [await client.send(endpoints.trigger(TriggerRequest("demo-etl", {}, {"batch": "b-2"}))) for _ in range(16)]
+    hanging = [await client.send(endpoints.trigger(TriggerRequest("demo-hang", {}, {"batch": "b-2"})))
+               for _ in range(2)]
+    wait = RunWait(done + hanging, poll_interval=3600, execution_deadline=time.time() + 3, batch_key="b-2",
+                   batch_field="batch", index_key="index")
+    running = asyncio.ensure_future(wait.run(client, log))
+    for run_id in done + hanging:
+        await stream.until_subscribed(run_id)
+    for run_id in done:
+        await finished(sim, run_id)
+    sim.clear_requests()
+    for run_id in done + hanging:
+        stream.send(run_id)
+    event = await running
+    assert event.status is WaitStatus.TIMEOUT
+    routes = [request.route for request in sim.requests]
+    assert routes.count("list") == 1, routes  # the round the events woke
+    assert routes.count("status") >= 4 and set(routes) <= {"list", "status", "details"}, routes

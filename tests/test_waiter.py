@@ -357,6 +357,40 @@ async def test_explicit_batch_key_costs_one_list_per_round_and_details_once(
     assert list_query["include_payloads"] == ["true"]
 
 
+async def test_the_last_few_unfinished_runs_of_a_listed_batch_are_asked_about_one_by_one(
+    client: AsyncHatchetClient, sim: HatchetSimulator
+) -> None:
+    """With ``by_one`` (the rounds that confirm what the run-event stream told): a list of the whole batch, with every
+    output, to learn about a few runs costs more than their status reads."""
+    done = await trigger(client, "etl", 18, **{TI_KEY: "b"})
+    hanging = await trigger(client, "forever", 4, **{TI_KEY: "b"})
+    state = WaitState(tuple(done + hanging), batch_key="b", batch_field=TI_KEY)
+    await wait_until_finished(sim, done)
+    sim.clear_requests()
+    assert (await check_round(client, state, by_one=4)).status is WaitStatus.PENDING
+    assert routes(sim) == ["list"]
+    sim.clear_requests()
+    assert (await check_round(client, state, by_one=3)).status is WaitStatus.PENDING
+    assert routes(sim) == ["list"]  # more unfinished than by_one
+    sim.clear_requests()
+    assert (await check_round(client, state, by_one=4)).status is WaitStatus.PENDING
+    assert routes(sim) == ["status"] * 4
+    await client.send(endpoints.cancel(hanging))
+    await wait_until_finished(sim, hanging)
+    sim.clear_requests()
+    verdict = await check_round(client, state, by_one=4)
+    assert verdict.status is WaitStatus.CANCELLED
+    assert "list" not in routes(sim) and routes(sim).count("status") == 4
+
+
+async def wait_until_finished(sim: HatchetSimulator, run_ids: list[str]) -> None:
+    for _ in range(500):
+        if all(sim.run_status(i) in ("COMPLETED", "FAILED", "CANCELLED") for i in run_ids):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the runs did not finish")
+
+
 async def test_batch_key_is_detected_from_the_first_run(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:
     ids = await trigger(client, "forever", 10, **{TI_KEY: "k1"})
     unrelated = await trigger(client, "forever", 5, **{TI_KEY: "k2"})

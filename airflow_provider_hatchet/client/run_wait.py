@@ -47,6 +47,9 @@ RECONCILE_INTERVAL = 60.0
 # After the stream told of runs the round still found unfinished (REST reads lag), the next round comes after this
 # many seconds, doubled each time up to the interval.
 CONFIRM_FIRST = 0.1
+# In such a round, at most this many runs of a batch the list showed are read one by one rather than listing the batch
+# again (up to 1,000 runs with their outputs) for them.
+CONFIRM_BY_ONE = 16
 
 
 def check_listen(listen: object) -> Listen:
@@ -310,8 +313,11 @@ class RunWait:
                 if not self.run_ids:
                     await self._find_batch(client, log)
                 if self.run_ids:
+                    # A round that confirms what the stream told: the runs the last list showed unfinished are
+                    # most likely only lagging (REST lags the event), and a few are read one by one.
                     event = await check_round(client, self.state, fetch_outputs=self.fetch_outputs,
-                                              max_concurrency=self.resume.max_concurrency)
+                                              max_concurrency=self.resume.max_concurrency,
+                                              by_one=CONFIRM_BY_ONE if self._confirm is not None else 0)
             if event is not None and event.finished:
                 return event
             if event is not None:

@@ -188,11 +188,12 @@ class _Round:
     """One round of checks on a shared state."""
 
     def __init__(self, client: AsyncHatchetClient, state: WaitState, *, fetch_outputs: bool,
-                 max_concurrency: int) -> None:
+                 max_concurrency: int, by_one: int = 0) -> None:
         self.client = client
         self.state = state
         self.fetch_outputs = fetch_outputs
         self.max_concurrency = max_concurrency
+        self.by_one = by_one
         self.now = time.time()
         self.ids = set(state.run_ids)
         self.transient: list[str] = []
@@ -244,7 +245,7 @@ class _Round:
         on a transient failure (the round ends pending)."""
         state = self.state
         assert state.batch_key is not None and state.batch_field is not None
-        if state.batch_pages > len(batch):
+        if state.batch_pages > len(batch) or (len(batch) <= self.by_one and state.in_batch):
             await self._statuses(batch)
             return []
         if state.batch_since is None:
@@ -551,6 +552,7 @@ async def check_round(
     *,
     fetch_outputs: bool = True,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    by_one: int = 0,
 ) -> WaitEvent:
     """Run one round of checks on the runs not yet finished and say where the wait stands.
 
@@ -558,9 +560,13 @@ async def check_round(
     :param state: what earlier rounds learnt; updated in place.
     :param fetch_outputs: fetch each run's outputs once all runs have finished.
     :param max_concurrency: the most requests in flight at once.
+    :param by_one: once the batch list has shown the runs, ask up to this many unfinished ones one by one rather
+        than list the batch again (a page of up to 1,000 runs with their outputs costs far more than a few status
+        reads when the list is known to hold only a few runs still unfinished).
     :raises RunWaitError: a persistent 404, a 403, or another rejected request.
     """
-    return await _Round(client, state, fetch_outputs=fetch_outputs, max_concurrency=max_concurrency).run()
+    return await _Round(client, state, fetch_outputs=fetch_outputs, max_concurrency=max_concurrency,
+                        by_one=by_one).run()
 
 
 async def cancel_unfinished(client: AsyncHatchetClient, state: WaitState) -> list[str]:
