@@ -321,3 +321,42 @@ async def test_rounds_that_confirm_the_stream_read_the_last_few_runs_of_a_batch_
     routes = [request.route for request in sim.requests]
     assert routes.count("list") == 1, routes  # the round the events woke
     assert routes.count("status") >= 4 and set(routes) <= {"list", "status", "details"}, routes
+
+
+async def test_a_wait_on_many_runs_tests_each_event_cheaply(sim: HatchetSimulator, stream: ScriptedStream) -> None:
+    """A wait on 3,000 runs is woken by each of their 3,000 events: only the last makes it walk its pending runs
+    (once per event would be 9 million steps; a triggerer holds many such waits)."""
+    import uuid
+
+    ids = [str(uuid.uuid4()) for _ in range(3000)]
+    wait = slow_wait(ids)
+    hub = run_events.run_events(config(sim, stream.address))
+    wait._watch = hub.watch(ids)
+    wait._mark()
+    full_tests = 0
+    says_done = wait._stream_says_done
+
+    def counted() -> bool:
+        nonlocal full_tests
+        full_tests += 1
+        return says_done()
+
+    wait._stream_says_done = counted  # type: ignore[method-assign]
+    ok = _protos.StepRunResult(task_name="run", output='{"ok": true}')
+    woken = []
+    for run_id in ids:
+        hub._heard(_protos.WorkflowRunEvent(workflow_run_id=run_id, results=[ok]))
+        woken.append(wait._woken())
+    assert woken == [False] * 2999 + [True]
+    assert full_tests == 1
+    # A failure heard is tested at once, however few runs were heard.
+    more = [str(uuid.uuid4()) for _ in range(3000)]
+    failing = slow_wait(more)
+    failing._watch = hub.watch(more)
+    failing._mark()
+    boom = _protos.StepRunResult(task_name="run", error="boom")
+    hub._heard(_protos.WorkflowRunEvent(workflow_run_id=more[5], results=[boom]))
+    assert failing._woken()
+    failing._watch.close()
+    wait._watch.close()
+    await close_run_events()

@@ -199,6 +199,11 @@ class RunWait:
         self._finding_since: float | None = None
         self._watch: Watch | None = None
         self._heard_version = 0
+        # What the cheap test in _woken compares with, as of the last round: the runs pending, and how many of the
+        # runs heard were confirmed finished; and the failures heard when the full test last ran.
+        self._pending_count = len(set(self.run_ids))
+        self._confirmed_heard = 0
+        self._failures_seen = 0
         self._confirm: float | None = None
         self._said_how = ""
 
@@ -404,13 +409,31 @@ class RunWait:
             return None
         return CONFIRM_FIRST if self._confirm is None else min(self._confirm * 2, self._interval())
 
+    def _mark(self) -> None:
+        """Note, after a round, what the cheap test in :meth:`_woken` compares with."""
+        watch = self._watch
+        if watch is None:
+            return
+        statuses = self.state.statuses
+        self._pending_count = len(self.state.pending())
+        self._confirmed_heard = sum(1 for i in watch.finished if (s := statuses.get(i)) is not None and s.is_terminal)
+
     def _woken(self) -> bool:
         watch = self._watch
         if watch is None:
             return False
         if watch.missed:  # reconnected: events may have been lost while it was down
             return True
-        return watch.version != self._heard_version and self._stream_says_done()
+        if watch.version == self._heard_version:
+            return False
+        # A wait on 10,000 runs is woken by each of their events, and the full test walks every pending run: first
+        # the cheap one. Fewer runs heard (less those confirmed finished) than pending, and no failure heard since
+        # the full test last ran, means some pending run was not heard.
+        if (len(watch.finished) - self._confirmed_heard < self._pending_count
+                and watch.failures == self._failures_seen):
+            return False
+        self._failures_seen = watch.failures
+        return self._stream_says_done()
 
     async def _pause(self, since: float, log: Log) -> None:
         """Wait until an interval after ``since`` (wall-clock epoch seconds) or the deadline, or until the stream
@@ -419,6 +442,7 @@ class RunWait:
         :param since: when the last round ended.
         :param log: where the reason for polling goes.
         """
+        self._mark()
         while True:
             watch = self._watch
             if watch is not None and watch.down:

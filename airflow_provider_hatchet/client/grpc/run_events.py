@@ -113,12 +113,13 @@ class Watch:
     :ivar run_ids: the run ids it watches.
     :ivar finished: run id → True if the run may have failed, False if it finished without error.
     :ivar version: counts the events heard, so a wait tells new ones from those it has acted on.
+    :ivar failures: counts the events heard that may tell of a failure.
     :ivar missed: the stream broke since the wait last looked: events may have been lost.
     :ivar news: something changed for this watch since :meth:`clear` (an event for one of its runs, the stream up,
         down or reconnected).
     """
 
-    __slots__ = ("_hub", "_waiter", "finished", "missed", "news", "run_ids", "version")
+    __slots__ = ("_hub", "_waiter", "failures", "finished", "missed", "news", "run_ids", "version")
 
     def __init__(self, hub: RunEvents) -> None:
         self._hub = hub
@@ -130,6 +131,7 @@ class Watch:
         self.missed = False
         self.news = False
         self.version = 0
+        self.failures = 0
 
     @property
     def live(self) -> bool:
@@ -211,6 +213,7 @@ class Watch:
         if self.finished is _NONE_HEARD:
             self.finished = {}
         self.finished[run_id] = self.finished.get(run_id, False) or failed
+        self.failures += failed
         self.version += 1
         self.notify()
 
