@@ -248,8 +248,9 @@ class HatchetStack:
         :param client_env: the ``HATCHET_CLIENT_*`` variables.
         :param foreign_token: a token of the second tenant, for the tests.
         """
+        # The engine serves plain gRPC on loopback: TLS off, so that waits hear their runs on the run-event stream.
         conn = {"conn_type": "hatchet", "host": client_env["HATCHET_CLIENT_SERVER_URL"],
-                "password": client_env["HATCHET_CLIENT_TOKEN"]}
+                "password": client_env["HATCHET_CLIENT_TOKEN"], "extra": {"grpc_tls": "false"}}
         values = {
             **client_env,
             "AIRFLOW_CONN_HATCHET_DEFAULT": json.dumps(conn),

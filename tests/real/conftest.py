@@ -61,7 +61,8 @@ class Backend:
 
         :param overrides: fields of :meth:`ClientConfig.from_token` to change.
         """
-        options: dict[str, Any] = {"server_url": self.server_url, **overrides}
+        # Both servers serve plain gRPC on loopback: with TLS the waits could not open the run-event stream.
+        options: dict[str, Any] = {"server_url": self.server_url, "grpc_tls": False, **overrides}
         return ClientConfig.from_token(options.pop("token", self.token), **options)
 
     def client(self, **overrides: Any) -> HatchetClient:
@@ -78,10 +79,10 @@ class Backend:
 
         :param airflow_conn: the ``airflow_conn`` fixture.
         :param conn_id: the connection id.
-        :param extra: connection extras.
+        :param extra: connection extras (``grpc_tls`` is off unless given: both servers serve plain gRPC here).
         """
         airflow_conn(conn_id, conn_type="hatchet", host=self.server_url, password=self.token,
-                     extra=extra or None)
+                     extra={"grpc_tls": "false", **extra})
 
     def close(self) -> None:
         """Close the clients this backend handed out."""
