@@ -311,15 +311,16 @@ def main() -> int:
     print(f"Hatchet {version} at {config.server_url}; server and client on this host share one clock "
           f"(HTTP Date offset {offset:+.2f} s, 1 s resolution); load {load()}", flush=True)
     with HatchetClient(config) as client, asyncio.Runner() as runner:
-        single = one_run(client, runner, args.rounds, args.samples)
+        single = one_run(client, runner, args.rounds, args.samples) if args.rounds else {}
         batches = batch(config, client, runner, args.batch_rounds) if args.batch_rounds else {}
         costs = many(config, client, runner, args.waits, args.window) if args.waits else {}
 
     print(f"\n== summary (Hatchet {version}, one clock; offset by Date header {offset:+.2f} s; "
           f"{time.monotonic() - began:.0f} s)")
-    print(f"one run, finishedAt -> wait ended ({args.rounds} rounds x {args.samples}; goal p50 < 100 ms, "
-          f"p95 < 500 ms):")
-    for kind in KINDS:
+    if single:
+        print(f"one run, finishedAt -> wait ended ({args.rounds} rounds x {args.samples}; goal p50 < 100 ms, "
+              f"p95 < 500 ms):")
+    for kind in KINDS if single else ():
         for listen in LISTEN:
             loads = single[(kind, listen, "load")]
             print(f"  {kind:8} listen={listen:4}: {stats(single[(kind, listen)])}; load "
