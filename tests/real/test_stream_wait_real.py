@@ -143,6 +143,42 @@ def test_a_deferred_trigger_operator_ends_on_the_stream(
     assert task_state(dag_run, "t") == "success"
 
 
+def test_a_deferred_wait_on_a_batch_stored_as_its_key_ends_on_the_stream(
+    backend: Backend, grpc_address: str, config: ClientConfig, airflow_conn: Any
+) -> None:
+    """As the triggerer rebuilds a deferrable sensor's trigger on a bulk batch of more than ``INLINE_RUN_IDS`` runs
+    from its serialized form (the batch's key, size and digest, no ids), with its first round an hour away."""
+    from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY
+    from airflow_provider_hatchet.client import INLINE_RUN_IDS
+    from airflow_provider_hatchet.client.grpc.channel import close_channels
+    from airflow_provider_hatchet.client.grpc.client import AsyncGrpcClient, trigger_request
+    from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
+
+    backend.connect(airflow_conn, grpc_address=grpc_address, grpc_tls="false")
+    key = f"stream-batch-{backend.tag}"
+    count = INLINE_RUN_IDS + 1
+
+    async def scenario() -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+        requests = [trigger_request("demo-etl", {"i": i}, {"test_tag": backend.tag, TI_KEY: key,
+                                                           BATCH_INDEX_KEY: str(i)}, None) for i in range(count)]
+        try:
+            ids = await AsyncGrpcClient(config).bulk_trigger(requests)
+            trigger = HatchetWorkflowRunTrigger(ids, poll_interval=HOUR, execution_deadline=time.time() + 120,
+                                                batch_key=key, resume=WaitResume(first_poll_at=time.time() + HOUR))
+            _, kwargs = trigger.serialize()
+            async for event in HatchetWorkflowRunTrigger(**kwargs).run():
+                return ids, kwargs, event.payload
+            raise AssertionError("no event")
+        finally:
+            await close_run_events()
+            await close_channels()
+
+    ids, kwargs, payload = asyncio.run(scenario())
+    assert kwargs["run_ids"] == [] and kwargs["resume"]["run_count"] == count
+    assert payload["status"] == "success", payload["message"]
+    assert payload["run_ids"] == ids and len(payload["outputs"]) == count
+
+
 @pytest.mark.parametrize("code", ["UNAVAILABLE", "OK"])
 def test_on_the_simulator_a_cut_stream_reconnects_and_a_dropped_event_is_not_lost(
     backend: Backend, config: ClientConfig, code: str
