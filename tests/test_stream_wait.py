@@ -276,13 +276,16 @@ def test_listen_must_be_auto_or_off() -> None:
         check_listen("yes")
 
 
+@pytest.mark.parametrize("lag", [0.0, 1.2])
 async def test_a_batch_stored_as_its_key_is_heard_before_its_first_round(
-    sim: HatchetSimulator, stream: ScriptedStream, client: AsyncHatchetClient
+    sim: HatchetSimulator, stream: ScriptedStream, client: AsyncHatchetClient, lag: float
 ) -> None:
     """As the triggerer rebuilds a deferred sensor's wait on a big batch (its key, size and digest, no ids) with its
-    first round an hour away: the wait reads the ids at once and ends when the stream tells the runs finished."""
+    first round an hour away: the wait reads the ids at once (again, while the list lags the trigger) and ends when
+    the stream tells the runs finished."""
     from airflow_provider_hatchet.client.batch_runs import ids_digest
 
+    sim.visibility_delay = lag
     ids = [await client.send(endpoints.trigger(TriggerRequest("demo-etl", {}, {"batch": "b-1", "index": str(i)})))
            for i in range(3)]
     resume = WaitResume(run_count=3, run_ids_digest=ids_digest(ids), first_poll_at=time.time() + 3600)
@@ -360,3 +363,13 @@ async def test_a_wait_on_many_runs_tests_each_event_cheaply(sim: HatchetSimulato
     failing._watch.close()
     wait._watch.close()
     await close_run_events()
+
+
+async def test_a_batch_stored_as_its_key_past_its_deadline_ends_at_once(
+    sim: HatchetSimulator, stream: ScriptedStream, client: AsyncHatchetClient
+) -> None:
+    wait = RunWait([], poll_interval=3600, execution_deadline=time.time() - 1, batch_key="nothing-listed",
+                   batch_field="batch", index_key="index",
+                   resume=WaitResume(run_count=3, run_ids_digest="0" * 64, first_poll_at=time.time() + 3600))
+    event = await asyncio.wait_for(wait.run(client, log), 10)
+    assert event.status is WaitStatus.TIMEOUT

@@ -47,6 +47,10 @@ RECONCILE_INTERVAL = 60.0
 # After the stream told of runs the round still found unfinished (REST reads lag), the next round comes after this
 # many seconds, doubled each time up to the interval.
 CONFIRM_FIRST = 0.1
+# A batch stored as its key is read back when the wait starts, again after this many seconds while the run list does
+# not show it all yet (read lag), doubling up to the most.
+FIND_FIRST = 0.5
+FIND_MAX = 8.0
 # In such a round, at most this many runs of a batch the list showed are read one by one rather than listing the batch
 # again (up to 1,000 runs with their outputs) for them.
 CONFIRM_BY_ONE = 16
@@ -301,10 +305,7 @@ class RunWait:
     async def _rounds(self, client: AsyncHatchetClient, log: Log) -> WaitEvent:
         last_message = ""
         if not self.run_ids and self._watch is not None:
-            # A batch stored as its key: read its ids now, so that the stream tells of its runs before the first
-            # round (a minute away for a deferred sensor) rather than only after it.
-            with anyio.move_on_after(self._remaining()):
-                await self._find_batch(client, log)
+            await self._find_early(client, log)
         if self.resume.first_poll_at is not None:
             # The task's own check was a round: the next one comes an interval after it, or when the stream wakes.
             await self._pause(self.resume.first_poll_at - self.poll_interval, log)
@@ -339,6 +340,21 @@ class RunWait:
                 return self.ended(WaitStatus.TIMEOUT, message)
             self._confirm = self._next_confirm()
             await self._pause(time.time(), log)
+
+    async def _find_early(self, client: AsyncHatchetClient, log: Log) -> None:
+        """Read a batch stored as its key back now, so that the stream tells of its runs before the first round (a
+        minute away for a deferred sensor) rather than only after it; while the list does not show them all yet
+        (read lag after a bulk trigger), look again after 0.5 s, 1 s, 2 s ... until the first round is due."""
+        delay = FIND_FIRST
+        while not self.run_ids:
+            with anyio.move_on_after(self._remaining()):
+                await self._find_batch(client, log)
+            first = self.resume.first_poll_at or 0.0
+            until = min(time.time() + delay, self.execution_deadline or float("inf"))
+            if self.run_ids or until >= first or until <= time.time():  # found, the first round due, or the deadline
+                return
+            await asyncio.sleep(until - time.time())
+            delay = min(delay * 2, FIND_MAX)
 
     async def _find_batch(self, client: AsyncHatchetClient, log: Log) -> None:
         """Read the batch's run ids back from the run list; until the list shows them all, wait (read lag) for up
