@@ -10,9 +10,9 @@ task's output or error.
 
 :class:`RunEvents` sends each watched id once per stream, fans each event out to every :class:`Watch` of that id,
 and keeps recently finished ids so a wait that subscribes later learns them at once (the id is still sent: a run
-replayed since finishes again). When the stream breaks it
-reconnects with backoff, sends every watched id again, and tells every watch that events may have been missed. It
-closes once no watch has used it for ``IDLE_CLOSE`` seconds. ``grpc`` is imported only when a stream opens.
+replayed since finishes again). When the stream breaks it reconnects with backoff, sends every watched id again,
+and tells every watch that events may have been missed. It closes once no watch has used it for ``IDLE_CLOSE``
+seconds. ``grpc`` is imported only when a stream opens.
 """
 
 from __future__ import annotations
