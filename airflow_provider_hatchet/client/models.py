@@ -193,15 +193,18 @@ class RunSummary(_Model):
 
         :param task_names: task names by step id, learnt from earlier details reads.
         """
-        # The values come from this validated row: no need to validate them again.
+        # The values come from this validated row: no need to validate them again. Every field with a default
+        # factory is given: model_construct would otherwise inspect each factory's signature, for every row (a
+        # third of a 1,000-run confirming round's time, measured on Hatchet v0.105.0).
         run = WorkflowRun.model_construct(
             id=self.id, status=self.status, display_name=self.display_name, error_message=self.error_message,
             additional_metadata=self.additional_metadata, created_at=self.created_at, inserted_at=self.inserted_at,
+            input={}, output={},
         )
         if self.children:
             if not all(task.named for task in self.children):
                 return None
-            return RunDetails.model_construct(run=run, tasks=self.children)
+            return RunDetails.model_construct(run=run, tasks=self.children, shape=[])
         name = task_names.get(self.step_id or "")
         if name is None:
             return None
@@ -209,7 +212,7 @@ class RunSummary(_Model):
             task_external_id=self.id, task_id=self.task_id, display_name=name, step_id=self.step_id,
             status=self.status, output=self.output, error_message=self.error_message,
         )
-        return RunDetails.model_construct(run=run, tasks=[task])
+        return RunDetails.model_construct(run=run, tasks=[task], shape=[])
 
     def has_metadata(self, pairs: Mapping[str, str]) -> bool:
         """Whether the run carries every pair. Whoever acts on a row of a list filtered by metadata checks it:
