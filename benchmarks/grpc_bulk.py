@@ -248,7 +248,9 @@ def spawn(variant: str, runs: int, key: str, trees: dict[str, str], trace: bool)
     kind, concurrency = VARIANTS[variant]
     if kind in ("sdk", "sdk-aio"):
         command = [str(SDK_PYTHON), "-c", SDK_SCRIPT, kind, str(runs), key, WORKFLOW]
-        env, cwd = dict(os.environ), "/tmp"
+        # An empty directory: the SDK child runs a script with -c, so a module in its directory would shadow a
+        # standard one.
+        env, cwd = dict(os.environ), tempfile.mkdtemp(prefix="grpc-bulk-sdk-")
     else:
         tree = trees["before" if kind == "before" else "after"]
         command = [sys.executable, str(Path(__file__).resolve()), "--child", "engine" if kind == "before" else kind,
