@@ -28,6 +28,7 @@ from airflow_provider_hatchet.client import (
 )
 from airflow_provider_hatchet.client.grpc import run_events
 from airflow_provider_hatchet.client.grpc.run_events import close_run_events
+from airflow_provider_hatchet.client.run_wait import EARLY_UNHEARD
 from airflow_provider_hatchet.testing import HatchetSimulator
 
 pytestmark = pytest.mark.loopback
@@ -305,8 +306,9 @@ async def test_rounds_that_confirm_the_stream_read_the_last_few_runs_of_a_batch_
     sim: HatchetSimulator, stream: ScriptedStream, client: AsyncHatchetClient
 ) -> None:
     """The stream tells that every run of a batch finished while REST still shows two running (as REST lags the
-    event): the rounds that look again ask those two one by one, not the whole batch's list with its outputs."""
-    done = [await client.send(endpoints.trigger(TriggerRequest("demo-etl", {}, {"batch": "b-2"}))) for _ in range(16)]
+    event): the rounds that look again ask those two one by one, not the whole batch's list with its outputs. The
+    one list comes as the last EARLY_UNHEARD runs are still unheard."""
+    done = [await client.send(endpoints.trigger(TriggerRequest("demo-etl", {}, {"batch": "b-2"}))) for _ in range(70)]
     hanging = [await client.send(endpoints.trigger(TriggerRequest("demo-hang", {}, {"batch": "b-2"})))
                for _ in range(2)]
     wait = RunWait(done + hanging, poll_interval=3600, execution_deadline=time.time() + 3, batch_key="b-2",
@@ -322,13 +324,15 @@ async def test_rounds_that_confirm_the_stream_read_the_last_few_runs_of_a_batch_
     event = await running
     assert event.status is WaitStatus.TIMEOUT
     routes = [request.route for request in sim.requests]
-    assert routes.count("list") == 1, routes  # the round the events woke
+    assert routes.count("list") == 1, routes  # the early round
     assert routes.count("status") >= 4 and set(routes) <= {"list", "status", "details"}, routes
+    assert routes.index("list") < routes.index("status")
 
 
 async def test_a_wait_on_many_runs_tests_each_event_cheaply(sim: HatchetSimulator, stream: ScriptedStream) -> None:
-    """A wait on 3,000 runs is woken by each of their 3,000 events: only the last makes it walk its pending runs
-    (once per event would be 9 million steps; a triggerer holds many such waits)."""
+    """A wait on 3,000 runs is woken by each of their 3,000 events: only the one that leaves EARLY_UNHEARD runs
+    unheard (the early round) and the last make it walk its pending runs (once per event would be 9 million steps;
+    a triggerer holds many such waits)."""
     import uuid
 
     ids = [str(uuid.uuid4()) for _ in range(3000)]
@@ -350,8 +354,9 @@ async def test_a_wait_on_many_runs_tests_each_event_cheaply(sim: HatchetSimulato
     for run_id in ids:
         hub._heard(_protos.WorkflowRunEvent(workflow_run_id=run_id, results=[ok]))
         woken.append(wait._woken())
-    assert woken == [False] * 2999 + [True]
-    assert full_tests == 1
+    early = 3000 - EARLY_UNHEARD
+    assert woken == [False] * (early - 1) + [True] + [False] * (EARLY_UNHEARD - 1) + [True]
+    assert full_tests == 2
     # A failure heard is tested at once, however few runs were heard.
     more = [str(uuid.uuid4()) for _ in range(3000)]
     failing = slow_wait(more)

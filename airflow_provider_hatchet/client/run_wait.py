@@ -51,9 +51,14 @@ CONFIRM_FIRST = 0.1
 # not show it all yet (read lag), doubling up to the most.
 FIND_FIRST = 0.5
 FIND_MAX = 8.0
-# In such a round, at most this many runs of a batch the list showed are read one by one rather than listing the batch
-# again (up to 1,000 runs with their outputs) for them.
-CONFIRM_BY_ONE = 16
+# While the stream is used, at most this many unfinished runs of a batch the list has shown are read one by one rather
+# than listing the batch again (up to 1,000 runs with their outputs, about 0.5 s on Hatchet v0.105.0, against about
+# 0.1 s for 64 status reads 16 at a time).
+CONFIRM_BY_ONE = 64
+# Once only this many pending runs are still unheard, one round comes at once, so that the list of a big batch is
+# read while its last runs finish, and the round after their events reads only those (Hatchet v0.105.0: a 1,000-run
+# batch's last ten runs finished within 0.3 s, and its list took 0.5 to 0.75 s).
+EARLY_UNHEARD = 16
 
 
 def check_listen(listen: object) -> Listen:
@@ -208,6 +213,7 @@ class RunWait:
         self._pending_count = len(set(self.run_ids))
         self._confirmed_heard = 0
         self._failures_seen = 0
+        self._early = False
         self._confirm: float | None = None
         self._said_how = ""
 
@@ -319,11 +325,11 @@ class RunWait:
                 if not self.run_ids:
                     await self._find_batch(client, log)
                 if self.run_ids:
-                    # A round that confirms what the stream told: the runs the last list showed unfinished are
-                    # most likely only lagging (REST lags the event), and a few are read one by one.
+                    # With the stream, the rounds after the first mostly confirm what it told: the few runs a list
+                    # showed unfinished are read one by one.
                     event = await check_round(client, self.state, fetch_outputs=self.fetch_outputs,
                                               max_concurrency=self.resume.max_concurrency,
-                                              by_one=CONFIRM_BY_ONE if self._confirm is not None else 0)
+                                              by_one=CONFIRM_BY_ONE if self._watch is not None else 0)
             if event is not None and event.finished:
                 return event
             if event is not None:
@@ -443,13 +449,19 @@ class RunWait:
         if watch.version == self._heard_version:
             return False
         # A wait on 10,000 runs is woken by each of their events, and the full test walks every pending run: first
-        # the cheap one. Fewer runs heard (less those confirmed finished) than pending, and no failure heard since
-        # the full test last ran, means some pending run was not heard.
-        if (len(watch.finished) - self._confirmed_heard < self._pending_count
+        # the cheap one. Fewer runs heard (less those confirmed finished) than pending (less EARLY_UNHEARD before
+        # the early round), and no failure heard since the full test last ran, means it is not time yet.
+        early = not self._early and self._pending_count > EARLY_UNHEARD
+        if (len(watch.finished) - self._confirmed_heard < self._pending_count - (EARLY_UNHEARD if early else 0)
                 and watch.failures == self._failures_seen):
             return False
         self._failures_seen = watch.failures
-        return self._stream_says_done()
+        if self._stream_says_done():
+            return True
+        if early and sum(1 for i in self.state.pending() if i not in watch.finished) <= EARLY_UNHEARD:
+            self._early = True
+            return True
+        return False
 
     async def _pause(self, since: float, log: Log) -> None:
         """Wait until an interval after ``since`` (wall-clock epoch seconds) or the deadline, or until the stream
