@@ -1,9 +1,12 @@
-"""A deferred wait on a big batch stores its key, size and digest, not its ids, and still finds exactly its runs."""
+"""A deferred wait on up to a thousand runs stores their ids packed; on a bigger batch, its key, size and digest,
+not its ids, and still finds exactly its runs."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -11,8 +14,16 @@ import pytest
 
 from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS
 from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY
-from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, RetryPolicy, TriggerRequest, endpoints
+from airflow_provider_hatchet.client import (
+    AsyncHatchetClient,
+    ClientConfig,
+    RetryPolicy,
+    TriggerRequest,
+    endpoints,
+    run_wait,
+)
 from airflow_provider_hatchet.client.batch_runs import find_batch_runs, ids_digest
+from airflow_provider_hatchet.client.run_wait import INLINE_RUN_IDS, PACKED_RUN_IDS
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 from tests.airflow_helpers import xcom_value
 
@@ -66,6 +77,12 @@ def test_a_deferred_wait_on_a_big_batch_stores_small_kwargs(hatchet: Any, dag_ru
 KEY = "dag|run|bulk|-1"
 
 
+@pytest.fixture
+def key_stored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of more than ``INLINE_RUN_IDS`` runs stored as its key, as one of more than ``PACKED_RUN_IDS`` is."""
+    monkeypatch.setattr(run_wait, "PACKED_RUN_IDS", INLINE_RUN_IDS)
+
+
 async def trigger_batch(sim: Any, indexes: list[int]) -> list[str]:
     async with AsyncHatchetClient(ClientConfig.from_token(sim.token), retry=RetryPolicy(attempts=1)) as client:
         return [
@@ -88,7 +105,7 @@ async def only_event(trigger: HatchetWorkflowRunTrigger) -> dict[str, Any]:
     return dict(event)
 
 
-async def test_a_retried_item_resolves_to_its_newest_run(hatchet: Any) -> None:
+async def test_a_retried_item_resolves_to_its_newest_run(hatchet: Any, key_stored: None) -> None:
     first_try = await trigger_batch(hatchet, list(range(150)))
     await asyncio.sleep(0.2)
     retried = await trigger_batch(hatchet, [3])  # a retry of the task triggered item 3 again
@@ -103,7 +120,7 @@ async def test_a_retried_item_resolves_to_its_newest_run(hatchet: Any) -> None:
     assert [o["run"]["echo"]["i"] for o in event["outputs"]] == list(range(150))
 
 
-async def test_a_batch_whose_runs_are_not_the_tasks_gives_an_error(hatchet: Any) -> None:
+async def test_a_batch_whose_runs_are_not_the_tasks_gives_an_error(hatchet: Any, key_stored: None) -> None:
     first_try = await trigger_batch(hatchet, list(range(150)))
     await trigger_batch(hatchet, [3])
     trigger = HatchetWorkflowRunTrigger(first_try, batch_key=KEY, poll_interval=0.1, resume={"not_found_grace": 2.0})
@@ -130,3 +147,34 @@ def test_a_batch_of_a_hundred_runs_keeps_its_ids() -> None:
     assert kwargs["run_ids"] == ids and "run_count" not in kwargs["resume"]
     with pytest.raises(ValueError, match="run_count describes a batch"):
         HatchetWorkflowRunTrigger([], resume={"run_count": 3})
+
+
+def test_up_to_a_thousand_run_ids_are_stored_packed() -> None:
+    """22 characters a run (38 in a JSON list), and the wait has its ids from its start: no list reads them back."""
+    ids = [str(uuid.uuid4()) for _ in range(PACKED_RUN_IDS)]
+    kwargs, trigger = rebuilt(HatchetWorkflowRunTrigger(ids, batch_key=KEY))
+    assert kwargs["run_ids"] == [] and "run_count" not in kwargs["resume"]
+    assert len(json.dumps(kwargs)) < 23 * PACKED_RUN_IDS
+    assert trigger.wait.run_ids == ids
+    assert trigger.serialize()[1] == kwargs
+    more = [*ids, str(uuid.uuid4())]
+    kwargs, trigger = rebuilt(HatchetWorkflowRunTrigger(more, batch_key=KEY))
+    assert kwargs["run_ids"] == [] and kwargs["resume"]["run_count"] == PACKED_RUN_IDS + 1
+    assert "packed_run_ids" not in kwargs["resume"]
+
+
+def test_ids_that_are_not_uuids_in_canonical_form_are_not_packed() -> None:
+    for ids in ([str(uuid.uuid4()).upper() for _ in range(150)], [*(str(uuid.uuid4()) for _ in range(149)), "run-1"]):
+        kwargs, _ = rebuilt(HatchetWorkflowRunTrigger(ids))
+        assert kwargs["run_ids"] == ids and "packed_run_ids" not in kwargs["resume"]
+
+
+@pytest.mark.parametrize(("packed", "run_ids", "error"), [
+    ("not base64!", [], "packed_run_ids is not base64"),
+    (base64.b64encode(b"x" * 17).decode(), [], "packed_run_ids holds 17 bytes, not whole 16-byte run ids"),
+    ("", [], "packed_run_ids holds 0 bytes"),
+    (base64.b64encode(bytes(16)).decode(), ["a"], "packed_run_ids replaces run_ids"),
+])
+def test_packed_ids_that_do_not_unpack_are_refused(packed: str, run_ids: list[str], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        HatchetWorkflowRunTrigger(run_ids, resume={"packed_run_ids": packed})

@@ -9,7 +9,10 @@ the ids read back are exactly the batch's.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 
@@ -17,6 +20,39 @@ from airflow_provider_hatchet.client import endpoints
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
 from airflow_provider_hatchet.client.models import RunSummary
 from airflow_provider_hatchet.client.paging import RUN_PAGE_SIZE, has_more
+
+
+def pack_ids(run_ids: Sequence[str]) -> str | None:
+    """The run ids as base64 of their 16-byte UUIDs, in order (22 characters an id, against 38 in a JSON list);
+    None unless every id is a UUID in its canonical form (which unpacking gives back).
+
+    :param run_ids: the run ids.
+    """
+    raw = bytearray()
+    for run_id in run_ids:
+        try:
+            value = uuid.UUID(run_id)
+        except ValueError:
+            return None
+        if str(value) != run_id:
+            return None
+        raw += value.bytes
+    return base64.b64encode(bytes(raw)).decode("ascii")
+
+
+def unpack_ids(packed: str) -> list[str]:
+    """The run ids :func:`pack_ids` packed.
+
+    :param packed: the packed ids.
+    :raises ValueError: for text that is not base64 of whole UUIDs.
+    """
+    try:
+        raw = base64.b64decode(packed.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise ValueError("packed_run_ids is not base64") from None
+    if not raw or len(raw) % 16:
+        raise ValueError(f"packed_run_ids holds {len(raw)} bytes, not whole 16-byte run ids")
+    return [str(uuid.UUID(bytes=raw[i:i + 16])) for i in range(0, len(raw), 16)]
 
 
 def ids_digest(run_ids: Sequence[str]) -> str:

@@ -17,7 +17,7 @@ from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass
 
 from airflow_provider_hatchet.client.aio import AsyncHatchetClient
-from airflow_provider_hatchet.client.batch_runs import find_batch_runs, ids_digest
+from airflow_provider_hatchet.client.batch_runs import find_batch_runs, ids_digest, pack_ids, unpack_ids
 from airflow_provider_hatchet.client.errors import HatchetError, HatchetRetryableError
 from airflow_provider_hatchet.client.wait_event import WaitEvent, WaitStatus
 from airflow_provider_hatchet.client.waiter import (
@@ -37,8 +37,11 @@ if TYPE_CHECKING:
 Listen = Literal["auto", "off"]
 LISTEN_CHOICES: tuple[Listen, ...] = ("auto", "off")
 
-# A batch of more runs than this is stored as its key, size and digest rather than its ids.
+# More run ids than this are stored packed (up to PACKED_RUN_IDS), or a batch as its key, size and digest.
 INLINE_RUN_IDS = 100
+# The most run ids stored packed, 22 KB (a trigger's arguments are one database column: 64 KiB on MySQL, encrypted):
+# a wait that has its ids hears its runs on the stream from its start, with no list to read them back.
+PACKED_RUN_IDS = 1_000
 # How long cancelling the runs may take once the wait itself is being cancelled past the deadline.
 CANCEL_BUDGET = 30.0
 # While the run-event stream is connected, rounds only reconcile: at most one every this many seconds (or every poll
@@ -86,7 +89,7 @@ class Log(Protocol):
         """Log the failure that ended the wait."""
 
 
-@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+@dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
 class WaitResume:
     """What the task hands the wait it starts, so that the wait goes on where the task left it; JSON-safe.
 
@@ -109,6 +112,8 @@ class WaitResume:
         live worker: ``warn`` (once per workflow), ``fail`` (the wait ends ``no_worker``) or ``off``.
     :ivar workflows: the full names of the runs' workflows, for ``check_workers``.
     :ivar queued_grace: seconds of Hatchet's time a run may stay QUEUED before the worker check.
+    :ivar packed_run_ids: with no run ids: the runs' ids, packed (base64 of their 16-byte UUIDs, in order), as a
+        wait on more than ``INLINE_RUN_IDS`` and at most ``PACKED_RUN_IDS`` runs writes them.
     :ivar listen: ``auto`` hears the runs finish on Hatchet's gRPC run-event stream (shared by every wait in the
         event loop) when the connection has a gRPC address and the server serves the stream: a round then follows
         each time the stream tells that every pending run finished, one may have failed, or the stream reconnected,
@@ -129,6 +134,7 @@ class WaitResume:
     workflows: tuple[str, ...] = ()
     queued_grace: float = DEFAULT_QUEUED_GRACE
     listen: Listen = "auto"
+    packed_run_ids: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-safe form; only the values that differ from the defaults, to keep it small."""
@@ -182,6 +188,11 @@ class RunWait:
         index_key: str | None = None,
     ) -> None:
         resume = resume or WaitResume()
+        if resume.packed_run_ids is not None:
+            if run_ids:
+                raise ValueError(f"packed_run_ids replaces run_ids: give one of them, got {len(run_ids)} run_ids")
+            run_ids = unpack_ids(resume.packed_run_ids)
+            resume = dataclasses.replace(resume, packed_run_ids=None)
         if isinstance(run_ids, str) or not all(isinstance(i, str) and i for i in run_ids):
             raise ValueError(f"run_ids must be a list of non-empty strings, got {run_ids!r}")
         if resume.run_count is not None and (run_ids or not batch_key or not resume.run_ids_digest
@@ -224,12 +235,17 @@ class RunWait:
         return self.resume.started_at
 
     def arguments(self) -> dict[str, Any]:
-        """The JSON-safe keyword arguments that make this wait again; a batch of more than ``INLINE_RUN_IDS`` runs
-        that carry their index is written as its key, size and ids' digest."""
+        """The JSON-safe keyword arguments that make this wait again; more than ``INLINE_RUN_IDS`` run ids are
+        written packed, up to ``PACKED_RUN_IDS``, and a bigger batch that carries its index as its key, size and
+        ids' digest."""
         resume = self.resume
         big = resume.run_count is not None or len(self.run_ids) > INLINE_RUN_IDS
         run_ids = list(self.run_ids)
-        if self.batch_key is not None and resume.indexed_batch and big:
+        packed = pack_ids(run_ids) if big and resume.run_count is None and len(run_ids) <= PACKED_RUN_IDS else None
+        if packed is not None:
+            resume = dataclasses.replace(resume, packed_run_ids=packed)
+            run_ids = []
+        elif self.batch_key is not None and resume.indexed_batch and big:
             resume = dataclasses.replace(resume, run_count=resume.run_count or len(run_ids),
                                          run_ids_digest=resume.run_ids_digest or ids_digest(run_ids))
             run_ids = []

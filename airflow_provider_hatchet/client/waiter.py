@@ -123,7 +123,8 @@ class WaitState:
     created: dict[str, datetime] = field(default_factory=dict)
     task_names: dict[str, str] = field(default_factory=dict)
     unnamed: dict[str, RunSummary] = field(default_factory=dict)
-    in_batch: set[str] = field(default_factory=set)
+    # Immutable, and replaced whole: shared while empty (a triggerer holds one state per deferred wait).
+    in_batch: frozenset[str] = frozenset()
     batch_pages: int = 1
     window_pages: int = 1
     batch_since: datetime | None = None

@@ -97,7 +97,8 @@ class QueuedWatch:
         self.workflows = list(dict.fromkeys(workflows))
         self.grace = timedelta(seconds=grace)
         self.queued_since: dict[str, datetime] = {}
-        self.warned: set[str] = set()
+        # Immutable, and replaced whole: shared while empty (the triggerer holds one per deferred wait).
+        self.warned: frozenset[str] = frozenset()
         self.lookup_failed = False
 
     async def check(self, client: AsyncHatchetClient, statuses: dict[str, RunStatus],
@@ -130,13 +131,12 @@ class QueuedWatch:
                             len(stuck), self.grace.total_seconds(), exc)
             return None
         missing = [workflow for workflow in self.workflows if not serving(workers, workflow)]
-        self.warned &= set(missing)
-        for workflow in missing:
-            if workflow not in self.warned:
-                self.warned.add(workflow)
-                log_warning("No live Hatchet worker serves workflow %r, and %d run(s) have been QUEUED for over %gs "
-                            "(e.g. %s): they will wait until a worker for it starts.", workflow, len(stuck),
-                            self.grace.total_seconds(), ", ".join(stuck[:3]))
+        fresh = [workflow for workflow in missing if workflow not in self.warned]
+        self.warned = frozenset(missing)  # a workflow that found a worker is warned about again once it loses it
+        for workflow in fresh:
+            log_warning("No live Hatchet worker serves workflow %r, and %d run(s) have been QUEUED for over %gs "
+                        "(e.g. %s): they will wait until a worker for it starts.", workflow, len(stuck),
+                        self.grace.total_seconds(), ", ".join(stuck[:3]))
         if missing and self.mode == "fail":
             return (f"No live Hatchet worker serves workflow {', '.join(map(repr, missing))}: {len(stuck)} run(s) "
                     f"QUEUED for over {self.grace.total_seconds():g}s ({', '.join(stuck[:10])}"

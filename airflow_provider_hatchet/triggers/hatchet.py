@@ -73,9 +73,10 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
     :param cancel_on_timeout: cancel the unfinished runs once ``execution_deadline`` has passed.
     :param resume: what the deferring task hands the wait, a
         :class:`~airflow_provider_hatchet.client.run_wait.WaitResume` or its dict: when waiting began, when the
-        first round may start, the 404 grace, the most requests in flight, and a big batch stored as its key, size
-        and digest (:meth:`serialize` writes a batch of more than ``INLINE_RUN_IDS`` runs that carry
-        ``airflow_batch_index`` this way, so the stored arguments stay small whatever the batch's size).
+        first round may start, the 404 grace, the most requests in flight, and more than ``INLINE_RUN_IDS`` run ids
+        packed, or a bigger batch stored as its key, size and digest (:meth:`serialize` writes up to
+        ``PACKED_RUN_IDS`` ids packed, and a bigger batch whose runs carry ``airflow_batch_index`` as its key, so
+        the stored arguments stay small whatever the batch's size).
         Its ``listen`` (``auto`` by default) hears the runs finish on Hatchet's gRPC run-event stream, one stream
         per connection shared by every trigger in the triggerer, when the connection has a gRPC address and the
         server serves it: the wait then ends a moment after its runs finish, once a round over REST confirms,
@@ -109,7 +110,8 @@ class HatchetWorkflowRunTrigger(BaseTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the JSON-safe keyword arguments (no secrets).
 
-        An indexed batch of more than ``INLINE_RUN_IDS`` runs is written as its key, size and ids' digest.
+        More than ``INLINE_RUN_IDS`` run ids are written packed, up to ``PACKED_RUN_IDS``; a bigger indexed batch
+        as its key, size and ids' digest.
         """
         kwargs = {"hatchet_conn_id": self.hatchet_conn_id, "cancel_on_kill": self.cancel_on_kill,
                   **self.wait.arguments()}

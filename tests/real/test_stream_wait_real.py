@@ -143,17 +143,22 @@ def test_a_deferred_trigger_operator_ends_on_the_stream(
     assert task_state(dag_run, "t") == "success"
 
 
-def test_a_deferred_wait_on_a_batch_stored_as_its_key_ends_on_the_stream(
-    backend: Backend, grpc_address: str, config: ClientConfig, airflow_conn: Any
+@pytest.mark.parametrize("stored", ["packed", "as its key"])
+def test_a_deferred_wait_on_a_big_batch_ends_on_the_stream(
+    backend: Backend, grpc_address: str, config: ClientConfig, airflow_conn: Any, stored: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """As the triggerer rebuilds a deferrable sensor's trigger on a bulk batch of more than ``INLINE_RUN_IDS`` runs
-    from its serialized form (the batch's key, size and digest, no ids), with its first round an hour away."""
+    from its serialized form (the ids packed, or, as a batch of more than ``PACKED_RUN_IDS`` runs, the batch's key,
+    size and digest and no ids), with its first round an hour away."""
     from airflow_provider_hatchet._identity import BATCH_INDEX_KEY, TI_KEY
-    from airflow_provider_hatchet.client import INLINE_RUN_IDS
+    from airflow_provider_hatchet.client import INLINE_RUN_IDS, run_wait
     from airflow_provider_hatchet.client.grpc.channel import close_channels
     from airflow_provider_hatchet.client.grpc.client import AsyncGrpcClient, trigger_request
     from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
 
+    if stored == "as its key":
+        monkeypatch.setattr(run_wait, "PACKED_RUN_IDS", INLINE_RUN_IDS)
     backend.connect(airflow_conn, grpc_address=grpc_address, grpc_tls="false")
     key = f"stream-batch-{backend.tag}"
     count = INLINE_RUN_IDS + 1
@@ -174,7 +179,8 @@ def test_a_deferred_wait_on_a_batch_stored_as_its_key_ends_on_the_stream(
             await close_channels()
 
     ids, kwargs, payload = asyncio.run(scenario())
-    assert kwargs["run_ids"] == [] and kwargs["resume"]["run_count"] == count
+    assert kwargs["run_ids"] == []
+    assert ("packed_run_ids" if stored == "packed" else "run_count") in kwargs["resume"]
     assert payload["status"] == "success", payload["message"]
     assert payload["run_ids"] == ids and len(payload["outputs"]) == count
 
