@@ -378,3 +378,18 @@ async def test_a_batch_stored_as_its_key_past_its_deadline_ends_at_once(
                    resume=WaitResume(run_count=3, run_ids_digest="0" * 64, first_poll_at=time.time() + 3600))
     event = await asyncio.wait_for(wait.run(client, log), 10)
     assert event.status is WaitStatus.TIMEOUT
+
+
+async def test_with_the_stream_a_queued_run_is_checked_when_it_passes_the_grace(
+    sim: HatchetSimulator, stream: ScriptedStream, client: AsyncHatchetClient
+) -> None:
+    """Rounds are a minute apart while the stream is connected; a run not visible yet, then QUEUED with no worker to
+    serve it, still gets its rounds in time for the worker check's grace (2 s here), not a minute later."""
+    sim.register_workflow("unserved", "succeed", served=False)
+    sim.visibility_delay = 0.3
+    run_id = await trigger(client, "unserved")
+    wait = RunWait([run_id], poll_interval=0.2, execution_deadline=time.time() + 15,
+                   resume=WaitResume(check_workers="fail", workflows=("unserved",), queued_grace=2.0))
+    event = await wait.run(client, log)
+    assert event.status is WaitStatus.NO_WORKER, event.message
+    assert run_events.run_events(client.config).live

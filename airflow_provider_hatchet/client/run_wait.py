@@ -346,7 +346,7 @@ class RunWait:
                     # showed unfinished are read one by one.
                     event = await check_round(client, self.state, fetch_outputs=self.fetch_outputs,
                                               max_concurrency=self.resume.max_concurrency,
-                                              by_one=CONFIRM_BY_ONE if self._watch is not None else 0)
+                                              by_one=CONFIRM_BY_ONE if self._watch and self._watch.live else 0)
             if event is not None and event.finished:
                 return event
             if event is not None:
@@ -427,11 +427,16 @@ class RunWait:
                      self.poll_interval, why)
 
     def _interval(self) -> float:
-        """Seconds between rounds the stream does not wake: a slow reconciliation while it is connected."""
+        """Seconds between rounds the stream does not wake: a slow reconciliation while it is connected, unless
+        the last round could not see every run (not visible yet, or a transient failure) or a queued run will pass
+        the worker check's grace sooner."""
         watch = self._watch
-        if watch is None or not watch.live:
+        state = self.state
+        if watch is None or not watch.live or state.missing_since or state.last_error:
             return self.poll_interval
-        return max(self.poll_interval, RECONCILE_INTERVAL)
+        interval = max(self.poll_interval, RECONCILE_INTERVAL)
+        due = self.watch.due_in
+        return interval if due is None else min(interval, max(self.poll_interval, due))
 
     def _stream_says_done(self) -> bool:
         """Whether the stream tells that every pending run finished, or one may have failed."""

@@ -100,6 +100,9 @@ class QueuedWatch:
         # Immutable, and replaced whole: shared while empty (the triggerer holds one per deferred wait).
         self.warned: frozenset[str] = frozenset()
         self.lookup_failed = False
+        # Seconds from the last check until the next queued run passes the grace, if one will (for a wait whose
+        # rounds are a minute apart while the run-event stream is connected).
+        self.due_in: float | None = None
 
     async def check(self, client: AsyncHatchetClient, statuses: dict[str, RunStatus],
                     created: dict[str, datetime], log_warning: Callable[..., object]) -> str | None:
@@ -119,6 +122,8 @@ class QueuedWatch:
         # Both sides are Hatchet's time; the server clock reads its earliest possible value, so a run is never
         # taken for stuck early.
         stuck = sorted(run_id for run_id, since in self.queued_since.items() if now - since >= self.grace)
+        coming = [since + self.grace - now for since in self.queued_since.values() if now - since < self.grace]
+        self.due_in = min(coming).total_seconds() if coming else None
         if not stuck:
             return None
         try:
