@@ -162,8 +162,21 @@ def workflows(prefix: str = "") -> list[Any]:
     ]
 
 
+def serve_older_engines() -> None:
+    """Keep the worker starting on the matrix's older engines (v0.75.0, v0.90.0).
+
+    hatchet-sdk 1.43.1 raises ``DeprecationError`` at one worker start in five on an engine without multiple slot
+    types, once its deprecation window ended (2026-08-11): the stack then failed at random. The legacy
+    registration still works on those engines; only the random raise goes.
+    """
+    from hatchet_sdk.worker.worker import Worker
+
+    Worker._emit_legacy_slot_deprecation = lambda self: None
+
+
 def main() -> None:
     """Register the workflows (plain and prefixed) and serve them until stopped."""
+    serve_older_engines()
     slots = int(os.environ.get("HATCHET_WORKER_SLOTS", "200"))
     worker = hatchet.worker("airflow-provider-tests", slots=slots,
                             workflows=workflows() + workflows(NAMESPACE_PREFIX))
