@@ -385,7 +385,7 @@ async def test_the_last_few_unfinished_runs_of_a_listed_batch_are_asked_about_on
 
 async def wait_until_finished(sim: HatchetSimulator, run_ids: list[str]) -> None:
     for _ in range(500):
-        if all(sim.run_status(i) in ("COMPLETED", "FAILED", "CANCELLED") for i in run_ids):
+        if all(sim.run_status(i) in TERMINAL for i in run_ids):
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the runs did not finish")
