@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import httpx
 
 
@@ -65,9 +66,11 @@ class LaneTransport(httpx.AsyncBaseTransport):
             self._lanes.append(lane)
             return lane
         pool_timeout = request.extensions.get("timeout", {}).get("pool")
+        # Not asyncio.wait_for: on Python 3.10 and 3.11 it drops a lane handed over just as the wait is cancelled.
         try:
-            return await asyncio.wait_for(free.get(), pool_timeout)
-        except asyncio.TimeoutError:
+            with anyio.fail_after(pool_timeout):
+                return await free.get()
+        except TimeoutError:
             raise httpx.PoolTimeout("no free connection in time", request=request) from None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
