@@ -1,5 +1,6 @@
-"""The async client's connection lanes, over real HTTP on 127.0.0.1: a wait for a lane that is cancelled neither
-goes on nor loses the lane."""
+"""The async client's request slots and its connection lanes, over real HTTP on 127.0.0.1: requests beyond the
+pool wait for a slot before anything is built for them, their timeout counts from when they are sent, and a wait
+for a lane that is cancelled neither goes on nor loses the lane."""
 
 from __future__ import annotations
 
@@ -8,7 +9,52 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, TriggerRequest, endpoints
 from airflow_provider_hatchet.client.lanes import LaneTransport
+from airflow_provider_hatchet.client.retry import RetryPolicy
+from airflow_provider_hatchet.testing import Faults
+
+ONCE = RetryPolicy(attempts=1)
+
+
+async def test_requests_queued_behind_the_pool_are_sent_once_each_within_their_timeout(hatchet: Any) -> None:
+    """Eight reads through a one-connection client, each answered 0.15 s late, take about 1.2 s together: longer
+    than the 0.5 s timeout. Each is timed from when it is sent, so none times out, and none is sent twice."""
+    sim = hatchet
+    sim.visibility_delay = 0
+    config = ClientConfig.from_token(sim.token, server_url=sim.server_url, timeout=0.5)
+    async with AsyncHatchetClient(config, retry=ONCE, max_connections=1) as client:
+        run_id = await client.send(endpoints.trigger(TriggerRequest("demo-etl", {})))
+        sim.faults = Faults(latency=0.15, routes=("status",))
+        statuses = await asyncio.gather(*(client.send(endpoints.run_status(run_id)) for _ in range(8)))
+
+    assert len(statuses) == 8
+    assert sum(1 for r in sim.requests if r.route == "status") == 8
+
+
+async def test_no_more_requests_are_in_flight_than_the_pool_holds(hatchet: Any, monkeypatch: Any) -> None:
+    sim = hatchet
+    sim.faults = Faults(latency=0.02, routes=("trigger",))
+    config = ClientConfig.from_token(sim.token, server_url=sim.server_url)
+    in_flight = peak = 0
+    real_send = AsyncHatchetClient._send_now
+
+    async def counted(self: AsyncHatchetClient, call: Any) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await real_send(self, call)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(AsyncHatchetClient, "_send_now", counted)
+    async with AsyncHatchetClient(config, retry=ONCE, max_connections=3) as client:
+        ids = await asyncio.gather(*(client.send(endpoints.trigger(TriggerRequest("demo-etl", {"i": i})))
+                                     for i in range(20)))
+
+    assert len(set(ids)) == 20
+    assert peak == 3
 
 
 async def test_a_wait_for_a_lane_cancelled_as_the_lane_is_freed_ends_and_leaves_the_lane_free(hatchet: Any) -> None:

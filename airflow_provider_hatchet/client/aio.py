@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from functools import lru_cache
@@ -103,6 +104,9 @@ class AsyncHatchetClient:
         # Hatchet's time, from the Date header of every answer: what the watchers anchor their windows to.
         self.server_clock = server_clock or ServerClock()
         self._http = http_client(config, transport, max_connections)
+        # A request waits here, before anything is built for it, rather than in the pool: a triggerer's 1,000
+        # first rounds then hold about 10 KB less each at their peak, which the process keeps as resident memory.
+        self._slots = asyncio.Semaphore(max(1, max_connections))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(server_url={self.config.server_url!r}, tenant_id={self.config.tenant_id!r})"
@@ -148,10 +152,14 @@ class AsyncHatchetClient:
             offset = pages.next_offset(offset, page)
 
     async def _send_once(self, call: endpoints.Call[T]) -> T:
+        async with self._slots:
+            return await self._send_now(call)
+
+    async def _send_now(self, call: endpoints.Call[T]) -> T:
         clock = self.server_clock
         sent = clock.local()
         try:
-            # httpx's timeouts restart with every read: this bounds the whole request.
+            # httpx's timeouts restart with every read: this bounds the whole request (not its wait for a slot).
             with anyio.fail_after(self.config.timeout):
                 response = await self._http.request(
                     call.method, self.config.server_url + call.path, params=call.params, json=call.json)

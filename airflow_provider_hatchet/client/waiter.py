@@ -153,6 +153,9 @@ class WaitState:
 
 
 async def _bounded(limit: int, items: Iterable[str], call: Callable[[str], Awaitable[T]]) -> list[tuple[str, T]]:
+    items = list(items)
+    if len(items) == 1:  # a wait on one run: no task for it
+        return [(items[0], await call(items[0]))]
     semaphore = asyncio.Semaphore(max(1, limit))
 
     async def one(item: str) -> tuple[str, T]:
