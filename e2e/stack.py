@@ -10,6 +10,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -38,13 +39,35 @@ class StackError(RuntimeError):
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now.
+    """Return a TCP port that is free on every interface right now, below the kernel's ephemeral range.
+
+    A server's port taken from the ephemeral range (where ``bind(0)`` picks) can be given to an outgoing
+    connection while the server restarts: hatchet-api's hundreds of connections to a killed hatchet-engine all
+    reconnect at once, and the engine's health listener (``:port``, every interface) then failed with "address
+    already in use". Below the range, only another listener can take it.
 
     :return: the port number
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    low = _ephemeral_low()
+    ports = list(range(10_000, low)) if low > 11_000 else []
+    random.shuffle(ports)
+    for port in ports[:200]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no room below the range
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
 
 
 def wait_until(what: str, probe: Callable[[], Any], timeout: float, alive: Callable[[], None]) -> Any:
