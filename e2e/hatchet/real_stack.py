@@ -23,6 +23,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -301,6 +302,53 @@ def down() -> None:
     log("stopped")
 
 
+def restart_engine() -> None:
+    """``kill -9`` the running stack's hatchet-engine and start it again as ``up`` did (the same command,
+    environment and ports), once its ports are free; record its new pid for ``down``; return once it is ready."""
+    state = json.loads(STATE_FILE.read_text())
+    pid = state["pids"]["engine"]
+    proc = Path(f"/proc/{pid}")
+    argv = (proc / "cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
+    env = dict(item.split("=", 1) for item in (proc / "environ").read_bytes().decode().split("\0") if item)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    wait_until("the killed hatchet-engine to exit", lambda: not _alive(pid), 15, lambda: None)
+    ports = [int(env["SERVER_HEALTHCHECK_PORT"]), int(env["SERVER_GRPC_PORT"])]
+    wait_until(f"ports {ports} to be free", lambda: all(_bindable(p) for p in ports), 30, lambda: None)
+    logs = STATE_DIR / "logs"
+    with (logs / "engine.log").open("ab") as out:
+        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                 cwd=STATE_DIR, start_new_session=True)
+    state["pids"]["engine"] = popen.pid
+    STATE_FILE.write_text(json.dumps(state, indent=2))
+
+    def exited() -> None:
+        if popen.poll() is not None:
+            raise StackError(f"the restarted hatchet-engine exited ({popen.returncode}); log tail:\n"
+                             f"{tail(logs / 'engine.log')}")
+
+    health = f"http://127.0.0.1:{ports[0]}/ready"
+    wait_until("the restarted hatchet-engine's readiness", lambda: _answers(health), 120, exited)
+    log(f"hatchet-engine restarted (pid {popen.pid})")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go listens: TIME_WAIT does not block
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _alive(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError):
         if os.waitpid(pid, os.WNOHANG)[0]:
@@ -313,16 +361,20 @@ def _alive(pid: int) -> bool:
 
 
 def main() -> int:
-    """``up`` or ``down``."""
+    """``up``, ``down`` or ``restart-engine``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     up_parser = sub.add_parser("up")
     up_parser.add_argument("--version", required=True)
     up_parser.add_argument("--worker-python", required=True)
     sub.add_parser("down")
+    sub.add_parser("restart-engine", help="kill -9 hatchet-engine and start it again (a fault test's step)")
     args = parser.parse_args()
     if args.command == "down":
         down()
+        return 0
+    if args.command == "restart-engine":
+        restart_engine()
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     down()

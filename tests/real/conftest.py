@@ -90,6 +90,12 @@ class Backend:
             client.close()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests that restart the real hatchet-engine after every other: should the engine not come back,
+    only they fail, rather than every later test waiting on a server that is gone."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_engine") is not None)
+
+
 def register_worker_workflows(sim: Any) -> None:
     """Register in the simulator what ``e2e/hatchet/worker.py`` registers on the real server.
 

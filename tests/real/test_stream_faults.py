@@ -5,16 +5,19 @@ Each wait is a :class:`HatchetWorkflowRunTrigger` run to its one event, as the t
 if the stream (or the round its reconnection wakes) tells it. The faults: the stream's TCP connection cut through
 Toxiproxy while the run finishes (both servers); the server's gRPC face stopped and started again, and every stream
 ended by the simulator's cut hook (as Hatchet's shutdown ends them); the triggerer stopped mid-wait and the trigger
-rebuilt from its serialized arguments in a fresh event loop; and an event the stream never sends (the simulator's
-drop hook), which the reconciliation round must make up for. Every wait must end with the right status, once.
+rebuilt from its serialized arguments in a fresh event loop; an event the stream never sends (the simulator's
+drop hook), which the reconciliation round must make up for; and, on the real server, hatchet-engine killed and
+started again (run last: every later test would need the engine). Every wait must end with the right status, once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +34,10 @@ from tests.real.faults import Toxiproxy
 POLL_INTERVAL = 60.0
 BOUND = 45.0
 RUN_SECONDS = 3.0
+ROOT = Path(__file__).resolve().parents[2]
+# Where `make hatchet-up` records the real server's processes, and the script that restarts its engine.
+STACK_STATE = ROOT / "build" / "hatchet" / "state.json"
+REAL_STACK = ROOT / "e2e" / "hatchet" / "real_stack.py"
 
 
 def trigger_run(client: HatchetClient, tag: str, seconds: float = RUN_SECONDS, workflow: str = "demo-etl") -> str:
@@ -221,3 +228,35 @@ def test_a_run_whose_event_is_never_sent_ends_the_wait_at_the_reconciliation(
     assert events[0]["statuses"] == {heard: RunStatus.COMPLETED.value, dropped: RunStatus.COMPLETED.value}
     # The stream told of one run only: the other was found by a round.
     assert heard in recent and dropped not in recent
+
+
+@pytest.mark.restarts_engine
+def test_a_wait_ends_once_after_the_real_engine_is_killed_and_started_again(
+    backend: Backend, grpc_address: str, airflow_conn: Callable[..., str],
+) -> None:
+    """hatchet-engine, which serves the stream, is killed with SIGKILL mid-wait and started again
+    (``real_stack.py restart-engine``): the stream reconnects to the new engine, and the wait ends once, as a
+    success, when the run finishes, far sooner than its hourly rounds would."""
+    if not backend.is_real:
+        pytest.skip("the simulator's restart is test_a_wait_ends_once_after_the_server_ends_its_stream")
+    if not STACK_STATE.exists():
+        pytest.skip(f"no {STACK_STATE}: the engine to restart is the one `make hatchet-up` started")
+    backend.connect(airflow_conn, grpc_address=grpc_address, grpc_tls="false")
+    client = backend.client()
+
+    async def scenario() -> tuple[int, float]:
+        run_id = trigger_run(client, backend.tag, seconds=5.0)
+        waiting = asyncio.ensure_future(events_of(HatchetWorkflowRunTrigger([run_id], poll_interval=3600.0)))
+        await until(watched(run_id), "the stream subscribed the run")
+        restarted = await asyncio.create_subprocess_exec(
+            sys.executable, str(REAL_STACK), "restart-engine",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        output, _ = await restarted.communicate()
+        assert restarted.returncode == 0, output.decode(errors="replace")
+        started = time.monotonic()
+        assert_one_success(await asyncio.wait_for(waiting, 120), run_id)
+        return hub().streams_opened, time.monotonic() - started
+
+    opened, took = asyncio.run(scenario())
+    assert opened >= 2
+    assert took < 120
