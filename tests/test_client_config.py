@@ -10,6 +10,8 @@ from tests.tokens import SERVER, TENANT, make_token
 
 pytestmark = pytest.mark.af2
 
+OTHER_TENANT = "5b1c3a7e-0f4d-4c2a-9e8b-7d6f5a4b3c21"
+
 
 def test_config_takes_tenant_and_server_from_the_token() -> None:
     config = ClientConfig.from_token(make_token())
@@ -18,9 +20,18 @@ def test_config_takes_tenant_and_server_from_the_token() -> None:
 
 def test_overrides_win_over_the_claims() -> None:
     config = ClientConfig.from_token(
-        make_token(), server_url="http://127.0.0.1:7077/", tenant_id="other-tenant", namespace="Dev"
+        make_token(), server_url="http://127.0.0.1:7077/", tenant_id=OTHER_TENANT.upper(), namespace="Dev"
     )
-    assert (config.server_url, config.tenant_id, config.namespace) == ("http://127.0.0.1:7077", "other-tenant", "dev_")
+    assert (config.server_url, config.tenant_id, config.namespace) == ("http://127.0.0.1:7077", OTHER_TENANT, "dev_")
+
+
+@pytest.mark.parametrize("given", ["other-tenant", "", " ", "a/b?c#d", "707d0855-80ab-4e1f-a156"])
+def test_a_tenant_id_that_is_not_a_uuid_is_refused_naming_where_it_came_from(given: str) -> None:
+    given_by = r"\(the connection extra 'tenant_id' or HATCHET_CLIENT_TENANT_ID\) is not a UUID"
+    with pytest.raises(HatchetConfigError, match=given_by):
+        ClientConfig.from_token(make_token(), tenant_id=given or "x")
+    with pytest.raises(HatchetConfigError, match="'sub' claim"):
+        ClientConfig.from_token(make_token(sub=given or "x"))
 
 
 def test_server_url_without_scheme_gets_https() -> None:

@@ -4,7 +4,6 @@ HTTP, against the simulator or a loopback server with one canned answer."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -226,12 +225,12 @@ def test_a_run_id_that_is_not_a_uuid_is_a_field_error_before_anything_is_sent(si
     assert sim.requests == []
 
 
-def test_path_segments_are_quoted() -> None:
-    page = json.dumps({"rows": [], "pagination": {"current_page": 1, "next_page": 1, "num_pages": 1}}).encode()
-    with CannedServer(200, page, {"Content-Type": "application/json"}) as server:
-        with canned_client(server, tenant_id="a/b?c#d") as c:
-            assert c.send(endpoints.list_workflows()).rows == []
-        assert server.requests[0].startswith("GET /api/v1/tenants/a%2Fb%3Fc%23d/workflows?")
+def test_a_tenant_id_that_is_not_a_uuid_is_refused_before_anything_is_sent() -> None:
+    """A tenant id goes into every tenant's path: one that could leave it (``a/b?c#d``) is refused."""
+    with CannedServer(200, b"{}", {"Content-Type": "application/json"}) as server:
+        with pytest.raises(HatchetConfigError, match=r"'a/b\?c#d' \(the connection extra 'tenant_id'"):
+            canned_client(server, tenant_id="a/b?c#d")
+        assert server.requests == []
 
 
 def test_a_sensor_given_a_run_id_that_is_not_a_uuid_fails_naming_run_id_before_sending(hatchet: Any) -> None:

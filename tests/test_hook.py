@@ -49,18 +49,21 @@ def test_the_host_overrides_the_server_url(airflow_conn: Any, fields: dict[str, 
     assert hook_for(airflow_conn, **fields).config.server_url == url
 
 
+T2, T3 = "2f0c3e53-0c4b-4b8e-9b8a-6f1d2a3c4b5d", "3e1d4f64-1d5c-4c9f-8c9b-7a2e3b4d5c6e"
+
+
 def test_extras_override_tenant_and_set_namespace_verify_timeout(airflow_conn: Any) -> None:
     config = hook_for(
-        airflow_conn, extra={"tenant_id": "t-2", "namespace": "Team_A", "verify": "false", "timeout": "12.5"}
+        airflow_conn, extra={"tenant_id": T2, "namespace": "Team_A", "verify": "false", "timeout": "12.5"}
     ).config
-    assert (config.tenant_id, config.namespace, config.verify, config.timeout) == ("t-2", "team_a_", False, 12.5)
+    assert (config.tenant_id, config.namespace, config.verify, config.timeout) == (T2, "team_a_", False, 12.5)
 
 
 def test_airflow_2_form_field_names_are_read(airflow_conn: Any) -> None:
     config = hook_for(
-        airflow_conn, extra={"extra__hatchet__tenant_id": "t-3", "extra__hatchet__namespace": "Legacy"}
+        airflow_conn, extra={"extra__hatchet__tenant_id": T3, "extra__hatchet__namespace": "Legacy"}
     ).config
-    assert (config.tenant_id, config.namespace) == ("t-3", "legacy_")
+    assert (config.tenant_id, config.namespace) == (T3, "legacy_")
 
 
 def test_verify_accepts_a_ca_bundle_path(airflow_conn: Any, tmp_path: Path) -> None:
@@ -115,10 +118,10 @@ def test_per_call_namespace_override(airflow_conn: Any) -> None:
 def test_a_missing_connection_falls_back_to_the_sdk_environment(monkeypatch: pytest.MonkeyPatch, logs: Any) -> None:
     monkeypatch.setenv("HATCHET_CLIENT_TOKEN", TOKEN)
     monkeypatch.setenv("HATCHET_CLIENT_SERVER_URL", "http://127.0.0.1:9999")
-    monkeypatch.setenv("HATCHET_CLIENT_TENANT_ID", "t-env")
+    monkeypatch.setenv("HATCHET_CLIENT_TENANT_ID", T3)
     monkeypatch.setenv("HATCHET_CLIENT_NAMESPACE", "EnvNs")
     config = HatchetHook("hatchet_missing").config
-    assert (config.server_url, config.tenant_id, config.namespace) == ("http://127.0.0.1:9999", "t-env", "envns_")
+    assert (config.server_url, config.tenant_id, config.namespace) == ("http://127.0.0.1:9999", T3, "envns_")
     text = logs()
     assert "HATCHET_CLIENT_* environment variables" in text
     assert TOKEN not in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,7 +136,7 @@ class ClientConfig:
         :param proxy: the proxy URL; None to follow the environment's proxy variables.
         :param grpc_address: overrides the token's ``grpc_broadcast_address`` claim.
         :param grpc_tls: whether gRPC uses TLS.
-        :raises HatchetConfigError: if the token is malformed or a needed claim is missing.
+        :raises HatchetConfigError: if the token is malformed, a needed claim is missing, or the tenant is not a UUID.
         """
         if not token:
             raise HatchetConfigError("No Hatchet API token is configured (the connection's password is empty).")
@@ -149,6 +150,10 @@ class ClientConfig:
             )
         if not tenant:
             raise HatchetConfigError("The Hatchet API token has no 'sub' (tenant) claim; set the tenant id.")
+        source = "the API token's 'sub' claim"
+        if tenant_id:
+            source = "the connection extra 'tenant_id' or HATCHET_CLIENT_TENANT_ID"
+        tenant = _tenant_uuid(str(tenant), source)
         if not str(url).startswith(("http://", "https://")):
             url = f"https://{url}"
         return cls(
@@ -169,3 +174,14 @@ class ClientConfig:
         :param run_id: the run id.
         """
         return f"{self.server_url}/tenants/{self.tenant_id}/runs/{run_id}"
+
+
+def _tenant_uuid(tenant: str, source: str) -> str:
+    """The tenant id as Hatchet writes it (a lowercase UUID): it goes into every tenant's path."""
+    try:
+        return str(uuid.UUID(tenant.strip()))
+    except ValueError:
+        raise HatchetConfigError(
+            f"The Hatchet tenant id {tenant[:64]!r} ({source}) is not a UUID: Hatchet names a tenant by its UUID, "
+            "shown in the dashboard's tenant settings."
+        ) from None
