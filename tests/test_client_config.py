@@ -25,6 +25,16 @@ def test_overrides_win_over_the_claims() -> None:
     assert (config.server_url, config.tenant_id, config.namespace) == ("http://127.0.0.1:7077", OTHER_TENANT, "dev_")
 
 
+@pytest.mark.parametrize("pasted", ["token", "token with spaces", "part", "another token"])
+def test_a_token_pasted_as_the_tenant_id_is_refused_without_being_echoed(pasted: str) -> None:
+    token = make_token()
+    given = {"token": token, "token with spaces": f"  {token} ", "part": token[10:60],
+             "another token": make_token(sub="x")}[pasted]
+    with pytest.raises(HatchetConfigError, match=r"a token, not a tenant id, \(the connection extra") as err:
+        ClientConfig.from_token(token, tenant_id=given)
+    assert given.strip()[:12] not in str(err.value) and token[10:30] not in str(err.value)
+
+
 @pytest.mark.parametrize("given", ["other-tenant", "", " ", "a/b?c#d", "707d0855-80ab-4e1f-a156"])
 def test_a_tenant_id_that_is_not_a_uuid_is_refused_naming_where_it_came_from(given: str) -> None:
     given_by = r"\(the connection extra 'tenant_id' or HATCHET_CLIENT_TENANT_ID\) is not a UUID"

@@ -153,7 +153,7 @@ class ClientConfig:
         source = "the API token's 'sub' claim"
         if tenant_id:
             source = "the connection extra 'tenant_id' or HATCHET_CLIENT_TENANT_ID"
-        tenant = _tenant_uuid(str(tenant), source)
+        tenant = _tenant_uuid(str(tenant), source, token.strip())
         if not str(url).startswith(("http://", "https://")):
             url = f"https://{url}"
         return cls(
@@ -176,12 +176,17 @@ class ClientConfig:
         return f"{self.server_url}/tenants/{self.tenant_id}/runs/{run_id}"
 
 
-def _tenant_uuid(tenant: str, source: str) -> str:
+def _tenant_uuid(tenant: str, source: str, token: str) -> str:
     """The tenant id as Hatchet writes it (a lowercase UUID): it goes into every tenant's path."""
     try:
         return str(uuid.UUID(tenant.strip()))
     except ValueError:
-        raise HatchetConfigError(
-            f"The Hatchet tenant id {tenant[:64]!r} ({source}) is not a UUID: Hatchet names a tenant by its UUID, "
-            "shown in the dashboard's tenant settings."
-        ) from None
+        pass
+    # The token pasted into the tenant field must not be echoed.
+    pasted = tenant.strip()
+    a_token = pasted.startswith("eyJ") or (len(pasted) >= 16 and (pasted in token or token in pasted))
+    shown = "a token, not a tenant id," if a_token else repr(tenant[:40])
+    raise HatchetConfigError(
+        f"The Hatchet tenant id {shown} ({source}) is not a UUID: Hatchet names a tenant by its UUID, shown in the "
+        "dashboard's tenant settings."
+    )
