@@ -76,3 +76,45 @@ async def test_a_wait_for_a_lane_cancelled_as_the_lane_is_freed_ends_and_leaves_
         assert isinstance(outcome[0], asyncio.CancelledError)
         third = await asyncio.wait_for(http.get(url), 2)  # the lane is free, not lost
         assert third.status_code == 404
+
+
+async def test_requests_cancelled_while_they_wait_for_a_slot_leave_every_slot_free(
+    hatchet: Any, monkeypatch: Any,
+) -> None:
+    """Forty reads through two slots, every other one cancelled at a different moment (some as a slot frees):
+    the rest answer, and a later batch still has both slots."""
+    sim = hatchet
+    sim.visibility_delay = 0
+    config = ClientConfig.from_token(sim.token, server_url=sim.server_url)
+    in_flight = peak = 0
+    real_send = AsyncHatchetClient._send_now
+
+    async def counted(self: AsyncHatchetClient, call: Any) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await real_send(self, call)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(AsyncHatchetClient, "_send_now", counted)
+    async with AsyncHatchetClient(config, retry=ONCE, max_connections=2) as client:
+        run_id = await client.send(endpoints.trigger(TriggerRequest("demo-etl", {})))
+        sim.faults = Faults(latency=0.01, routes=("status",))
+        tasks = [asyncio.create_task(client.send(endpoints.run_status(run_id))) for _ in range(40)]
+        for number, task in enumerate(tasks):
+            if number % 2:
+                await asyncio.sleep(0.002 * (number % 7))
+                task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        answered = [o for o in outcomes if not isinstance(o, BaseException)]
+        assert all(isinstance(o, asyncio.CancelledError) for o in outcomes if isinstance(o, BaseException))
+        assert len(answered) >= 20
+
+        peak = 0
+        later = await asyncio.wait_for(
+            asyncio.gather(*(client.send(endpoints.run_status(run_id)) for _ in range(6))), 10)
+    assert len(later) == 6
+    assert peak == 2
+    assert in_flight == 0
