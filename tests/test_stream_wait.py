@@ -230,6 +230,28 @@ async def test_after_the_stream_is_cut_it_reconnects_and_nothing_is_lost(
     assert stream.opened == 2
 
 
+def request_feeders() -> list[asyncio.Task[Any]]:
+    """grpc's tasks that feed a stream its requests, one per stream call not yet over."""
+    return [t for t in asyncio.all_tasks() if "_consume_request_iterator" in repr(t.get_coro())]
+
+
+async def test_a_stream_the_server_ended_leaves_no_task_feeding_it_requests(
+    sim: HatchetSimulator, stream: ScriptedStream, client: AsyncHatchetClient
+) -> None:
+    """grpc cancels its request-feeding task only when it cancels a live call: after each stream the server ended,
+    the feeder of the old call waited for an id forever (a task and the old call kept per reconnection)."""
+    hanging = await trigger(client, "demo-hang")
+    wait = asyncio.ensure_future(slow_wait([hanging]).run(client, log))
+    await stream.until_subscribed(hanging)
+    for opened in (2, 3, 4):
+        stream.cut()
+        await stream.until_subscribed(hanging, streams=opened)
+    await asyncio.sleep(0)
+    assert len(request_feeders()) == 1  # the live stream's
+    wait.cancel()
+    await asyncio.gather(wait, return_exceptions=True)
+
+
 async def test_a_server_without_the_stream_is_polled_with_one_line_saying_why(
     sim: HatchetSimulator, client: AsyncHatchetClient, caplog: pytest.LogCaptureFixture
 ) -> None:

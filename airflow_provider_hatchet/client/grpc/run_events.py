@@ -372,7 +372,8 @@ class RunEvents:
                     self._send(run_id)
                 loop = asyncio.get_running_loop()
                 started = loop.time()
-                call = stream(_Requests(outbox), metadata=self._metadata)
+                requests = _Requests(outbox)
+                call = stream(requests, metadata=self._metadata)
                 self.streams_opened += 1
                 try:
                     await call.wait_for_connection()
@@ -389,6 +390,7 @@ class RunEvents:
                         return
                 finally:
                     call.cancel()
+                    requests.end()
                     self._outbox = None
                 if loop.time() - started >= BACKOFF_RESET:
                     delay = BACKOFF_FIRST
@@ -412,17 +414,28 @@ def _time_up(waiter: asyncio.Future[bool]) -> None:
 
 
 class _Requests:
-    """The stream's requests, one per id put in the outbox; never ends (a half-close ends Hatchet's stream). A
-    plain iterator rather than an async generator, which grpc could not close while it waits for an id."""
+    """The stream's requests, one per id put in the outbox; they end only once the call is over (a half-close
+    ends Hatchet's stream). A plain iterator rather than an async generator, which grpc could not close while it
+    waits for an id."""
 
     def __init__(self, outbox: asyncio.Queue[str]) -> None:
         self.outbox = outbox
+        self.ended = False
+
+    def end(self) -> None:
+        """End the requests of a call that is over: grpc stops feeding them only when it cancels a live call, and
+        a call the server ended would otherwise keep its feeder waiting for an id for good."""
+        self.ended = True
+        self.outbox.put_nowait("")
 
     def __aiter__(self) -> _Requests:
         return self
 
     async def __anext__(self) -> Any:
-        return _protos.SubscribeToWorkflowRunsRequest(workflow_run_id=await self.outbox.get())
+        run_id = await self.outbox.get()
+        if self.ended:
+            raise StopAsyncIteration
+        return _protos.SubscribeToWorkflowRunsRequest(workflow_run_id=run_id)
 
 
 def _serialize(message: Any) -> bytes:
