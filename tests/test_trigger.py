@@ -66,6 +66,23 @@ async def events_of(trigger: HatchetWorkflowRunTrigger) -> list[dict[str, Any]]:
     return [event.payload async for event in trigger.run()]
 
 
+async def until(holds: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Return once ``holds()`` is true, looking every 10 ms (a condition, not a guessed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not holds():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.01)
+
+
+def statuses(sim: HatchetSimulator, run_ids: list[str]) -> list[str]:
+    return [sim.run_status(i) for i in run_ids]
+
+
+def a_round_was_made(sim: HatchetSimulator) -> Callable[[], bool]:
+    """Whether the trigger has asked about its runs (the simulator's request log, cleared before it started)."""
+    return lambda: any(r.route in ("status", "list", "details") for r in sim.requests)
+
+
 def test_serialize_round_trips_json_safe_without_the_token(sim: HatchetSimulator) -> None:
     trigger = HatchetWorkflowRunTrigger(
         run_ids=["a", "b"], hatchet_conn_id=CONN_ID, poll_interval=7, execution_deadline=1.7e9,
@@ -150,8 +167,8 @@ async def test_deadline_cancels_the_unfinished_runs_when_asked(sim: HatchetSimul
     (event,) = await events_of(make(hanging, execution_deadline=time.time() + 0.3, cancel_on_timeout=True))
     assert event["status"] == "timeout"
     assert "(cancelled)" in event["message"]
-    await asyncio.sleep(0.3)  # the simulator applies a cancel after its cancel_delay
-    assert sim.run_status(hanging[0]) == "CANCELLED"
+    # The simulator applies a cancel after its cancel_delay.
+    await until(lambda: statuses(sim, hanging) == ["CANCELLED"], "the run cancelled")
 
 
 def test_a_deadline_cancels_once_when_the_loop_ends_after_the_first_event(sim: HatchetSimulator) -> None:
@@ -193,8 +210,9 @@ async def test_batch_key_polls_with_one_list_per_round(sim: HatchetSimulator) ->
 
 async def test_cancelling_the_trigger_propagates(sim: HatchetSimulator) -> None:
     hanging = await trigger_runs(sim, "forever")
+    sim.clear_requests()
     task = asyncio.ensure_future(events_of(make(hanging)))
-    await asyncio.sleep(0.3)
+    await until(a_round_was_made(sim), "the trigger's first round")
     assert not task.done()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -204,9 +222,11 @@ async def test_cancelling_the_trigger_propagates(sim: HatchetSimulator) -> None:
 async def test_on_kill_cancels_the_unfinished_runs(sim: HatchetSimulator) -> None:
     done = await trigger_runs(sim, "etl")
     hanging = await trigger_runs(sim, "forever", 2)
+    await until(lambda: statuses(sim, done) == ["COMPLETED"], "the etl run finished")
+    sim.clear_requests()
     trigger = make(done + hanging)
     task = asyncio.ensure_future(events_of(trigger))
-    await asyncio.sleep(0.4)
+    await until(a_round_was_made(sim), "the trigger's first round")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -214,8 +234,7 @@ async def test_on_kill_cancels_the_unfinished_runs(sim: HatchetSimulator) -> Non
     await trigger.on_kill()
     cancel = [r for r in sim.requests if r.route == "cancel"]
     assert len(cancel) == 1 and sorted(cancel[0].json["externalIds"]) == sorted(hanging)
-    await asyncio.sleep(0.4)
-    assert [sim.run_status(i) for i in hanging] == ["CANCELLED", "CANCELLED"]
+    await until(lambda: statuses(sim, hanging) == ["CANCELLED", "CANCELLED"], "both runs cancelled")
     assert sim.run_status(done[0]) == "COMPLETED"
 
 
@@ -255,14 +274,14 @@ async def test_the_first_round_waits_for_first_poll_at(sim: HatchetSimulator, mo
 
 async def test_a_past_first_poll_at_starts_at_once(sim: HatchetSimulator) -> None:
     ids = await trigger_runs(sim, "etl")
-    await asyncio.sleep(0.1)
+    await until(lambda: statuses(sim, ids) == ["COMPLETED"], "the run finished")  # else the next round is 30 s on
     (event,) = await events_of(make(ids, poll_interval=30, resume={"first_poll_at": time.time() - 60}))
     assert event["status"] == "success"
 
 
 async def test_detect_batch_false_reads_no_run_for_its_batch_key(sim: HatchetSimulator) -> None:
     ids = await trigger_runs(sim, "etl", 6, **{TI_KEY: "dag|run|bulk|-1"})
-    await asyncio.sleep(0.1)
+    await until(lambda: set(statuses(sim, ids)) == {"COMPLETED"}, "the runs finished")
     sim.clear_requests()
     (event,) = await events_of(make(ids, resume={"detect_batch": False}))
     assert event["status"] == "success"
