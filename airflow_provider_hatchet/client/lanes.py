@@ -66,7 +66,8 @@ class LaneTransport(httpx.AsyncBaseTransport):
             self._lanes.append(lane)
             return lane
         pool_timeout = request.extensions.get("timeout", {}).get("pool")
-        # Not asyncio.wait_for: on Python 3.10 and 3.11 it drops a lane handed over just as the wait is cancelled.
+        # Not asyncio.wait_for: on Python 3.10 and 3.11, a wait cancelled in the turn a lane is handed to it returns
+        # the lane, and the cancelled request goes on.
         try:
             with anyio.fail_after(pool_timeout):
                 return await free.get()
