@@ -175,8 +175,12 @@ def test_a_cancelled_run_fails_the_task_saying_so(
 
 
 def test_deferrable_defers_then_resumes_with_the_output(hatchet: Any, dag_runner: Any, logs: Any) -> None:
+    # A task whose run has already finished does not defer: the run must outlast a slow trigger on a busy machine
+    # (demo-etl's 0.5 s once did not, in CI).
+    hatchet.register_workflow("op-deferrable-etl", "succeed", duration=3.0)
     with make_dag("op_deferrable") as dag:
-        operator(task_id="t", workflow_name="demo-etl", input={"x": 1}, wait_for_completion=True, deferrable=True)
+        operator(task_id="t", workflow_name="op-deferrable-etl", input={"x": 1}, wait_for_completion=True,
+                 deferrable=True)
     dag_run = dag_runner(dag)
 
     assert dag_run.state == "success"
