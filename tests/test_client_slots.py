@@ -18,18 +18,18 @@ ONCE = RetryPolicy(attempts=1)
 
 
 async def test_requests_queued_behind_the_pool_are_sent_once_each_within_their_timeout(hatchet: Any) -> None:
-    """Eight reads through a one-connection client, each answered 0.15 s late, take about 1.2 s together: longer
-    than the 0.5 s timeout. Each is timed from when it is sent, so none times out, and none is sent twice."""
+    """Twelve reads through a one-connection client, each answered 0.15 s late, take about 1.8 s together: longer
+    than the 1 s timeout. Each is timed from when it is sent, so none times out, and none is sent twice."""
     sim = hatchet
     sim.visibility_delay = 0
-    config = ClientConfig.from_token(sim.token, server_url=sim.server_url, timeout=0.5)
+    config = ClientConfig.from_token(sim.token, server_url=sim.server_url, timeout=1.0)
     async with AsyncHatchetClient(config, retry=ONCE, max_connections=1) as client:
         run_id = await client.send(endpoints.trigger(TriggerRequest("demo-etl", {})))
         sim.faults = Faults(latency=0.15, routes=("status",))
-        statuses = await asyncio.gather(*(client.send(endpoints.run_status(run_id)) for _ in range(8)))
+        statuses = await asyncio.gather(*(client.send(endpoints.run_status(run_id)) for _ in range(12)))
 
-    assert len(statuses) == 8
-    assert sum(1 for r in sim.requests if r.route == "status") == 8
+    assert len(statuses) == 12
+    assert sum(1 for r in sim.requests if r.route == "status") == 12
 
 
 async def test_no_more_requests_are_in_flight_than_the_pool_holds(hatchet: Any, monkeypatch: Any) -> None:
