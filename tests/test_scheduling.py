@@ -31,7 +31,8 @@ def wait_for(condition: Any, limit: float = 10.0) -> Any:
 
 def test_a_scheduled_run_fires_on_time_with_its_input_metadata_and_priority(hatchet: Any) -> None:
     hook = HatchetHook()
-    scheduled = hook.schedule_workflow("demo-etl", soon(0.4), {"day": 1}, {"team": "data", "n": 3}, priority=2)
+    # 2 s ahead: the reads below must see it before it fires, on a loaded machine too (0.4 s once was not enough).
+    scheduled = hook.schedule_workflow("demo-etl", soon(2.0), {"day": 1}, {"team": "data", "n": 3}, priority=2)
     assert scheduled.workflow_name == "demo-etl"
     assert hook.send(scheduling.get_scheduled(scheduled.id)).additional_metadata == {"team": "data", "n": "3"}
     assert [s.id for s in hook.send(scheduling.list_scheduled()).rows] == [scheduled.id]
@@ -48,9 +49,9 @@ def test_a_scheduled_run_fires_on_time_with_its_input_metadata_and_priority(hatc
 
 def test_a_deleted_schedule_never_fires(hatchet: Any) -> None:
     hook = HatchetHook()
-    scheduled = hook.schedule_workflow("demo-etl", soon(0.3))
+    scheduled = hook.schedule_workflow("demo-etl", soon(1.5))
     assert hook.delete_scheduled_run(scheduled.id) is True
-    time.sleep(0.5)
+    time.sleep(2.0)  # past its time
     assert hook.send(scheduling.list_scheduled()).rows == []
     assert hatchet.run_count() == 0
 
