@@ -8,6 +8,7 @@ import inspect
 import json
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,6 +26,7 @@ from airflow_provider_hatchet.client import (
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.testing import HatchetSimulator, SimulatorServer
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger, WaitResume
+from tests import conditions
 
 pytestmark = pytest.mark.loopback
 
@@ -66,12 +68,8 @@ async def events_of(trigger: HatchetWorkflowRunTrigger) -> list[dict[str, Any]]:
     return [event.payload async for event in trigger.run()]
 
 
-async def until(holds: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Return once ``holds()`` is true, looking every 10 ms (a condition, not a guessed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not holds():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.01)
+# The simulator's runs here take 0.05 s: look every 10 ms, and fail after 10 s.
+until = partial(conditions.until, timeout=10.0, every=0.01)
 
 
 def statuses(sim: HatchetSimulator, run_ids: list[str]) -> list[str]:

@@ -35,6 +35,7 @@ from airflow_provider_hatchet.client.waiter import (
     check_round,
 )
 from airflow_provider_hatchet.testing import Faults, HatchetSimulator, ManualClock, SimulatorServer
+from tests.conditions import until
 from tests.tracebacks import chained
 
 pytestmark = pytest.mark.loopback
@@ -384,11 +385,8 @@ async def test_the_last_few_unfinished_runs_of_a_listed_batch_are_asked_about_on
 
 
 async def wait_until_finished(sim: HatchetSimulator, run_ids: list[str]) -> None:
-    for _ in range(500):
-        if all(sim.run_status(i) in TERMINAL for i in run_ids):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the runs did not finish")
+    await until(lambda: all(sim.run_status(i) in TERMINAL for i in run_ids), "the runs finished", timeout=5.0,
+                every=0.01)
 
 
 async def test_batch_key_is_detected_from_the_first_run(client: AsyncHatchetClient, sim: HatchetSimulator) -> None:

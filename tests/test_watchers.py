@@ -14,6 +14,7 @@ from airflow_provider_hatchet._compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_P
 from airflow_provider_hatchet.client import HatchetValidationError
 from airflow_provider_hatchet.hooks.hatchet import HatchetHook
 from airflow_provider_hatchet.triggers.hatchet import HatchetEventTrigger, HatchetWorkflowRunEventTrigger
+from tests.conditions import until
 
 pytestmark = pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="event-driven scheduling needs Airflow 3")
 
@@ -31,15 +32,6 @@ class StateStore:
 
     async def aset(self, key: str, value: Any) -> None:
         self.values[key] = value
-
-
-async def until(condition: Callable[[], bool], limit: float = 20.0) -> None:
-    """Wait, a bounded number of short sleeps, until the condition holds."""
-    for _ in range(int(limit / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def requests_of(sim: Any, route: str = "list") -> Callable[[], int]:

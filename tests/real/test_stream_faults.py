@@ -27,6 +27,7 @@ from airflow_provider_hatchet.client.errors import HatchetNotFoundError
 from airflow_provider_hatchet.client.grpc import run_events
 from airflow_provider_hatchet.client.models import RunStatus
 from airflow_provider_hatchet.triggers.hatchet import HatchetWorkflowRunTrigger
+from tests.conditions import until
 from tests.real.conftest import Backend, register_worker_workflows
 from tests.real.faults import Toxiproxy
 
@@ -44,14 +45,6 @@ def trigger_run(client: HatchetClient, tag: str, seconds: float = RUN_SECONDS, w
     """Trigger one run that takes ``seconds`` (both servers read ``__sim__``'s duration) and return its id."""
     return client.send(endpoints.trigger(
         TriggerRequest(workflow, {"__sim__": {"duration": seconds}}, {"test_tag": tag})))
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Wait until ``predicate()`` holds, looking every 20 ms."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.02)
 
 
 async def finished(client: HatchetClient, run_id: str) -> None:
