@@ -5,9 +5,11 @@ for a lane that is cancelled neither goes on nor loses the lane."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 
 from airflow_provider_hatchet.client import AsyncHatchetClient, ClientConfig, TriggerRequest, endpoints
 from airflow_provider_hatchet.client.lanes import LaneTransport
@@ -15,6 +17,32 @@ from airflow_provider_hatchet.client.retry import RetryPolicy
 from airflow_provider_hatchet.testing import Faults
 
 ONCE = RetryPolicy(attempts=1)
+
+
+@dataclass
+class InFlight:
+    """How many requests are being sent now (past their slot), and the most at once."""
+
+    now: int = 0
+    peak: int = 0
+
+
+@pytest.fixture
+def in_flight(monkeypatch: pytest.MonkeyPatch) -> InFlight:
+    """Count the requests every ``AsyncHatchetClient`` sends at once, from slot taken to answer read."""
+    count = InFlight()
+    send_now = AsyncHatchetClient._send_now
+
+    async def counted(self: AsyncHatchetClient, call: Any) -> Any:
+        count.now += 1
+        count.peak = max(count.peak, count.now)
+        try:
+            return await send_now(self, call)
+        finally:
+            count.now -= 1
+
+    monkeypatch.setattr(AsyncHatchetClient, "_send_now", counted)
+    return count
 
 
 async def test_requests_queued_behind_the_pool_are_sent_once_each_within_their_timeout(hatchet: Any) -> None:
@@ -32,29 +60,16 @@ async def test_requests_queued_behind_the_pool_are_sent_once_each_within_their_t
     assert sum(1 for r in sim.requests if r.route == "status") == 12
 
 
-async def test_no_more_requests_are_in_flight_than_the_pool_holds(hatchet: Any, monkeypatch: Any) -> None:
+async def test_no_more_requests_are_in_flight_than_the_pool_holds(hatchet: Any, in_flight: InFlight) -> None:
     sim = hatchet
     sim.faults = Faults(latency=0.02, routes=("trigger",))
     config = ClientConfig.from_token(sim.token, server_url=sim.server_url)
-    in_flight = peak = 0
-    real_send = AsyncHatchetClient._send_now
-
-    async def counted(self: AsyncHatchetClient, call: Any) -> Any:
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        try:
-            return await real_send(self, call)
-        finally:
-            in_flight -= 1
-
-    monkeypatch.setattr(AsyncHatchetClient, "_send_now", counted)
     async with AsyncHatchetClient(config, retry=ONCE, max_connections=3) as client:
         ids = await asyncio.gather(*(client.send(endpoints.trigger(TriggerRequest("demo-etl", {"i": i})))
                                      for i in range(20)))
 
     assert len(set(ids)) == 20
-    assert peak == 3
+    assert in_flight.peak == 3
 
 
 async def test_a_wait_for_a_lane_cancelled_as_the_lane_is_freed_ends_and_leaves_the_lane_free(hatchet: Any) -> None:
@@ -79,26 +94,13 @@ async def test_a_wait_for_a_lane_cancelled_as_the_lane_is_freed_ends_and_leaves_
 
 
 async def test_requests_cancelled_while_they_wait_for_a_slot_leave_every_slot_free(
-    hatchet: Any, monkeypatch: Any,
+    hatchet: Any, in_flight: InFlight,
 ) -> None:
     """Forty reads through two slots, every other one cancelled at a different moment (some as a slot frees):
     the rest answer, and a later batch still has both slots."""
     sim = hatchet
     sim.visibility_delay = 0
     config = ClientConfig.from_token(sim.token, server_url=sim.server_url)
-    in_flight = peak = 0
-    real_send = AsyncHatchetClient._send_now
-
-    async def counted(self: AsyncHatchetClient, call: Any) -> Any:
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        try:
-            return await real_send(self, call)
-        finally:
-            in_flight -= 1
-
-    monkeypatch.setattr(AsyncHatchetClient, "_send_now", counted)
     async with AsyncHatchetClient(config, retry=ONCE, max_connections=2) as client:
         run_id = await client.send(endpoints.trigger(TriggerRequest("demo-etl", {})))
         sim.faults = Faults(latency=0.01, routes=("status",))
@@ -112,9 +114,9 @@ async def test_requests_cancelled_while_they_wait_for_a_slot_leave_every_slot_fr
         assert all(isinstance(o, asyncio.CancelledError) for o in outcomes if isinstance(o, BaseException))
         assert len(answered) >= 20
 
-        peak = 0
+        in_flight.peak = 0
         later = await asyncio.wait_for(
             asyncio.gather(*(client.send(endpoints.run_status(run_id)) for _ in range(6))), 10)
     assert len(later) == 6
-    assert peak == 2
-    assert in_flight == 0
+    assert in_flight.peak == 2
+    assert in_flight.now == 0
