@@ -328,7 +328,8 @@ def restart_engine() -> None:
                              f"{tail(logs / 'engine.log')}")
 
     health = f"http://127.0.0.1:{ports[0]}/ready"
-    wait_until("the restarted hatchet-engine's readiness", lambda: _answers(health), 120, exited)
+    wait_until("the restarted hatchet-engine's readiness", lambda: httpx.get(health, timeout=5).status_code == 200,
+               120, exited)
     log(f"hatchet-engine restarted (pid {popen.pid})")
 
 
@@ -340,13 +341,6 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _alive(pid: int) -> bool:

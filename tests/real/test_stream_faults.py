@@ -237,7 +237,7 @@ def test_a_wait_ends_once_after_the_real_engine_is_killed_and_started_again(
     backend.connect(airflow_conn, grpc_address=grpc_address, grpc_tls="false")
     client = backend.client()
 
-    async def scenario() -> tuple[int, float]:
+    async def scenario() -> int:
         run_id = trigger_run(client, backend.tag, seconds=5.0)
         waiting = asyncio.ensure_future(events_of(HatchetWorkflowRunTrigger([run_id], poll_interval=3600.0)))
         await until(watched(run_id), "the stream subscribed the run")
@@ -246,10 +246,7 @@ def test_a_wait_ends_once_after_the_real_engine_is_killed_and_started_again(
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         output, _ = await restarted.communicate()
         assert restarted.returncode == 0, output.decode(errors="replace")
-        started = time.monotonic()
         assert_one_success(await asyncio.wait_for(waiting, 120), run_id)
-        return hub().streams_opened, time.monotonic() - started
+        return hub().streams_opened
 
-    opened, took = asyncio.run(scenario())
-    assert opened >= 2
-    assert took < 120
+    assert asyncio.run(scenario()) >= 2
