@@ -38,8 +38,9 @@ def test_a_token_pasted_as_the_tenant_id_is_refused_without_being_echoed(pasted:
 @pytest.mark.parametrize("given", ["other-tenant", "", " ", "a/b?c#d", "707d0855-80ab-4e1f-a156"])
 def test_a_tenant_id_that_is_not_a_uuid_is_refused_naming_where_it_came_from(given: str) -> None:
     given_by = r"\(the connection extra 'tenant_id' or HATCHET_CLIENT_TENANT_ID\) is not a UUID"
-    with pytest.raises(HatchetConfigError, match=given_by):
+    with pytest.raises(HatchetConfigError, match=given_by) as err:
         ClientConfig.from_token(make_token(), tenant_id=given or "x")
+    assert f"tenant id {(given or 'x')!r} (" in str(err.value)  # the value, quoted: newlines and all escaped
     with pytest.raises(HatchetConfigError, match="'sub' claim"):
         ClientConfig.from_token(make_token(sub=given or "x"))
 

@@ -225,14 +225,6 @@ def test_a_run_id_that_is_not_a_uuid_is_a_field_error_before_anything_is_sent(si
     assert sim.requests == []
 
 
-def test_a_tenant_id_that_is_not_a_uuid_is_refused_before_anything_is_sent() -> None:
-    """A tenant id goes into every tenant's path: one that could leave it (``a/b?c#d``) is refused."""
-    with CannedServer(200, b"{}", {"Content-Type": "application/json"}) as server:
-        with pytest.raises(HatchetConfigError, match=r"'a/b\?c#d' \(the connection extra 'tenant_id'"):
-            canned_client(server, tenant_id="a/b?c#d")
-        assert server.requests == []
-
-
 def test_a_sensor_given_a_run_id_that_is_not_a_uuid_fails_naming_run_id_before_sending(hatchet: Any) -> None:
     from airflow_provider_hatchet.sensors.hatchet import HatchetWorkflowRunSensor
 
